@@ -1,0 +1,47 @@
+# rawbpf — `make help` lists the targets. Targets that touch the kernel need root (sudo make …).
+SHELL      := /bin/bash
+PYTHON     ?= python3
+VENV       ?= .venv
+VPY        := $(VENV)/bin/python
+LOG_DIR    ?= $(CURDIR)/logs
+CLANG      ?= clang
+BPF_CFLAGS := -O2 -g -target bpf -Wall -Werror -D__TARGET_ARCH_x86 -I$(CURDIR)/programs/include
+APT_PKGS   := clang llvm bpftool libbpf-dev gcc make
+PYTEST_ARGS ?=
+
+.PHONY: help deps venv bpffs test unit kernel-test lint run demo programs check-programs testdata bench stress zipapp clean
+
+help: ## List the targets
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
+
+deps: ## Install Debian build/test packages if missing (clang, llvm, bpftool, libbpf-dev, gcc)
+	@missing=""; for p in $(APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then echo "installing:$$missing"; apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; fi
+
+$(VPY): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VPY) -m pip install -q --upgrade pip
+	$(VPY) -m pip install -q -e '.[dev]'
+	@touch $(VPY)
+
+venv: $(VPY) ## Create .venv with rawbpf and its test/lint tools
+
+bpffs: ## Mount bpffs at /sys/fs/bpf if it is not mounted (root)
+	@$(VPY) -m rawbpf doctor --mount-bpffs >/dev/null 2>&1 || mountpoint -q /sys/fs/bpf || mount -t bpf bpf /sys/fs/bpf
+
+test: deps venv bpffs ## Run every test, unit and real-kernel, with no skips allowed (root)
+	RAWBPF_REQUIRE_KERNEL=1 $(VPY) -m pytest -q $(PYTEST_ARGS)
+
+unit: venv ## Run the tests that need no root and no compiler
+	$(VPY) -m pytest -q tests/unit $(PYTEST_ARGS)
+
+lint: venv ## ruff and mypy
+	$(VPY) -m ruff check rawbpf tests tools
+	$(VPY) -m mypy
+
+run: venv bpffs ## Load the Claude monitor and log to ./logs (root; Ctrl-C stops and cleans up)
+	$(VPY) -m rawbpf load programs/claude_monitor.o --log-dir $(LOG_DIR)
+
+clean: ## Remove build outputs (keeps committed objects)
+	rm -rf build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache bench/out

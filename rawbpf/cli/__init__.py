@@ -1,0 +1,78 @@
+"""The ``rawbpf`` command line: a thin click layer that parses, calls the library and formats.
+
+Every :class:`~rawbpf.errors.RawBPFError` becomes one line on stderr and exit status 1 (``--verbose`` adds the
+detail, e.g. the full verifier log); usage errors exit 2.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any, List, Optional
+
+import click
+
+from rawbpf.errors import RawBPFError
+
+_COMMANDS = {
+    # name: (module, attribute)
+    "load": ("rawbpf.cli.load", "load"),
+    "tail": ("rawbpf.cli.tail", "tail"),
+    "status": ("rawbpf.cli.status", "status"),
+    "inspect": ("rawbpf.cli.inspect", "inspect"),
+    "disasm": ("rawbpf.cli.inspect", "disasm"),
+    "doctor": ("rawbpf.cli.doctor", "doctor"),
+}
+
+
+class _LazyGroup(click.Group):
+    """Imports a subcommand's module only when it runs, so ``rawbpf tail`` never imports the loader."""
+
+    def list_commands(self, ctx: click.Context) -> List[str]:
+        return sorted(_COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> Optional[click.Command]:
+        if cmd_name not in _COMMANDS:
+            return None
+        import importlib
+
+        module, attr = _COMMANDS[cmd_name]
+        cmd = getattr(importlib.import_module(module), attr)
+        assert isinstance(cmd, click.Command)
+        return cmd
+
+
+@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-v", "--verbose", is_flag=True, help="Show details: full verifier logs, debug logging.")
+@click.version_option(package_name="rawbpf")
+@click.pass_context
+def cli(ctx: click.Context, verbose: bool) -> None:
+    """rawbpf: load BPF objects, consume their ring buffers, audit what Claude Code does."""
+    ctx.ensure_object(dict)
+    ctx.obj["verbose"] = verbose
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.WARNING,
+        format="rawbpf: %(levelname)s: %(message)s",
+    )
+
+
+def main(argv: Optional[List[str]] = None) -> Any:
+    """Entry point: run the CLI, turning rawbpf errors into one line and exit status 1."""
+    verbose = "-v" in (argv or sys.argv[1:]) or "--verbose" in (argv or sys.argv[1:])
+    try:
+        return cli.main(args=argv, prog_name="rawbpf", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("rawbpf: aborted", err=True)
+        sys.exit(1)
+    except click.ClickException as err:
+        err.show()
+        sys.exit(err.exit_code)
+    except RawBPFError as err:
+        click.echo(f"rawbpf: {err.detail() if verbose else err.summary()}", err=True)
+        if not verbose and err.detail() != str(err):
+            click.echo("rawbpf: (run with --verbose for the full detail)", err=True)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except BrokenPipeError:
+        sys.exit(0)

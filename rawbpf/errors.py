@@ -1,0 +1,147 @@
+"""The one rawbpf error hierarchy; pure, makes no syscalls.
+
+Every failure rawbpf reports is a :class:`RawBPFError`. Messages are one line, lower-case, context first:
+``load program 'handle_exec': permission denied (need CAP_BPF or root)``. Kernel failures are
+:class:`SyscallError`, which is also an :class:`OSError` so ``errno`` works as usual; an ``OSError`` becomes a
+rawbpf error exactly once, in :mod:`rawbpf._sys`.
+"""
+
+from __future__ import annotations
+
+import errno as _errno
+import os
+from typing import Optional, Sequence
+
+
+class RawBPFError(Exception):
+    """Base of every error rawbpf raises on purpose."""
+
+    def summary(self) -> str:
+        """One line for the CLI (the message itself)."""
+        return str(self).splitlines()[0] if str(self) else type(self).__name__
+
+    def detail(self) -> str:
+        """Everything known, for ``--verbose`` (defaults to the message)."""
+        return str(self)
+
+
+class ObjectError(RawBPFError):
+    """A BPF ELF object is malformed or uses something rawbpf cannot load."""
+
+
+class BTFError(RawBPFError):
+    """BTF (or .BTF.ext) data is malformed, or a type lookup failed."""
+
+
+class RelocationError(RawBPFError):
+    """A relocation (map, call, CO-RE, extern) could not be resolved."""
+
+
+class AsmError(RawBPFError):
+    """Bad assembler input: unknown helper, missing label, invalid operand."""
+
+
+class LogFormatError(RawBPFError):
+    """A log file is not a rawbpf msgpack log, or is corrupt beyond a torn tail."""
+
+
+class ConfigError(RawBPFError):
+    """Bad user input that is not an object: an option value, a --set assignment, a path."""
+
+
+class NotSupportedError(RawBPFError):
+    """The running kernel lacks a feature. ``min_kernel`` names the first release that has it."""
+
+    def __init__(self, feature: str, min_kernel: Optional[str] = None, why: str = "") -> None:
+        self.feature = feature
+        self.min_kernel = min_kernel
+        msg = f"{feature} is not supported by this kernel"
+        if min_kernel:
+            msg += f" (needs Linux {min_kernel} or later)"
+        if why:
+            msg += f": {why}"
+        super().__init__(msg)
+
+
+_HINTS = {
+    _errno.EPERM: "need CAP_BPF/CAP_PERFMON or root",
+    _errno.EACCES: "need CAP_BPF/CAP_PERFMON or root",
+}
+
+
+class SyscallError(RawBPFError, OSError):
+    """A bpf(2), perf_event_open(2), ioctl or mount call failed. Also an OSError with ``errno`` set."""
+
+    def __init__(self, op: str, err: int, hint: str = "") -> None:
+        self.op = op
+        self.errno_value = err
+        msg = f"{op}: {os.strerror(err).lower()}" if err else op
+        hint = hint or _HINTS.get(err, "")
+        if hint:
+            msg += f" ({hint})"
+        RawBPFError.__init__(self, msg)
+        self.errno = err
+        self.strerror = os.strerror(err) if err else ""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else self.op
+
+    def __reduce__(self):  # type: ignore[no-untyped-def]
+        return (type(self), (self.op, self.errno_value))
+
+
+class VerifierError(SyscallError):
+    """The verifier rejected a program.
+
+    ``summary()`` is one line (the kernel's reason, and the C source line of the failing instruction when
+    line info is known); ``tail()`` the last lines of the log; ``log`` the full verifier log.
+    """
+
+    def __init__(
+        self,
+        op: str,
+        err: int,
+        log: str,
+        *,
+        reason: str = "",
+        insn_index: Optional[int] = None,
+        source: str = "",
+    ) -> None:
+        self.log = log
+        self.reason = reason or _last_meaningful_line(log) or os.strerror(err).lower()
+        self.insn_index = insn_index
+        self.source = source
+        SyscallError.__init__(self, op, err)
+        line = f"{op}: verifier rejected program: {self.reason}"
+        if source:
+            line += f" [at {source}]"
+        self.args = (line,)
+
+    def __reduce__(self):  # type: ignore[no-untyped-def]
+        return (_rebuild_verifier_error, (self.op, self.errno_value, self.log, self.reason, self.insn_index,
+                                          self.source))
+
+    def tail(self, lines: int = 12) -> str:
+        """The last meaningful lines of the verifier log."""
+        kept = [ln for ln in self.log.splitlines() if ln.strip()]
+        return "\n".join(kept[-lines:])
+
+    def detail(self) -> str:
+        return f"{self}\n--- verifier log ---\n{self.log.rstrip()}"
+
+
+def _rebuild_verifier_error(op: str, err: int, log: str, reason: str, insn: Optional[int],
+                            source: str) -> VerifierError:
+    return VerifierError(op, err, log, reason=reason, insn_index=insn, source=source)
+
+
+_NOISE = ("processed ", "verification time", "stack depth", "max_states_per_insn", "peak_states", "mark_read")
+
+
+def _last_meaningful_line(log: str) -> str:
+    """The line of a verifier log that best says why it failed (the last line that is not statistics)."""
+    lines: Sequence[str] = [ln.strip() for ln in log.splitlines() if ln.strip()]
+    for ln in reversed(lines):
+        if not ln.startswith(_NOISE):
+            return ln
+    return ""
