@@ -1,6 +1,7 @@
 """rawbpf: a pure-Python eBPF toolkit (loader, assembler, ring-buffer consumer) and a Claude Code monitor.
 
-Importing the package makes no syscalls; kernel objects are created only by explicit ``load``/``create`` calls.
+Importing the package makes no syscalls; kernel objects are created only by explicit
+``load``/``create`` calls.
 """
 
 from __future__ import annotations

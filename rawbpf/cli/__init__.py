@@ -12,6 +12,7 @@ from typing import Any, List, Optional
 
 import click
 
+from rawbpf import __version__
 from rawbpf.errors import RawBPFError
 
 _COMMANDS = {
@@ -44,7 +45,7 @@ class _LazyGroup(click.Group):
 
 @click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("-v", "--verbose", is_flag=True, help="Show details: full verifier logs, debug logging.")
-@click.version_option(package_name="rawbpf")
+@click.version_option(version=__version__, prog_name="rawbpf")
 @click.pass_context
 def cli(ctx: click.Context, verbose: bool) -> None:
     """rawbpf: load BPF objects, consume their ring buffers, audit what Claude Code does."""

@@ -1,0 +1,64 @@
+#!/usr/bin/env python3
+"""Build rawbpf.pyz: one file that runs `rawbpf` on a host with only Python 3.9+.
+
+The archive holds the rawbpf package and the pure-Python parts of its dependencies
+(pyelftools, click, msgpack;
+msgpack's C extension cannot load from a zip, so its pure-Python fallback is used). Usage:
+
+    python3 tools/build_zipapp.py [-o rawbpf.pyz]
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import shutil
+import sys
+import tempfile
+import zipapp
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+DEPS = ("elftools", "click", "msgpack")
+SKIP_SUFFIXES = (".so", ".pyd", ".pyc", ".c", ".cpp", ".pyx", ".h")
+
+
+def _copy_package(src: Path, dst: Path) -> None:
+    def ignore(_dir: str, names: list) -> list:
+        return [n for n in names if n == "__pycache__" or n.endswith(SKIP_SUFFIXES)]
+
+    shutil.copytree(src, dst, ignore=ignore)
+
+
+def build(out: Path) -> Path:
+    with tempfile.TemporaryDirectory() as tmp:
+        stage = Path(tmp) / "app"
+        stage.mkdir()
+        _copy_package(ROOT / "rawbpf", stage / "rawbpf")
+        for name in DEPS:
+            mod = importlib.import_module(name)
+            assert mod.__file__ is not None
+            _copy_package(Path(mod.__file__).parent, stage / name)
+        (stage / "__main__.py").write_text(
+            "import sys\n"
+            "if sys.version_info < (3, 9):\n"
+            "    sys.exit('rawbpf: needs Python 3.9 or later')\n"
+            "from rawbpf.cli import main\n"
+            "main()\n"
+        )
+        out.parent.mkdir(parents=True, exist_ok=True)
+        zipapp.create_archive(stage, out, interpreter="/usr/bin/env python3", compressed=True)
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("-o", "--output", default=str(ROOT / "rawbpf.pyz"))
+    args = ap.parse_args()
+    path = build(Path(args.output))
+    print(f"{path} ({path.stat().st_size // 1024} KiB)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
