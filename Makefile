@@ -43,5 +43,8 @@ lint: venv ## ruff and mypy
 run: venv bpffs ## Load the Claude monitor and log to ./logs (root; Ctrl-C stops and cleans up)
 	$(VPY) -m rawbpf load programs/claude_monitor.o --log-dir $(LOG_DIR)
 
+zipapp: venv ## Build rawbpf.pyz, a single file that runs on hosts with only Python 3.9+
+	$(VPY) tools/build_zipapp.py -o rawbpf.pyz
+
 clean: ## Remove build outputs (keeps committed objects)
 	rm -rf build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache bench/out
