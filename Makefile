@@ -9,7 +9,7 @@ BPF_CFLAGS := -O2 -g -target bpf -Wall -Werror -D__TARGET_ARCH_x86 -I$(CURDIR)/p
 APT_PKGS   := clang llvm bpftool libbpf-dev gcc make
 PYTEST_ARGS ?=
 
-.PHONY: help deps venv bpffs test unit kernel-test lint run demo programs check-programs testdata bench stress zipapp clean
+.PHONY: help deps venv bpffs test unit kernel-test lint run demo programs check-programs testdata check-testdata bench stress zipapp clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -45,6 +45,12 @@ run: venv bpffs ## Load the Claude monitor and log to ./logs (root; Ctrl-C stops
 
 zipapp: venv ## Build rawbpf.pyz, a single file that runs on hosts with only Python 3.9+
 	$(VPY) tools/build_zipapp.py -o rawbpf.pyz
+
+testdata: ## Rebuild the BPF test corpus in tests/data (clang 14, libbpf-dev headers, gcc); commit the objects
+	CLANG=$(CLANG) PYTHON=$(PYTHON) tools/build_testdata.sh tests/data
+
+check-testdata: ## Rebuild the test corpus in a temp dir; fail if a committed object is stale or path-dependent
+	CLANG=$(CLANG) PYTHON=$(PYTHON) tools/check_testdata.sh
 
 clean: ## Remove build outputs (keeps committed objects)
 	rm -rf build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache bench/out
