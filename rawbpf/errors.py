@@ -115,6 +115,8 @@ class VerifierError(SyscallError):
         line = f"{op}: verifier rejected program: {self.reason}"
         if source:
             line += f" [at {source}]"
+        elif insn_index is not None:
+            line += f" (insn {insn_index})"
         self.args = (line,)
 
     def __reduce__(self):  # type: ignore[no-untyped-def]

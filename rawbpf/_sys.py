@@ -1,0 +1,179 @@
+"""The one syscall choke point: bpf(2), perf_event_open(2), ioctl, close, mount, statfs. Touches the kernel.
+
+Nothing else in the package calls libc directly. Every failure becomes a :class:`~rawbpf.errors.SyscallError`
+(also an ``OSError``) whose message starts with what was being done (``what``), then the errno text, then a
+hint when one is known (EPERM → privileges, E2BIG → attr/size too large, EINVAL → the caller's context).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import errno as _errno
+import os
+import platform
+from typing import Mapping, Optional
+
+from rawbpf.consts import Cmd
+from rawbpf.errors import NotSupportedError, SyscallError
+
+# (bpf, perf_event_open) per machine; the generic table (aarch64, riscv64, loongarch64) shares numbers.
+_SYSCALLS = {
+    "x86_64": (321, 298),
+    "amd64": (321, 298),
+    "aarch64": (280, 241),
+    "arm64": (280, 241),
+    "riscv64": (280, 241),
+    "loongarch64": (280, 241),
+}
+
+_libc: Optional[ctypes.CDLL] = None
+
+#: hints used when the caller gives none for an errno
+DEFAULT_HINTS: Mapping[int, str] = {
+    _errno.EPERM: "need CAP_BPF/CAP_PERFMON or root",
+    _errno.EACCES: "need CAP_BPF/CAP_PERFMON or root",
+    _errno.E2BIG: "a size or count is larger than the kernel allows, or the kernel is older than this attr",
+    _errno.ENOSYS: "the kernel was built without this syscall",
+}
+
+
+def libc() -> ctypes.CDLL:
+    """The C library, loaded once with ``use_errno``."""
+    global _libc
+    if _libc is None:
+        name = ctypes.util.find_library("c") or None
+        lib = ctypes.CDLL(name, use_errno=True)
+        lib.syscall.restype = ctypes.c_long
+        lib.ioctl.restype = ctypes.c_int
+        lib.ioctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_void_p]
+        lib.mount.restype = ctypes.c_int
+        lib.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong,
+                              ctypes.c_void_p]
+        lib.statfs.restype = ctypes.c_int
+        _libc = lib
+    return _libc
+
+
+def syscall_numbers(machine: Optional[str] = None) -> tuple[int, int]:
+    """(bpf, perf_event_open) syscall numbers for ``machine`` (default: this one)."""
+    m = (machine or platform.machine()).lower()
+    try:
+        return _SYSCALLS[m]
+    except KeyError:
+        raise NotSupportedError(f"bpf syscalls on machine '{m}'",
+                                why="rawbpf knows x86_64 and aarch64") from None
+
+
+def _fail(what: str, err: int, hints: Optional[Mapping[int, str]]) -> SyscallError:
+    hint = (hints or {}).get(err, "") or DEFAULT_HINTS.get(err, "")
+    return SyscallError(what, err, hint)
+
+
+def bpf(cmd: Cmd, attr: ctypes.Structure, what: str, *, hints: Optional[Mapping[int, str]] = None,
+        size: Optional[int] = None) -> int:
+    """bpf(cmd, &attr, sizeof attr): the result (an fd or 0); raises SyscallError(what, errno).
+
+    EINTR is retried; EAGAIN too for PROG_LOAD and BTF_LOAD (the verifier returns it when interrupted).
+    """
+    nr = syscall_numbers()[0]
+    lib = libc()
+    n = ctypes.sizeof(attr) if size is None else size
+    retry_eagain = cmd in (Cmd.PROG_LOAD, Cmd.BTF_LOAD)
+    for _attempt in range(5):
+        ret = lib.syscall(ctypes.c_long(nr), ctypes.c_long(int(cmd)), ctypes.byref(attr), ctypes.c_long(n))
+        if ret >= 0:
+            return int(ret)
+        err = ctypes.get_errno()
+        if err == _errno.EINTR or (err == _errno.EAGAIN and retry_eagain):
+            continue
+        raise _fail(what, err, hints)
+    raise _fail(what, err, hints)
+
+
+def perf_event_open(attr: ctypes.Structure, pid: int, cpu: int, group_fd: int, flags: int, what: str, *,
+                    hints: Optional[Mapping[int, str]] = None) -> int:
+    """perf_event_open(2): a new perf event fd (the caller owns it); raises SyscallError(what, errno)."""
+    nr = syscall_numbers()[1]
+    lib = libc()
+    while True:
+        ret = lib.syscall(ctypes.c_long(nr), ctypes.byref(attr), ctypes.c_long(pid), ctypes.c_long(cpu),
+                          ctypes.c_long(group_fd), ctypes.c_ulong(flags))
+        if ret >= 0:
+            return int(ret)
+        err = ctypes.get_errno()
+        if err != _errno.EINTR:
+            raise _fail(what, err, hints)
+
+
+def ioctl(fd: int, request: int, arg: int, what: str, *, hints: Optional[Mapping[int, str]] = None) -> int:
+    """ioctl(fd, request, arg) with an integer argument (an fd or a flag); raises SyscallError."""
+    ret = libc().ioctl(fd, request, ctypes.c_void_p(arg))
+    if ret < 0:
+        raise _fail(what, ctypes.get_errno(), hints)
+    return int(ret)
+
+
+def close(fd: int) -> None:
+    """Close an fd, ignoring EBADF (the caller has already forgotten it)."""
+    try:
+        os.close(fd)
+    except OSError:
+        pass
+
+
+def mount(source: str, target: str, fstype: str, what: str, flags: int = 0) -> None:
+    """mount(2) with no data; raises SyscallError(what, errno)."""
+    ret = libc().mount(source.encode(), target.encode(), fstype.encode(), flags, None)
+    if ret != 0:
+        err = ctypes.get_errno()
+        raise _fail(what, err, {_errno.EPERM: "need root (CAP_SYS_ADMIN)"})
+
+
+class _Statfs(ctypes.Structure):
+    # f_type is the first word on every 64-bit Linux ABI rawbpf supports; the rest is room to spare.
+    _fields_ = [("f_type", ctypes.c_long), ("_rest", ctypes.c_long * 31)]
+
+
+def statfs_type(path: str) -> Optional[int]:
+    """The filesystem magic of ``path`` (statfs f_type), or None if it cannot be stat'ed."""
+    buf = _Statfs()
+    if libc().statfs(os.fsencode(path), ctypes.byref(buf)) != 0:
+        return None
+    return int(buf.f_type) & 0xFFFFFFFF
+
+
+# --- object helpers shared by maps, programs, links and BTF (still the one place that calls bpf(2)) -------
+
+
+def obj_get_info(fd: int, info: ctypes.Structure, what: str, *, size: Optional[int] = None) -> int:
+    """BPF_OBJ_GET_INFO_BY_FD into ``info``; returns the number of bytes the kernel filled in."""
+    from rawbpf._types import InfoAttr, ptr
+
+    attr = InfoAttr(bpf_fd=fd, info_len=ctypes.sizeof(info) if size is None else size, info=ptr(info))
+    bpf(Cmd.OBJ_GET_INFO_BY_FD, attr, what)
+    return int(attr.info_len)
+
+
+def get_fd_by_id(cmd: Cmd, obj_id: int, what: str, open_flags: int = 0) -> int:
+    """BPF_{PROG,MAP,BTF,LINK}_GET_FD_BY_ID: a new fd the caller owns."""
+    from rawbpf._types import GetIdAttr
+
+    if not 0 < obj_id < 1 << 32:
+        raise SyscallError(what, _errno.EINVAL, f"id {obj_id} is out of range")
+    attr = GetIdAttr(start_id=obj_id, open_flags=open_flags)
+    return bpf(cmd, attr, what, hints={_errno.ENOENT: f"no object with id {obj_id}"})
+
+
+def next_id(cmd: Cmd, start: int) -> Optional[int]:
+    """BPF_{PROG,MAP,BTF,LINK}_GET_NEXT_ID: the next id after ``start``, or None at the end."""
+    from rawbpf._types import GetIdAttr
+
+    attr = GetIdAttr(start_id=start)
+    try:
+        bpf(cmd, attr, f"{cmd.name.lower()} after {start}")
+    except SyscallError as err:
+        if err.errno == _errno.ENOENT:
+            return None
+        raise
+    return int(attr.next_id)
