@@ -9,7 +9,7 @@ BPF_CFLAGS := -O2 -g -target bpf -Wall -Werror -D__TARGET_ARCH_x86 -I$(CURDIR)/p
 APT_PKGS   := clang llvm bpftool libbpf-dev gcc make
 PYTEST_ARGS ?=
 
-.PHONY: help deps venv bpffs test unit kernel-test lint run demo programs check-programs testdata check-testdata bench stress zipapp clean
+.PHONY: help deps venv bpffs test unit kernel-test lint run demo programs check-programs testdata check-testdata testdata-asm bench stress zipapp clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -51,6 +51,11 @@ testdata: ## Rebuild the BPF test corpus in tests/data (clang 14, libbpf-dev hea
 
 check-testdata: ## Rebuild the test corpus in a temp dir; fail if a committed object is stale or path-dependent
 	CLANG=$(CLANG) PYTHON=$(PYTHON) tools/check_testdata.sh
+
+testdata-asm: ## Rebuild tests/data/asm/isa.o (clang 14, -mcpu=v3) and the disassembler's golden files
+	cd tests/data/asm && $(CLANG) -O2 -g -target bpf -mcpu=v3 -Wall -Werror -fdebug-prefix-map=$$PWD=. \
+	  -ffile-prefix-map=$$PWD=. -fno-ident -c isa.c -o isa.o
+	$(PYTHON) tools/gen_golden.py
 
 clean: ## Remove build outputs (keeps committed objects)
 	rm -rf build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache bench/out
