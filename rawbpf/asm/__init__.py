@@ -1,0 +1,37 @@
+"""eBPF assembler and disassembler; pure, no syscalls.
+
+Public API:
+
+- :class:`Instruction` (``code, dst, src, off, imm``; ld_imm64 is one instruction with a 64-bit ``imm``),
+  :func:`encode`, :func:`decode`, :func:`decode_one` — the 8-byte slot encoding.
+- :func:`disassemble` ``(insns: bytes, *, start=0, annotate=None, symbols=None, alu32=False,
+  helpers=False, maps=None) -> list[str]`` — one line per instruction in llvm-objdump's BPF syntax (text
+  after the address column); :func:`format_insn` formats one :class:`Instruction`.
+- :func:`helper_id` / :func:`helper_name` — BPF helper name ↔ id (``HELPERS`` is the whole table).
+- :class:`Assembler` — the DSL: registers ``R0``…``R10`` (64-bit) and ``W0``…``W10`` (32-bit),
+  labels, helpers and maps by name, ``assemble(maps={name: fd}) -> bytes``.
+
+Errors are :class:`rawbpf.errors.AsmError`, one line naming the instruction, label, helper or map.
+"""
+
+from __future__ import annotations
+
+from rawbpf.asm import opcodes
+from rawbpf.asm.disasm import describe, disassemble, disassemble_indexed, format_insn
+from rawbpf.asm.helpers import HELPERS, helper_id, helper_name
+from rawbpf.asm.insn import Instruction, decode, decode_one, encode
+
+__all__ = [
+    "HELPERS",
+    "Instruction",
+    "decode",
+    "decode_one",
+    "describe",
+    "disassemble",
+    "disassemble_indexed",
+    "encode",
+    "format_insn",
+    "helper_id",
+    "helper_name",
+    "opcodes",
+]

@@ -1,0 +1,121 @@
+"""The eBPF instruction model: encode/decode of 8-byte slots and the 16-byte ld_imm64; pure, no syscalls.
+
+An instruction slot is ``code:u8, dst:4 | src:4, off:s16, imm:s32`` in host (little-endian) order.
+``ld_imm64`` (code 0x18) spans two slots: the second slot carries the high 32 bits of the immediate and
+must otherwise be zero, so :class:`Instruction` holds it as one instruction with a 64-bit ``imm``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import struct
+from typing import Iterable, List
+
+from rawbpf.asm import opcodes as op
+from rawbpf.errors import AsmError
+
+_SLOT = struct.Struct("<BBhi")
+SLOT_SIZE = 8
+
+
+def _signed(value: int, bits: int) -> int:
+    value &= (1 << bits) - 1
+    return value - (1 << bits) if value >> (bits - 1) else value
+
+
+@dataclasses.dataclass(frozen=True)
+class Instruction:
+    """One eBPF instruction.
+
+    ``off`` is normalised to a signed 16-bit value and ``imm`` to a signed 32-bit value (signed 64-bit for
+    ``ld_imm64``), so two instructions that encode to the same bytes compare equal. Out-of-range fields raise
+    :class:`AsmError`.
+    """
+
+    code: int
+    dst: int = 0
+    src: int = 0
+    off: int = 0
+    imm: int = 0
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.code <= 0xFF:
+            raise AsmError(f"instruction: opcode {self.code:#x} does not fit in 8 bits")
+        for name in ("dst", "src"):
+            reg = getattr(self, name)
+            if not 0 <= reg <= 15:
+                raise AsmError(f"instruction {self.code:#04x}: {name} register {reg} does not fit in 4 bits")
+        if not -(1 << 15) <= self.off < (1 << 16):
+            raise AsmError(f"instruction {self.code:#04x}: offset {self.off} does not fit in 16 bits")
+        bits = 64 if self.code == op.LD_IMM64 else 32
+        if not -(1 << (bits - 1)) <= self.imm < (1 << bits):
+            raise AsmError(f"instruction {self.code:#04x}: immediate {self.imm} does not fit in {bits} bits")
+        object.__setattr__(self, "off", _signed(self.off, 16))
+        object.__setattr__(self, "imm", _signed(self.imm, bits))
+
+    @property
+    def is_ld_imm64(self) -> bool:
+        """True for the two-slot 64-bit immediate load."""
+        return self.code == op.LD_IMM64
+
+    @property
+    def slots(self) -> int:
+        """Number of 8-byte slots the instruction occupies (2 for ld_imm64)."""
+        return 2 if self.code == op.LD_IMM64 else 1
+
+    @property
+    def size(self) -> int:
+        """Encoded size in bytes."""
+        return SLOT_SIZE * self.slots
+
+    @property
+    def cls(self) -> int:
+        """The instruction class (opcodes.LD … opcodes.ALU64)."""
+        return self.code & 0x07
+
+    def encode(self) -> bytes:
+        """The instruction's bytes (16 for ld_imm64)."""
+        regs = (self.src << 4) | self.dst
+        if self.code == op.LD_IMM64:
+            lo = _signed(self.imm, 32)
+            hi = _signed(self.imm >> 32, 32)
+            return _SLOT.pack(self.code, regs, self.off, lo) + _SLOT.pack(0, 0, 0, hi)
+        return _SLOT.pack(self.code, regs, self.off, self.imm)
+
+    def replace(self, **changes: int) -> Instruction:
+        """A copy with some fields changed (validated like the constructor)."""
+        return dataclasses.replace(self, **changes)
+
+
+def encode(insns: Iterable[Instruction]) -> bytes:
+    """Concatenate the encodings of ``insns``."""
+    return b"".join(i.encode() for i in insns)
+
+
+def decode_one(data: bytes, offset: int = 0) -> Instruction:
+    """Decode the instruction starting at byte ``offset`` (two slots for ld_imm64)."""
+    if offset < 0 or offset + SLOT_SIZE > len(data):
+        raise AsmError(f"decode at byte {offset}: truncated instruction ({len(data) - offset} bytes left)")
+    code, regs, off, imm = _SLOT.unpack_from(data, offset)
+    if code != op.LD_IMM64:
+        return Instruction(code, regs & 0x0F, regs >> 4, off, imm)
+    index = offset // SLOT_SIZE
+    if offset + 2 * SLOT_SIZE > len(data):
+        raise AsmError(f"decode insn {index}: ld_imm64 is missing its second slot")
+    code2, regs2, off2, hi = _SLOT.unpack_from(data, offset + SLOT_SIZE)
+    if code2 or regs2 or off2:
+        raise AsmError(f"decode insn {index}: ld_imm64 second slot has non-zero reserved fields")
+    return Instruction(code, regs & 0x0F, regs >> 4, off, ((hi & 0xFFFFFFFF) << 32) | (imm & 0xFFFFFFFF))
+
+
+def decode(data: bytes) -> List[Instruction]:
+    """Decode a whole instruction stream; its length must be a multiple of 8 bytes."""
+    if len(data) % SLOT_SIZE:
+        raise AsmError(f"decode: {len(data)} bytes is not a whole number of 8-byte instructions")
+    out: List[Instruction] = []
+    offset = 0
+    while offset < len(data):
+        insn = decode_one(data, offset)
+        out.append(insn)
+        offset += insn.size
+    return out
