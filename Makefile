@@ -43,6 +43,12 @@ lint: venv ## ruff and mypy
 run: venv bpffs ## Load the Claude monitor and log to ./logs (root; Ctrl-C stops and cleans up)
 	$(VPY) -m rawbpf load programs/claude_monitor.o --log-dir $(LOG_DIR)
 
+programs: ## Rebuild programs/*.o from their C sources (clang 14, libbpf-dev headers); commit the objects
+	CLANG=$(CLANG) tools/build_programs.sh programs
+
+check-programs: ## Rebuild programs/*.o in two temp dirs; fail if a committed object is stale or path-dependent
+	CLANG=$(CLANG) tools/check_programs.sh
+
 zipapp: venv ## Build rawbpf.pyz, a single file that runs on hosts with only Python 3.9+
 	$(VPY) tools/build_zipapp.py -o rawbpf.pyz
 
