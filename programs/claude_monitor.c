@@ -1,0 +1,789 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * claude_monitor: a kernel-level audit of what the Claude Code CLI does on a host.
+ *
+ * Identifies Claude processes when they exec (comm and filename after exec, and the script argument of an
+ * interpreter such as node), or when a process renames itself into a match; tracks their whole process tree
+ * (fork children inherit root_pid and depth + 1); records every exec (filename, bounded argv), fork, rename,
+ * connect (inet, inet6, unix, with the syscall's return value) and one exit per process.
+ *
+ * The record structs below are the single source of truth for decoding: user space reads their layout from
+ * this object's BTF. Every record starts with the same header fields (REC_HEADER), `type` first.
+ *
+ * Costs: every handler first does one hash lookup on the tgid and returns when the process is not tracked.
+ * Records are submitted with BPF_RB_NO_WAKEUP (the consumer drains on a timer) and force a wakeup only when
+ * the ring holds more than `wakeup_bytes`. A failed reserve is counted per record kind (the kernel keeps no
+ * ring-buffer drop count), so user space reports every loss.
+ */
+#include "claude_monitor_kernel.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_tracing.h>
+
+#define COMM_LEN 16
+#define FILENAME_LEN 256
+#define ARGV_BUF 4096		/* hard cap of argv_max_bytes */
+#define ARGV_MAX_ARGS 64	/* hard cap of argv_max_args */
+#define RULE_LEN 64
+#define MAX_PATH_RULES 16
+#define ENDPOINT_LEN 32
+#define UNIX_PATH_LEN 108
+#define TICK_NS 10000000ULL	/* USER_HZ = 100: /proc/PID/stat start times are in 10 ms ticks */
+#define TEXT_MASK 8191		/* bounds any offset into the exec scratch text for the verifier */
+
+#define AF_UNIX 1
+#define AF_INET 2
+#define AF_INET6 10
+#define EINPROGRESS 115
+
+/* Record kinds; the value of the `type` field. */
+enum rec_type {
+	REC_EXEC = 1,
+	REC_FORK = 2,
+	REC_EXIT = 3,
+	REC_CONNECT = 4,
+	REC_RENAME = 5,
+	REC_KINDS = 6,
+};
+
+/* Bits of a record's `flags`. */
+enum rec_flags {
+	RF_SEEN_AT_START = 1,	/* the process was already running when the monitor started */
+	RF_NEW_ROOT = 2,	/* this record started tracking a new Claude process tree */
+};
+
+/* Why an exec or rename started tracking (`match` of exec and rename records). */
+enum match_kind {
+	MATCH_INHERITED = 0,	/* already tracked: a descendant, or a Claude process exec'ing again */
+	MATCH_COMM = 1,
+	MATCH_PATH = 2,		/* a path rule matched the exec'd filename */
+	MATCH_SCRIPT = 3,	/* a path rule matched the script argument of an interpreter */
+	MATCH_RENAME = 4,
+};
+
+/* Values of the comm rule map. */
+enum comm_rule {
+	COMM_TRACK = 1,
+	COMM_INTERPRETER = 2,
+};
+
+/* Path rule flags. */
+enum path_rule_flags {
+	PATH_BASENAME = 1,	/* match the whole last path component, not a substring */
+};
+
+#define REC_HEADER                                                                                            \
+	__u32 type;                                                                                           \
+	__u32 flags;                                                                                          \
+	__u64 ts;		/* bpf_ktime_get_boot_ns() */                                                  \
+	__u32 pid;		/* tgid */                                                                    \
+	__u32 tid;                                                                                            \
+	__u32 ppid;		/* tgid of the real parent */                                                 \
+	__u32 uid;                                                                                            \
+	__u32 root_pid;		/* the Claude process this tree belongs to */                                 \
+	__u32 depth;		/* 0 for the Claude process, +1 per fork */                                   \
+	char comm[COMM_LEN];
+
+struct rec_header {
+	REC_HEADER
+};
+
+struct rec_exec {
+	REC_HEADER
+	__u32 match;		/* enum match_kind */
+	__u32 argc;		/* arguments recorded in argv */
+	__u32 argv_len;		/* bytes of argv sent (NUL-separated strings) */
+	__u32 argv_truncated;	/* more arguments or bytes existed than the limits allow */
+	char filename[FILENAME_LEN];
+	char argv[ARGV_BUF];	/* only argv_len bytes are sent */
+};
+
+struct rec_fork {
+	REC_HEADER
+	__u32 child_pid;
+	__u32 pad;
+};
+
+struct rec_exit {
+	REC_HEADER
+	__s32 exit_code;
+	__u32 signal;
+	__u32 core_dumped;
+	__u32 pad;
+	__u64 duration_ns;
+};
+
+struct rec_connect {
+	REC_HEADER
+	__u16 family;		/* AF_INET, AF_INET6 or AF_UNIX */
+	__u16 port;		/* host byte order */
+	__s32 ret;		/* 0 or -errno from the syscall's exit */
+	__u32 path_len;		/* bytes of path (unix; a leading NUL marks an abstract socket) */
+	__u8 addr[16];		/* inet: 4 bytes, inet6: 16 bytes, network order */
+	char path[UNIX_PATH_LEN];
+	char endpoint[ENDPOINT_LEN];	/* name of the matching endpoint CIDR, or empty */
+};
+
+struct rec_rename {
+	REC_HEADER
+	__u32 match;		/* MATCH_RENAME when this rename started tracking */
+	__u32 pad;
+	char old_comm[COMM_LEN];
+	char new_comm[COMM_LEN];
+};
+
+/* Per-kind event counts; `seen` counts every event of the kind on the host, tracked or not. */
+struct kind_counters {
+	__u64 seen;
+	__u64 tracked;
+	__u64 emitted;
+	__u64 lost;		/* ring reserve/output failures: records the kernel could not queue */
+};
+
+struct counters {
+	struct kind_counters kind[REC_KINDS];	/* indexed by enum rec_type; [0] is unused */
+	__u64 filtered;		/* connects dropped by only_endpoints */
+	__u64 tracked_full;	/* processes that could not be tracked: the tracked map was full */
+	__u64 wakeups;		/* forced consumer wakeups */
+	__u64 read_errors;	/* user memory that could not be read (sockaddr, argv) */
+};
+
+/* A tracked process, keyed by tgid. (tgid, start) is the identity: a reused pid never matches. */
+struct proc_info {
+	__u64 start;		/* group leader's start_boottime, ns */
+	__u32 root_pid;
+	__u32 depth;
+	__u32 flags;		/* PI_* */
+	__u32 pad;
+};
+
+enum proc_flags {
+	PI_SEEN_AT_START = 1,	/* seeded from /proc by user space */
+	PI_COARSE_START = 2,	/* start is only known to the 10 ms tick (from /proc/PID/stat) */
+};
+
+struct pending_connect {
+	__u16 family;
+	__u16 port;
+	__u32 path_len;
+	__u8 addr[16];
+	char path[UNIX_PATH_LEN];
+	char endpoint[ENDPOINT_LEN];
+};
+
+/* LPM key: IPv4 is stored IPv4-mapped (::ffff:a.b.c.d, prefix + 96), so one trie serves both families. */
+struct endpoint_key {
+	__u32 prefixlen;
+	__u8 addr[16];
+};
+
+struct endpoint_value {
+	char name[ENDPOINT_LEN];
+};
+
+struct path_rule {
+	__u32 len;
+	__u32 flags;		/* enum path_rule_flags */
+	char text[RULE_LEN];
+};
+
+/* The exec record is built here, then sent with bpf_ringbuf_output (only its used bytes). The slack after
+ * it lets the verifier bound every masked offset into filename/argv. */
+struct exec_scratch {
+	struct rec_exec rec;
+	char slack[ARGV_BUF + 256];
+};
+
+/* Limits and rules set from user space before load (read-only to the program). */
+const volatile __u32 argv_max_args = 32;
+const volatile __u32 argv_max_bytes = 2048;
+const volatile __u32 only_endpoints = 0;
+const volatile __u64 wakeup_bytes = 256 * 1024;
+const volatile struct path_rule path_rules[MAX_PATH_RULES] = {
+	{ 17, 0, "/claude/versions/" },
+	{ 26, 0, "@anthropic-ai/claude-code/" },
+	{ 6, PATH_BASENAME, "claude" },
+	{ 10, PATH_BASENAME, "claude.exe" },
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 4 << 20);
+} events SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u32);
+	__type(value, struct proc_info);
+} tracked SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u64);
+	__type(value, struct pending_connect);
+} pending_connects SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, 1024);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct endpoint_key);
+	__type(value, struct endpoint_value);
+} endpoints SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 256);
+	__type(key, char[COMM_LEN]);
+	__type(value, __u32);
+} comm_rules SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct counters);
+} counters SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct exec_scratch);
+} exec_scratch SEC(".maps");
+
+static __always_inline struct counters *cnt(void)
+{
+	__u32 zero = 0;
+
+	return bpf_map_lookup_elem(&counters, &zero);
+}
+
+static __always_inline void count_seen(__u32 kind)
+{
+	struct counters *c = cnt();
+
+	if (c && kind < REC_KINDS)
+		c->kind[kind].seen++;
+}
+
+static __always_inline void count_tracked(__u32 kind)
+{
+	struct counters *c = cnt();
+
+	if (c && kind < REC_KINDS)
+		c->kind[kind].tracked++;
+}
+
+/* Count an emit attempt: emitted on success, lost when the ring had no room. */
+static __always_inline void count_emit(__u32 kind, long err)
+{
+	struct counters *c = cnt();
+
+	if (!c || kind >= REC_KINDS)
+		return;
+	if (err)
+		c->kind[kind].lost++;
+	else
+		c->kind[kind].emitted++;
+}
+
+/* NO_WAKEUP normally; wake the consumer once the ring holds more than wakeup_bytes. */
+static __always_inline __u64 wake_flag(void)
+{
+	if (bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) < wakeup_bytes)
+		return BPF_RB_NO_WAKEUP;
+	struct counters *c = cnt();
+
+	if (c)
+		c->wakeups++;
+	return BPF_RB_FORCE_WAKEUP;
+}
+
+static __always_inline __u64 leader_start(struct task_struct *task)
+{
+	return BPF_CORE_READ(task, group_leader, start_boottime);
+}
+
+static __always_inline bool same_process(const struct proc_info *p, __u64 start)
+{
+	if (p->flags & PI_COARSE_START)
+		return start / TICK_NS == p->start / TICK_NS;
+	return p->start == start;
+}
+
+/* The tracked entry of tgid if it describes the same process (a stale entry of a reused pid is dropped). */
+static __always_inline struct proc_info *lookup_tracked(__u32 tgid, struct task_struct *task)
+{
+	struct proc_info *p = bpf_map_lookup_elem(&tracked, &tgid);
+
+	if (!p)
+		return NULL;
+	if (!same_process(p, leader_start(task))) {
+		bpf_map_delete_elem(&tracked, &tgid);
+		return NULL;
+	}
+	return p;
+}
+
+static __always_inline bool start_tracking(__u32 tgid, __u64 start, __u32 root, __u32 depth, __u32 flags)
+{
+	struct proc_info info = { .start = start, .root_pid = root, .depth = depth, .flags = flags };
+
+	if (bpf_map_update_elem(&tracked, &tgid, &info, BPF_ANY)) {
+		struct counters *c = cnt();
+
+		if (c)
+			c->tracked_full++;
+		return false;
+	}
+	return true;
+}
+
+/* Fill the common header for an event of `task` (tid) in process tgid, described by p. */
+static __always_inline void fill_header(void *rec, __u32 type, struct task_struct *task, __u32 tgid,
+					const struct proc_info *p)
+{
+	struct rec_header *h = rec;
+
+	h->type = type;
+	h->flags = (p->flags & PI_SEEN_AT_START) ? RF_SEEN_AT_START : 0;
+	h->ts = bpf_ktime_get_boot_ns();
+	h->pid = tgid;
+	h->tid = BPF_CORE_READ(task, pid);
+	h->ppid = BPF_CORE_READ(task, real_parent, tgid);
+	h->uid = BPF_CORE_READ(task, real_cred, uid.val);
+	h->root_pid = p->root_pid;
+	h->depth = p->depth;
+	bpf_probe_read_kernel_str(h->comm, sizeof(h->comm), task->comm);
+}
+
+/* ---- exec ---------------------------------------------------------------------------------------------- */
+
+struct match_ctx {
+	__u32 base;		/* offset of the text within the scratch, from filename */
+	__u32 rule;
+	__u32 found;
+};
+
+static __always_inline char *scratch_text(struct exec_scratch *s, __u32 off)
+{
+	return (char *)s->rec.filename + (off & TEXT_MASK);
+}
+
+/* bpf_loop callback: does path rule c->rule start at text position base + i? */
+static long match_at(__u32 i, struct match_ctx *c)
+{
+	__u32 zero = 0;
+	struct exec_scratch *s = bpf_map_lookup_elem(&exec_scratch, &zero);
+	__u32 r = c->rule & (MAX_PATH_RULES - 1);
+	__u32 len = path_rules[r].len;
+	char *text;
+
+	if (!s)
+		return 1;
+	text = scratch_text(s, c->base + i);
+	for (__u32 j = 0; j < RULE_LEN; j++) {
+		if (j >= len)
+			break;
+		if (text[j] != path_rules[r].text[j])
+			return 0;
+	}
+	c->found = 1;
+	return 1;
+}
+
+/* Does any path rule match the NUL-terminated text of length len at scratch offset base? */
+static __always_inline bool match_path(struct exec_scratch *s, __u32 base, __u32 len)
+{
+	struct match_ctx c = { .base = base };
+
+	for (__u32 r = 0; r < MAX_PATH_RULES; r++) {
+		__u32 rlen = path_rules[r].len;
+
+		if (rlen == 0 || rlen > RULE_LEN || rlen > len)
+			continue;
+		c.rule = r;
+		c.found = 0;
+		if (path_rules[r].flags & PATH_BASENAME) {
+			__u32 at = len - rlen;
+
+			/* the component must be whole: at the start, or right after a '/' */
+			if (at > 0 && *scratch_text(s, base + at - 1) != '/')
+				continue;
+			match_at(at, &c);
+		} else {
+			bpf_loop(len - rlen + 1, match_at, &c, 0);
+		}
+		if (c.found)
+			return true;
+	}
+	return false;
+}
+
+struct argv_ctx {
+	unsigned long p;	/* next user address */
+	unsigned long end;	/* mm->arg_end */
+	__u32 off;		/* bytes copied so far */
+	__u32 max_bytes;
+	__u32 argc;
+	__u32 truncated;
+	__u32 arg0;		/* length of argv[0] + 1: where argv[1] starts */
+	__u32 arg1_len;		/* strlen(argv[1]) */
+};
+
+/* bpf_loop callback: copy one argument string; returns 1 to stop. */
+static long read_arg(__u32 i, struct argv_ctx *a)
+{
+	__u32 zero = 0;
+	struct exec_scratch *s = bpf_map_lookup_elem(&exec_scratch, &zero);
+	__u32 room;
+	long n;
+
+	if (!s || a->p >= a->end)
+		return 1;
+	if (a->off >= a->max_bytes) {
+		a->truncated = 1;
+		return 1;
+	}
+	room = (a->max_bytes - a->off) & (ARGV_BUF - 1);
+	if (room == 0)
+		room = ARGV_BUF;
+	n = bpf_probe_read_user_str(&s->rec.argv[a->off & (ARGV_BUF - 1)], room, (const void *)a->p);
+	if (n <= 0) {
+		struct counters *c = cnt();
+
+		if (c)
+			c->read_errors++;
+		return 1;
+	}
+	if (i == 0)
+		a->arg0 = n;
+	else if (i == 1)
+		a->arg1_len = n - 1;
+	a->argc++;
+	a->off += n;
+	a->p += n;
+	if ((__u32)n == room && a->p < a->end) {
+		a->truncated = 1;
+		return 1;
+	}
+	return 0;
+}
+
+/* Copy up to argv_max_args strings / argv_max_bytes bytes of the new image's argv into the scratch record. */
+static __always_inline void read_argv(struct exec_scratch *s, struct task_struct *task, struct argv_ctx *a)
+{
+	__u32 max_args = argv_max_args < ARGV_MAX_ARGS ? argv_max_args : ARGV_MAX_ARGS;
+
+	a->p = BPF_CORE_READ(task, mm, arg_start);
+	a->end = BPF_CORE_READ(task, mm, arg_end);
+	a->max_bytes = argv_max_bytes < ARGV_BUF ? argv_max_bytes : ARGV_BUF;
+	bpf_loop(max_args, read_arg, a, 0);
+	if (a->argc == max_args && a->p < a->end)
+		a->truncated = 1;
+	s->rec.argc = a->argc;
+	s->rec.argv_truncated = a->truncated;
+	s->rec.argv_len = a->off > a->max_bytes ? a->max_bytes : a->off;
+}
+
+SEC("tp/sched/sched_process_exec")
+int handle_exec(struct trace_event_raw_sched_process_exec *ctx)
+{
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	__u32 zero = 0, match = MATCH_INHERITED, flen, size;
+	struct argv_ctx a = {};
+	struct exec_scratch *s;
+	struct proc_info *p;
+	__u32 *rule;
+	long n;
+
+	count_seen(REC_EXEC);
+	s = bpf_map_lookup_elem(&exec_scratch, &zero);
+	if (!s)
+		return 0;
+	p = lookup_tracked(tgid, task);
+	bpf_get_current_comm(s->rec.comm, sizeof(s->rec.comm));
+	rule = bpf_map_lookup_elem(&comm_rules, s->rec.comm);
+	if (!p && rule && *rule == COMM_TRACK)
+		match = MATCH_COMM;
+	n = bpf_probe_read_kernel_str(s->rec.filename, sizeof(s->rec.filename),
+				      (void *)ctx + (ctx->__data_loc_filename & 0xFFFF));
+	flen = n > 0 ? n - 1 : 0;
+	if (!p && !match && match_path(s, 0, flen))
+		match = MATCH_PATH;
+	if (!p && !match && !(rule && *rule == COMM_INTERPRETER))
+		return 0;
+
+	read_argv(s, task, &a);
+	if (!p && !match) {
+		/* an interpreter: does its script argument (argv[1]) match a path rule? */
+		if (a.arg1_len == 0 || !match_path(s, FILENAME_LEN + a.arg0, a.arg1_len))
+			return 0;
+		match = MATCH_SCRIPT;
+	}
+	if (!p) {
+		if (!start_tracking(tgid, leader_start(task), tgid, 0, 0))
+			return 0;
+		p = bpf_map_lookup_elem(&tracked, &tgid);
+		if (!p)
+			return 0;
+	}
+	count_tracked(REC_EXEC);
+	fill_header(&s->rec, REC_EXEC, task, tgid, p);
+	if (match)
+		s->rec.flags |= RF_NEW_ROOT;
+	s->rec.match = match;
+	size = s->rec.argv_len;
+	if (size > ARGV_BUF)
+		size = ARGV_BUF;
+	size += __builtin_offsetof(struct rec_exec, argv);
+	count_emit(REC_EXEC, bpf_ringbuf_output(&events, &s->rec, size, wake_flag()));
+	return 0;
+}
+
+/* ---- fork ---------------------------------------------------------------------------------------------- */
+
+SEC("raw_tp/sched_process_fork")
+int BPF_PROG(handle_fork, struct task_struct *parent, struct task_struct *child)
+{
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	__u32 child_tgid;
+	struct proc_info *p;
+	struct rec_fork *r;
+
+	count_seen(REC_FORK);
+	if (!bpf_map_lookup_elem(&tracked, &tgid))
+		return 0;
+	child_tgid = BPF_CORE_READ(child, tgid);
+	if (child_tgid == tgid)	/* a new thread, not a new process */
+		return 0;
+	p = lookup_tracked(tgid, task);
+	if (!p)
+		return 0;
+	count_tracked(REC_FORK);
+	if (!start_tracking(child_tgid, BPF_CORE_READ(child, start_boottime), p->root_pid, p->depth + 1,
+			    p->flags & PI_SEEN_AT_START))
+		return 0;
+	r = bpf_ringbuf_reserve(&events, sizeof(*r), 0);
+	if (!r) {
+		count_emit(REC_FORK, -1);
+		return 0;
+	}
+	fill_header(r, REC_FORK, task, tgid, p);
+	r->child_pid = child_tgid;
+	r->pad = 0;
+	bpf_ringbuf_submit(r, wake_flag());
+	count_emit(REC_FORK, 0);
+	return 0;
+}
+
+/* ---- exit ---------------------------------------------------------------------------------------------- */
+
+SEC("tp/sched/sched_process_exit")
+int handle_exit(struct trace_event_raw_sched_process_exit *ctx)
+{
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	__u32 tgid;
+	struct proc_info *p;
+	struct rec_exit *r;
+	bool group_dead;
+	int code;
+
+	/* the tracepoint fires per thread; the process ends with the thread that drops signal->live to 0 */
+	if (bpf_core_field_exists(ctx->group_dead))
+		group_dead = ctx->group_dead;
+	else
+		group_dead = BPF_CORE_READ(task, signal, live.counter) == 0;
+	if (!group_dead)
+		return 0;
+	count_seen(REC_EXIT);
+	tgid = bpf_get_current_pid_tgid() >> 32;
+	p = lookup_tracked(tgid, task);
+	if (!p)
+		return 0;
+	count_tracked(REC_EXIT);
+	r = bpf_ringbuf_reserve(&events, sizeof(*r), 0);
+	if (!r) {
+		count_emit(REC_EXIT, -1);
+	} else {
+		fill_header(r, REC_EXIT, task, tgid, p);
+		code = BPF_CORE_READ(task, exit_code);
+		r->exit_code = (code >> 8) & 0xff;
+		r->signal = code & 0x7f;
+		r->core_dumped = (code & 0x80) ? 1 : 0;
+		r->pad = 0;
+		r->duration_ns = bpf_ktime_get_boot_ns() - leader_start(task);
+		bpf_ringbuf_submit(r, wake_flag());
+		count_emit(REC_EXIT, 0);
+	}
+	bpf_map_delete_elem(&tracked, &tgid);
+	return 0;
+}
+
+/* ---- rename -------------------------------------------------------------------------------------------- */
+
+SEC("raw_tp/task_rename")
+int BPF_PROG(handle_rename, struct task_struct *task, const char *comm)
+{
+	__u32 tgid = BPF_CORE_READ(task, tgid);
+	__u32 match = 0;
+	char newcomm[COMM_LEN] = {};
+	struct proc_info *p;
+	struct rec_rename *r;
+
+	count_seen(REC_RENAME);
+	/* exec renames the task to the new image's name; sched_process_exec reports that */
+	if (BPF_CORE_READ_BITFIELD_PROBED(task, in_execve))
+		return 0;
+	p = lookup_tracked(tgid, task);
+	bpf_probe_read_kernel_str(newcomm, sizeof(newcomm), comm);
+	if (!p) {
+		__u32 *rule = bpf_map_lookup_elem(&comm_rules, newcomm);
+
+		/* a process (its main thread) naming itself as Claude starts a new tree */
+		if (!rule || *rule != COMM_TRACK || BPF_CORE_READ(task, pid) != tgid)
+			return 0;
+		if (!start_tracking(tgid, leader_start(task), tgid, 0, 0))
+			return 0;
+		p = bpf_map_lookup_elem(&tracked, &tgid);
+		if (!p)
+			return 0;
+		match = MATCH_RENAME;
+	}
+	count_tracked(REC_RENAME);
+	r = bpf_ringbuf_reserve(&events, sizeof(*r), 0);
+	if (!r) {
+		count_emit(REC_RENAME, -1);
+		return 0;
+	}
+	fill_header(r, REC_RENAME, task, tgid, p);
+	if (match)
+		r->flags |= RF_NEW_ROOT;
+	r->match = match;
+	r->pad = 0;
+	bpf_probe_read_kernel_str(r->old_comm, sizeof(r->old_comm), task->comm);
+	__builtin_memcpy(r->new_comm, newcomm, sizeof(newcomm));
+	bpf_ringbuf_submit(r, wake_flag());
+	count_emit(REC_RENAME, 0);
+	return 0;
+}
+
+/* ---- connect ------------------------------------------------------------------------------------------- */
+
+SEC("tp/syscalls/sys_enter_connect")
+int handle_connect_enter(struct syscall_enter_connect_args *ctx)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	__u32 tgid = id >> 32;
+	const void *uaddr = (const void *)ctx->uservaddr;
+	long alen = ctx->addrlen;
+	struct pending_connect pc = {};
+	struct endpoint_key key = {};
+	struct endpoint_value *ep;
+	struct task_struct *task;
+	struct counters *c;
+
+	count_seen(REC_CONNECT);
+	if (!bpf_map_lookup_elem(&tracked, &tgid))
+		return 0;
+	task = (struct task_struct *)bpf_get_current_task();
+	if (!lookup_tracked(tgid, task))
+		return 0;
+	if (alen < 2 || bpf_probe_read_user(&pc.family, sizeof(pc.family), uaddr))
+		goto read_error;
+	if (pc.family == AF_INET) {
+		__u8 sin[8];	/* family, port, addr */
+
+		if (alen < 8 || bpf_probe_read_user(sin, sizeof(sin), uaddr))
+			goto read_error;
+		pc.port = (sin[2] << 8) | sin[3];
+		__builtin_memcpy(pc.addr, &sin[4], 4);
+		key.addr[10] = 0xff;
+		key.addr[11] = 0xff;
+		__builtin_memcpy(&key.addr[12], &sin[4], 4);
+	} else if (pc.family == AF_INET6) {
+		__u8 sin6[24];	/* family, port, flowinfo, addr */
+
+		if (alen < 24 || bpf_probe_read_user(sin6, sizeof(sin6), uaddr))
+			goto read_error;
+		pc.port = (sin6[2] << 8) | sin6[3];
+		__builtin_memcpy(pc.addr, &sin6[8], 16);
+		__builtin_memcpy(key.addr, &sin6[8], 16);
+	} else if (pc.family == AF_UNIX) {
+		long plen = alen - 2;
+
+		if (plen > UNIX_PATH_LEN)
+			plen = UNIX_PATH_LEN;
+		if (plen > 0 && bpf_probe_read_user(pc.path, plen & 127, uaddr + 2))
+			goto read_error;
+		pc.path_len = plen > 0 ? plen : 0;
+	} else {
+		return 0;
+	}
+	if (pc.family != AF_UNIX) {
+		key.prefixlen = 128;
+		ep = bpf_map_lookup_elem(&endpoints, &key);
+		if (ep)
+			__builtin_memcpy(pc.endpoint, ep->name, sizeof(pc.endpoint));
+		else if (only_endpoints)
+			goto filtered;
+	} else if (only_endpoints) {
+		goto filtered;
+	}
+	bpf_map_update_elem(&pending_connects, &id, &pc, BPF_ANY);
+	return 0;
+filtered:
+	c = cnt();
+	if (c)
+		c->filtered++;
+	return 0;
+read_error:
+	c = cnt();
+	if (c)
+		c->read_errors++;
+	return 0;
+}
+
+SEC("tp/syscalls/sys_exit_connect")
+int handle_connect_exit(struct syscall_exit_args *ctx)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	__u32 tgid = id >> 32;
+	struct pending_connect *pc = bpf_map_lookup_elem(&pending_connects, &id);
+	struct task_struct *task;
+	struct proc_info *p;
+	struct rec_connect *r;
+
+	if (!pc)
+		return 0;
+	p = bpf_map_lookup_elem(&tracked, &tgid);
+	if (!p)
+		goto out;
+	count_tracked(REC_CONNECT);
+	task = (struct task_struct *)bpf_get_current_task();
+	r = bpf_ringbuf_reserve(&events, sizeof(*r), 0);
+	if (!r) {
+		count_emit(REC_CONNECT, -1);
+		goto out;
+	}
+	fill_header(r, REC_CONNECT, task, tgid, p);
+	r->family = pc->family;
+	r->port = pc->port;
+	r->ret = ctx->ret;
+	r->path_len = pc->path_len;
+	__builtin_memcpy(r->addr, pc->addr, sizeof(r->addr));
+	__builtin_memcpy(r->path, pc->path, sizeof(r->path));
+	__builtin_memcpy(r->endpoint, pc->endpoint, sizeof(r->endpoint));
+	bpf_ringbuf_submit(r, wake_flag());
+	count_emit(REC_CONNECT, 0);
+out:
+	bpf_map_delete_elem(&pending_connects, &id);
+	return 0;
+}
+
+char LICENSE[] SEC("license") = "GPL";

@@ -1,0 +1,106 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * The few kernel types claude_monitor.c reads, declared by hand for CO-RE.
+ *
+ * Every struct carries preserve_access_index, so clang records a CO-RE relocation for each field access
+ * and the loader (or the kernel, on Linux 5.17 and later) rewrites the offsets against the running
+ * kernel's BTF. Only the fields used are declared; their order and offsets here do not matter.
+ */
+#ifndef CLAUDE_MONITOR_KERNEL_H
+#define CLAUDE_MONITOR_KERNEL_H
+
+#include <linux/types.h>
+#include <linux/bpf.h>
+
+typedef __u8 u8;
+typedef __u16 u16;
+typedef __u32 u32;
+typedef __u64 u64;
+typedef __s32 s32;
+typedef __s64 s64;
+typedef int pid_t;
+typedef __u32 uid_t;
+typedef _Bool bool;
+#define true 1
+#define false 0
+
+#pragma clang attribute push(__attribute__((preserve_access_index)), apply_to = record)
+
+typedef struct {
+	int counter;
+} atomic_t;
+
+typedef struct {
+	uid_t val;
+} kuid_t;
+
+struct cred {
+	kuid_t uid;
+};
+
+struct mm_struct {
+	unsigned long arg_start;
+	unsigned long arg_end;
+};
+
+struct signal_struct {
+	atomic_t live;
+	int group_exit_code;
+	unsigned int flags;
+};
+
+struct task_struct {
+	int exit_code;
+	unsigned int in_execve : 1;
+	pid_t pid;
+	pid_t tgid;
+	struct task_struct *real_parent;
+	struct task_struct *group_leader;
+	u64 start_boottime;
+	const struct cred *real_cred;
+	char comm[16];
+	struct signal_struct *signal;
+	struct mm_struct *mm;
+};
+
+struct trace_entry {
+	unsigned short type;
+	unsigned char flags;
+	unsigned char preempt_count;
+	int pid;
+};
+
+struct trace_event_raw_sched_process_exec {
+	struct trace_entry ent;
+	u32 __data_loc_filename;
+	pid_t pid;
+	pid_t old_pid;
+};
+
+/* group_dead appeared in Linux 6.16; older kernels need the signal->live fallback. */
+struct trace_event_raw_sched_process_exit {
+	struct trace_entry ent;
+	char comm[16];
+	pid_t pid;
+	int prio;
+	bool group_dead;
+};
+
+#pragma clang attribute pop
+
+/* Syscall tracepoints are not described in vmlinux BTF; their layout is fixed by the tracing ABI. */
+struct syscall_enter_connect_args {
+	struct trace_entry ent;
+	int __syscall_nr;
+	long fd;
+	unsigned long uservaddr;
+	long addrlen;
+};
+
+struct syscall_exit_args {
+	struct trace_entry ent;
+	int __syscall_nr;
+	long ret;
+};
+
+#endif
