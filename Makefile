@@ -9,7 +9,7 @@ BPF_CFLAGS := -O2 -g -target bpf -Wall -Werror -D__TARGET_ARCH_x86 -I$(CURDIR)/p
 APT_PKGS   := clang llvm bpftool libbpf-dev gcc make
 PYTEST_ARGS ?=
 
-.PHONY: help deps venv bpffs test unit kernel-test lint run demo programs check-programs testdata check-testdata testdata-asm bench stress zipapp clean
+.PHONY: help deps venv bpffs test unit kernel-test lint run demo programs check-programs testdata check-testdata testdata-asm testdata-btf bench stress zipapp clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -62,6 +62,13 @@ testdata-asm: ## Rebuild tests/data/asm/isa.o (clang 14, -mcpu=v3) and the disas
 	cd tests/data/asm && $(CLANG) -O2 -g -target bpf -mcpu=v3 -Wall -Werror -fdebug-prefix-map=$$PWD=. \
 	  -ffile-prefix-map=$$PWD=. -fno-ident -c isa.c -o isa.o
 	$(PYTHON) tools/gen_golden.py
+
+testdata-btf: ## Rebuild tests/data/btf objects (clang 14) and their bpftool raw-dump goldens
+	cd tests/data/btf && for c in *.c; do $(CLANG) -O2 -g -target bpf -Wall -Werror \
+	  -idirafter /usr/include/$$(gcc -dumpmachine) -fdebug-prefix-map=$$PWD=. -ffile-prefix-map=$$PWD=. \
+	  -fno-ident -c $$c -o $${c%.c}.o || exit 1; done
+	mkdir -p tests/data/btf/golden; for o in tests/data/*.o tests/data/btf/*.o tests/data/btf/*.btf; do \
+	  g=tests/data/btf/golden/$$(basename $$o).raw; bpftool btf dump file $$o format raw > $$g 2>/dev/null || rm -f $$g; done
 
 clean: ## Remove build outputs (keeps committed objects)
 	rm -rf build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache bench/out
