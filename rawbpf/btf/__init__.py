@@ -1,0 +1,25 @@
+"""BTF: parse, query, re-encode and sanitise type information, .BTF.ext records, and CO-RE; pure.
+
+Nothing here makes a syscall; :mod:`rawbpf.btf.kernel` only reads files (vmlinux and module BTF).
+"""
+
+from __future__ import annotations
+
+from rawbpf.btf.marshal import BtfFeatures, fill_datasecs, marshal, sanitized
+from rawbpf.btf.parse import BTF
+from rawbpf.btf.types import Array, BtfType, EnumValue, Kind, Member, Param, VarSecInfo
+
+__all__ = [
+    "BTF",
+    "Array",
+    "BtfFeatures",
+    "BtfType",
+    "EnumValue",
+    "Kind",
+    "Member",
+    "Param",
+    "VarSecInfo",
+    "fill_datasecs",
+    "marshal",
+    "sanitized",
+]
