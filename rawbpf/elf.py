@@ -1,0 +1,1002 @@
+"""Pure reader of clang-built BPF ELF objects into a :class:`~rawbpf.spec.CollectionSpec`; makes no syscalls.
+
+It follows libbpf's reading of an object: every executable section holds programs split by their FUNC
+symbols (``.text`` holds subprograms), relocations are classified by the instruction they patch and the
+symbol they name, BTF-defined ``.maps`` are read field by field, ``.data*``/``.rodata*``/``.bss*`` become
+one-entry array maps, and the ``.BTF.ext`` func/line info and CO-RE records are cut per function. Anything
+malformed is one :class:`~rawbpf.errors.ObjectError` naming the object and the section.
+"""
+
+from __future__ import annotations
+
+import io
+import mmap
+import os
+import re
+import struct
+from typing import Any, Dict, List, Optional, Tuple, Union
+
+from rawbpf import sections as _sections
+from rawbpf.consts import BPF_F_MMAPABLE, BPF_F_RDONLY_PROG, MapType, ProgType
+from rawbpf.errors import BTFError, ObjectError, RawBPFError
+from rawbpf.spec import (
+    INSN_SIZE,
+    CollectionSpec,
+    CoreReloRec,
+    ExternSpec,
+    FuncInfoRec,
+    LineInfoRec,
+    MapKind,
+    MapSpec,
+    Pinning,
+    ProgramSpec,
+    Relocation,
+    RelocKind,
+    VariableSpec,
+)
+
+EM_BPF = 247
+SHT_PROGBITS = 1
+SHT_SYMTAB = 2
+SHT_NOBITS = 8
+SHT_REL = 9
+SHF_EXECINSTR = 0x4
+SHN_UNDEF = 0
+SHN_LORESERVE = 0xFF00
+
+OP_LD_IMM64 = 0x18
+OP_CALL = 0x85
+BPF_PSEUDO_CALL = 1
+
+PAGE_SIZE = mmap.PAGESIZE
+
+_DATA_RE = re.compile(r"^\.(data|rodata|bss)(\..+)?$")
+
+
+class _Sym:
+    """The fields of an ELF symbol rawbpf needs (pyelftools objects are slow to query repeatedly)."""
+
+    __slots__ = ("bind", "index", "name", "shndx", "size", "type", "value", "visibility")
+
+    def __init__(
+        self, index: int, name: str, value: int, size: int, type_: str, bind: str, shndx: int, visibility: str
+    ) -> None:
+        self.index = index
+        self.name = name
+        self.value = value
+        self.size = size
+        self.type = type_
+        self.bind = bind
+        self.shndx = shndx
+        self.visibility = visibility
+
+
+def _shndx(raw: Union[int, str]) -> int:
+    if isinstance(raw, int):
+        return raw
+    return {"SHN_UNDEF": 0, "SHN_ABS": 0xFFF1, "SHN_COMMON": 0xFFF2}.get(raw, 0xFFFF)
+
+
+def object_name(path: str) -> str:
+    """libbpf's object name: the file's base name up to its first dot."""
+    base = os.path.basename(path) or "object"
+    return base.split(".", 1)[0] or base
+
+
+def internal_map_name(obj_name: str, section: str) -> str:
+    """The kernel-visible name libbpf gives a global-data map (e.g. ``my_objec.rodata``)."""
+    sfx_len = min(max(7, len(section)), 15)
+    pfx_len = 0 if "." in section[1:] else min(16 - sfx_len - 1, len(obj_name))
+    name = obj_name[:pfx_len] + section[:sfx_len]
+    return "".join(c if (c.isalnum() and c.isascii()) or c in "_." else "_" for c in name)
+
+
+def load_spec(
+    source: Union[str, os.PathLike, bytes], name: Optional[str] = None, *, strict: bool = False
+) -> CollectionSpec:
+    """Parse a BPF ELF object (a path or its bytes) into a CollectionSpec. Pure: no syscalls.
+
+    Raises ObjectError with a one-line message naming the object and section. A program in a section libbpf
+    would not recognise is kept with ``known_section=False`` (inspect shows it, loading refuses it);
+    ``strict=True`` refuses it here already.
+    """
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        data = bytes(source)
+        path = ""
+        obj = name or "object"
+    else:
+        path = os.fspath(source)
+        obj = name or object_name(path)
+        try:
+            with open(path, "rb") as f:
+                data = f.read()
+        except OSError as err:
+            raise ObjectError(f"object '{path}': {os.strerror(err.errno or 0).lower()}") from err
+    label = os.path.basename(path) if path else obj
+    try:
+        spec = _Reader(data, obj, label, strict).read()
+    except RawBPFError:
+        raise
+    except Exception as err:  # pyelftools raises many kinds on corrupt input
+        raise ObjectError(f"object '{label}': malformed ELF: {_one_line(err)}") from err
+    spec.path = path
+    return spec
+
+
+def _one_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return (text[0] if text else type(err).__name__).lower()
+
+
+class _Reader:
+    """One pass over one object."""
+
+    def __init__(self, data: bytes, obj: str, label: str, strict: bool = False) -> None:
+        self.strict = strict
+        self.data = data
+        self.obj = obj
+        self.label = label
+        self.spec = CollectionSpec(name=obj)
+        self.sec_names: Dict[int, str] = {}
+        self.symbols: List[_Sym] = []
+        self.funcs: Dict[int, List[ProgramSpec]] = {}  # section index → functions sorted by offset
+        self.map_at: Dict[Tuple[int, int], str] = {}  # (section index, offset) → map name
+        self.data_map: Dict[int, str] = {}  # data section index → map name
+        self.maps_shndx = -1
+        self.legacy_maps_shndx = -1
+        self.text_shndx = -1
+
+    def fail(self, what: str, section: str = "") -> ObjectError:
+        where = f"object '{self.label}'" + (f": section '{section}'" if section else "")
+        return ObjectError(f"{where}: {what}")
+
+    # -- top level -----------------------------------------------------------------------------------------
+
+    def read(self) -> CollectionSpec:
+        from elftools.common.exceptions import ELFError
+        from elftools.elf.elffile import ELFFile
+
+        if self.data[:4] != b"\x7fELF":
+            raise self.fail("not an ELF file")
+        try:
+            elf = ELFFile(io.BytesIO(self.data))
+        except ELFError as err:
+            raise self.fail(f"malformed ELF: {_one_line(err)}") from err
+        if elf["e_machine"] not in ("EM_BPF", EM_BPF):
+            raise self.fail(f"not a BPF object (machine {elf['e_machine']})")
+        if elf.elfclass != 64 or not elf.little_endian:
+            raise self.fail("not a little-endian 64-bit BPF object")
+
+        secs: Dict[int, Any] = {}
+        for idx in range(elf.num_sections()):
+            sec = elf.get_section(idx)
+            secs[idx] = sec
+            self.sec_names[idx] = sec.name
+        self._read_symbols(elf, secs)
+        btf_data = ext_data = None
+        exec_secs: List[int] = []
+        data_secs: List[int] = []
+        rel_secs: List[int] = []
+        for idx, sec in secs.items():
+            name, sh_type = sec.name, sec["sh_type"]
+            sh_type = {
+                "SHT_PROGBITS": SHT_PROGBITS,
+                "SHT_NOBITS": SHT_NOBITS,
+                "SHT_REL": SHT_REL,
+                "SHT_SYMTAB": SHT_SYMTAB,
+            }.get(sh_type, sh_type)
+            if name == "license":
+                self.spec.license = self._cstr(self._sec_data(sec), name)
+            elif name == "version":
+                raw = self._sec_data(sec)
+                if len(raw) != 4:
+                    raise self.fail(f"invalid kernel version size {len(raw)}", name)
+                self.spec.kern_version = struct.unpack("<I", raw)[0]
+            elif name == "maps":
+                self.legacy_maps_shndx = idx
+            elif name == ".maps":
+                self.maps_shndx = idx
+            elif name == ".BTF":
+                btf_data = self._sec_data(sec)
+            elif name == ".BTF.ext":
+                ext_data = self._sec_data(sec)
+            elif sh_type == SHT_PROGBITS and sec["sh_size"] > 0 and sec["sh_flags"] & SHF_EXECINSTR:
+                if name == ".text":
+                    self.text_shndx = idx
+                exec_secs.append(idx)
+            elif sh_type in (SHT_PROGBITS, SHT_NOBITS) and _DATA_RE.match(name) and sec["sh_size"] > 0:
+                is_bss = name.startswith(".bss")
+                if is_bss != (sh_type == SHT_NOBITS):
+                    continue
+                data_secs.append(idx)
+            elif sh_type == SHT_REL:
+                rel_secs.append(idx)
+            self.spec.section_sizes[name] = int(sec["sh_size"])
+        self.spec.text_section_index = self.text_shndx
+
+        if not self.spec.license:
+            raise self.fail('missing license (add: char LICENSE[] SEC("license") = "GPL";)', "license")
+        self._read_btf(btf_data, ext_data)
+        for idx in exec_secs:
+            self._read_programs(idx, secs[idx])
+        if self.maps_shndx >= 0:
+            self._read_btf_maps()
+        if self.legacy_maps_shndx >= 0:
+            self._read_legacy_maps(secs[self.legacy_maps_shndx])
+        for idx in data_secs:
+            self._read_data_section(idx, secs[idx])
+        self._read_externs()
+        for idx in rel_secs:
+            self._read_relocations(secs[idx])
+        self._resolve_map_values(secs)
+        self._cut_btf_ext()
+        return self.spec
+
+    # -- helpers -------------------------------------------------------------------------------------------
+
+    def _sec_data(self, sec: Any) -> bytes:
+        try:
+            data: bytes = sec.data()
+        except Exception as err:
+            raise self.fail(f"truncated or unreadable section data: {_one_line(err)}", sec.name) from err
+        if sec["sh_type"] != "SHT_NOBITS" and len(data) != sec["sh_size"]:
+            raise self.fail("section data is truncated", sec.name)
+        return data
+
+    def _cstr(self, raw: bytes, section: str) -> str:
+        text = raw.split(b"\0", 1)[0]
+        try:
+            return text.decode()
+        except UnicodeDecodeError as err:
+            raise self.fail("string is not valid UTF-8", section) from err
+
+    def _read_symbols(self, elf: Any, secs: Dict[int, Any]) -> None:
+        tabs = [s for s in secs.values() if s["sh_type"] == "SHT_SYMTAB"]
+        if not tabs:
+            raise self.fail("no symbol table (stripped object?)")
+        if len(tabs) > 1:
+            raise self.fail("more than one symbol table")
+        tab = tabs[0]
+        self._sec_data(tab)
+        for i, sym in enumerate(tab.iter_symbols()):
+            info = sym["st_info"]
+            self.symbols.append(
+                _Sym(
+                    i,
+                    sym.name,
+                    int(sym["st_value"]),
+                    int(sym["st_size"]),
+                    info["type"],
+                    info["bind"],
+                    _shndx(sym["st_shndx"]),
+                    sym["st_other"]["visibility"],
+                )
+            )
+
+    # -- BTF -----------------------------------------------------------------------------------------------
+
+    def _read_btf(self, btf_data: Optional[bytes], ext_data: Optional[bytes]) -> None:
+        if btf_data is None:
+            return
+        from rawbpf.btf import BTF
+
+        try:
+            self.spec.btf = BTF.parse(btf_data)
+            self.spec.btf_raw = btf_data
+            if ext_data is not None:
+                from rawbpf.btf.ext import BTFExt
+
+                self.spec.btf_ext = BTFExt.parse(ext_data, self.spec.btf)
+        except BTFError as err:
+            sec = ".BTF.ext" if self.spec.btf is not None else ".BTF"
+            raise self.fail(f"bad BTF: {err}", sec) from err
+        except RawBPFError:
+            raise
+        except Exception as err:
+            sec = ".BTF.ext" if self.spec.btf is not None else ".BTF"
+            raise self.fail(f"bad BTF: {_one_line(err)}", sec) from err
+        self._strings = _btf_strings(btf_data)
+
+    def _btf_kind(self, type_id: int) -> str:
+        assert self.spec.btf is not None
+        return _kind_name(self.spec.btf[type_id])
+
+    def _skip_mods(self, type_id: int) -> int:
+        assert self.spec.btf is not None
+        return int(self.spec.btf.resolve(type_id))
+
+    # -- programs ------------------------------------------------------------------------------------------
+
+    def _read_programs(self, idx: int, sec: Any) -> None:
+        name = sec.name
+        code = self._sec_data(sec)
+        if len(code) % INSN_SIZE:
+            raise self.fail(f"code size {len(code)} is not a multiple of {INSN_SIZE}", name)
+        info = None
+        if idx != self.text_shndx:
+            info = _sections.lookup(name)
+            if info is None and self.strict:
+                raise self.fail("unknown program section (not a libbpf section name)", name)
+        funcs = sorted(
+            (s for s in self.symbols if s.shndx == idx and s.type == "STT_FUNC"), key=lambda s: s.value
+        )
+        if not funcs:
+            fake = _Sym(
+                -1,
+                re.sub(r"[^A-Za-z0-9_]", "_", name.strip(".")) or "prog",
+                0,
+                len(code),
+                "STT_FUNC",
+                "STB_GLOBAL",
+                idx,
+                "STV_DEFAULT",
+            )
+            funcs = [fake]
+        out: List[ProgramSpec] = []
+        for sym in funcs:
+            size = sym.size or (len(code) - sym.value)
+            if sym.value % INSN_SIZE or size % INSN_SIZE or sym.value + size > len(code):
+                raise self.fail(f"program '{sym.name}' crosses the section boundary or is misaligned", name)
+            if idx != self.text_shndx and sym.bind == "STB_LOCAL":
+                raise self.fail(
+                    f"program '{sym.name}' is static (only .text may hold static functions)", name
+                )
+            insns = code[sym.value : sym.value + size]
+            if idx == self.text_shndx:
+                prog = ProgramSpec(
+                    name=sym.name,
+                    section=name,
+                    type=ProgType.UNSPEC,
+                    expected_attach_type=0,
+                    attach_to="",
+                    insns=insns,
+                    is_subprog=True,
+                )
+            elif info is None:
+                prog = ProgramSpec(
+                    name=sym.name,
+                    section=name,
+                    type=ProgType.UNSPEC,
+                    expected_attach_type=0,
+                    attach_to="",
+                    insns=insns,
+                    known_section=False,
+                )
+            else:
+                prog = ProgramSpec(
+                    name=sym.name,
+                    section=name,
+                    type=info.prog_type,
+                    expected_attach_type=int(info.expected_attach_type),
+                    attach_to=info.attach_to,
+                    insns=insns,
+                    flags=info.prog_flags,
+                    attach_kind=info.attach_kind,
+                )
+            prog.license = self.spec.license
+            prog.kern_version = self.spec.kern_version
+            prog.section_index = idx
+            prog.section_offset = sym.value // INSN_SIZE
+            prog.is_global = sym.bind != "STB_LOCAL"
+            prog.hidden = prog.is_global and sym.visibility in ("STV_HIDDEN", "STV_INTERNAL")
+            table = self.spec.subprograms if idx == self.text_shndx else self.spec.programs
+            if prog.name in self.spec.programs or prog.name in self.spec.subprograms:
+                raise self.fail(f"duplicate function name '{prog.name}'", name)
+            table[prog.name] = prog
+            out.append(prog)
+        self.funcs[idx] = out
+
+    def _func_at(self, shndx: int, insn: int) -> Optional[ProgramSpec]:
+        for prog in self.funcs.get(shndx, ()):
+            if prog.section_offset <= insn < prog.section_offset + prog.insn_count:
+                return prog
+        return None
+
+    # -- maps ----------------------------------------------------------------------------------------------
+
+    def _read_btf_maps(self) -> None:
+        sec = ".maps"
+        btf = self.spec.btf
+        if btf is None:
+            raise self.fail("BTF-defined maps need a .BTF section", sec)
+        datasec = btf.find(".maps", _kind("DATASEC"))
+        if datasec is None:
+            raise self.fail("no DATASEC for .maps in BTF", sec)
+        offsets = {s.name: s.value for s in self.symbols if s.shndx == self.maps_shndx and s.name}
+        for vsi in datasec.vars:
+            var = btf[vsi.type]
+            if _kind_name(var) != "VAR":
+                raise self.fail(f"unexpected {_kind_name(var)} in DATASEC", sec)
+            if var.name not in offsets:
+                raise self.fail(f"map '{var.name}' has no ELF symbol", sec)
+            def_id = self._skip_mods(var.type)
+            if _kind_name(btf[def_id]) != "STRUCT":
+                raise self.fail(f"map '{var.name}': definition is not a struct", sec)
+            mspec = self._parse_map_def(var.name, def_id, inner=False)
+            mspec.kind = MapKind.BTF
+            mspec.section = sec
+            mspec.section_index = self.maps_shndx
+            mspec.offset = offsets[var.name]
+            self._add_map(mspec, sec)
+            self.map_at[(self.maps_shndx, mspec.offset)] = mspec.name
+
+    def _map_int(self, map_name: str, member: Any) -> int:
+        btf = self.spec.btf
+        assert btf is not None
+        ptr = btf[member.type]
+        if _kind_name(ptr) != "PTR":
+            raise self.fail(f"map '{map_name}': field '{member.name}' is not a __uint() pointer", ".maps")
+        arr = btf[self._skip_mods(ptr.type)]
+        if _kind_name(arr) != "ARRAY":
+            raise self.fail(f"map '{map_name}': field '{member.name}' is not a __uint() array", ".maps")
+        assert arr.array is not None
+        return int(arr.array.nelems)
+
+    def _parse_map_def(self, map_name: str, def_id: int, inner: bool) -> MapSpec:
+        btf = self.spec.btf
+        assert btf is not None
+        sec = ".maps"
+        fields: Dict[str, int] = {}
+        key_size = value_size = 0
+        key_type = value_type = 0
+        inner_spec: Optional[MapSpec] = None
+        has_values = False
+        members = list(btf[def_id].members)
+        for i, m in enumerate(members):
+            fname = m.name
+            if fname in ("type", "max_entries", "map_flags", "numa_node", "pinning", "map_extra"):
+                fields[fname] = self._map_int(map_name, m)
+            elif fname in ("key_size", "value_size"):
+                sz = self._map_int(map_name, m)
+                cur = key_size if fname == "key_size" else value_size
+                if cur and cur != sz:
+                    raise self.fail(f"map '{map_name}': conflicting {fname} {cur} != {sz}", sec)
+                if fname == "key_size":
+                    key_size = sz
+                else:
+                    value_size = sz
+            elif fname in ("key", "value"):
+                ptr = btf[m.type]
+                if _kind_name(ptr) != "PTR":
+                    raise self.fail(f"map '{map_name}': {fname} spec is not a pointer", sec)
+                try:
+                    sz = int(btf.size_of(ptr.type))
+                except RawBPFError as err:
+                    raise self.fail(f"map '{map_name}': cannot size {fname} type: {err}", sec) from err
+                cur = key_size if fname == "key" else value_size
+                if cur and cur != sz:
+                    raise self.fail(f"map '{map_name}': conflicting {fname} size {cur} != {sz}", sec)
+                if fname == "key":
+                    key_size, key_type = sz, int(ptr.type)
+                else:
+                    value_size, value_type = sz, int(ptr.type)
+            elif fname == "values":
+                mtype = fields.get("type", 0)
+                is_mim = mtype in (MapType.ARRAY_OF_MAPS, MapType.HASH_OF_MAPS)
+                if inner:
+                    raise self.fail(f"map '{map_name}': multi-level inner maps are not supported", sec)
+                if i != len(members) - 1:
+                    raise self.fail(f"map '{map_name}': 'values' must be the last field", sec)
+                if not is_mim and mtype != MapType.PROG_ARRAY:
+                    raise self.fail(f"map '{map_name}': 'values' needs a map-in-map or prog array", sec)
+                if value_size and value_size != 4:
+                    raise self.fail(f"map '{map_name}': conflicting value size {value_size} != 4", sec)
+                value_size = 4
+                arr = btf[m.type]
+                if _kind_name(arr) != "ARRAY" or arr.array is None or arr.array.nelems:
+                    raise self.fail(f"map '{map_name}': 'values' is not a zero-sized array", sec)
+                elem = btf[self._skip_mods(arr.array.type)]
+                if _kind_name(elem) != "PTR":
+                    raise self.fail(f"map '{map_name}': 'values' element is not a pointer", sec)
+                target = btf[self._skip_mods(elem.type)]
+                has_values = True
+                if mtype == MapType.PROG_ARRAY:
+                    if _kind_name(target) != "FUNC_PROTO":
+                        raise self.fail(f"map '{map_name}': prog array 'values' must point to programs", sec)
+                    continue
+                if _kind_name(target) != "STRUCT":
+                    raise self.fail(f"map '{map_name}': inner map definition is not a struct", sec)
+                inner_spec = self._parse_map_def(f"{map_name}.inner", int(target.id), inner=True)
+            else:
+                # libbpf (non-strict) ignores fields it does not know
+                continue
+        mtype_raw = fields.get("type", 0)
+        if not mtype_raw:
+            raise self.fail(f"map '{map_name}': map type is not specified", sec)
+        try:
+            mtype = MapType(mtype_raw)
+        except ValueError as err:
+            raise self.fail(f"map '{map_name}': unknown map type {mtype_raw}", sec) from err
+        pinning = fields.get("pinning", 0)
+        if inner and "pinning" in fields:
+            raise self.fail(f"map '{map_name}': an inner map cannot be pinned", sec)
+        if pinning not in (0, 1):
+            raise self.fail(f"map '{map_name}': invalid pinning value {pinning}", sec)
+        max_entries = fields.get("max_entries", 0)
+        declared = max_entries
+        if mtype == MapType.RINGBUF or mtype == MapType.USER_RINGBUF:
+            max_entries = adjust_ringbuf_size(max_entries)
+        spec = MapSpec(
+            name=map_name,
+            type=mtype,
+            key_size=key_size,
+            value_size=value_size,
+            max_entries=max_entries,
+            flags=fields.get("map_flags", 0),
+            numa_node=fields.get("numa_node"),
+            pinning=Pinning(pinning),
+            map_extra=fields.get("map_extra", 0),
+            inner=inner_spec,
+            btf_key_type_id=key_type,
+            btf_value_type_id=value_type,
+            declared_max_entries=declared,
+        )
+        if has_values and mtype != MapType.PROG_ARRAY and inner_spec is None:
+            raise self.fail(f"map '{map_name}': map-in-map needs an inner map definition", sec)
+        return spec
+
+    def _read_legacy_maps(self, sec: Any) -> None:
+        name = "maps"
+        raw = self._sec_data(sec)
+        syms = sorted(
+            (
+                s
+                for s in self.symbols
+                if s.shndx == self.legacy_maps_shndx
+                and s.name
+                and s.type in ("STT_OBJECT", "STT_NOTYPE")
+                and s.bind != "STB_LOCAL"
+            ),
+            key=lambda s: s.value,
+        )
+        if not syms:
+            return
+        per = len(raw) // len(syms)
+        if per < 20 or len(raw) % len(syms):
+            raise self.fail(f"cannot split {len(raw)} bytes into {len(syms)} map definitions", name)
+        for s in syms:
+            size = s.size or per
+            if size < 20 or s.value + size > len(raw):
+                raise self.fail(f"map '{s.name}': definition of {size} bytes is truncated", name)
+            mtype_raw, key_size, value_size, max_entries, flags = struct.unpack_from("<5I", raw, s.value)
+            try:
+                mtype = MapType(mtype_raw)
+            except ValueError as err:
+                raise self.fail(f"map '{s.name}': unknown map type {mtype_raw}", name) from err
+            declared = max_entries
+            if mtype == MapType.RINGBUF:
+                max_entries = adjust_ringbuf_size(max_entries)
+            mspec = MapSpec(
+                name=s.name,
+                type=mtype,
+                key_size=key_size,
+                value_size=value_size,
+                max_entries=max_entries,
+                flags=flags,
+                kind=MapKind.LEGACY,
+                section=name,
+                section_index=self.legacy_maps_shndx,
+                offset=s.value,
+                declared_max_entries=declared,
+            )
+            self._add_map(mspec, name)
+            self.map_at[(self.legacy_maps_shndx, s.value)] = s.name
+
+    def _add_map(self, mspec: MapSpec, sec: str) -> None:
+        if mspec.name in self.spec.maps:
+            raise self.fail(f"duplicate map name '{mspec.name}'", sec)
+        self.spec.maps[mspec.name] = mspec
+
+    # -- global data ---------------------------------------------------------------------------------------
+
+    def _read_data_section(self, idx: int, sec: Any) -> None:
+        name = sec.name
+        size = int(sec["sh_size"])
+        kind = {"data": MapKind.DATA, "rodata": MapKind.RODATA, "bss": MapKind.BSS}[name[1:].split(".", 1)[0]]
+        contents = bytearray(size) if kind == MapKind.BSS else bytearray(self._sec_data(sec))
+        map_name = internal_map_name(self.obj, name)
+        mspec = MapSpec(
+            name=map_name,
+            type=MapType.ARRAY,
+            key_size=4,
+            value_size=size,
+            max_entries=1,
+            flags=BPF_F_RDONLY_PROG if kind == MapKind.RODATA else 0,
+            kind=kind,
+            section=name,
+            section_index=idx,
+            data=contents,
+            declared_max_entries=1,
+        )
+        syms = {
+            s.name: s
+            for s in self.symbols
+            if s.shndx == idx and s.name and s.type in ("STT_OBJECT", "STT_NOTYPE")
+        }
+        self.spec.symbol_offsets[name] = {n: s.value for n, s in syms.items()}
+        btf = self.spec.btf
+        datasec = btf.find(name, _kind("DATASEC")) if btf is not None else None
+        mmapable = False
+        if datasec is not None and btf is not None:
+            mspec.btf_value_type_id = int(datasec.id)
+            for vsi in datasec.vars:
+                var = btf[vsi.type]
+                if _kind_name(var) != "VAR":
+                    continue
+                sym = syms.get(var.name)
+                if sym is None:
+                    continue
+                is_global = int(var.linkage) != 0
+                mmapable = mmapable or is_global
+                self._add_var(
+                    VariableSpec(
+                        name=var.name,
+                        map=map_name,
+                        section=name,
+                        offset=sym.value,
+                        size=int(btf.size_of(var.type)),
+                        type_id=int(var.type),
+                        type_name=str(btf.type_name(var.type)),
+                        is_global=is_global,
+                        readonly=kind == MapKind.RODATA,
+                    )
+                )
+        else:
+            for sym in syms.values():
+                if sym.type == "STT_OBJECT" and sym.size:
+                    self._add_var(
+                        VariableSpec(
+                            name=sym.name,
+                            map=map_name,
+                            section=name,
+                            offset=sym.value,
+                            size=sym.size,
+                            is_global=sym.bind != "STB_LOCAL",
+                            readonly=kind == MapKind.RODATA,
+                        )
+                    )
+        if mmapable:
+            mspec.flags |= BPF_F_MMAPABLE
+        if map_name in self.spec.maps:
+            raise self.fail(f"global data map name '{map_name}' collides with another map", name)
+        self.spec.maps[map_name] = mspec
+        self.data_map[idx] = map_name
+
+    def _add_var(self, var: VariableSpec) -> None:
+        owner = self.spec.maps.get(var.map)
+        if var.offset + var.size > (
+            owner.value_size if owner is not None else self.spec.section_sizes.get(var.section, 0)
+        ):
+            raise self.fail(f"variable '{var.name}' lies outside its section", var.section)
+        self.spec.variables.setdefault(var.name, var)
+
+    # -- externs -------------------------------------------------------------------------------------------
+
+    def _read_externs(self) -> None:
+        btf = self.spec.btf
+        kconfig: Dict[str, int] = {}
+        ksyms: Dict[str, int] = {}
+        if btf is not None:
+            for secname, table in ((".kconfig", kconfig), (".ksyms", ksyms)):
+                ds = btf.find(secname, _kind("DATASEC"))
+                if ds is None:
+                    continue
+                for vsi in ds.vars:
+                    t = btf[vsi.type]
+                    table[t.name] = int(t.id)
+            for t in btf.types[1:]:
+                if (
+                    _kind_name(t) == "FUNC"
+                    and int(getattr(t, "linkage", 0) or 0) == 2
+                    and t.name not in ksyms
+                ):
+                    ksyms[t.name] = int(t.id)
+        for s in self.symbols:
+            if s.shndx != SHN_UNDEF or s.type != "STT_NOTYPE" or s.bind not in ("STB_GLOBAL", "STB_WEAK"):
+                continue
+            if not s.name:
+                continue
+            weak = s.bind == "STB_WEAK"
+            if s.name in kconfig:
+                tid = kconfig[s.name]
+                size = int(btf.size_of(btf[tid].type)) if btf is not None else 0
+                self.spec.externs[s.name] = ExternSpec(s.name, "kconfig", tid, weak, size)
+            elif s.name in ksyms and btf is not None and _kind_name(btf[ksyms[s.name]]) == "FUNC":
+                self.spec.externs[s.name] = ExternSpec(s.name, "kfunc", ksyms[s.name], weak)
+            else:
+                self.spec.externs[s.name] = ExternSpec(s.name, "ksym", ksyms.get(s.name, 0), weak)
+        if any(e.kind == "kconfig" for e in self.spec.externs.values()):
+            self._layout_kconfig()
+
+    def _layout_kconfig(self) -> None:
+        """Place kconfig externs in one read-only map, largest alignment first, like libbpf."""
+        exts = [e for e in self.spec.externs.values() if e.kind == "kconfig"]
+        exts.sort(key=lambda e: (-_align(e.size), e.name))
+        off = 0
+        for e in exts:
+            a = _align(e.size)
+            off = (off + a - 1) // a * a
+            e.offset = off
+            off += e.size
+        size = max(off, 1)
+        self.spec.maps[internal_map_name(self.obj, ".kconfig")] = MapSpec(
+            name=internal_map_name(self.obj, ".kconfig"),
+            type=MapType.ARRAY,
+            key_size=4,
+            value_size=size,
+            max_entries=1,
+            flags=BPF_F_RDONLY_PROG,
+            kind=MapKind.KCONFIG,
+            section=".kconfig",
+            data=bytearray(size),
+            declared_max_entries=1,
+        )
+
+    # -- relocations ---------------------------------------------------------------------------------------
+
+    def _read_relocations(self, sec: Any) -> None:
+        target = int(sec["sh_info"])
+        rel_name = sec.name
+        if target not in self.funcs:
+            return  # .rel.maps (prog array / map-in-map values) is handled by _resolve_map_values
+        tname = self.sec_names[target]
+        code = b"".join(p.insns for p in self.funcs[target])  # only used for length checks
+        del code
+        for rel in self._iter_rels(sec):
+            off, sym_idx = rel
+            if off % INSN_SIZE:
+                raise self.fail(f"relocation at misaligned offset {off}", rel_name)
+            if sym_idx >= len(self.symbols):
+                raise self.fail(f"relocation names missing symbol #{sym_idx}", rel_name)
+            sym = self.symbols[sym_idx]
+            insn_idx = off // INSN_SIZE
+            prog = self._func_at(target, insn_idx)
+            if prog is None:
+                continue  # overridden weak function, as libbpf skips it
+            local = insn_idx - prog.section_offset
+            prog.relocations.append(self._classify(prog, local, sym, tname))
+        for funcs in self.funcs.values():
+            for p in funcs:
+                p.relocations.sort(key=lambda r: r.insn)
+
+    def _iter_rels(self, sec: Any) -> List[Tuple[int, int]]:
+        raw = self._sec_data(sec)
+        if len(raw) % 16:
+            raise self.fail("relocation table size is not a multiple of 16", sec.name)
+        out = []
+        for i in range(0, len(raw), 16):
+            r_offset, r_info = struct.unpack_from("<QQ", raw, i)
+            out.append((r_offset, r_info >> 32))
+        return out
+
+    def _classify(self, prog: ProgramSpec, local: int, sym: _Sym, sec: str) -> Relocation:
+        code = prog.insns[local * INSN_SIZE]
+        src = prog.insns[local * INSN_SIZE + 1] >> 4
+        symname = sym.name or (self.sec_names.get(sym.shndx, "") if sym.type == "STT_SECTION" else "")
+        if code not in (OP_CALL, OP_LD_IMM64):
+            raise self.fail(
+                f"program '{prog.name}': relocation against '{symname}' on instruction {local} "
+                f"(opcode {code:#x}) that is neither a call nor a 64-bit load",
+                sec,
+            )
+        if code == OP_LD_IMM64 and (local + 1) * INSN_SIZE >= len(prog.insns):
+            raise self.fail(f"program '{prog.name}': truncated 64-bit load at instruction {local}", sec)
+        if sym.shndx == SHN_UNDEF and sym.bind in ("STB_GLOBAL", "STB_WEAK") and sym.type == "STT_NOTYPE":
+            kind = RelocKind.EXTERN_FUNC if code == OP_CALL else RelocKind.EXTERN_VAR
+            return Relocation(local, kind, sym.name, 0, symname)
+        if code == OP_CALL:
+            if src != BPF_PSEUDO_CALL:
+                raise self.fail(
+                    f"program '{prog.name}': relocated call to '{symname}' is not a bpf-to-bpf call", sec
+                )
+            if sym.shndx != self.text_shndx or self.text_shndx < 0:
+                where = self.sec_names.get(sym.shndx, "?")
+                raise self.fail(
+                    f"program '{prog.name}': call to '{symname}' in section '{where}' "
+                    "(subprograms must be in .text)",
+                    sec,
+                )
+            if sym.value % INSN_SIZE:
+                raise self.fail(f"program '{prog.name}': call to misaligned '{symname}'", sec)
+            return Relocation(local, RelocKind.CALL, "", sym.value, symname)
+        if sym.shndx == 0 or sym.shndx >= SHN_LORESERVE:
+            raise self.fail(
+                f"program '{prog.name}': relocation against '{symname}' in a special section "
+                "(uninitialised global variable?)",
+                sec,
+            )
+        if sym.shndx == self.text_shndx and sym.type in ("STT_FUNC", "STT_SECTION"):
+            return Relocation(local, RelocKind.SUBPROG_ADDR, "", sym.value, symname)
+        if sym.shndx in (self.maps_shndx, self.legacy_maps_shndx):
+            name = self.map_at.get((sym.shndx, sym.value))
+            if name is None:
+                raise self.fail(f"program '{prog.name}': no map at offset {sym.value} for '{symname}'", sec)
+            return Relocation(local, RelocKind.MAP, name, 0, symname)
+        if sym.shndx in self.data_map:
+            return Relocation(local, RelocKind.DATA, self.data_map[sym.shndx], sym.value, symname)
+        where = self.sec_names.get(sym.shndx, "?")
+        raise self.fail(
+            f"program '{prog.name}': relocation against '{symname}' in section '{where}' "
+            "that is neither a map nor global data",
+            sec,
+        )
+
+    def _resolve_map_values(self, secs: Dict[int, Any]) -> None:
+        """``.values = { [1] = &prog }`` initialisers: relocations in .rel.maps name the programs/maps."""
+        if self.maps_shndx < 0:
+            return
+        for sec in secs.values():
+            if sec["sh_type"] != "SHT_REL" or int(sec["sh_info"]) != self.maps_shndx:
+                continue
+            maps_sorted = sorted(
+                (m for m in self.spec.maps.values() if m.kind == MapKind.BTF), key=lambda m: m.offset
+            )
+            for off, sym_idx in self._iter_rels(sec):
+                if sym_idx >= len(self.symbols):
+                    raise self.fail(f"relocation names missing symbol #{sym_idx}", sec.name)
+                sym = self.symbols[sym_idx]
+                owner = None
+                for m in maps_sorted:
+                    if m.offset <= off:
+                        owner = m
+                if owner is None:
+                    raise self.fail(f"relocation at offset {off} is outside any map", sec.name)
+                values_off = self._values_offset(owner)
+                if values_off is None:
+                    raise self.fail(
+                        f"map '{owner.name}': initial values given but no 'values' field", sec.name
+                    )
+                rel = off - owner.offset - values_off
+                if rel < 0 or rel % 8:
+                    raise self.fail(f"map '{owner.name}': bad 'values' relocation offset {off}", sec.name)
+                slot = rel // 8
+                if owner.type == MapType.PROG_ARRAY:
+                    if sym.type != "STT_FUNC" or sym.name not in self.spec.programs:
+                        raise self.fail(
+                            f"map '{owner.name}': slot {slot} names '{sym.name}', not a program", sec.name
+                        )
+                elif sym.shndx != self.maps_shndx or sym.name not in self.spec.maps:
+                    raise self.fail(
+                        f"map '{owner.name}': slot {slot} names '{sym.name}', not a map", sec.name
+                    )
+                if slot >= owner.max_entries and owner.type != MapType.HASH_OF_MAPS:
+                    raise self.fail(
+                        f"map '{owner.name}': slot {slot} beyond max_entries {owner.max_entries}", sec.name
+                    )
+                owner.contents.append((slot, sym.name))
+
+    def _values_offset(self, mspec: MapSpec) -> Optional[int]:
+        btf = self.spec.btf
+        if btf is None:
+            return None
+        datasec = btf.find(".maps", _kind("DATASEC"))
+        for vsi in datasec.vars if datasec is not None else ():
+            var = btf[vsi.type]
+            if var.name != mspec.name:
+                continue
+            for m in btf[self._skip_mods(var.type)].members:
+                if m.name == "values":
+                    return int(m.bits_offset) // 8
+        return None
+
+    # -- .BTF.ext ------------------------------------------------------------------------------------------
+
+    def _cut_btf_ext(self) -> None:
+        ext = self.spec.btf_ext
+        if ext is None:
+            return
+        strings = getattr(self, "_strings", {})
+        allfuncs = {self.sec_names[i]: f for i, f in self.funcs.items()}
+        for secname, recs in (ext.func_info or {}).items():
+            for r in recs:
+                prog = self._ext_owner(allfuncs, secname, r.insn_off, ".BTF.ext func_info")
+                if prog is not None:
+                    prog.func_info.append(
+                        FuncInfoRec(r.insn_off // INSN_SIZE - prog.section_offset, int(r.type_id))
+                    )
+        for secname, recs in (ext.line_info or {}).items():
+            for r in recs:
+                prog = self._ext_owner(allfuncs, secname, r.insn_off, ".BTF.ext line_info")
+                if prog is None:
+                    continue
+                file_off = _raw(r, ("file_name_off", "file_off"), strings.get(r.file, 0))
+                line_off = _raw(r, ("line_off", "line_text_off"), strings.get(r.line_text, 0))
+                prog.line_info.append(
+                    LineInfoRec(
+                        r.insn_off // INSN_SIZE - prog.section_offset,
+                        file_off,
+                        line_off,
+                        int(r.line),
+                        int(r.col),
+                        r.file,
+                        r.line_text,
+                    )
+                )
+        for secname, recs in (ext.core_relos or {}).items():
+            for r in recs:
+                prog = self._ext_owner(allfuncs, secname, r.insn_off, ".BTF.ext CO-RE")
+                if prog is None:
+                    continue
+                acc_off = _raw(r, ("access_str_off",), strings.get(r.access, 0))
+                kind = int(getattr(r.kind, "value", r.kind))
+                prog.core_relos.append(
+                    CoreReloRec(
+                        r.insn_off // INSN_SIZE - prog.section_offset,
+                        int(r.type_id),
+                        acc_off,
+                        kind,
+                        str(r.access),
+                    )
+                )
+
+    def _ext_owner(
+        self, allfuncs: Dict[str, List[ProgramSpec]], secname: str, insn_off: int, what: str
+    ) -> Optional[ProgramSpec]:
+        if insn_off % INSN_SIZE:
+            raise self.fail(f"{what} record at misaligned offset {insn_off}", secname)
+        idx = insn_off // INSN_SIZE
+        for p in allfuncs.get(secname, ()):
+            if p.section_offset <= idx < p.section_offset + p.insn_count:
+                return p
+        return None
+
+
+def _raw(rec: Any, names: Tuple[str, ...], default: int) -> int:
+    for n in names:
+        v = getattr(rec, n, None)
+        if isinstance(v, int):
+            return v
+    return default
+
+
+def _align(size: int) -> int:
+    for a in (8, 4, 2):
+        if size >= a and size % a == 0:
+            return a
+    return 1
+
+
+def adjust_ringbuf_size(size: int) -> int:
+    """Round a ring buffer size up to a power-of-two multiple of the page size, as libbpf does (0 stays 0)."""
+    if size == 0:
+        return 0
+    if size % PAGE_SIZE == 0 and _pow2(size // PAGE_SIZE):
+        return size
+    mul = 1
+    while mul * PAGE_SIZE <= size:
+        mul <<= 1
+    return mul * PAGE_SIZE
+
+
+def _pow2(n: int) -> bool:
+    return n > 0 and n & (n - 1) == 0
+
+
+def _btf_strings(raw: bytes) -> Dict[str, int]:
+    """Offset of every string in the .BTF string section (first occurrence)."""
+    if len(raw) < 24:
+        return {}
+    hdr_len, _type_off, _type_len, str_off, str_len = struct.unpack_from("<IIIII", raw, 4)
+    start = hdr_len + str_off
+    blob = raw[start : start + str_len]
+    out: Dict[str, int] = {}
+    pos = 0
+    for part in blob.split(b"\0"):
+        try:
+            out.setdefault(part.decode(), pos)
+        except UnicodeDecodeError:
+            pass
+        pos += len(part) + 1
+    return out
+
+
+def _kind_name(t: Any) -> str:
+    kind = getattr(t, "kind", None)
+    name = getattr(kind, "name", kind)
+    return str(name).upper()
+
+
+def _kind(name: str) -> Any:
+    from rawbpf.btf import Kind
+
+    return Kind[name]
