@@ -8,6 +8,7 @@ CLANG      ?= clang
 BPF_CFLAGS := -O2 -g -target bpf -Wall -Werror -D__TARGET_ARCH_x86 -I$(CURDIR)/programs/include
 APT_PKGS   := clang llvm bpftool libbpf-dev gcc make
 PYTEST_ARGS ?=
+BENCH_ARGS ?=
 
 .PHONY: help deps venv bpffs test unit kernel-test lint run demo programs check-programs testdata check-testdata testdata-asm testdata-btf bench stress zipapp clean
 
@@ -69,6 +70,12 @@ testdata-btf: ## Rebuild tests/data/btf objects (clang 14) and their bpftool raw
 	  -fno-ident -c $$c -o $${c%.c}.o || exit 1; done
 	mkdir -p tests/data/btf/golden; for o in tests/data/*.o tests/data/btf/*.o tests/data/btf/*.btf; do \
 	  g=tests/data/btf/golden/$$(basename $$o).raw; bpftool btf dump file $$o format raw > $$g 2>/dev/null || rm -f $$g; done
+
+bench: venv bpffs ## Benchmarks vs peers (ring buffer, handler ns, connect overhead, load, exec storm, latency) → bench/results.json (root)
+	$(VPY) -m tools.bench $(BENCH_ARGS)
+
+stress: venv bpffs ## Slow reliability suites: fuzzing, ring overflow, kill -9, fd/pin hygiene, hostile environments (root)
+	RAWBPF_REQUIRE_KERNEL=1 $(VPY) -m pytest -q -m slow tests/stress $(PYTEST_ARGS)
 
 clean: ## Remove build outputs (keeps committed objects)
 	rm -rf build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache bench/out
