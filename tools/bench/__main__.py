@@ -1,0 +1,136 @@
+"""``python -m tools.bench [--quick] [--only a,b] [--out bench/results.json]``: run the benchmark sections.
+
+Prints one table and writes the JSON results. A section that fails records ``"error: …"`` strings in place of
+its figures and the run goes on; the exit status is 0 unless no section produced any figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Tuple
+
+from tools.bench import exec_storm, kernel_ns, latency, load, ringbuf, syscall_overhead
+from tools.bench.common import ROOT, Context, Unavailable
+
+SECTIONS: Dict[str, Callable[[Context], Dict[str, Any]]] = {
+    "ringbuf": ringbuf.run_section,
+    "kernel_ns": kernel_ns.run_section,
+    "syscall_overhead": syscall_overhead.run_section,
+    "load": load.run_section,
+    "exec_storm": exec_storm.run_section,
+    "latency": latency.run_section,
+}
+
+# section -> [(key, unit, goal, "min" when bigger is better else "max")]; the keys issue 6 requires
+GOALS: Dict[str, List[Tuple[str, str, Any, str]]] = {
+    "ringbuf": [("rawbpf_raw", "ev/s", "go-cilium", "min"), ("rawbpf_decode_log", "ev/s", 1_000_000, "min"),
+                ("libbpf-c", "ev/s", None, ""), ("go-cilium", "ev/s", None, "")],
+    "kernel_ns": [("connect_untracked", "ns", 60, "max"), ("connect_tracked", "ns", 300, "max"),
+                  ("exec_tracked", "ns", 3000, "max")],
+    "syscall_overhead": [("connect_baseline_ns", "ns", None, ""),
+                         ("connect_with_monitor_ns", "ns", None, "")],
+    "load": [("rawbpf_s", "s", 0.25, "max"), ("rawbpf_rss_mb", "MB", 40, "max"), ("bpftool_s", "s", None, ""),
+             ("tracepoints5_rawbpf_s", "s", 0.25, "max")],
+    "exec_storm": [("execs_per_s", "/s", 10_000, "min"), ("dropped", "", 0, "max")],
+    "latency": [("event_to_log_p99_ms", "ms", 250, "max")],
+}
+
+
+def _verdict(section: Dict[str, Any], value: Any, goal: Any, sense: str) -> str:
+    if isinstance(goal, str):
+        goal = section.get(goal)
+    if not sense or not isinstance(value, (int, float)) or not isinstance(goal, (int, float)):
+        return ""
+    ok = value >= goal if sense == "min" else value <= goal
+    return f"{'ok' if ok else 'MISS'} ({'≥' if sense == 'min' else '≤'} {goal:g})"
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:,.2f}" if value < 100 else f"{value:,.0f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
+def table(results: Dict[str, Any]) -> str:
+    lines = [f"{'section':18s} {'figure':32s} {'value':>16s}  goal"]
+    for name, keys in GOALS.items():
+        section = results.get(name, {})
+        for key, unit, goal, sense in keys:
+            value = section.get(key, "not run")
+            text = _fmt(value) if not isinstance(value, str) else value[:60]
+            lines.append(f"{name:18s} {key + (' (' + unit + ')' if unit else ''):32s} {text:>16s}  "
+                         f"{_verdict(section, value, goal, sense)}")
+    return "\n".join(lines)
+
+
+def _meta() -> Dict[str, Any]:
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+                                text=True).stdout.strip()
+    except OSError:
+        commit = ""
+    return {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "kernel": platform.release(), "cpus": os.cpu_count(), "python": platform.python_version(),
+            "commit": commit}
+
+
+def main(argv: List[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m tools.bench", description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="fewer and shorter runs (smoke test of the harness)")
+    ap.add_argument("--only", default="", help="comma-separated sections: " + ",".join(SECTIONS))
+    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results.json")
+    args = ap.parse_args(argv)
+    chosen = [s for s in args.only.split(",") if s] or list(SECTIONS)
+    unknown = sorted(set(chosen) - set(SECTIONS))
+    if unknown:
+        ap.error(f"unknown section(s): {', '.join(unknown)}")
+    if os.geteuid() != 0:
+        print("bench: needs root (BPF, bpffs pins, BPF stats)", file=sys.stderr)
+        return 1
+    results: Dict[str, Any] = {"meta": _meta()}
+    if args.out.exists():  # keep figures of sections not run this time
+        try:
+            old = json.loads(args.out.read_text())
+            results.update({k: v for k, v in old.items() if k in SECTIONS and k not in chosen})
+        except (OSError, ValueError):
+            pass
+    with tempfile.TemporaryDirectory(prefix="rawbpf-bench-") as work:
+        ctx = Context(work=Path(work), quick=args.quick)
+        for name in chosen:
+            t0 = time.monotonic()
+            print(f"bench: {name} …", file=sys.stderr, flush=True)
+            try:
+                results[name] = SECTIONS[name](ctx)
+            except Unavailable as err:
+                results[name] = _errors(name, f"unavailable: {err}")
+            except Exception as err:
+                detail = traceback.format_exc(limit=3).strip().splitlines()[-1]
+                results[name] = _errors(name, f"error: {err or detail}")
+            results[name]["section_s"] = round(time.monotonic() - t0, 1)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=1, sort_keys=True) + "\n")
+    print(table(results))
+    print(f"\nwritten: {os.path.relpath(args.out)}")
+    figures = [v for s in SECTIONS for v in results.get(s, {}).values() if isinstance(v, (int, float))]
+    return 0 if figures else 1
+
+
+def _errors(name: str, message: str) -> Dict[str, Any]:
+    """A failed section: every required key carries the reason instead of a number."""
+    return {key: message for key, _u, _g, _s in GOALS[name]} | {"error": message}
+
+
+if __name__ == "__main__":
+    sys.exit(main())
