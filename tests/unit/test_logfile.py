@@ -1,0 +1,312 @@
+"""The msgpack log: rotation boundaries, seq continuity, torn tails, restart, follow, symlinks, full disk."""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import stat
+import subprocess
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any, Dict, List
+
+import msgpack
+import pytest
+
+from rawbpf.errors import ConfigError, LogFormatError
+from rawbpf.logfile import LogReader, LogWriter, pack_records
+
+
+def read_all(d: Path) -> List[Dict[str, Any]]:
+    with LogReader(str(d)) as r:
+        return list(r.records())
+
+
+def body(recs: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
+    return [r for r in recs if r["type"] != "header"]
+
+
+def assert_seq_continuous(recs: List[Dict[str, Any]]) -> None:
+    seqs = [r["seq"] for r in recs]
+    assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))
+
+
+@pytest.mark.parametrize("n", [0, 1, 15, 16, 17, 65535, 65536, 70000])
+def test_pack_records_is_the_concatenation(n: int) -> None:
+    recs = [{"i": i} for i in range(n)]
+    assert pack_records(recs) == b"".join(msgpack.packb(r) for r in recs)
+
+
+def test_write_read_roundtrip_with_header(tmp_path: Path) -> None:
+    with LogWriter(str(tmp_path), header={"object": "x.o"}) as w:
+        w.write({"type": "exec", "pid": 1, "data": b"\x00\xff"})
+        w.write_many([{"type": "exit", "pid": 2}, {"type": "exit", "pid": 3, "ts": 123}])
+    recs = read_all(tmp_path)
+    assert recs[0]["type"] == "header" and recs[0]["object"] == "x.o" and recs[0]["format"] == 1
+    assert {"host", "boot_id", "start_time", "pid"} <= set(recs[0])
+    assert [r["type"] for r in recs] == ["header", "exec", "exit", "exit"]
+    assert recs[1]["data"] == b"\x00\xff" and recs[3]["ts"] == 123
+    assert all(isinstance(r["ts"], int) and r["ts"] > 0 for r in recs)
+    assert_seq_continuous(recs)
+    assert list(recs[1])[:2] == ["seq", "ts"]
+
+
+def test_files_are_0600_and_never_follow_symlinks(tmp_path: Path) -> None:
+    with LogWriter(str(tmp_path)) as w:
+        w.write({"type": "x"})
+        st = os.stat(w.current_file)
+    assert stat.S_IMODE(st.st_mode) == 0o600
+    link = tmp_path.parent / f"link-{uuid.uuid4().hex}"
+    link.symlink_to(tmp_path)
+    try:
+        with pytest.raises(ConfigError, match="is a symlink"):
+            LogWriter(str(link))
+        with pytest.raises(ConfigError, match="is a symlink"):
+            LogReader(str(link))
+    finally:
+        link.unlink()
+
+
+def test_symlink_planted_as_a_log_file_is_refused_by_the_reader(tmp_path: Path) -> None:
+    target = tmp_path / "secret"
+    target.write_bytes(msgpack.packb({"seq": 0, "type": "x"}))
+    (tmp_path / f"rawbpf-{0:016d}-{1:019d}.mlog").symlink_to(target)
+    with LogReader(str(tmp_path)) as r, pytest.raises(LogFormatError, match="symlink"):
+        list(r.records())
+
+
+def test_size_rotation_keeps_backups_and_seq(tmp_path: Path) -> None:
+    with LogWriter(str(tmp_path), max_bytes=2048, backups=2, flush_interval=0) as w:
+        for i in range(400):
+            w.write({"type": "t", "i": i, "pad": "x" * 20})
+            w.flush()
+        assert w.rotations > 3
+    files = sorted(os.listdir(tmp_path))
+    assert len(files) == 3  # current + 2 backups
+    for f in files:
+        assert os.path.getsize(tmp_path / f) <= 2048
+    recs = read_all(tmp_path)
+    assert recs[0]["type"] == "header"
+    assert_seq_continuous(recs)
+    assert body(recs)[-1]["i"] == 399
+    # every file starts with a header
+    for f in files:
+        with open(tmp_path / f, "rb") as fh:
+            assert next(iter(msgpack.Unpacker(fh, raw=False)))["type"] == "header"
+
+
+def test_record_exactly_at_the_boundary(tmp_path: Path) -> None:
+    rec = {"type": "t", "pad": "y" * 100}
+    with LogWriter(str(tmp_path), max_bytes=1024, flush_interval=0) as w:
+        hdr_size = os.path.getsize(w.current_file)
+        one = len(msgpack.packb({"seq": 1, "ts": time.time_ns(), **rec}))
+        fit = (1024 - hdr_size) // one
+        for _ in range(fit):
+            w.write(rec)
+        w.flush()
+        assert w.rotations == 0
+        w.write(rec)
+        w.flush()
+        assert w.rotations == 1
+    assert len(os.listdir(tmp_path)) == 2
+    assert len(body(read_all(tmp_path))) == fit + 1
+
+
+def test_age_rotation(tmp_path: Path) -> None:
+    with LogWriter(str(tmp_path), max_age=0.05, flush_interval=0) as w:
+        w.write({"type": "a"})
+        time.sleep(0.08)
+        w.maybe_flush()
+        w.write({"type": "b"})
+    assert len(os.listdir(tmp_path)) == 2
+    assert [r["type"] for r in read_all(tmp_path)] == ["header", "a", "header", "b"]
+
+
+def test_reopen_starts_a_new_file_after_logrotate_moved_it(tmp_path: Path) -> None:
+    d = tmp_path / "log"
+    with LogWriter(str(d)) as w:
+        w.write({"type": "a"})
+        w.flush()
+        moved = tmp_path / "archived.mlog"
+        os.rename(w.current_file, moved)
+        w.reopen()
+        w.write({"type": "b"})
+    assert [r["type"] for r in read_all(d)] == ["header", "b"]
+    assert read_all(d)[0]["seq"] == 2  # continues after the moved file's records
+
+
+def test_torn_tail_is_skipped_and_writer_resumes_seq(tmp_path: Path) -> None:
+    w = LogWriter(str(tmp_path))
+    for i in range(10):
+        w.write({"type": "t", "i": i})
+    w.close()
+    name = sorted(os.listdir(tmp_path))[-1]
+    good = msgpack.packb({"seq": 11, "ts": 1, "type": "t", "i": 10})
+    with open(tmp_path / name, "ab") as f:
+        f.write(good[:-3])  # the write a kill -9 interrupted
+    with LogReader(str(tmp_path)) as r:
+        recs = list(r.records())
+        assert r.torn == 1
+    assert body(recs)[-1]["i"] == 9
+    w = LogWriter(str(tmp_path))
+    w.write({"type": "t", "i": 100})
+    w.close()
+    recs = read_all(tmp_path)
+    assert_seq_continuous(recs)
+    assert body(recs)[-1]["i"] == 100 and len(os.listdir(tmp_path)) == 2
+
+
+def test_kill_9_of_a_writing_process(tmp_path: Path) -> None:
+    code = (
+        "import sys\nfrom rawbpf.logfile import LogWriter\n"
+        "w = LogWriter(sys.argv[1], flush_interval=0)\n"
+        "i = 0\nwhile True:\n    w.write({'type': 't', 'i': i, 'p': 'z' * 300}); w.flush(); i += 1\n"
+    )
+    p = subprocess.Popen(["python3", "-c", code, str(tmp_path)], cwd=Path(__file__).parents[2])
+    try:
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            files = os.listdir(tmp_path)
+            if files and os.path.getsize(tmp_path / files[0]) > 100_000:
+                break
+            time.sleep(0.02)
+    finally:
+        p.kill()
+        p.wait()
+    before = body(read_all(tmp_path))
+    assert len(before) > 100
+    with LogWriter(str(tmp_path)) as w:
+        w.write({"type": "t", "i": -1})
+    recs = read_all(tmp_path)
+    assert_seq_continuous(recs)
+    assert body(recs)[:-1] == before
+
+
+def test_corrupt_middle_is_an_error_not_a_skip(tmp_path: Path) -> None:
+    with LogWriter(str(tmp_path)) as w:
+        w.write({"type": "t"})
+    name = os.listdir(tmp_path)[0]
+    with open(tmp_path / name, "ab") as f:
+        f.write(b"\xc1" + msgpack.packb({"seq": 5, "type": "t"}))
+    with LogReader(str(tmp_path)) as r, pytest.raises(LogFormatError, match="corrupt record"):
+        list(r.records())
+
+
+class FullDisk:
+    """A write(2) that fails with ENOSPC (after a partial write) while ``full`` is set."""
+
+    def __init__(self) -> None:
+        self.full = False
+
+    def __call__(self, fd: int, data: bytes) -> int:
+        if self.full:
+            if len(data) > 10:
+                os.write(fd, data[:7])  # a partial write the writer must truncate away
+                self.full_partial = True
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return os.write(fd, data)
+
+
+def test_full_disk_is_counted_and_reported_never_raised(tmp_path: Path) -> None:
+    disk = FullDisk()
+    with LogWriter(str(tmp_path), write=disk, flush_interval=0) as w:
+        w.write({"type": "a"})
+        w.flush()
+        disk.full = True
+        for _ in range(5):
+            w.write({"type": "b"})
+        w.flush()
+        w.write({"type": "c"})
+        w.flush()
+        assert w.lost_records == 6
+        disk.full = False
+        w.write({"type": "d"})
+    recs = read_all(tmp_path)
+    kinds = [r["type"] for r in recs]
+    assert kinds == ["header", "a", "d", "lost"]
+    lost = recs[3]
+    assert lost["count"] == 6 and "no space left on device" in lost["reason"]
+    # the gap in seq is exactly what the lost record accounts for, and the partial write was truncated away
+    assert recs[2]["seq"] - recs[1]["seq"] - 1 == 6 and lost["seq"] == recs[2]["seq"] + 1
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("mount") is None, reason="tmpfs mount needs root")
+def test_full_disk_on_a_tiny_tmpfs(tmp_path: Path) -> None:
+    mnt = tmp_path / "tiny"
+    mnt.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mnt)], check=True)
+    try:
+        with LogWriter(str(mnt), max_bytes=1 << 20, flush_interval=0) as w:
+            for i in range(2000):
+                w.write({"type": "t", "i": i, "pad": "p" * 100})
+                w.flush()
+            assert w.lost_records > 0
+            lost = w.lost_records
+            for f in os.listdir(mnt):  # space comes back (an operator cleans up)
+                if mnt / f != Path(w.current_file):
+                    os.unlink(mnt / f)
+            os.truncate(w.current_file, 0)
+            w._size = 0
+            w.write({"type": "after"})
+        recs = read_all(mnt)
+        assert [r["type"] for r in recs] == ["after", "lost"]
+        assert recs[1]["count"] == lost
+    finally:
+        subprocess.run(["umount", str(mnt)], check=True)
+
+
+def test_follow_across_rotation_without_loss_or_duplicates(tmp_path: Path) -> None:
+    total = 3000
+    done = threading.Event()
+
+    def produce() -> None:
+        with LogWriter(str(tmp_path), max_bytes=4096, backups=1000, flush_interval=0.001) as w:
+            for i in range(total):
+                w.write({"type": "t", "i": i})
+                if i % 50 == 0:
+                    w.flush()
+                    time.sleep(0.001)
+        done.set()
+
+    seen: List[int] = []
+    t = threading.Thread(target=produce)
+    with LogReader(str(tmp_path)) as r:
+        t.start()
+        for rec in r.records(follow=True, poll_interval=0.005, stop=done.is_set):
+            if rec["type"] == "t":
+                seen.append(rec["i"])
+        assert r.gaps == 0 and r.torn == 0
+    t.join()
+    assert len(os.listdir(tmp_path)) > 10
+    assert seen == list(range(total))
+
+
+def test_follow_reports_pruned_files_as_a_gap(tmp_path: Path) -> None:
+    with LogWriter(str(tmp_path), max_bytes=1024, backups=1, flush_interval=0) as w:
+        for i in range(300):
+            w.write({"type": "t", "i": i})
+            w.flush()
+    with LogReader(str(tmp_path)) as r:
+        recs = list(r.records(start_after_seq=0))
+        assert r.gaps == 1 and r.missing == recs[0]["seq"] - 1
+
+
+def test_tail_n_reads_only_the_newest(tmp_path: Path) -> None:
+    with LogWriter(str(tmp_path), max_bytes=2048, backups=50, flush_interval=0) as w:
+        for i in range(500):
+            w.write({"type": "t", "i": i})
+            w.flush()
+    with LogReader(str(tmp_path)) as r:
+        last = r.tail(7)
+    assert [x.get("i") for x in last if x["type"] == "t"][-5:] == [495, 496, 497, 498, 499]
+    assert len(last) == 7
+
+
+def test_bad_options(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="max bytes 10 is too small"):
+        LogWriter(str(tmp_path), max_bytes=10)
+    with pytest.raises(ConfigError, match=r"log dir .*: no such file"):
+        LogReader(str(tmp_path / "absent"))
