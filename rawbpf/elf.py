@@ -50,6 +50,7 @@ BPF_PSEUDO_CALL = 1
 
 PAGE_SIZE = mmap.PAGESIZE
 
+_NAMED_SYM_TYPES = ("STT_OBJECT", "STT_NOTYPE", "STT_FUNC")
 _DATA_RE = re.compile(r"^\.(data|rodata|bss)(\..+)?$")
 
 
@@ -213,6 +214,10 @@ class _Reader:
                 rel_secs.append(idx)
             self.spec.section_sizes[name] = int(sec["sh_size"])
         self.spec.text_section_index = self.text_shndx
+        for sym in self.symbols:
+            if sym.name and 0 < sym.shndx < SHN_LORESERVE and sym.type in _NAMED_SYM_TYPES:
+                secname = self.sec_names.get(sym.shndx, "")
+                self.spec.symbol_offsets.setdefault(secname, {}).setdefault(sym.name, sym.value)
 
         if not self.spec.license:
             raise self.fail('missing license (add: char LICENSE[] SEC("license") = "GPL";)', "license")
@@ -613,7 +618,6 @@ class _Reader:
             for s in self.symbols
             if s.shndx == idx and s.name and s.type in ("STT_OBJECT", "STT_NOTYPE")
         }
-        self.spec.symbol_offsets[name] = {n: s.value for n, s in syms.items()}
         btf = self.spec.btf
         datasec = btf.find(name, _kind("DATASEC")) if btf is not None else None
         mmapable = False

@@ -1,0 +1,602 @@
+"""Load a CollectionSpec into the kernel: BTF, maps, relocation, programs; attach and pin. Touches the kernel.
+
+:meth:`Collection.load` follows libbpf's load order — BTF_LOAD (DATASECs filled, kinds the kernel lacks
+sanitised) → maps (pinned-by-name maps reused after a compatibility check, global data written, read-only
+data frozen) → per program: subprograms appended, data references patched, CO-RE applied (by the kernel, or
+in user space against vmlinux BTF) → BPF_PROG_LOAD. Any failure closes everything created so far and removes
+the pins this load made; nothing is left behind. Closing the Collection detaches its links, unpins what it
+pinned, and releases its maps and programs.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import os
+from dataclasses import dataclass
+from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional
+
+from rawbpf import bpffs
+from rawbpf._fd import FD
+from rawbpf.consts import BPF_F_MMAPABLE, MapType, ProgType
+from rawbpf.errors import ConfigError, NotSupportedError, ObjectError, RawBPFError, RelocationError
+from rawbpf.globals import decode_value, encode_value
+from rawbpf.linker import ExternValue, LinkedProgram, link, patch_data
+from rawbpf.maps import Map
+from rawbpf.programs import Program
+from rawbpf.spec import (
+    CollectionSpec,
+    MapKind,
+    MapSpec,
+    Pinning,
+    ProgramSpec,
+    pack_core_relos,
+    pack_func_info,
+    pack_line_info,
+)
+
+log = logging.getLogger("rawbpf")
+
+# map types that take no BTF key/value ids (libbpf clears them before BPF_MAP_CREATE)
+_NO_BTF_KV = frozenset(
+    {
+        MapType.PERF_EVENT_ARRAY,
+        MapType.CGROUP_ARRAY,
+        MapType.STACK_TRACE,
+        MapType.ARRAY_OF_MAPS,
+        MapType.HASH_OF_MAPS,
+        MapType.DEVMAP,
+        MapType.DEVMAP_HASH,
+        MapType.CPUMAP,
+        MapType.XSKMAP,
+        MapType.SOCKMAP,
+        MapType.SOCKHASH,
+        MapType.QUEUE,
+        MapType.STACK,
+        MapType.RINGBUF,
+    }
+)
+
+
+@dataclass
+class LoadOptions:
+    """Knobs of :meth:`Collection.load` beyond the common ones."""
+
+    log_level: int = 0
+    vmlinux_btf: str = "/sys/kernel/btf/vmlinux"
+
+
+class Variables(Mapping[str, Any]):
+    """Global variables of a loaded collection, read and written by name (values decoded per BTF type).
+
+    ``.data``/``.bss`` variables are read and written through an mmap of the map when it is
+    BPF_F_MMAPABLE (no syscall per access), else by map lookup/update of key 0. ``.rodata`` variables are
+    readable; the map is frozen, so writing them raises.
+    """
+
+    def __init__(self, coll: Collection) -> None:
+        self._coll = coll
+        self._mmaps: Dict[str, Any] = {}
+
+    def __getitem__(self, name: str) -> Any:
+        var = self._var(name)
+        return decode_value(self._coll.spec.btf, var.type_id, self.raw(name))
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._coll.spec.variables)
+
+    def __len__(self) -> int:
+        return len(self._coll.spec.variables)
+
+    def _var(self, name: str) -> Any:
+        var = self._coll.spec.variables.get(name)
+        if var is None:
+            raise ConfigError(f"collection '{self._coll.spec.name}': no global variable '{name}'")
+        return var
+
+    def _buffer(self, map_name: str) -> Optional[Any]:
+        m = self._coll.maps[map_name]
+        if not (m.flags & BPF_F_MMAPABLE):
+            return None
+        buf = self._mmaps.get(map_name)
+        if buf is None:
+            spec = self._coll.spec.maps[map_name]
+            buf = m.mmap(writable=not spec.frozen)
+            self._mmaps[map_name] = buf
+        return buf
+
+    def raw(self, name: str) -> bytes:
+        """The variable's current bytes in the kernel map."""
+        var = self._var(name)
+        buf = self._buffer(var.map)
+        if buf is not None:
+            return bytes(buf[var.offset : var.offset + var.size])
+        value = self._coll.maps[var.map].lookup(0) or b""
+        return bytes(value[var.offset : var.offset + var.size])
+
+    def set(self, name: str, value: Any) -> None:
+        """Write a .data/.bss variable while the programs run."""
+        var = self._var(name)
+        if var.readonly:
+            raise ConfigError(
+                f"variable '{name}': read-only (.rodata is frozen after load; set it before load)"
+            )
+        raw = encode_value(self._coll.spec, var, value)
+        buf = self._buffer(var.map)
+        if buf is not None:
+            buf[var.offset : var.offset + var.size] = raw
+            return
+        m = self._coll.maps[var.map]
+        cur = bytearray(m.lookup(0) or bytes(m.value_size))
+        cur[var.offset : var.offset + var.size] = raw
+        m.update(0, bytes(cur))
+
+    def __setitem__(self, name: str, value: Any) -> None:
+        self.set(name, value)
+
+    def close(self) -> None:
+        for buf in self._mmaps.values():
+            try:
+                buf.close()
+            except (BufferError, ValueError):
+                pass
+        self._mmaps.clear()
+
+
+class Collection:
+    """Maps, programs and links of one loaded object. A context manager; ``close()`` releases everything."""
+
+    def __init__(self, spec: CollectionSpec) -> None:
+        self.spec = spec
+        self.maps: Dict[str, Map] = {}
+        self.programs: Dict[str, Program] = {}
+        self.links: Dict[str, Any] = {}
+        self.linked: Dict[str, LinkedProgram] = {}
+        self.btf: Optional[FD] = None
+        self.variables = Variables(self)
+        self.kernel_core = False
+        self._pins: List[str] = []  # pins this collection created (removed on close)
+        self._pin_dirs: List[str] = []  # directories it created (removed on close when empty)
+        self._closed = False
+
+    # -- load ----------------------------------------------------------------------------------------------
+
+    @classmethod
+    def load(
+        cls,
+        spec: CollectionSpec,
+        *,
+        pin_dir: Optional[str] = None,
+        constants: Optional[Mapping[str, Any]] = None,
+        kernel_core: Optional[bool] = None,
+        programs: Optional[Iterable[str]] = None,
+        log_level: int = 0,
+    ) -> Collection:
+        """Create the object's maps and load its programs.
+
+        ``pin_dir``: bpffs directory for maps declared ``pinning: LIBBPF_PIN_BY_NAME`` (reused when a
+        compatible map is already pinned there). ``constants``: initial values of global variables by name
+        (``const volatile`` ones can only be set here). ``kernel_core``: True lets the kernel apply CO-RE
+        relocations (Linux 5.17+), False applies them in user space against vmlinux BTF, None picks the
+        kernel when it can. ``programs``: load only these (default: every program).
+        """
+        spec = _private_copy(spec)
+        for name, value in (constants or {}).items():
+            spec.set_constant(name, value)
+        wanted = list(spec.programs) if programs is None else list(programs)
+        for name in wanted:
+            prog = spec.programs.get(name)
+            if prog is None:
+                raise ConfigError(
+                    f"object '{spec.name}': no program '{name}' (known: {', '.join(spec.programs)})"
+                )
+            if not prog.known_section:
+                raise ObjectError(
+                    f"object '{spec.name}': section '{prog.section}': unknown program section "
+                    f"(program '{name}')"
+                )
+        coll = cls(spec)
+        try:
+            coll._load(wanted, pin_dir, kernel_core, log_level)
+        except BaseException:
+            coll.close(unpin=True)
+            raise
+        return coll
+
+    def _load(
+        self, wanted: List[str], pin_dir: Optional[str], kernel_core: Optional[bool], log_level: int
+    ) -> None:
+        spec = self.spec
+        self._load_btf()
+        self.kernel_core = self._choose_core(kernel_core)
+        from rawbpf import externs as _externs
+
+        _externs.fill_kconfig(spec)
+        self._create_maps(pin_dir)
+        externs = self._resolve_externs()
+        for name in wanted:
+            self._load_program(spec.programs[name], externs, log_level)
+        self._fill_map_values()
+
+    def _load_btf(self) -> None:
+        spec = self.spec
+        if spec.btf is None:
+            return
+        from rawbpf.btf import BtfFeatures, fill_datasecs, marshal, sanitized
+        from rawbpf.kbtf import KernelBTF
+
+        btf = spec.btf.copy()
+        hidden = [v.name for v in spec.variables.values() if not v.is_global]
+        try:
+            fill_datasecs(btf, spec.section_sizes, spec.symbol_offsets, hidden=())
+        except RawBPFError as err:
+            raise ObjectError(f"object '{spec.name}': section '.BTF': {err}") from err
+        del hidden
+        for prog in (*spec.programs.values(), *spec.subprograms.values()):
+            if prog.hidden and prog.func_info:
+                t = btf[prog.func_info[0].type_id]
+                t.linkage = 0  # like libbpf: hidden global functions are verified as static
+        try:
+            from rawbpf import features
+
+            feats = features.btf_features()
+        except (ImportError, AttributeError):
+            feats = BtfFeatures()
+        raw = marshal(sanitized(btf, feats))
+        self.btf = KernelBTF.load(raw)
+        spec.btf = btf
+
+    def _choose_core(self, kernel_core: Optional[bool]) -> bool:
+        if not self.spec.core_relo_count():
+            return bool(kernel_core)
+        if kernel_core is not None:
+            if kernel_core and self.btf is None:
+                raise NotSupportedError("kernel-side CO-RE", "5.17", "the object has no BTF")
+            return kernel_core
+        if self.btf is None:
+            return False
+        try:
+            from rawbpf import features
+
+            return bool(features.kernel_core())
+        except (ImportError, AttributeError):
+            return True
+
+    # -- maps ----------------------------------------------------------------------------------------------
+
+    def _create_maps(self, pin_dir: Optional[str]) -> None:
+        for mspec in self.spec.maps.values():
+            if mspec.pinning == Pinning.BY_NAME and pin_dir:
+                path = os.path.join(pin_dir, mspec.name)
+                if os.path.exists(path):
+                    m = Map.from_pin(path)
+                    self.maps[mspec.name] = m
+                    self._check_compatible(mspec, m, path)
+                    continue
+                m = self._create_map(mspec)
+                self.maps[mspec.name] = m
+                self._pin(m.fd, path, f"pin map '{mspec.name}'")
+                continue
+            self.maps[mspec.name] = self._create_map(mspec)
+
+    def _create_map(self, mspec: MapSpec) -> Map:
+        inner: Optional[Map] = None
+        try:
+            if mspec.inner is not None:
+                inner = self._create_map(mspec.inner)
+            btf_fd = self.btf.fd if self.btf is not None else -1
+            key_id, value_id = mspec.btf_key_type_id, mspec.btf_value_type_id
+            if mspec.type in _NO_BTF_KV or mspec.inner is not None:
+                key_id = value_id = 0
+            if not value_id:
+                btf_fd, key_id = -1, 0
+            kwargs: Dict[str, Any] = dict(
+                name=mspec.name,
+                flags=mspec.flags,
+                numa_node=mspec.numa_node,
+                inner_map_fd=inner.fd if inner is not None else -1,
+                map_extra=mspec.map_extra,
+            )
+            try:
+                m = Map.create(
+                    mspec.type,
+                    mspec.key_size,
+                    mspec.value_size,
+                    mspec.max_entries,
+                    btf_fd=btf_fd,
+                    btf_key_type_id=key_id,
+                    btf_value_type_id=value_id,
+                    **kwargs,
+                )
+            except RawBPFError as err:
+                if btf_fd < 0:
+                    raise self._map_error(mspec, err) from err
+                log.debug("map '%s': create with BTF failed (%s), retrying without", mspec.name, err)
+                try:
+                    m = Map.create(mspec.type, mspec.key_size, mspec.value_size, mspec.max_entries, **kwargs)
+                except RawBPFError as err2:
+                    raise self._map_error(mspec, err2) from err2
+        finally:
+            if inner is not None:
+                inner.close()
+        try:
+            if mspec.data is not None and mspec.kind != MapKind.BSS:
+                m.update(0, bytes(mspec.data))
+            if mspec.frozen:
+                m.freeze()
+        except BaseException:
+            m.close()
+            raise
+        return m
+
+    def _map_error(self, mspec: MapSpec, err: RawBPFError) -> RawBPFError:
+        where = f"object '{self.spec.name}': section '{mspec.section}'"
+        msg = str(err)
+        return (
+            type(err)(f"{where}: {msg}") if isinstance(err, ObjectError) else ObjectError(f"{where}: {msg}")
+        )
+
+    def _check_compatible(self, mspec: MapSpec, m: Map, path: str) -> None:
+        want = (int(mspec.type), mspec.key_size, mspec.value_size, mspec.max_entries, mspec.flags)
+        have = (int(m.type), m.key_size, m.value_size, m.max_entries, m.flags)
+        if mspec.type == MapType.PERF_EVENT_ARRAY and mspec.max_entries == 0:
+            want = (*want[:3], have[3], *want[4:])
+        if want != have:
+            names = ("type", "key_size", "value_size", "max_entries", "flags")
+            diff = ", ".join(f"{n} {h} != {w}" for n, w, h in zip(names, want, have) if w != h)
+            raise ObjectError(
+                f"object '{self.spec.name}': map '{mspec.name}': pinned map at {path} is "
+                f"incompatible ({diff})"
+            )
+
+    def _fill_map_values(self) -> None:
+        for mspec in self.spec.maps.values():
+            for slot, target in mspec.contents:
+                m = self.maps[mspec.name]
+                if mspec.type == MapType.PROG_ARRAY:
+                    prog = self.programs.get(target)
+                    if prog is None:
+                        continue
+                    m.update(slot, prog.fd.to_bytes(4, "little"))
+                else:
+                    m.update(slot, self.maps[target].fd.to_bytes(4, "little"))
+
+    # -- externs -------------------------------------------------------------------------------------------
+
+    def _resolve_externs(self) -> Dict[str, ExternValue]:
+        from rawbpf import externs as _externs
+
+        return _externs.resolve(self.spec, self.maps)
+
+    # -- programs ------------------------------------------------------------------------------------------
+
+    def _load_program(self, prog: ProgramSpec, externs: Dict[str, ExternValue], log_level: int) -> None:
+        spec = self.spec
+        try:
+            linked = link(spec, prog.name)
+        except RelocationError as err:
+            raise RelocationError(f"object '{spec.name}': section '{prog.section}': {err}") from err
+        patch_data(linked, {n: m.fd for n, m in self.maps.items()}, externs)
+        core = b""
+        if linked.core_relos:
+            if self.kernel_core:
+                core = pack_core_relos(linked.core_relos)
+            else:
+                from rawbpf.btf import core as _core
+
+                _core.relocate_program(spec, linked)
+        attach_btf_id = 0
+        if prog.type in (ProgType.TRACING, ProgType.LSM, ProgType.EXT):
+            attach_btf_id = self._attach_btf_id(prog)
+        btf_fd = self.btf.fd if self.btf is not None else -1
+        self.linked[prog.name] = linked
+        p = Program.load(
+            prog.type,
+            bytes(linked.insns),
+            name=prog.name,
+            license=prog.license or spec.license,
+            expected_attach_type=prog.expected_attach_type,
+            attach_btf_id=attach_btf_id,
+            kern_version=prog.kern_version,
+            flags=prog.flags,
+            btf_fd=btf_fd,
+            func_info=pack_func_info(linked.func_info) if btf_fd >= 0 else b"",
+            line_info=pack_line_info(linked.line_info) if btf_fd >= 0 else b"",
+            core_relos=core if btf_fd >= 0 else b"",
+            log_level=log_level,
+            source_line=linked.source_line,
+        )
+        self.programs[prog.name] = p
+
+    def _attach_btf_id(self, prog: ProgramSpec) -> int:
+        from rawbpf import externs as _externs
+
+        target = prog.attach_to
+        if not target:
+            raise ObjectError(
+                f"object '{self.spec.name}': section '{prog.section}': no attach target after the "
+                "prefix (e.g. tp_btf/sched_process_exec)"
+            )
+        if prog.type == ProgType.TRACING and prog.expected_attach_type == 23:  # tp_btf
+            name, kind = "btf_trace_" + target, "TYPEDEF"
+        elif prog.type == ProgType.LSM:
+            name, kind = "bpf_lsm_" + target, "FUNC"
+        else:
+            name, kind = target, "FUNC"
+        tid = _externs.vmlinux_type_id(name, kind)
+        if not tid:
+            raise ObjectError(
+                f"object '{self.spec.name}': section '{prog.section}': attach target '{target}' "
+                "is not in the kernel's BTF"
+            )
+        return tid
+
+    # -- attach --------------------------------------------------------------------------------------------
+
+    def attach_all(self) -> List[Any]:
+        """Attach every loaded program whose section names a target; returns the new Links.
+
+        Programs with nothing to auto-attach (socket filters, xdp, a bare ``uprobe``) are skipped.
+        On failure, links made by this call are detached again.
+        """
+        from rawbpf import attach as _attach
+        from rawbpf.sections import split_tracepoint, split_uprobe
+
+        made: List[Any] = []
+        current = ""
+        try:
+            for name, prog in self.programs.items():
+                current = name
+                if name in self.links:
+                    continue
+                ps = self.spec.programs[name]
+                kind, target = ps.attach_kind, ps.attach_to
+                where = f"object '{self.spec.name}': section '{ps.section}'"
+                if kind == "tracepoint":
+                    cat, tp = split_tracepoint(target)
+                    if not cat:
+                        raise ObjectError(f"{where}: tracepoint must be category/name")
+                    lnk = _attach.attach_tracepoint(prog, cat, tp)
+                elif kind == "raw_tracepoint":
+                    if not target:
+                        continue
+                    lnk = _attach.attach_raw_tracepoint(prog, target)
+                elif kind == "tracing":
+                    lnk = _attach.attach_tracing(prog)
+                elif kind in ("uprobe", "uretprobe"):
+                    if not target:
+                        continue
+                    binary, sym, off = split_uprobe(target)
+                    if not binary:
+                        raise ObjectError(f"{where}: uprobe target must be binary:symbol[+offset]")
+                    lnk = _attach.attach_uprobe(prog, binary, sym, off, retprobe=kind == "uretprobe")
+                else:
+                    continue
+                self.links[name] = lnk
+                made.append(lnk)
+        except RawBPFError as err:
+            for lnk in made:
+                lnk.close()
+            failed = self.spec.programs.get(current)
+            for done in [n for n, lk in self.links.items() if any(lk is m for m in made)]:
+                del self.links[done]
+            if str(err).startswith("object "):
+                raise
+            sec = f": section '{failed.section}'" if failed is not None else ""
+            if type(err) in (ObjectError, ConfigError, RawBPFError):
+                raise type(err)(f"object '{self.spec.name}'{sec}: {err}") from err
+            raise
+        return made
+
+    # -- pinning -------------------------------------------------------------------------------------------
+
+    def _pin(self, fd: int, path: str, what: str) -> None:
+        parent = os.path.dirname(path)
+        missing: List[str] = []
+        p = parent
+        while p and not os.path.exists(p):
+            missing.append(p)
+            p = os.path.dirname(p)
+        bpffs.pin(fd, path, what)
+        self._pins.append(path)
+        self._pin_dirs.extend(missing)
+
+    def pin(self, directory: str) -> List[str]:
+        """Pin every map (``dir/<map>``), program (``dir/progs/<prog>``) and link (``dir/links/<prog>``).
+
+        Maps already pinned there (pinned by name) are left as they are. Everything pinned here is unpinned
+        again by ``close()``. Returns the new pin paths.
+        """
+        new: List[str] = []
+        for name, m in self.maps.items():
+            path = os.path.join(directory, name)
+            if path in self._pins or os.path.exists(path):
+                continue
+            self._pin(m.fd, path, f"pin map '{name}'")
+            new.append(path)
+        for name, p in self.programs.items():
+            path = os.path.join(directory, "progs", name)
+            self._pin(p.fd, path, f"pin program '{name}'")
+            new.append(path)
+        for name, lnk in self.links.items():
+            path = os.path.join(directory, "links", name)
+            try:
+                self._pin(lnk.fd, path, f"pin link of '{name}'")
+            except RawBPFError as err:  # ioctl-attached tracepoints have no link object to pin
+                log.debug("link of '%s' not pinned: %s", name, err)
+                continue
+            new.append(path)
+        return new
+
+    # -- lifetime ------------------------------------------------------------------------------------------
+
+    def close(self, *, unpin: bool = True) -> None:
+        """Detach links, remove the pins this collection made (``unpin``), close programs, maps and BTF."""
+        if self._closed:
+            return
+        self._closed = True
+        self.variables.close()
+        for lnk in self.links.values():
+            _quiet_close(lnk)
+        self.links.clear()
+        if unpin:
+            for path in reversed(self._pins):
+                try:
+                    bpffs.unpin(path)
+                except RawBPFError as err:
+                    log.warning("unpin %s: %s", path, err)
+            for d in sorted(set(self._pin_dirs), key=len, reverse=True):
+                try:
+                    os.rmdir(d)
+                except OSError:
+                    pass
+        self._pins.clear()
+        for p in self.programs.values():
+            _quiet_close(p)
+        self.programs.clear()
+        for m in self.maps.values():
+            _quiet_close(m)
+        self.maps.clear()
+        if self.btf is not None:
+            _quiet_close(self.btf)
+            self.btf = None
+
+    def __enter__(self) -> Collection:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            if not getattr(self, "_closed", True):
+                self.close(unpin=False)
+        except Exception:
+            pass
+
+
+def _quiet_close(obj: Any) -> None:
+    try:
+        obj.close()
+    except Exception as err:
+        log.debug("close %r: %s", obj, err)
+
+
+def _private_copy(spec: CollectionSpec) -> CollectionSpec:
+    """A copy whose map contents can be changed without touching the caller's spec."""
+    out = copy.copy(spec)
+    out.maps = {}
+    for name, m in spec.maps.items():
+        mc = copy.copy(m)
+        if m.data is not None:
+            mc.data = bytearray(m.data)
+        mc.contents = list(m.contents)
+        out.maps[name] = mc
+    return out
+
+
+def load(path: str, **kwargs: Any) -> Collection:
+    """Parse and load an object in one call (see :meth:`Collection.load` for the options)."""
+    from rawbpf.elf import load_spec
+
+    return Collection.load(load_spec(path), **kwargs)
