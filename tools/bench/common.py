@@ -131,7 +131,7 @@ def peak_rss_mb(pid: int) -> float:
 class Daemon:
     """A running ``rawbpf load`` process; ``attached_s`` is the wall time from spawn to "attached"."""
 
-    proc: subprocess.Popen  # type: ignore[type-arg]
+    proc: subprocess.Popen
     attached_s: float
     rss_mb: float
     pin_dir: Path
@@ -177,7 +177,7 @@ def rawbpf_load(obj: Path, pin_root: Path, log_dir: Path, *, extra: Sequence[str
         stop(proc)
 
 
-def stop(proc: subprocess.Popen, grace: float = 10.0) -> int:  # type: ignore[type-arg]
+def stop(proc: subprocess.Popen, grace: float = 10.0) -> int:
     """SIGINT, then SIGKILL after ``grace`` seconds; returns the exit status."""
     if proc.poll() is None:
         proc.send_signal(signal.SIGINT)

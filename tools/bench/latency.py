@@ -35,7 +35,7 @@ def run_section(ctx: Context) -> Dict[str, Any]:
 
         def follow() -> None:
             try:
-                for rec in LogReader(logs).records(follow=True):
+                for rec in LogReader(str(logs)).records(follow=True):
                     if rec.get("type") == "connect" and rec.get("pid") == proc.pid:
                         seen.append({"ts": int(rec["ts"]), "seen": time.time_ns()})
                     if stop.is_set() or len(seen) >= n:
