@@ -75,7 +75,7 @@ enum path_rule_flags {
 #define REC_HEADER                                                                                            \
 	__u32 type;                                                                                           \
 	__u32 flags;                                                                                          \
-	__u64 ts;		/* bpf_ktime_get_boot_ns() */                                                  \
+	__u64 ts;		/* bpf_ktime_get_ns(): CLOCK_MONOTONIC */                                     \
 	__u32 pid;		/* tgid */                                                                    \
 	__u32 tid;                                                                                            \
 	__u32 ppid;		/* tgid of the real parent */                                                 \
@@ -350,7 +350,7 @@ static __always_inline void fill_header(void *rec, __u32 type, struct task_struc
 
 	h->type = type;
 	h->flags = (p->flags & PI_SEEN_AT_START) ? RF_SEEN_AT_START : 0;
-	h->ts = bpf_ktime_get_boot_ns();
+	h->ts = bpf_ktime_get_ns();
 	h->pid = tgid;
 	h->tid = BPF_CORE_READ(task, pid);
 	h->ppid = BPF_CORE_READ(task, real_parent, tgid);
