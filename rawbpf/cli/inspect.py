@@ -1,19 +1,235 @@
-"""``rawbpf inspect`` and ``rawbpf disasm``."""
+"""``rawbpf inspect`` and ``rawbpf disasm``: read a BPF object without loading it (no root, no syscalls)."""
 
 from __future__ import annotations
 
+import json
+from typing import Any, Dict, List, Optional
+
 import click
 
-from rawbpf.errors import ConfigError
+from rawbpf.spec import CollectionSpec, MapSpec, ProgramSpec
+
+
+def _spec(path: str) -> CollectionSpec:
+    from rawbpf.elf import load_spec
+
+    return load_spec(path)
+
+
+def _flags(flags: int) -> str:
+    from rawbpf import consts
+
+    names = [n[6:] for n in dir(consts) if n.startswith("BPF_F_") and n not in (
+        "BPF_F_STRICT_ALIGNMENT", "BPF_F_ANY_ALIGNMENT", "BPF_F_TEST_RND_HI32", "BPF_F_TEST_STATE_FREQ",
+        "BPF_F_SLEEPABLE", "BPF_F_LOCK") and flags & getattr(consts, n)]
+    return "|".join(sorted(names)) if names else "0"
+
+
+def _type_name(spec: CollectionSpec, type_id: int) -> str:
+    if spec.btf is None or not type_id:
+        return ""
+    try:
+        return str(spec.btf.type_name(type_id))
+    except Exception:
+        return f"[{type_id}]"
+
+
+def _map_dict(spec: CollectionSpec, m: MapSpec) -> Dict[str, Any]:
+    out: Dict[str, Any] = {
+        "name": m.name, "type": m.type.name.lower(), "kind": m.kind.value, "section": m.section,
+        "key_size": m.key_size, "value_size": m.value_size, "max_entries": m.max_entries,
+        "flags": m.flags, "flags_text": _flags(m.flags), "pinning": m.pinning.name.lower(),
+        "numa_node": m.numa_node, "map_extra": m.map_extra,
+        "key_type": _type_name(spec, m.btf_key_type_id), "value_type": _type_name(spec, m.btf_value_type_id),
+    }
+    if m.declared_max_entries != m.max_entries:
+        out["declared_max_entries"] = m.declared_max_entries
+    if m.inner is not None:
+        out["inner"] = _map_dict(spec, m.inner)
+        out["inner"]["section"] = m.section
+    if m.contents:
+        out["values"] = [[slot, name] for slot, name in sorted(m.contents)]
+    return out
+
+
+def _attach_text(p: ProgramSpec) -> str:
+    if not p.known_section:
+        return "unknown section"
+    if p.attach_kind == "tracepoint":
+        return "tracepoint " + p.attach_to.replace("/", ":", 1)
+    if p.attach_kind and p.attach_to:
+        return f"{p.attach_kind} {p.attach_to}"
+    if p.attach_kind:
+        return f"{p.attach_kind} (no target: attach manually)"
+    return "not auto-attached"
+
+
+def describe(spec: CollectionSpec) -> Dict[str, Any]:
+    """Everything ``inspect --json`` prints, as plain data."""
+    from rawbpf.errors import RawBPFError
+    from rawbpf.globals import decode_value
+    from rawbpf.linker import link
+
+    progs: List[Dict[str, Any]] = []
+    for p in spec.programs.values():
+        entry: Dict[str, Any] = {
+            "name": p.name, "section": p.section, "type": p.type.name.lower(),
+            "expected_attach_type": p.expected_attach_type, "attach": p.attach_kind, "attach_to": p.attach_to,
+            "attach_text": _attach_text(p), "known_section": p.known_section, "insns": p.insn_count,
+            "relocations": len(p.relocations), "core_relos": len(p.core_relos),
+            "func_info": len(p.func_info), "line_info": len(p.line_info), "flags": p.flags,
+        }
+        try:
+            linked = link(spec, p.name)
+            entry["linked_insns"] = linked.insn_count
+            entry["subprograms"] = [name for name, _ in linked.layout[1:]]
+            entry["core_relos_linked"] = len(linked.core_relos)
+        except RawBPFError as err:
+            entry["link_error"] = str(err)
+        progs.append(entry)
+    globals_: List[Dict[str, Any]] = []
+    for v in spec.variables.values():
+        raw = v.value(spec)
+        value = decode_value(spec.btf, v.type_id, raw)
+        globals_.append({
+            "name": v.name, "section": v.section, "map": v.map, "offset": v.offset, "size": v.size,
+            "type": v.type_name, "readonly": v.readonly, "global": v.is_global,
+            "value": value if not isinstance(value, bytes) else value.hex(),
+        })
+    return {
+        "object": spec.name, "path": spec.path, "license": spec.license, "kern_version": spec.kern_version,
+        "btf": spec.btf is not None, "btf_ext": spec.btf_ext is not None,
+        "programs": progs,
+        "subprograms": [{"name": s.name, "insns": s.insn_count, "global": s.is_global}
+                        for s in spec.subprograms.values()],
+        "maps": [_map_dict(spec, m) for m in spec.maps.values()],
+        "globals": globals_,
+        "externs": [{"name": e.name, "kind": e.kind, "weak": e.weak} for e in spec.externs.values()],
+        "core_relos": spec.core_relo_count(), "relocations": spec.relocation_count(),
+    }
+
+
+def _print_text(d: Dict[str, Any]) -> None:
+    echo = click.echo
+    echo(f"object {d['object']} ({d['path'] or '-'}): license {d['license']!r}"
+         + (f", kern_version {d['kern_version']:#x}" if d["kern_version"] else "")
+         + f", BTF {'yes' if d['btf'] else 'no'}, {d['relocations']} relocations, {d['core_relos']} CO-RE")
+    echo(f"programs ({len(d['programs'])}):")
+    for p in d["programs"]:
+        subs = f" + {', '.join(p['subprograms'])}" if p.get("subprograms") else ""
+        if "linked_insns" in p:
+            linked = f" ({p['linked_insns']} linked{subs})"
+        else:
+            linked = f" (link: {p['link_error']})"
+        echo(f"  {p['name']}: {p['type']} [{p['section']}] → {p['attach_text']}; {p['insns']} insns{linked}; "
+             f"{p['relocations']} relocations, {p['core_relos']} CO-RE")
+    if d["subprograms"]:
+        echo(f"subprograms ({len(d['subprograms'])}): "
+             + ", ".join(f"{s['name']} ({s['insns']} insns)" for s in d["subprograms"]))
+    echo(f"maps ({len(d['maps'])}):")
+    for m in d["maps"]:
+        echo(f"  {_map_line(m)}")
+    if d["globals"]:
+        echo(f"globals ({len(d['globals'])}):")
+        for g in d["globals"]:
+            ro = " (read-only)" if g["readonly"] and "const" not in g["type"] else ""
+            echo(f"  {g['name']}: {g['type'] or '?'}{ro} in {g['section']}+{g['offset']} ({g['size']} bytes)"
+                 f" = {g['value']!r}")
+    if d["externs"]:
+        echo("externs: " + ", ".join(f"{e['name']} ({e['kind']}{', weak' if e['weak'] else ''})"
+                                     for e in d["externs"]))
+
+
+def _map_line(m: Dict[str, Any]) -> str:
+    parts = [f"{m['name']}: {m['type']}",
+             f"key {m['key_size']}" + (f" ({m['key_type']})" if m["key_type"] else ""),
+             f"value {m['value_size']}" + (f" ({m['value_type']})" if m["value_type"] else ""),
+             f"max_entries {m['max_entries']}"
+             + (f" (declared {m['declared_max_entries']})" if "declared_max_entries" in m else "")]
+    if m["flags"]:
+        parts.append(f"flags {m['flags_text']}")
+    if m["numa_node"] is not None:
+        parts.append(f"numa_node {m['numa_node']}")
+    if m["pinning"] != "none":
+        parts.append(f"pinning {m['pinning']}")
+    if m["map_extra"]:
+        parts.append(f"map_extra {m['map_extra']}")
+    if "inner" in m:
+        parts.append(f"inner [{_map_line(m['inner'])}]")
+    if "values" in m:
+        parts.append("values " + ", ".join(f"[{s}]={n}" for s, n in m["values"]))
+    parts.append(f"from {m['section']}")
+    return ", ".join(parts)
 
 
 @click.command("inspect")
-def inspect() -> None:
-    """(being built)"""
-    raise ConfigError("rawbpf inspect: not available in this build yet")
+@click.argument("obj", type=click.Path(dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="One JSON document instead of text.")
+def inspect(obj: str, as_json: bool) -> None:
+    """Show what a BPF object holds: programs and attach targets, maps, globals, relocations. No root."""
+    d = describe(_spec(obj))
+    if as_json:
+        click.echo(json.dumps(d, indent=2, default=str))
+    else:
+        _print_text(d)
+
+
+def disasm_lines(spec: CollectionSpec, name: str) -> List[str]:
+    """Linked program text (what would be loaded, map references by name) with C source lines."""
+    from rawbpf.asm import disassemble_indexed
+    from rawbpf.linker import ExternValue, link, patch_data
+
+    linked = link(spec, name)
+    ids = {m: i + 1 for i, m in enumerate(spec.maps)}
+    externs = {}
+    for e in spec.externs.values():
+        if e.kind == "kconfig":
+            kmap = next((n for n, m in spec.maps.items() if m.section == ".kconfig"), "")
+            externs[e.name] = ExternValue("map_value", fd=ids.get(kmap, 0), offset=e.offset)
+        elif e.kind == "kfunc":
+            externs[e.name] = ExternValue("kfunc")
+        else:
+            externs[e.name] = ExternValue("addr")
+    patch_data(linked, ids, externs)
+    starts = {idx: fname for fname, idx in linked.layout}
+    lines_at: Dict[int, str] = {}
+    for idx, rec in linked.line_info:
+        if not rec.line:
+            continue
+        fname = rec.file.rsplit("/", 1)[-1] if rec.file else "?"
+        lines_at[idx] = f"{fname}:{rec.line}: {rec.text.strip()}"
+    out: List[str] = []
+    names = {i: n for n, i in ids.items()}
+    last = ""
+    for idx, text in disassemble_indexed(bytes(linked.insns), symbols=starts, helpers=True, maps=names):
+        if idx in starts and idx:
+            out.append(f"{starts[idx]}:")
+            last = ""
+        src = lines_at.get(idx)
+        if src and src != last:
+            out.append(f"    ; {src}")
+            last = src
+        out.append(f"{idx:6d}: {text}")
+    return out
 
 
 @click.command("disasm")
-def disasm() -> None:
-    """(being built)"""
-    raise ConfigError("rawbpf disasm: not available in this build yet")
+@click.argument("obj", type=click.Path(dir_okay=False))
+@click.argument("prog", required=False)
+def disasm(obj: str, prog: Optional[str]) -> None:
+    """Disassemble a BPF object's programs as they would be loaded, with C source lines. No root."""
+    from rawbpf.errors import ConfigError
+
+    spec = _spec(obj)
+    names = list(spec.programs)
+    if prog is not None:
+        if prog not in spec.programs:
+            raise ConfigError(f"object '{spec.name}': no program '{prog}' (known: {', '.join(names)})")
+        names = [prog]
+    for i, name in enumerate(names):
+        p = spec.programs[name]
+        if i:
+            click.echo("")
+        click.echo(f"program {name} ({p.type.name.lower()}, section {p.section}):")
+        for line in disasm_lines(spec, name):
+            click.echo(line)
