@@ -1,0 +1,11 @@
+"""The Claude Code monitor built on programs/claude_monitor.o: configuration, /proc seeding, record shaping,
+secret redaction, the status file and the daemon glue.
+
+Pure modules (``config``, ``redact``, ``shape``) make no syscalls; ``seed`` and ``status`` read and write
+files; ``run`` loads the program into the kernel.
+"""
+
+from __future__ import annotations
+
+#: the object's name as the loader reports it; ``rawbpf load`` hands such objects to :mod:`rawbpf.monitor.run`
+OBJECT_NAME = "claude_monitor"

@@ -1,0 +1,60 @@
+"""Secret redaction for recorded command lines; pure, no syscalls.
+
+Claude's children carry credentials on their command lines often enough (``curl -H 'Authorization: …'``,
+``--api-key``, ``ANTHROPIC_API_KEY=…`` in ``sh -c`` strings) that an audit log must not keep them. Redaction
+replaces the secret itself with ``[REDACTED]`` and keeps the rest, so the log still says what ran.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import List, Sequence, Tuple
+
+MARK = "[REDACTED]"
+
+#: options whose *value* is a secret: ``--api-key X`` and ``--api-key=X``
+SECRET_OPTIONS = frozenset(
+    {"--api-key", "--apikey", "--token", "--auth-token", "--access-token", "--password", "--secret",
+     "--client-secret"}
+)
+
+_PATTERNS: Tuple[Tuple[re.Pattern[str], str], ...] = (
+    # Anthropic keys anywhere (sk-ant-api03-…, sk-ant-admin01-…, sk-ant-oat01-…)
+    (re.compile(r"sk-ant-[A-Za-z0-9_\-]{4,}"), MARK),
+    # HTTP credentials headers, up to a quote or the end of the line
+    (re.compile(r"(?i)\b(authorization|proxy-authorization)(\s*:\s*)[^'\"\r\n]+"), r"\1\2" + MARK),
+    (re.compile(r"(?i)\b(x-api-key)(\s*:\s*)[^'\"\s]+"), r"\1\2" + MARK),
+    # NAME=value where NAME says it is a secret: token=, api_key=, ANTHROPIC_API_KEY=, password=, …
+    (
+        re.compile(r"(?i)\b([A-Za-z0-9_.\-]*(?:api[_\-]?key|token|secret|passw(?:or)?d))=([^\s&'\";]+)"),
+        r"\1=" + MARK,
+    ),
+)
+
+
+def redact_text(text: str) -> str:
+    """``text`` with every secret pattern replaced."""
+    for pattern, repl in _PATTERNS:
+        text = pattern.sub(repl, text)
+    return text
+
+
+def redact_argv(argv: Sequence[str]) -> Tuple[List[str], bool]:
+    """Redacted copy of ``argv`` and whether anything was redacted."""
+    out: List[str] = []
+    hide_next = False
+    for arg in argv:
+        if hide_next:
+            out.append(MARK)
+            hide_next = False
+            continue
+        opt, eq, _ = arg.partition("=")
+        if opt.lower() in SECRET_OPTIONS:
+            if eq:
+                out.append(f"{opt}={MARK}")
+            else:
+                out.append(arg)
+                hide_next = True
+            continue
+        out.append(redact_text(arg))
+    return out, out != list(argv)
