@@ -222,26 +222,19 @@ class Collection:
         spec = self.spec
         if spec.btf is None:
             return
-        from rawbpf.btf import BtfFeatures, fill_datasecs, marshal, sanitized
+        from rawbpf.btf import fill_datasecs, marshal, sanitized
         from rawbpf.kbtf import KernelBTF
 
         btf = spec.btf.copy()
-        hidden = [v.name for v in spec.variables.values() if not v.is_global]
         try:
-            fill_datasecs(btf, spec.section_sizes, spec.symbol_offsets, hidden=())
+            fill_datasecs(btf, spec.section_sizes, spec.symbol_offsets, hidden=spec.hidden_symbols)
         except RawBPFError as err:
             raise ObjectError(f"object '{spec.name}': section '.BTF': {err}") from err
-        del hidden
         for prog in (*spec.programs.values(), *spec.subprograms.values()):
             if prog.hidden and prog.func_info:
                 t = btf[prog.func_info[0].type_id]
                 t.linkage = 0  # like libbpf: hidden global functions are verified as static
-        try:
-            from rawbpf import features
-
-            feats = features.btf_features()
-        except (ImportError, AttributeError):
-            feats = BtfFeatures()
+        feats = _btf_features()
         raw = marshal(sanitized(btf, feats))
         self.btf = KernelBTF.load(raw)
         spec.btf = btf
@@ -255,12 +248,9 @@ class Collection:
             return kernel_core
         if self.btf is None:
             return False
-        try:
-            from rawbpf import features
+        from rawbpf import features
 
-            return bool(features.kernel_core())
-        except (ImportError, AttributeError):
-            return True
+        return features.has("kernel_core")
 
     # -- maps ----------------------------------------------------------------------------------------------
 
@@ -573,6 +563,18 @@ class Collection:
                 self.close(unpin=False)
         except Exception:
             pass
+
+
+def _btf_features() -> Any:
+    """Which BTF kinds this kernel takes (probed once per process by rawbpf.features)."""
+    from rawbpf import features
+    from rawbpf.btf import BtfFeatures
+
+    return BtfFeatures(
+        func=features.has("btf_func"), func_global=features.has("btf_func_global"),
+        datasec=features.has("btf_datasec"), qmark_datasec=features.has("btf_qmark_datasec"),
+        float=features.has("btf_float"), decl_tag=features.has("btf_decl_tag"),
+        type_tag=features.has("btf_type_tag"), enum64=features.has("btf_enum64"))
 
 
 def _quiet_close(obj: Any) -> None:

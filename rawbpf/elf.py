@@ -218,6 +218,8 @@ class _Reader:
             if sym.name and 0 < sym.shndx < SHN_LORESERVE and sym.type in _NAMED_SYM_TYPES:
                 secname = self.sec_names.get(sym.shndx, "")
                 self.spec.symbol_offsets.setdefault(secname, {}).setdefault(sym.name, sym.value)
+                if sym.bind != "STB_LOCAL" and sym.visibility in ("STV_HIDDEN", "STV_INTERNAL"):
+                    self.spec.hidden_symbols.append(sym.name)
 
         if not self.spec.license:
             raise self.fail('missing license (add: char LICENSE[] SEC("license") = "GPL";)', "license")
@@ -630,7 +632,7 @@ class _Reader:
                 sym = syms.get(var.name)
                 if sym is None:
                     continue
-                is_global = int(var.linkage) != 0
+                is_global = int(var.linkage) != 0 and var.name not in self.spec.hidden_symbols
                 mmapable = mmapable or is_global
                 self._add_var(
                     VariableSpec(

@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 from rawbpf.consts import MapType, ProgType
 
 if TYPE_CHECKING:  # pragma: no cover
-    from rawbpf.btf import BTF, BTFExt
+    from rawbpf.btf import BTF
+    from rawbpf.btf.ext import BTFExt
 
 INSN_SIZE = 8
 
@@ -206,6 +207,7 @@ class CollectionSpec:
     text_section_index: int = 0
     section_sizes: Dict[str, int] = field(default_factory=dict)
     symbol_offsets: Dict[str, Dict[str, int]] = field(default_factory=dict)
+    hidden_symbols: List[str] = field(default_factory=list)  # global but STV_HIDDEN/INTERNAL variables
     path: str = ""
 
     def set_constant(self, name: str, value: Any) -> None:
