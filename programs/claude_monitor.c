@@ -73,7 +73,7 @@ enum path_rule_flags {
 };
 
 #define REC_HEADER                                                                                            \
-	__u32 type;                                                                                           \
+	enum rec_type type;                                                                                   \
 	__u32 flags;                                                                                          \
 	__u64 ts;		/* bpf_ktime_get_ns(): CLOCK_MONOTONIC */                                     \
 	__u32 pid;		/* tgid */                                                                    \
@@ -90,7 +90,7 @@ struct rec_header {
 
 struct rec_exec {
 	REC_HEADER
-	__u32 match;		/* enum match_kind */
+	enum match_kind match;
 	__u32 argc;		/* arguments recorded in argv */
 	__u32 argv_len;		/* bytes of argv sent (NUL-separated strings) */
 	__u32 argv_truncated;	/* more arguments or bytes existed than the limits allow */
@@ -126,11 +126,27 @@ struct rec_connect {
 
 struct rec_rename {
 	REC_HEADER
-	__u32 match;		/* MATCH_RENAME when this rename started tracking */
+	enum match_kind match;	/* MATCH_RENAME when this rename started tracking */
 	__u32 pad;
 	char old_comm[COMM_LEN];
 	char new_comm[COMM_LEN];
 };
+
+/*
+ * The record catalogue for user space, never read by the programs: member `x` (a zero-length array of
+ * `struct rec_x`) names the layout of records whose `type` is REC_X. Declaring it puts every record struct
+ * and enum into this object's BTF, which is all a decoder needs.
+ */
+const volatile struct record_types {
+	struct rec_exec exec[0];
+	struct rec_fork fork[0];
+	struct rec_exit exit[0];
+	struct rec_connect connect[0];
+	struct rec_rename rename[0];
+	enum rec_flags flags;
+	enum comm_rule comm_rule;
+	enum path_rule_flags path_rule_flags;
+} record_types;
 
 /* Per-kind event counts; `seen` counts every event of the kind on the host, tracked or not. */
 struct kind_counters {
