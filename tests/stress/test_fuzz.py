@@ -115,7 +115,7 @@ def _check(tally: Tally, fn: Callable[[], object]) -> None:
     except RawBPFError as err:
         tally.rejected += 1
         cause = err.__cause__
-        if cause is not None and not isinstance(cause, RawBPFError):
+        if cause is not None and "malformed elf" in str(err).lower():  # load_spec's catch-all
             frames = traceback.extract_tb(cause.__traceback__)
             if frames and "/rawbpf/" in frames[-1].filename:  # raised by rawbpf itself, not by pyelftools
                 where = f"{Path(frames[-1].filename).name}:{frames[-1].lineno}"
