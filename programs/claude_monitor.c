@@ -92,10 +92,10 @@ struct rec_exec {
 	REC_HEADER
 	enum match_kind match;
 	__u32 argc;		/* arguments recorded in argv */
-	__u32 argv_len;		/* bytes of argv sent (NUL-separated strings) */
+	__u32 argv_len;		/* bytes of argv sent */
 	__u32 argv_truncated;	/* more arguments or bytes existed than the limits allow */
 	char filename[FILENAME_LEN];
-	char argv[ARGV_BUF];	/* only argv_len bytes are sent */
+	__u8 argv[ARGV_BUF];	/* NUL-separated strings; only argv_len bytes are sent */
 };
 
 struct rec_fork {
@@ -120,7 +120,7 @@ struct rec_connect {
 	__s32 ret;		/* 0 or -errno from the syscall's exit */
 	__u32 path_len;		/* bytes of path (unix; a leading NUL marks an abstract socket) */
 	__u8 addr[16];		/* inet: 4 bytes, inet6: 16 bytes, network order */
-	char path[UNIX_PATH_LEN];
+	__u8 path[UNIX_PATH_LEN];	/* bytes, not a C string: abstract names start with NUL */
 	char endpoint[ENDPOINT_LEN];	/* name of the matching endpoint CIDR, or empty */
 };
 
@@ -183,7 +183,7 @@ struct pending_connect {
 	__u16 port;
 	__u32 path_len;
 	__u8 addr[16];
-	char path[UNIX_PATH_LEN];
+	__u8 path[UNIX_PATH_LEN];
 	char endpoint[ENDPOINT_LEN];
 };
 
