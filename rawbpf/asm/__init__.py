@@ -18,11 +18,44 @@ from __future__ import annotations
 
 from rawbpf.asm import opcodes
 from rawbpf.asm.disasm import describe, disassemble, disassemble_indexed, format_insn
+from rawbpf.asm.dsl import (
+    FP,
+    R0,
+    R1,
+    R2,
+    R3,
+    R4,
+    R5,
+    R6,
+    R7,
+    R8,
+    R9,
+    R10,
+    W0,
+    W1,
+    W2,
+    W3,
+    W4,
+    W5,
+    W6,
+    W7,
+    W8,
+    W9,
+    W10,
+    Assembler,
+    Reg,
+    Relocation,
+)
 from rawbpf.asm.helpers import HELPERS, helper_id, helper_name
 from rawbpf.asm.insn import Instruction, decode, decode_one, encode
 
 __all__ = [
+    "FP", "R0", "R1", "R2", "R3", "R4", "R5", "R6", "R7", "R8", "R9", "R10",
+    "W0", "W1", "W2", "W3", "W4", "W5", "W6", "W7", "W8", "W9", "W10",
     "HELPERS",
+    "Assembler",
+    "Reg",
+    "Relocation",
     "Instruction",
     "decode",
     "decode_one",

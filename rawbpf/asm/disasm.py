@@ -73,7 +73,7 @@ def _alu(insn: Instruction) -> str:
     operation = code & 0xF0
     operand = f"{p}{src}" if code & op.X else str(imm)
     if operation == op.NEG:
-        return f"{p}{dst} = -{p}{dst}"
+        return UNKNOWN if code & op.X else f"{p}{dst} = -{p}{dst}"
     if operation == op.END:
         if imm not in (16, 32, 64):
             return UNKNOWN
