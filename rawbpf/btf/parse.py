@@ -182,6 +182,10 @@ class BTF:
         for i in range(self.start_id, len(self)):
             yield self[i]
 
+    def added_types(self) -> List[BtfType]:
+        """Types appended with :meth:`add` (not in the parsed blob)."""
+        return [t for t in self._cache[len(self._offs):] if t is not None]
+
     def add(self, t: BtfType) -> int:
         """Append a type (used by sanitising); sets and returns its id."""
         t.id = len(self)
