@@ -10,7 +10,7 @@ APT_PKGS   := clang llvm bpftool libbpf-dev gcc make
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
 
-.PHONY: help deps venv bpffs test unit kernel-test lint run demo programs check-programs testdata check-testdata testdata-asm testdata-btf bench stress zipapp clean
+.PHONY: help deps venv bpffs test unit kernel-test lint run demo programs check-programs testdata check-testdata testdata-asm testdata-btf testdata-ringbuf bench stress zipapp clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -70,6 +70,11 @@ testdata-btf: ## Rebuild tests/data/btf objects (clang 14) and their bpftool raw
 	  -fno-ident -c $$c -o $${c%.c}.o || exit 1; done
 	mkdir -p tests/data/btf/golden; for o in tests/data/*.o tests/data/btf/*.o tests/data/btf/*.btf; do \
 	  g=tests/data/btf/golden/$$(basename $$o).raw; bpftool btf dump file $$o format raw > $$g 2>/dev/null || rm -f $$g; done
+
+testdata-ringbuf: ## Rebuild tests/data/ringbuf objects (clang 14): ring/perf flood programs, decoder layouts
+	cd tests/data/ringbuf && for c in *.c; do $(CLANG) -O2 -g -target bpf -Wall -Werror -D__TARGET_ARCH_x86 \
+	  -idirafter /usr/include/$$(gcc -dumpmachine) -fdebug-prefix-map=$$PWD=. -ffile-prefix-map=$$PWD=. \
+	  -fno-ident -c $$c -o $${c%.c}.o || exit 1; done
 
 bench: venv bpffs ## Benchmarks vs peers (ring buffer, handler ns, connect overhead, load, exec storm, latency) → bench/results.json (root)
 	$(VPY) -m tools.bench $(BENCH_ARGS)
