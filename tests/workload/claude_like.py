@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """A stand-in for the Claude Code CLI: behaves like it at the system-call level, then writes what it did.
 
-Started through a symlink named ``claude`` (so the kernel sees comm ``claude``), it does what the real CLI does
-and the monitor must record: threads that rename themselves and connect (IPv4 to a listener, IPv6, an
+Started through a symlink named ``claude`` (so the kernel sees comm ``claude``), it does what the real CLI
+does and the monitor must record: threads that rename themselves and connect (IPv4 to a listener, IPv6, an
 IPv4-mapped IPv6 address, a unix socket, an abstract unix socket, a non-blocking connect), a forked child
 renamed before it execs ``sh -c`` (whose shell forks again), a child that execs another program and exits with
 a code, a child killed by a signal, secrets on a child's command line, and finally its own exit code.
@@ -95,7 +95,8 @@ def main(argv: List[str]) -> int:
         ],
         "Bun Pool 1": [
             {"family": socket.AF_UNIX, "sockaddr": args.unix, "addr": args.unix, "port": 0},
-            {"family": socket.AF_UNIX, "sockaddr": "\0" + args.abstract, "addr": "@" + args.abstract, "port": 0},
+            {"family": socket.AF_UNIX, "sockaddr": "\0" + args.abstract, "addr": "@" + args.abstract,
+             "port": 0},
         ],
     }
     threads = [threading.Thread(target=_thread, args=(name, report["connects"], lock, jobs))

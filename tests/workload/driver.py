@@ -90,7 +90,8 @@ def run(workdir: Optional[Path] = None, *, exit_code: int = 3, busy_rounds: int 
                     "--unix", listeners.unix, "--abstract", listeners.abstract, "--report", str(report),
                     "--api-key", API_KEY, "--exit-code", str(code)]
 
-        busy = subprocess.Popen([sys.executable, str(HERE / "busy.py"), str(listeners.port), str(busy_rounds)])
+        busy = subprocess.Popen([sys.executable, str(HERE / "busy.py"), str(listeners.port),
+                                 str(busy_rounds)])
         not_claude = subprocess.Popen([str(bindir / "claude-not"), *args(workdir / "claude-not.json", 0)])
         claude_argv = [str(bindir / "claude"), *args(workdir / "claude.json", exit_code)]
         claude = subprocess.Popen(claude_argv)

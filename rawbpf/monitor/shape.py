@@ -1,0 +1,161 @@
+"""Turn decoded kernel records of claude_monitor into the log's record schema; pure, no syscalls.
+
+The kernel sends compact structs (see programs/claude_monitor.c); a BTF-driven decoder turns them into dicts
+keyed by the C member names. This module makes the user-facing record (DESIGN §3): names the record kind,
+converts the CLOCK_MONOTONIC stamp to wall-clock ns, splits and redacts argv, formats addresses (an
+IPv4-mapped IPv6 address is written as plain IPv4), names the endpoint, and drops the fields that only
+describe the wire format (lengths, padding).
+
+What the record kinds, match reasons and flag bits are called comes from the object's own BTF enums
+(:class:`Catalog`), so the C file stays the single source of truth.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional
+
+from rawbpf.monitor.redact import redact_argv
+
+FAMILIES: Dict[int, str] = {socket.AF_INET: "inet", socket.AF_INET6: "inet6", socket.AF_UNIX: "unix"}
+_HEADER = ("pid", "tid", "ppid", "uid", "root_pid", "depth")
+
+
+def _enum_names(btf: Any, name: str, prefix: str) -> Dict[int, str]:
+    t = btf.find(name) if btf is not None else None
+    if t is None:
+        return {}
+    out = {}
+    for v in t.values:
+        n = v.name[len(prefix):] if v.name.startswith(prefix) else v.name
+        out[int(v.value)] = n.lower()
+    return out
+
+
+@dataclass
+class Catalog:
+    """Names of record kinds (``enum rec_type``), match reasons (``enum match_kind``) and flag bits
+    (``enum rec_flags``), and the struct of each kind (``struct record_types``), read from BTF."""
+
+    kinds: Dict[int, str] = field(default_factory=dict)
+    structs: Dict[str, str] = field(default_factory=dict)
+    matches: Dict[int, str] = field(default_factory=dict)
+    flags: Dict[int, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_btf(cls, btf: Any) -> Catalog:
+        """Read the catalogue from the object's BTF (a :class:`rawbpf.btf.BTF`)."""
+        cat = cls(
+            kinds={k: v for k, v in _enum_names(btf, "rec_type", "REC_").items() if v != "kinds"},
+            matches=_enum_names(btf, "match_kind", "MATCH_"),
+            flags=_enum_names(btf, "rec_flags", "RF_"),
+        )
+        table = btf.find("record_types") if btf is not None else None
+        for m in getattr(table, "members", ()) or ():
+            t = btf[btf.resolve(m.type)]
+            arr = getattr(t, "array", None)
+            if arr is None:
+                continue
+            inner = btf[btf.resolve(arr.type)]
+            if inner.name:
+                cat.structs[m.name] = inner.name
+        return cat
+
+    def kind_of(self, value: Any) -> str:
+        """The kind name of a decoded ``type`` field (an int, or an enum name such as ``REC_EXEC``)."""
+        if isinstance(value, str):
+            return value[4:].lower() if value.startswith("REC_") else value.lower()
+        return self.kinds.get(int(value), f"unknown-{value}")
+
+
+def text(value: Any) -> str:
+    """A C string member as str (decoders may give str or bytes); stops at the first NUL."""
+    if isinstance(value, (bytes, bytearray, memoryview, list, tuple)):
+        value = bytes(value).split(b"\0", 1)[0].decode(errors="replace")
+    return str(value).split("\0", 1)[0]
+
+
+def raw(value: Any) -> bytes:
+    """A byte-array member as bytes (decoders may give bytes, a list of ints or latin-1 text)."""
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value)
+    if isinstance(value, (list, tuple)):
+        return bytes(value)
+    return str(value).encode("latin-1", errors="replace")
+
+
+def split_argv(data: bytes, length: int) -> List[str]:
+    """NUL-separated strings of the first ``length`` bytes; a cut-off last string is kept."""
+    data = data[: max(0, length)]
+    if not data:
+        return []
+    if data.endswith(b"\0"):
+        data = data[:-1]
+    return [a.decode(errors="replace") for a in data.split(b"\0")]
+
+
+def format_addr(family: int, addr: bytes, path: bytes = b"", path_len: int = 0) -> str:
+    """inet: dotted quad; inet6: RFC 5952 text, IPv4-mapped written as IPv4; unix: the path, ``@name`` for
+    an abstract socket, ``""`` for an unnamed one."""
+    if family == socket.AF_INET:
+        return str(ipaddress.IPv4Address(addr[:4]))
+    if family == socket.AF_INET6:
+        ip6 = ipaddress.IPv6Address(addr[:16])
+        return str(ip6.ipv4_mapped) if ip6.ipv4_mapped is not None else str(ip6)
+    if family == socket.AF_UNIX:
+        p = path[: max(0, min(path_len, len(path)))]
+        if p.startswith(b"\0"):
+            return "@" + p[1:].rstrip(b"\0").decode(errors="replace")
+        return p.split(b"\0", 1)[0].decode(errors="replace")
+    return ""
+
+
+class Shaper:
+    """Callable turning a decoded kernel record into a log record (``seq`` is added by the log writer)."""
+
+    def __init__(self, catalog: Catalog, boot_offset_ns: int, *, redact: bool = True) -> None:
+        self.catalog = catalog
+        self.boot_offset_ns = boot_offset_ns
+        self.redact = redact
+
+    def _match(self, value: Any) -> Optional[str]:
+        if isinstance(value, str):
+            name = value[6:].lower() if value.startswith("MATCH_") else value.lower()
+        else:
+            name = self.catalog.matches.get(int(value), str(value))
+        return None if name == "inherited" else name
+
+    def __call__(self, rec: Dict[str, Any]) -> Dict[str, Any]:
+        kind = self.catalog.kind_of(rec.get("type", 0))
+        flags = int(rec.get("flags", 0))
+        out: Dict[str, Any] = {"type": kind, "ts": int(rec.get("ts", 0)) + self.boot_offset_ns}
+        for k in _HEADER:
+            out[k] = int(rec.get(k, 0))
+        out["comm"] = text(rec.get("comm", ""))
+        out["seen_at_start"] = bool(flags & 1)
+        if kind == "exec":
+            argv = split_argv(raw(rec.get("argv", b"")), int(rec.get("argv_len", 0)))
+            if self.redact:
+                argv, _ = redact_argv(argv)
+            out.update(filename=text(rec.get("filename", "")), argv=argv,
+                       argv_truncated=bool(rec.get("argv_truncated", 0)),
+                       match=self._match(rec.get("match", 0)))
+        elif kind == "fork":
+            out["child_pid"] = int(rec.get("child_pid", 0))
+        elif kind == "exit":
+            out.update(exit_code=int(rec.get("exit_code", 0)), signal=int(rec.get("signal", 0)),
+                       core_dumped=bool(rec.get("core_dumped", 0)),
+                       duration_ns=int(rec.get("duration_ns", 0)))
+        elif kind == "connect":
+            fam = int(rec.get("family", 0))
+            endpoint = text(rec.get("endpoint", ""))
+            out.update(family=FAMILIES.get(fam, str(fam)),
+                       addr=format_addr(fam, raw(rec.get("addr", b"")), raw(rec.get("path", b"")),
+                                        int(rec.get("path_len", 0))),
+                       port=int(rec.get("port", 0)), ret=int(rec.get("ret", 0)), endpoint=endpoint or None)
+        elif kind == "rename":
+            out.update(old_comm=text(rec.get("old_comm", "")), new_comm=text(rec.get("new_comm", "")),
+                       match=self._match(rec.get("match", 0)))
+        return out

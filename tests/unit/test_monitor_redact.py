@@ -1,0 +1,46 @@
+"""Secret redaction in recorded argv."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from rawbpf.monitor.redact import MARK, redact_argv, redact_text
+
+
+@pytest.mark.parametrize(
+    ("argv", "want"),
+    [
+        (["claude", "--api-key", "abc"], ["claude", "--api-key", MARK]),
+        (["claude", "--api-key=abc"], ["claude", f"--api-key={MARK}"]),
+        (["x", "--TOKEN", "t"], ["x", "--TOKEN", MARK]),
+        (["curl", "https://h/?token=s3cr3t&page=2"], ["curl", f"https://h/?token={MARK}&page=2"]),
+        (["env", "ANTHROPIC_API_KEY=sk-ant-api03-abcdefgh", "claude"],
+         ["env", f"ANTHROPIC_API_KEY={MARK}", "claude"]),
+        (["sh", "-c", "curl -H 'Authorization: Bearer abc.def' https://x"],
+         ["sh", "-c", f"curl -H 'Authorization: {MARK}' https://x"]),
+        (["curl", "-H", "x-api-key: sk-ant-api03-Zzzzzzzz"], ["curl", "-H", f"x-api-key: {MARK}"]),
+        (["echo", "key is sk-ant-admin01-Q_w-e end"], ["echo", f"key is {MARK} end"]),
+        (["git", "commit", "-m", "fix tokenizer"], ["git", "commit", "-m", "fix tokenizer"]),
+        (["ls", "-la"], ["ls", "-la"]),
+    ],
+)
+def test_redact_argv(argv: list, want: list) -> None:
+    out, changed = redact_argv(argv)
+    assert out == want
+    assert changed == (want != argv)
+
+
+def test_trailing_secret_option_without_value_is_kept() -> None:
+    assert redact_argv(["claude", "--api-key"]) == (["claude", "--api-key"], False)
+
+
+@given(st.lists(st.text(max_size=40), max_size=8))
+def test_redaction_never_leaks_an_anthropic_key(words: list) -> None:
+    key = "sk-ant-api03-" + "AbC123_-" * 4
+    argv = [*words, f"prefix{key}suffix", "--api-key", key]
+    out, changed = redact_argv(argv)
+    assert changed and len(out) == len(argv)
+    assert all(key not in a for a in out)
+    assert redact_text(redact_text(" ".join(out))) == redact_text(" ".join(out))
