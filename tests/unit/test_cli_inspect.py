@@ -1,0 +1,87 @@
+"""``rawbpf inspect`` and ``rawbpf disasm`` on committed objects: no root, exit codes, one-line errors."""
+
+from __future__ import annotations
+
+import json
+import mmap
+import subprocess
+import sys
+from pathlib import Path
+
+DATA = Path(__file__).resolve().parent.parent / "data"
+ROOT = Path(__file__).resolve().parent.parent.parent
+
+
+def run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "rawbpf", *args], capture_output=True, text=True, cwd=ROOT, timeout=60
+    )
+
+
+def test_inspect_json_has_everything() -> None:
+    r = run("inspect", str(DATA / "maps_btf.o"), "--json")
+    assert r.returncode == 0, r.stderr
+    d = json.loads(r.stdout)
+    progs = {p["name"]: p for p in d["programs"]}
+    assert progs["perf_out"]["attach_text"] == "tracepoint syscalls:sys_enter_getppid"
+    maps = {m["name"]: m for m in d["maps"]}
+    assert maps["events"]["declared_max_entries"] == 5000
+    assert maps["events"]["max_entries"] == 2 * mmap.PAGESIZE
+    assert maps["pinned_hash"]["pinning"] == "by_name"
+    assert maps["lru"]["numa_node"] == 0
+    assert maps["bloom"]["map_extra"] == 3
+    assert maps["outer_hash"]["inner"]["type"] == "hash"
+    assert maps["jump_table"]["values"] == [[1, "tail_one"], [3, "tail_three"]]
+    assert d["relocations"] > 0
+
+
+def test_inspect_globals_and_core_counts() -> None:
+    d = json.loads(run("inspect", str(DATA / "globals.o"), "--json").stdout)
+    g = {x["name"]: x for x in d["globals"]}
+    assert g["cfg_u32"]["value"] == 7 and g["cfg_name"]["value"] == "rawbpf" and g["cfg_u32"]["readonly"]
+    c = json.loads(run("inspect", str(DATA / "core.o"), "--json").stdout)
+    assert c["core_relos"] > 10 and c["programs"][0]["core_relos"] == c["core_relos"]
+
+
+def test_inspect_text_and_subprograms() -> None:
+    r = run("inspect", str(DATA / "subprogs.o"))
+    assert r.returncode == 0
+    assert "prog_a: socket_filter [socket]" in r.stdout
+    assert "+ chain_top, chain_mid, leaf, global_mix" in r.stdout
+
+
+def test_inspect_shows_unknown_section() -> None:
+    r = run("inspect", str(DATA / "sections_misc.o"))
+    assert r.returncode == 0
+    assert "misc_unknown: unspec [rawbpf_unknown/thing] → unknown section" in r.stdout
+
+
+def test_disasm_interleaves_source_and_names_maps() -> None:
+    r = run("disasm", str(DATA / "subprogs.o"), "prog_b")
+    assert r.returncode == 0, r.stderr
+    out = r.stdout
+    assert "; subprogs.c:45: result_b = leaf(len) + global_mix(2, 5);" in out
+    assert "\nleaf:\n" in out and "\nglobal_mix:\n" in out
+    assert "map 'subprogs.bss' value + 8" in out
+    assert "prog_a" not in out
+
+
+def test_disasm_all_programs() -> None:
+    r = run("disasm", str(DATA / "callbacks.o"))
+    assert r.returncode == 0
+    assert "program run_loop" in r.stdout and "program run_for_each" in r.stdout
+    assert "bpf_loop" in r.stdout
+
+
+def test_bad_input_one_line_exit_1() -> None:
+    for name, what in [
+        ("not_elf.bin", "not an ELF file"),
+        ("no_license.o", "section 'license'"),
+        ("bad_btf.o", "section '.BTF'"),
+    ]:
+        r = run("inspect", str(DATA / name))
+        assert r.returncode == 1
+        lines = r.stderr.strip().splitlines()
+        assert len(lines) == 1 and what in lines[0] and name in lines[0], r.stderr
+    r = run("disasm", str(DATA / "subprogs.o"), "nope")
+    assert r.returncode == 1 and "no program 'nope'" in r.stderr
