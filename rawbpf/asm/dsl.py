@@ -581,7 +581,10 @@ class Assembler:
         insns = encode(self.instructions(maps, allow_unresolved_maps=True))
         names = {getattr(v, "fd", v): k for k, v in (maps or {}).items()}
         lines: List[str] = []
+        map_refs = {r.slot: r.target for r in self.relocations if r.kind == "map"}
         for slot, text in disassemble_indexed(insns, symbols=symbols, helpers=True, maps=names):
+            if slot in map_refs:
+                text = f"{text.split('  ; ')[0]}  ; map {map_refs[slot]!r}"
             lines.extend(f"{name}:" for name in by_slot.get(slot, ()))
             lines.append(f"    {text}")
         lines.extend(f"{name}:" for name in by_slot.get(self._slots, ()))
