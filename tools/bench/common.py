@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import select
 import shutil
 import signal
@@ -16,6 +17,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -27,6 +29,7 @@ HELPERS = Path(__file__).resolve().parent / "helpers"
 PEERS = ROOT.parent / "shared" / "peers"
 MONITOR_OBJ = ROOT / "programs" / "claude_monitor.o"
 BPFFS = Path("/sys/fs/bpf")
+_ATTACHED = re.compile(r"^attached \d+ programs? ")
 
 
 class Unavailable(Exception):
@@ -96,6 +99,7 @@ def rawbpf_cmd() -> List[str]:
 
 def child_env() -> Dict[str, str]:
     env = dict(os.environ)
+    env["PYTHONUNBUFFERED"] = "1"  # progress lines must arrive as printed, not at exit
     env["PYTHONPATH"] = str(ROOT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     return env
 
@@ -142,7 +146,7 @@ class Daemon:
 @contextlib.contextmanager
 def rawbpf_load(obj: Path, pin_root: Path, log_dir: Path, *, extra: Sequence[str] = (),
                 timeout: float = 30.0) -> Iterator[Daemon]:
-    """Start ``rawbpf load OBJ`` in the foreground, wait for its "attached" line, stop it with SIGINT on exit.
+    """Start ``rawbpf load OBJ`` in the foreground, wait for "attached N programs", SIGINT it on exit.
 
     A daemon that exits, or does not report "attached" within ``timeout``, raises with its last output line.
     """
@@ -150,31 +154,48 @@ def rawbpf_load(obj: Path, pin_root: Path, log_dir: Path, *, extra: Sequence[str
         raise Unavailable(f"{obj.relative_to(ROOT)} is not built yet")
     cmd = [*rawbpf_cmd(), "load", str(obj), "--pin-dir", str(pin_root), "--log-dir", str(log_dir), *extra]
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=child_env(),
-                            cwd=ROOT)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=child_env(), cwd=ROOT)
     output: List[str] = []
     try:
         assert proc.stdout is not None
+        fd = proc.stdout.fileno()
         deadline = t0 + timeout
         attached = None
+        pending = b""
         while attached is None:
             left = deadline - time.perf_counter()
             if left <= 0:
                 raise RuntimeError(f"rawbpf load: no 'attached' line within {timeout:.0f}s")
-            ready, _, _ = select.select([proc.stdout], [], [], left)
+            ready, _, _ = select.select([fd], [], [], left)
             if not ready:
                 continue
-            line = proc.stdout.readline()
-            if not line:
+            chunk = os.read(fd, 65536)  # raw reads: a buffered reader would hide lines from select()
+            if not chunk:
                 last = output[-1] if output else "(no output)"
                 raise RuntimeError(f"rawbpf load exited {proc.wait()}: {last}")
-            output.append(line.rstrip())
-            if "attached" in line.lower():
-                attached = time.perf_counter() - t0
+            pending += chunk
+            *lines, pending = pending.split(b"\n")
+            for raw in lines:
+                line = raw.decode(errors="replace").rstrip()
+                output.append(line)
+                if attached is None and (_ATTACHED.match(line) or "ctrl-c" in line.lower()):
+                    attached = time.perf_counter() - t0
         rss = peak_rss_mb(proc.pid)
+        threading.Thread(target=_drain, args=(fd, output), daemon=True).start()  # a full pipe would stall it
         yield Daemon(proc, attached, rss, pin_root, log_dir, output)
     finally:
         stop(proc)
+
+
+def _drain(fd: int, output: List[str]) -> None:
+    try:
+        while True:
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                return
+            output.extend(chunk.decode(errors="replace").splitlines())
+    except OSError:
+        return
 
 
 def stop(proc: subprocess.Popen, grace: float = 10.0) -> int:

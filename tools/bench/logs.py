@@ -14,7 +14,8 @@ def records(log_dir: Path) -> Iterator[Dict[str, Any]]:
         from rawbpf.logfile import LogReader
     except ImportError as err:
         raise Unavailable("rawbpf.logfile.LogReader is not available yet") from err
-    yield from LogReader(str(log_dir)).records()
+    with LogReader(str(log_dir)) as reader:
+        yield from reader.records()
 
 
 def tree_counts(log_dir: Path, root_pid: int) -> Dict[str, int]:
