@@ -374,7 +374,12 @@ class Collection:
             else:
                 from rawbpf.btf import core as _core
 
-                _core.relocate_program(spec, linked)
+                assert spec.btf is not None
+                try:
+                    _core.relocate_program(linked.insns, linked.core_relos, spec.btf,
+                                           line_of=linked.source_line, prog_name=prog.name)
+                except RelocationError as err:
+                    raise RelocationError(f"object '{spec.name}': section '{prog.section}': {err}") from err
         attach_btf_id = 0
         if prog.type in (ProgType.TRACING, ProgType.LSM, ProgType.EXT):
             attach_btf_id = self._attach_btf_id(prog)

@@ -27,15 +27,9 @@ def vmlinux(path: str = VMLINUX) -> BTF:
     """The kernel's BTF, parsed once per process (lazily indexed by name)."""
     btf = _vmlinux.get(path)
     if btf is None:
-        try:
-            from rawbpf.btf import kernel as _kernel
+        from rawbpf.btf import kernel as _kernel
 
-            btf = _kernel.vmlinux(path) if path != VMLINUX else _kernel.vmlinux()
-        except (ImportError, AttributeError, TypeError):
-            from rawbpf.btf import BTF
-
-            with open(path, "rb") as f:
-                btf = BTF.parse(f.read(), lazy=True)
+        btf = _kernel.vmlinux(path)
         _vmlinux[path] = btf
     return btf
 
