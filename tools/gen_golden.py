@@ -6,7 +6,9 @@ For each object (default: tests/data/*.o and tests/data/asm/*.o that are BPF ELF
 tests/data/golden/<name>.txt and <name>.alu32.txt. The alu32 run is needed because LLVM 14 decodes the 32-bit
 atomic fetch/xchg/cmpxchg instructions only with that attribute (plain mode prints ``<unknown>``). The files
 keep llvm-objdump's output as is, except that the object path in the first line becomes the file name, so
-they diff cleanly against a fresh run. ``--check`` compares instead of writing (exit 1 on a difference).
+they diff cleanly against a fresh run. tests/data/golden/objects.sha256 records which object bytes the files
+were made from, so a test can tell a stale golden file from a disassembler bug. ``--check`` compares
+instead of writing (exit 1 on a difference).
 
 Usage: tools/gen_golden.py [--check] [--objdump PATH] [OBJECT ...]
 """
@@ -14,6 +16,7 @@ Usage: tools/gen_golden.py [--check] [--objdump PATH] [OBJECT ...]
 from __future__ import annotations
 
 import argparse
+import hashlib
 import subprocess
 import sys
 from pathlib import Path
@@ -55,6 +58,12 @@ def objdump(objdump_bin: str, path: Path, alu32: bool) -> Optional[str]:
     return out.stdout if out.returncode == 0 else None
 
 
+def sums_text(paths: List[Path]) -> str:
+    """``sha256  relative/path`` lines for the objects the golden files were made from."""
+    lines = [f"{hashlib.sha256(p.read_bytes()).hexdigest()}  {p.relative_to(DATA)}" for p in paths]
+    return "".join(line + "\n" for line in sorted(lines, key=lambda ln: ln.split("  ", 1)[1]))
+
+
 def main(argv: List[str]) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--check", action="store_true",
@@ -64,6 +73,7 @@ def main(argv: List[str]) -> int:
     args = ap.parse_args(argv)
     GOLDEN.mkdir(parents=True, exist_ok=True)
     stale = 0
+    done: List[Path] = []
     for path in args.objects or objects():
         path = path.resolve()
         for alu32 in (False, True):
@@ -72,6 +82,8 @@ def main(argv: List[str]) -> int:
             if text is None:
                 print(f"skip: {path.name} (llvm-objdump cannot read it)", file=sys.stderr)
                 break
+            if not alu32:
+                done.append(path)
             if args.check:
                 if not target.exists() or target.read_text() != text:
                     print(f"stale: {target.relative_to(ROOT)}", file=sys.stderr)
@@ -79,6 +91,15 @@ def main(argv: List[str]) -> int:
             elif not target.exists() or target.read_text() != text:
                 target.write_text(text)
                 print(f"wrote {target.relative_to(ROOT)}")
+    sums = GOLDEN / "objects.sha256"
+    if not args.objects:
+        text = sums_text(done)
+        if args.check and (not sums.exists() or sums.read_text() != text):
+            print(f"stale: {sums.relative_to(ROOT)}", file=sys.stderr)
+            stale += 1
+        elif not args.check and (not sums.exists() or sums.read_text() != text):
+            sums.write_text(text)
+            print(f"wrote {sums.relative_to(ROOT)}")
     return 1 if stale else 0
 
 

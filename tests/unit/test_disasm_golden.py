@@ -7,6 +7,7 @@ pyelftools here, independently of rawbpf's own ELF loader.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from pathlib import Path
 from typing import Dict, List, Tuple
@@ -79,6 +80,13 @@ def test_every_committed_object_has_golden_files() -> None:
 @pytest.mark.parametrize("golden", objects(), ids=lambda p: p.stem)
 def test_matches_llvm_objdump(golden: Path) -> None:
     obj = next(p for p in (DATA / f"{golden.stem}.o", DATA / "asm" / f"{golden.stem}.o") if p.exists())
+    sums: Dict[str, str] = {}
+    for line in (GOLDEN / "objects.sha256").read_text().splitlines():
+        digest, name = line.split("  ", 1)
+        sums[name] = digest
+    recorded = sums.get(str(obj.relative_to(DATA)))
+    assert recorded == hashlib.sha256(obj.read_bytes()).hexdigest(), (
+        f"{obj.name} changed since its golden files were made: run tools/gen_golden.py and review the diff")
     plain = parse_golden(golden)
     alu32 = parse_golden(golden.with_name(golden.stem + ".alu32.txt"))
     sections = code_sections(obj)
