@@ -72,6 +72,12 @@ enum path_rule_flags {
 	PATH_BASENAME = 1,	/* match the whole last path component, not a substring */
 };
 
+/* Bits of a tracked process's proc_info.flags. */
+enum proc_flags {
+	PI_SEEN_AT_START = 1,	/* seeded from /proc by user space */
+	PI_COARSE_START = 2,	/* start is only known to the 10 ms tick (from /proc/PID/stat) */
+};
+
 #define REC_HEADER                                                                                            \
 	enum rec_type type;                                                                                   \
 	__u32 flags;                                                                                          \
@@ -146,6 +152,7 @@ const volatile struct record_types {
 	enum rec_flags flags;
 	enum comm_rule comm_rule;
 	enum path_rule_flags path_rule_flags;
+	enum proc_flags proc_flags;
 } record_types;
 
 /* Per-kind event counts; `seen` counts every event of the kind on the host, tracked or not. */
@@ -171,11 +178,6 @@ struct proc_info {
 	__u32 depth;
 	__u32 flags;		/* PI_* */
 	__u32 pad;
-};
-
-enum proc_flags {
-	PI_SEEN_AT_START = 1,	/* seeded from /proc by user space */
-	PI_COARSE_START = 2,	/* start is only known to the 10 ms tick (from /proc/PID/stat) */
 };
 
 struct pending_connect {
