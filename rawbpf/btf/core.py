@@ -548,8 +548,13 @@ class Relocator:
     def resolve(self, type_id: int, access: str, kind: CoreReloKind) -> Tuple[Spec, Resolution]:
         """Resolve one relocation; raises _Fail (wrapped by the caller) on hard errors."""
         local = parse_spec(self.local, type_id, access, kind)
+        return local, self.resolve_spec(local)
+
+    def resolve_spec(self, local: Spec) -> Resolution:
+        """Resolve a parsed local spec against the candidates of its root type."""
+        type_id, kind = local.root_type_id, local.kind
         if kind == CoreReloKind.TYPE_ID_LOCAL:
-            return local, Resolution(type_id, type_id, validate=False)
+            return Resolution(type_id, type_id, validate=False)
         if not self.local[type_id].name:
             raise _Fail("anonymous types cannot be relocated")
         best: Optional[Resolution] = None
@@ -568,7 +573,7 @@ class Relocator:
                             f"resolve differently: {best.new_val} != {res.new_val}")
         if best is None:
             best = _calc(local, None)
-        return local, best
+        return best
 
 
 @dataclass
@@ -579,7 +584,7 @@ class AppliedRelo:
     kind: CoreReloKind
     local: str  # e.g. "struct task_struct.real_parent"
     target_id: int  # root type id of the chosen target (0: none)
-    orig: int
+    orig: int  # the instruction's value before patching
     new: int
     poisoned: bool = False
     reason: str = ""  # why it was poisoned
@@ -635,8 +640,9 @@ def relocate_program(insns: bytearray, relos: Iterable[ReloInput], local: BTF,
             desc = f"{local.type_name(type_id)} ({access})" if type_id < len(local) else f"type [{type_id}]"
             if not 0 <= idx < n_insns:
                 raise _Fail(f"instruction {idx} is outside the program ({n_insns} instructions)")
-            spec, res = rel.resolve(type_id, access, kind)
+            spec = parse_spec(local, type_id, access, kind)
             desc = spec.describe()
+            res = rel.resolve_spec(spec)
             applied = AppliedRelo(idx, kind, desc, res.target.root_type_id if res.target else 0,
                                   res.orig_val, res.new_val)
             _patch(insns, idx, res, applied)
@@ -660,7 +666,7 @@ def _context(prog: str, no: int, kind: CoreReloKind, desc: str, idx: int,
     what = f"CO-RE relocation #{no} ({kind.name.lower()}"
     what += f" of {desc})" if desc else ")"
     src = line_of(idx) if (line_of is not None and idx >= 0) else ""
-    return head + what + (f" at {src}" if src else "")
+    return head + what + (f" [at {src}]" if src else "")
 
 
 def _why_missing(kind: CoreReloKind, spec: Spec) -> str:
@@ -693,6 +699,7 @@ def _patch(insns: bytearray, idx: int, res: Resolution, applied: AppliedRelo) ->
         if res.validate and (imm & _U64) != orig:
             raise _Fail(f"instruction {idx} (ALU) has imm {imm}, expected {orig} (object and BTF disagree)")
         struct.pack_into("<i", insns, base + 4, _s32(new))
+        orig = imm
     elif cls in (_CLS_LDX, _CLS_ST, _CLS_STX):
         if res.validate and (off & _U64) != orig:
             raise _Fail(f"instruction {idx} (LDX/ST/STX) has offset {off}, expected {orig}")
@@ -705,6 +712,7 @@ def _patch(insns: bytearray, idx: int, res: Resolution, applied: AppliedRelo) ->
             _poison(insns, idx)
             return
         struct.pack_into("<h", insns, base + 2, new)
+        orig = off
         if res.new_sz != res.orig_sz:
             have = _SIZE_BYTES.get(code & 0x18)
             if have != res.orig_sz:
@@ -724,6 +732,7 @@ def _patch(insns: bytearray, idx: int, res: Resolution, applied: AppliedRelo) ->
             raise _Fail(f"instruction {idx} (LDIMM64) holds {val}, expected {orig}")
         struct.pack_into("<i", insns, base + 4, _s32(new))
         struct.pack_into("<i", insns, base + INSN_SIZE + 4, _s32(new >> 32))
+        orig = val
     else:
         raise _Fail(f"instruction {idx} (code 0x{code:02x}) cannot be relocated")
     applied.orig, applied.new = orig, new

@@ -182,6 +182,11 @@ class BTF:
         for i in range(self.start_id, len(self)):
             yield self[i]
 
+    @property
+    def decoded_count(self) -> int:
+        """How many of this blob's own types have been decoded so far (lazy parsing)."""
+        return sum(1 for t in self._cache if t is not None)
+
     def added_types(self) -> List[BtfType]:
         """Types appended with :meth:`add` (not in the parsed blob)."""
         return [t for t in self._cache[len(self._offs):] if t is not None]
