@@ -13,7 +13,7 @@
  * Costs: every handler first does one hash lookup on the tgid and returns when the process is not tracked.
  * Records are submitted with BPF_RB_NO_WAKEUP (the consumer drains on a timer) and force a wakeup only when
  * the ring holds more than `wakeup_bytes`. A failed reserve is counted per record kind (the kernel keeps no
- * ring-buffer drop count), in `events_drops` and per kind, so user space reports every loss.
+ * ring-buffer drop count) in counters.kind[].lost, which the consumer turns into `lost` records.
  */
 #include "claude_monitor_kernel.h"
 #include <bpf/bpf_helpers.h>
@@ -160,7 +160,8 @@ struct kind_counters {
 	__u64 seen;
 	__u64 tracked;
 	__u64 emitted;
-	__u64 lost;		/* ring reserve/output failures: records the kernel could not queue */
+	__u64 lost;		/* ring reserve/output failures: records the kernel could not queue; the
+				 * data path's drop-counter convention reads every `lost` in map `counters` */
 };
 
 struct counters {
@@ -272,10 +273,6 @@ struct {
 	__type(value, struct exec_scratch);
 } exec_scratch SEC(".maps");
 
-/* Records the ring had no room for (the data path's drop-counter convention: `<ring>_drops` in .bss, read by
- * the consumer and logged as `lost` records). The per-kind split is in counters.kind[].lost. */
-__u64 events_drops = 0;
-
 static __always_inline struct counters *cnt(void)
 {
 	__u32 zero = 0;
@@ -304,8 +301,6 @@ static __always_inline void count_emit(__u32 kind, long err)
 {
 	struct counters *c = cnt();
 
-	if (err)
-		__sync_fetch_and_add(&events_drops, 1);
 	if (!c || kind >= REC_KINDS)
 		return;
 	if (err)
