@@ -152,8 +152,17 @@ class Assembler:
 
     def _label_ref(self, what: str, target: object) -> str:
         if not isinstance(target, str) or not target:
-            raise AsmError(f"{self._ctx(what)}: jump target must be a label name, got {target!r}")
+            raise AsmError(f"{self._ctx(what)}: target must be a label name or an offset, got {target!r}")
         return target
+
+    def _to(self, what: str, kind: str, insn: Instruction, target: object) -> Assembler:
+        """Emit a branching ``insn`` to a label (resolved later) or to a relative slot offset given as int."""
+        if isinstance(target, int) and not isinstance(target, bool):
+            if kind == "jump":
+                return self._emit(insn.replace(off=self._off(what, target)))
+            return self._emit(insn.replace(imm=self._imm(what, target)))
+        label = self._label_ref(what, target)
+        return self._emit(insn, Relocation(self._slots, kind, label, what))
 
     def label(self, name: str) -> Assembler:
         """Define ``name`` at the next instruction."""
@@ -276,7 +285,6 @@ class Assembler:
     def _jump(self, what: str, operation: int, dst: object, src: object, target: object) -> Assembler:
         d = self._reg(what, dst, "compared")
         cls = op.JMP if d.wide else op.JMP32
-        label = self._label_ref(what, target)
         if isinstance(src, Reg):
             s = self._reg(what, src, "source")
             if s.wide != d.wide:
@@ -284,17 +292,15 @@ class Assembler:
             insn = self._make(what, code=cls | operation | op.X, dst=d.num, src=s.num)
         else:
             insn = self._make(what, code=cls | operation | op.K, dst=d.num, imm=self._imm(what, src, d.wide))
-        return self._emit(insn, Relocation(self._slots, "jump", label, what))
+        return self._to(what, "jump", insn, target)
 
     def ja(self, target: Target) -> Assembler:
-        """goto target (16-bit offset)."""
-        label = self._label_ref("ja", target)
-        return self._emit(Instruction(op.JMP | op.JA), Relocation(self._slots, "jump", label, "ja"))
+        """goto target (a label, or a relative offset in slots; 16 bits)."""
+        return self._to("ja", "jump", Instruction(op.JMP | op.JA), target)
 
     def gotol(self, target: Target) -> Assembler:
         """goto target with a 32-bit offset (BPF_JMP32 | BPF_JA, cpu v4)."""
-        label = self._label_ref("gotol", target)
-        return self._emit(Instruction(op.JMP32 | op.JA), Relocation(self._slots, "gotol", label, "gotol"))
+        return self._to("gotol", "gotol", Instruction(op.JMP32 | op.JA), target)
 
     def jeq(self, dst: Reg, src: Operand, target: Target) -> Assembler:
         return self._jump("jeq", op.JEQ, dst, src, target)
@@ -332,8 +338,7 @@ class Assembler:
 
     def may_goto(self, target: Target) -> Assembler:
         """Bounded-loop escape hatch (BPF_JMP | BPF_JCOND, Linux 6.9+)."""
-        label = self._label_ref("may_goto", target)
-        return self._emit(Instruction(op.JMP | op.JCOND), Relocation(self._slots, "jump", label, "may_goto"))
+        return self._to("may_goto", "jump", Instruction(op.JMP | op.JCOND), target)
 
     def call(self, helper: Union[str, int]) -> Assembler:
         """Call a BPF helper by name (``"bpf_map_lookup_elem"`` or ``"map_lookup_elem"``) or id."""
@@ -348,11 +353,14 @@ class Assembler:
             raise AsmError(f"{self._ctx('call')}: {helper!r} is not a helper name or id")
         return self._emit(Instruction(op.JMP | op.CALL, imm=number))
 
-    def call_label(self, target: str) -> Assembler:
-        """bpf-to-bpf call of the subprogram starting at label ``target``."""
-        label = self._label_ref("call", target)
-        return self._emit(Instruction(op.JMP | op.CALL, src=op.PSEUDO_CALL),
-                          Relocation(self._slots, "call", label, "call"))
+    def call_label(self, target: Target) -> Assembler:
+        """bpf-to-bpf call of the subprogram at label ``target`` (or a relative slot offset)."""
+        return self._to("call", "call", Instruction(op.JMP | op.CALL, src=op.PSEUDO_CALL), target)
+
+    def callx(self, reg: Reg) -> Assembler:
+        """Indirect call through a register (encoded in imm, as LLVM does)."""
+        r = self._reg("callx", reg, "target")
+        return self._emit(Instruction(op.JMP | op.CALL | op.X, imm=r.num))
 
     def call_kfunc(self, btf_id: int, module: int = 0) -> Assembler:
         """Call a kernel function by BTF id; ``module`` indexes its BTF object in the program's fd_array."""
@@ -476,6 +484,14 @@ class Assembler:
         """r0 = cmpxchg(*(dst + off), r0, src): store src if the memory equals r0; r0 gets the old value."""
         return self._atomic("cmpxchg", dst, off, src, op.CMPXCHG)
 
+    def load_acquire(self, size: Union[str, int], dst: Reg, src: Reg, off: int = 0) -> Assembler:
+        """dst = load_acquire(*(u<size> *)(src + off)) (Linux 6.15+)."""
+        return self._mem("load_acquire", op.STX, size, op.ATOMIC, dst, src, off, op.LOAD_ACQ)
+
+    def store_release(self, size: Union[str, int], dst: Reg, off: int, src: Reg) -> Assembler:
+        """store_release(*(u<size> *)(dst + off), src) (Linux 6.15+)."""
+        return self._mem("store_release", op.STX, size, op.ATOMIC, dst, src, off, op.STORE_REL)
+
     # ---- 64-bit immediates -----------------------------------------------------------------------------
 
     def _ld64(self, what: str, dst: object, src: int, imm: int,
@@ -519,8 +535,10 @@ class Assembler:
         """dst = address of the kernel variable with this vmlinux BTF id (ksym)."""
         return self._ld64("ld_btf_id", dst, op.PSEUDO_BTF_ID, btf_id)
 
-    def ld_func(self, dst: Reg, target: str) -> Assembler:
+    def ld_func(self, dst: Reg, target: Target) -> Assembler:
         """dst = address of the subprogram at label ``target`` (callbacks for bpf_loop and friends)."""
+        if isinstance(target, int) and not isinstance(target, bool):
+            return self._ld64("ld_func", dst, op.PSEUDO_FUNC, self._imm("ld_func", target))
         label = self._label_ref("ld_func", target)
         reloc = Relocation(self._slots, "func", label, "ld_func")
         return self._ld64("ld_func", dst, op.PSEUDO_FUNC, 0, reloc)

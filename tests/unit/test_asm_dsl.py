@@ -154,7 +154,8 @@ def test_maps_by_name_value_offset_fd_objects_and_relocations() -> None:
     (lambda p: p.movsx(W1, W2, 32), "movsx at insn 0: cannot sign-extend from 32 bits into W1"),
     (lambda p: p.bswap(R1, 8), "bswap at insn 0: byte swap width must be 16, 32 or 64, got 8"),
     (lambda p: p.ld_imm64(W1, 5), "ld_imm64 at insn 0: ld_imm64 loads a 64-bit register, not W1"),
-    (lambda p: p.jeq(R1, 0, 5), "jeq at insn 0: jump target must be a label name, got 5"),
+    (lambda p: p.jeq(R1, 0, None), "jeq at insn 0: target must be a label name or an offset, got None"),
+    (lambda p: p.ja(40000), "ja at insn 0: offset 40000 does not fit in a signed 16-bit field"),
     (lambda p: p.atomic_add(R1, -40000, R2), "atomic_add at insn 0: offset -40000 does not fit"),
     (lambda p: p.label(""), "label '': a label is a non-empty string"),
     (lambda p: p.raw(b"\x95"), "raw at insn 0: expected an Instruction, got bytes"),
@@ -183,6 +184,17 @@ def test_jump_offset_out_of_range_suggests_gotol() -> None:
         q.mov(R0, 0)
     q.label("far").exit()
     assert decode(q.assemble())[0] == Instruction(0x06, imm=40000)
+
+
+def test_numeric_targets_are_relative_slot_offsets() -> None:
+    p = Assembler().ja(1).jeq(W1, 2, -2).gotol(-3).call_label(5).ld_func(R1, 7).callx(R2)
+    p.load_acquire("w", W0, R1, 8).store_release("dw", R1, -8, R2).may_goto(0)
+    assert text(p) == [
+        "goto +1", "if w1 == 2 goto -2", "gotol -3", "call 5", "ld_pseudo\tr1, 4, 7", "callx r2",
+        "w0 = load_acquire((u32 *)(r1 + 8))", "store_release((u64 *)(r1 - 8), r2)", "may_goto +0",
+    ]
+    assert decode(p.assemble())[3] == Instruction(0x85, src=1, imm=5)
+    assert p.relocations == []
 
 
 def test_chaining_and_raw() -> None:
