@@ -257,7 +257,7 @@ class Collection:
     def _create_maps(self, pin_dir: Optional[str]) -> None:
         for mspec in self.spec.maps.values():
             if mspec.pinning == Pinning.BY_NAME and pin_dir:
-                path = os.path.join(pin_dir, mspec.name)
+                path = os.path.join(pin_dir, pin_name(mspec.name))
                 if os.path.exists(path):
                     m = Map.from_pin(path)
                     self.maps[mspec.name] = m
@@ -310,7 +310,7 @@ class Collection:
             if inner is not None:
                 inner.close()
         try:
-            if mspec.data is not None and mspec.kind != MapKind.BSS:
+            if mspec.data is not None and (mspec.kind != MapKind.BSS or any(mspec.data)):
                 m.update(0, bytes(mspec.data))
             if mspec.frozen:
                 m.freeze()
@@ -497,24 +497,25 @@ class Collection:
         self._pin_dirs.extend(missing)
 
     def pin(self, directory: str) -> List[str]:
-        """Pin every map (``dir/<map>``), program (``dir/progs/<prog>``) and link (``dir/links/<prog>``).
+        """Pin every map (``dir/<map>``), program (``dir/progs/<prog>``) and link (``dir/links/<prog>``);
+        dots in names become underscores (see :func:`pin_name`).
 
         Maps already pinned there (pinned by name) are left as they are. Everything pinned here is unpinned
         again by ``close()``. Returns the new pin paths.
         """
         new: List[str] = []
         for name, m in self.maps.items():
-            path = os.path.join(directory, name)
+            path = os.path.join(directory, pin_name(name))
             if path in self._pins or os.path.exists(path):
                 continue
             self._pin(m.fd, path, f"pin map '{name}'")
             new.append(path)
         for name, p in self.programs.items():
-            path = os.path.join(directory, "progs", name)
+            path = os.path.join(directory, "progs", pin_name(name))
             self._pin(p.fd, path, f"pin program '{name}'")
             new.append(path)
         for name, lnk in self.links.items():
-            path = os.path.join(directory, "links", name)
+            path = os.path.join(directory, "links", pin_name(name))
             try:
                 self._pin(lnk.fd, path, f"pin link of '{name}'")
             except RawBPFError as err:  # ioctl-attached tracepoints have no link object to pin
@@ -568,6 +569,11 @@ class Collection:
                 self.close(unpin=False)
         except Exception:
             pass
+
+
+def pin_name(name: str) -> str:
+    """bpffs refuses '.' in names: ``globals.rodata`` is pinned as ``globals_rodata``, as libbpf does."""
+    return name.replace(".", "_")
 
 
 def _btf_features() -> Any:
