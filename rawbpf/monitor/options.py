@@ -1,0 +1,86 @@
+"""The ``rawbpf load`` options that configure the Claude monitor, and the dispatch to it; pure (click only).
+
+They apply when the object is claude_monitor (the object's name, not its path); for any other object giving
+one is a usage error.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Dict, Optional
+
+import click
+
+from rawbpf.errors import ConfigError
+from rawbpf.monitor import OBJECT_NAME
+
+F = Callable[..., Any]
+
+_OPTIONS = [
+    click.option("--match-comm", "match_comm", multiple=True, metavar="NAME",
+                 help="[claude_monitor] Also track processes with this task name (repeatable)."),
+    click.option("--match-path", "match_path", multiple=True, metavar="TEXT",
+                 help="[claude_monitor] Also track execs whose filename contains TEXT (repeatable)."),
+    click.option("--match-name", "match_name", multiple=True, metavar="NAME",
+                 help="[claude_monitor] Also track execs whose filename's last component is NAME."),
+    click.option("--no-default-rules", is_flag=True,
+                 help="[claude_monitor] Drop the built-in claude identification rules."),
+    click.option("--endpoint", "endpoints", multiple=True, metavar="CIDR=NAME",
+                 help="[claude_monitor] Name connections to CIDR as NAME (repeatable; adds to "
+                      "160.79.104.0/23 and 2607:6bc0::/48 = anthropic-api)."),
+    click.option("--no-default-endpoints", is_flag=True,
+                 help="[claude_monitor] Drop the built-in anthropic-api endpoints."),
+    click.option("--only-endpoints", is_flag=True,
+                 help="[claude_monitor] Record only connections to named endpoints (kernel-side filter)."),
+    click.option("--argv-max-args", type=int, default=None, metavar="N",
+                 help="[claude_monitor] Arguments recorded per exec (default 32, at most 64)."),
+    click.option("--argv-max-bytes", type=int, default=None, metavar="N",
+                 help="[claude_monitor] Bytes of argv recorded per exec (default 2048, at most 4096)."),
+]
+
+OPTION_NAMES = ("match_comm", "match_path", "match_name", "no_default_rules", "endpoints",
+                "no_default_endpoints", "only_endpoints", "argv_max_args", "argv_max_bytes")
+
+
+def monitor_options(f: F) -> F:
+    """Decorate a click command with the monitor's options (they arrive as keyword arguments)."""
+    for opt in reversed(_OPTIONS):
+        f = opt(f)
+    return f
+
+
+def _given(values: Dict[str, Any]) -> Dict[str, Any]:
+    return {k: v for k, v in values.items() if v not in (None, False, ())}
+
+
+def object_name(obj: str) -> Optional[str]:
+    """The name the loader gives the object (None if it cannot be parsed: the loader reports that)."""
+    from rawbpf.elf import load_spec
+
+    try:
+        return load_spec(obj).name
+    except Exception:
+        return None
+
+
+def maybe_run_monitor(obj: str, values: Dict[str, Any], **load_kwargs: Any) -> bool:
+    """Run the monitor if ``obj`` is claude_monitor (returns True when it ran); otherwise reject monitor
+    options given for another object and return False so the generic loader runs."""
+    given = _given({k: values.get(k) for k in OPTION_NAMES})
+    if object_name(obj) != OBJECT_NAME:
+        if given:
+            flags = ", ".join("--" + k.replace("_", "-") for k in given)
+            raise ConfigError(f"load {obj}: {flags} only apply to the {OBJECT_NAME} object")
+        return False
+    from rawbpf.monitor.config import build_config
+    from rawbpf.monitor.run import run_monitor
+
+    cfg = build_config(
+        match_comm=values.get("match_comm") or (), match_path=values.get("match_path") or (),
+        match_name=values.get("match_name") or (), endpoints=values.get("endpoints") or (),
+        no_default_rules=bool(values.get("no_default_rules")),
+        no_default_endpoints=bool(values.get("no_default_endpoints")),
+        only_endpoints=bool(values.get("only_endpoints")),
+        argv_max_args=values.get("argv_max_args"), argv_max_bytes=values.get("argv_max_bytes"),
+    )
+    run_monitor(obj, cfg, **load_kwargs)
+    return True

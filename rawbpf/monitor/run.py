@@ -1,0 +1,199 @@
+"""Run the Claude monitor: fill the program's rule and endpoint maps, attach, seed from /proc, consume the
+ring into the log with records shaped and redacted, keep the status file; touches the kernel.
+
+``rawbpf load programs/claude_monitor.o`` lands here (see :func:`run_monitor`); the generic loader does the
+load / attach / pin / cleanup, the generic daemon the ring → log loop. On SIGINT/SIGTERM: drain, flush,
+detach, unpin, remove the status file.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from typing import Any, Callable, Dict, Iterable, List, Optional
+
+from rawbpf.errors import ConfigError, NotSupportedError, RawBPFError
+from rawbpf.monitor import OBJECT_NAME
+from rawbpf.monitor.config import MonitorConfig
+from rawbpf.monitor.redact import redact_argv
+from rawbpf.monitor.seed import SeedEntry, find_trees, scan
+from rawbpf.monitor.shape import Catalog, Shaper
+from rawbpf.monitor.status import remove_status, write_status
+
+log = logging.getLogger("rawbpf")
+
+
+def enum_value(btf: Any, enum: str, name: str) -> int:
+    """The value of enumerator ``name`` of ``enum`` in the object's BTF."""
+    t = btf.find(enum) if btf is not None else None
+    for v in getattr(t, "values", ()) or ():
+        if v.name == name:
+            return int(v.value)
+    raise RawBPFError(f"object '{OBJECT_NAME}': BTF has no enumerator {enum}.{name}")
+
+
+def pack_struct(btf: Any, name: str, values: Dict[str, int]) -> bytes:
+    """The bytes of ``struct name`` with the given integer members set (others zero), laid out per BTF."""
+    t = btf.find(name) if btf is not None else None
+    if t is None:
+        raise RawBPFError(f"object '{OBJECT_NAME}': BTF has no struct {name}")
+    buf = bytearray(btf.size_of(t.id))
+    members = {m.name: m for m in t.members}
+    for field, value in values.items():
+        m = members.get(field)
+        if m is None:
+            raise RawBPFError(f"object '{OBJECT_NAME}': struct {name} has no member {field}")
+        size = btf.size_of(m.type)
+        off = m.bits_offset // 8
+        buf[off : off + size] = int(value).to_bytes(size, "little")
+    return bytes(buf)
+
+
+def prepare(coll: Any, cfg: MonitorConfig) -> None:
+    """Fill the identification rules and endpoint CIDRs before the programs are attached."""
+    rules = coll.maps["comm_rules"]
+    for key, value in cfg.comm_rule_entries():
+        rules.update(key, value)
+    endpoints = coll.maps["endpoints"]
+    for key, value in cfg.endpoint_entries():
+        endpoints.update(key, value)
+
+
+def seed(coll: Any, cfg: MonitorConfig, *, proc_root: str = "/proc",
+         exclude: Iterable[int] = ()) -> List[SeedEntry]:
+    """Track the Claude trees already running; returns the entries seeded.
+
+    Call after attaching: a process forked after its parent was seeded is then tracked by the kernel. A second
+    scan picks up children forked between the first scan and the map updates. Entries the kernel already
+    made (a process that exec'd meanwhile) are kept: they carry the exact start time.
+    """
+    from rawbpf.consts import BPF_NOEXIST
+
+    btf = coll.spec.btf
+    tracked = coll.maps["tracked"]
+    flags = enum_value(btf, "proc_flags", "PI_SEEN_AT_START")
+    flags |= enum_value(btf, "proc_flags", "PI_COARSE_START")
+    skip = {os.getpid(), *exclude}
+    done: Dict[int, SeedEntry] = {}
+
+    def insert(e: SeedEntry) -> None:
+        value = pack_struct(btf, "proc_info", {"start": e.start_ns, "root_pid": e.root_pid, "depth": e.depth,
+                                               "flags": flags})
+        try:
+            tracked.update(e.proc.pid, value, BPF_NOEXIST)
+        except OSError as err:
+            if getattr(err, "errno", 0) != 17:  # EEXIST: the kernel tracks it already
+                raise
+        done[e.proc.pid] = e
+
+    for e in find_trees(cfg, scan(proc_root), exclude=skip):
+        insert(e)
+    if done:
+        procs = scan(proc_root)
+        changed = True
+        while changed:
+            changed = False
+            for p in procs.values():
+                parent = done.get(p.ppid)
+                if parent is not None and p.pid not in done and p.pid not in skip:
+                    insert(SeedEntry(p, parent.root_pid, parent.depth + 1, None))
+                    changed = True
+    return list(done.values())
+
+
+def seed_records(entries: Iterable[SeedEntry], *, redact: bool = True) -> List[Dict[str, Any]]:
+    """One ``exec`` record flagged ``seen_at_start`` per seeded process (what /proc says about it)."""
+    now = time.time_ns()
+    out = []
+    for e in entries:
+        p = e.proc
+        argv = redact_argv(p.argv)[0] if redact else list(p.argv)
+        out.append({
+            "type": "exec", "ts": now, "pid": p.pid, "tid": p.pid, "ppid": p.ppid, "uid": p.uid,
+            "root_pid": e.root_pid, "depth": e.depth, "comm": p.comm, "seen_at_start": True,
+            "filename": p.exe, "argv": argv, "argv_truncated": False, "match": e.match,
+        })
+    return out
+
+
+def check_log_dir(log_dir: str) -> None:
+    """Fail early, before anything is loaded, when the log directory cannot be written."""
+    try:
+        os.makedirs(log_dir, exist_ok=True)
+    except OSError as err:
+        raise ConfigError(f"log directory {log_dir}: {os.strerror(err.errno or 0).lower()}") from None
+    if not os.access(log_dir, os.W_OK | os.X_OK):
+        raise ConfigError(f"log directory {log_dir}: not writable")
+
+
+def run_monitor(obj: str, cfg: MonitorConfig, *, pin_root: str, log_dir: str, attach: bool = True,
+                constants: Optional[Dict[str, Any]] = None, kernel_core: Optional[bool] = None,
+                echo: Callable[[str], None] = print, stop: Optional[threading.Event] = None,
+                proc_root: str = "/proc", status_interval: float = 1.0) -> Any:
+    """Load and run the monitor in the foreground until SIGINT/SIGTERM (or ``stop``).
+
+    Returns the loader's LoadResult.
+    """
+    from rawbpf.cli.load import load_and_run
+
+    cfg.validate()
+    log_dir = os.path.abspath(log_dir)
+    check_log_dir(log_dir)
+    consts = dict(cfg.constants())
+    consts.update(constants or {})
+    summary = {
+        "comms": list(cfg.comms), "interpreters": list(cfg.interpreters),
+        "path_rules": [("basename:" if r.basename else "") + r.text for r in cfg.path_rules],
+        "endpoints": cfg.endpoint_names(), "only_endpoints": cfg.only_endpoints,
+        "argv_max_args": cfg.argv_max_args, "argv_max_bytes": cfg.argv_max_bytes,
+    }
+    started = time.time_ns()
+
+    def runner(coll: Any, stop_event: threading.Event) -> None:
+        from rawbpf.daemon import Daemon, DaemonOptions
+        from rawbpf.programs import enable_stats
+
+        pin_dir = os.path.join(pin_root, coll.spec.name)
+        try:
+            stats: Optional[Any] = enable_stats()
+        except (NotSupportedError, OSError) as err:
+            log.warning("BPF run-time stats unavailable (status shows no run times): %s", err)
+            stats = None
+        state: Dict[str, Any] = {"seeded": 0}
+
+        def on_status(d: Dict[str, Any]) -> None:
+            files = sorted(f for f in os.listdir(log_dir) if f.endswith(".mlog"))
+            write_status(log_dir, {
+                "pid": os.getpid(), "object": coll.spec.name, "object_path": os.path.abspath(obj),
+                "pin_dir": pin_dir, "log_dir": log_dir, "started": started, "updated": time.time_ns(),
+                "seeded": state["seeded"], "config": summary, "stats_enabled": stats is not None,
+                "log": {"records": d.get("log_records", 0), "current": d.get("log_file", ""),
+                        "files": files, "lost_kernel": d.get("lost_kernel", 0),
+                        "lost_log": d.get("lost_log", 0), "seq": d.get("seq", 0)},
+            })
+
+        shaper = Shaper(Catalog.from_btf(coll.spec.btf), 0)
+        options = DaemonOptions(log_dir=log_dir, transform=shaper, status=on_status,
+                                status_interval=status_interval, rings=["events"],
+                                header={"monitor": summary})
+        daemon = Daemon(coll, options)
+        try:
+            if attach:
+                entries = seed(coll, cfg, proc_root=proc_root)
+                state["seeded"] = len(entries)
+                daemon.writer.write_many(seed_records(entries))
+                if entries:
+                    echo(f"seeded {len(entries)} running Claude processes and descendants from {proc_root}")
+            on_status(daemon.status())
+            echo(f"logging to {log_dir}; status: rawbpf status --log-dir {log_dir}")
+            daemon.run(stop=stop_event.is_set)
+        finally:
+            daemon.close()
+            remove_status(log_dir)
+            if stats is not None:
+                stats.close()
+
+    return load_and_run(obj, pin_root=pin_root, attach=attach, constants=consts, kernel_core=kernel_core,
+                        runner=runner, echo=echo, stop=stop, prepare=lambda coll: prepare(coll, cfg))
