@@ -18,6 +18,7 @@ import click
 
 from rawbpf.cli.common import log_dir_option, pin_dir_option
 from rawbpf.errors import ConfigError
+from rawbpf.monitor.options import maybe_run_monitor, monitor_options
 
 Runner = Callable[[Any, threading.Event], None]
 
@@ -64,9 +65,11 @@ def _install_stop_handlers(stop: threading.Event) -> Dict[int, Any]:
 def load_and_run(obj: str, *, pin_root: str, attach: bool = True,
                  constants: Optional[Dict[str, Any]] = None, kernel_core: Optional[bool] = None,
                  runner: Runner = wait_for_signal, echo: Callable[[str], None] = click.echo,
-                 stop: Optional[threading.Event] = None) -> LoadResult:
+                 stop: Optional[threading.Event] = None,
+                 prepare: Optional[Callable[[Any], None]] = None) -> LoadResult:
     """Load ``obj``, attach (unless ``attach=False``), pin under ``pin_root/<object>``, run ``runner``
-    until it returns (the default returns on SIGINT/SIGTERM), then detach and unpin everything."""
+    until it returns (the default returns on SIGINT/SIGTERM), then detach and unpin everything.
+    ``prepare(collection)`` runs after load and before attach (e.g. to fill maps the programs read)."""
     from rawbpf import bpffs
     from rawbpf.collection import Collection
     from rawbpf.elf import load_spec
@@ -93,6 +96,8 @@ def load_and_run(obj: str, *, pin_root: str, attach: bool = True,
             core = "kernel" if coll.kernel_core else "user space"
             echo(f"loaded {spec.name}: {len(coll.programs)} programs, {len(coll.maps)} maps"
                  + (f", CO-RE in {core}" if spec.core_relo_count() else ""))
+            if prepare is not None:
+                prepare(coll)
             if attach:
                 coll.attach_all()
                 for name in coll.links:
@@ -139,12 +144,17 @@ def _under_default_bpffs(path: str) -> bool:
               help="Where CO-RE relocations are applied (default: the kernel when it can).")
 @pin_dir_option
 @log_dir_option
+@monitor_options
 def load(obj: str, no_attach: bool, assignments: Sequence[str], kernel_core: Optional[bool], pin_dir: str,
-         log_dir: str) -> None:
+         log_dir: str, **monitor: Any) -> None:
     """Load OBJ, attach its programs, pin them under PIN_DIR/<object>, and run until SIGINT/SIGTERM.
 
-    On exit every program is detached and every pin removed.
+    On exit every program is detached and every pin removed. For programs/claude_monitor.o this is the
+    Claude monitor: it logs to LOG_DIR and takes the [claude_monitor] options.
     """
+    if maybe_run_monitor(obj, monitor, pin_root=pin_dir, log_dir=log_dir, attach=not no_attach,
+                         constants=parse_assignments(assignments), kernel_core=kernel_core, echo=click.echo):
+        return
     del log_dir  # the ring-buffer consumer uses it
     load_and_run(obj, pin_root=pin_dir, attach=not no_attach, constants=parse_assignments(assignments),
                  kernel_core=kernel_core)
