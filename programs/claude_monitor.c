@@ -492,20 +492,39 @@ static long read_arg(__u32 i, struct argv_ctx *a)
 	return 0;
 }
 
-/* Copy up to argv_max_args strings / argv_max_bytes bytes of the new image's argv into the scratch record. */
-static __always_inline void read_argv(struct exec_scratch *s, struct task_struct *task, struct argv_ctx *a)
+/* Copy the new image's argv into the scratch record: up to argv_max_args strings and argv_max_bytes bytes,
+ * or, for an interpreter not yet identified (`wide`), up to the hard caps so that a long argv[0] cannot hide
+ * the script argument from the path rules; clamp_argv applies the configured limits afterwards. */
+static __always_inline void read_argv(struct exec_scratch *s, struct task_struct *task, struct argv_ctx *a,
+				      bool wide)
 {
 	__u32 max_args = argv_max_args < ARGV_MAX_ARGS ? argv_max_args : ARGV_MAX_ARGS;
 
+	if (wide && max_args < 2)
+		max_args = 2;
 	a->p = BPF_CORE_READ(task, mm, arg_start);
 	a->end = BPF_CORE_READ(task, mm, arg_end);
-	a->max_bytes = argv_max_bytes < ARGV_BUF ? argv_max_bytes : ARGV_BUF;
+	a->max_bytes = wide || argv_max_bytes > ARGV_BUF ? ARGV_BUF : argv_max_bytes;
 	bpf_loop(max_args, read_arg, a, 0);
 	if (a->argc == max_args && a->p < a->end)
 		a->truncated = 1;
 	s->rec.argc = a->argc;
 	s->rec.argv_truncated = a->truncated;
 	s->rec.argv_len = a->off > a->max_bytes ? a->max_bytes : a->off;
+}
+
+/* Cut an argv read `wide` down to the configured limits. */
+static __always_inline void clamp_argv(struct exec_scratch *s, struct argv_ctx *a)
+{
+	if (argv_max_args < 2 && s->rec.argc > 1) {
+		s->rec.argc = 1;
+		s->rec.argv_len = a->arg0;
+		s->rec.argv_truncated = 1;
+	}
+	if (s->rec.argv_len > argv_max_bytes) {
+		s->rec.argv_len = argv_max_bytes;
+		s->rec.argv_truncated = 1;
+	}
 }
 
 SEC("tp/sched/sched_process_exec")
@@ -537,12 +556,15 @@ int handle_exec(struct trace_event_raw_sched_process_exec *ctx)
 	if (!p && !match && !(rule && *rule == COMM_INTERPRETER))
 		return 0;
 
-	read_argv(s, task, &a);
 	if (!p && !match) {
 		/* an interpreter: does its script argument (argv[1]) match a path rule? */
+		read_argv(s, task, &a, true);
 		if (a.arg1_len == 0 || !match_path(s, FILENAME_LEN + a.arg0, a.arg1_len))
 			return 0;
 		match = MATCH_SCRIPT;
+		clamp_argv(s, &a);
+	} else {
+		read_argv(s, task, &a, false);
 	}
 	if (!p) {
 		if (!start_tracking(tgid, leader_start(task), tgid, 0, 0))
