@@ -5,7 +5,7 @@ Nothing here makes a syscall; :mod:`rawbpf.btf.kernel` only reads files (vmlinux
 
 from __future__ import annotations
 
-from rawbpf.btf.marshal import BtfFeatures, fill_datasecs, marshal, sanitized
+from rawbpf.btf.marshal import BtfFeatures, fill_datasecs, fixup_externs, marshal, sanitized
 from rawbpf.btf.parse import BTF
 from rawbpf.btf.types import Array, BtfType, EnumValue, Kind, Member, Param, VarSecInfo
 
@@ -20,6 +20,7 @@ __all__ = [
     "Param",
     "VarSecInfo",
     "fill_datasecs",
+    "fixup_externs",
     "marshal",
     "sanitized",
 ]

@@ -14,8 +14,10 @@ from typing import Dict, List, Optional, Sequence
 
 from rawbpf.btf.parse import BTF, HEADER_LEN, MAGIC
 from rawbpf.btf.types import (
+    FUNC_GLOBAL,
     FUNC_STATIC,
     SIZED_KINDS,
+    VAR_GLOBAL_ALLOCATED,
     VAR_GLOBAL_EXTERN,
     VAR_STATIC,
     BtfType,
@@ -165,6 +167,47 @@ def fill_datasecs(btf: BTF, section_sizes: Dict[str, int], symbol_offsets: Dict[
         t.vars.sort(key=lambda v: v.offset)
 
 
+def fixup_externs(btf: BTF, kconfig_offsets: Optional[Dict[str, int]] = None, kconfig_size: int = 0) -> None:
+    """Make the extern-backing DATASECs loadable, in place, as libbpf does when it collects externs.
+
+    ``.ksyms``: every entry becomes a 4-byte slot at ``4 * i``; variables turn into allocated ``int`` VARs,
+    functions into global FUNCs whose slot points at an added ``dummy_ksym`` VAR (the kernel refuses extern
+    linkage in program BTF), and their unnamed parameters borrow its name. ``.kconfig``: variables become
+    allocated at the offsets the loader laid them out at (``kconfig_offsets``, ``kconfig_size`` in all).
+    Run before :func:`fill_datasecs`.
+    """
+    ksyms = btf.find(".ksyms", Kind.DATASEC)
+    if ksyms is not None and ksyms.vars:
+        int_id = next((t.id for t in btf.own_types() if t.kind == Kind.INT and t.int_bits == 32), 0)
+        dummy = 0
+        if any(btf[v.type].kind == Kind.FUNC for v in ksyms.vars):
+            dummy = btf.add(BtfType(0, Kind.VAR, "dummy_ksym", type=int_id, linkage=VAR_GLOBAL_ALLOCATED))
+        for i, vs in enumerate(ksyms.vars):
+            vt = btf[vs.type]
+            if vt.kind == Kind.FUNC:
+                for p in btf[vt.type].params:
+                    if p.type and not p.name:
+                        p.name, p.name_off = "dummy_ksym", 0
+                vs.type = dummy
+                vt.linkage = FUNC_GLOBAL
+            elif vt.kind == Kind.VAR:
+                vt.linkage, vt.type = VAR_GLOBAL_ALLOCATED, int_id
+            else:
+                raise BTFError(f"btf: datasec '.ksyms': entry [{vs.type}] is a {vt.kind.name.lower()}")
+            vs.offset, vs.size = 4 * i, 4
+        ksyms.size = 4 * len(ksyms.vars)
+    kcfg = btf.find(".kconfig", Kind.DATASEC)
+    if kcfg is not None and kcfg.vars:
+        offs = kconfig_offsets or {}
+        for vs in kcfg.vars:
+            vt = btf[vs.type]
+            if vt.name not in offs:
+                raise BTFError(f"btf: datasec '.kconfig': no offset for extern '{vt.name}'")
+            vt.linkage = VAR_GLOBAL_ALLOCATED
+            vs.offset = offs[vt.name]
+        kcfg.size = kconfig_size or max(v.offset + v.size for v in kcfg.vars)
+
+
 @dataclass(frozen=True)
 class BtfFeatures:
     """Which BTF kinds and flavours the kernel accepts (all True: this kernel, nothing to replace)."""
@@ -188,9 +231,9 @@ def sanitized(btf: BTF, f: BtfFeatures) -> BTF:
     """A copy of ``btf`` with the kinds the kernel lacks replaced the way libbpf replaces them.
 
     VAR and DECL_TAG become 1-byte INTs, DATASEC a STRUCT of its vars ('.'/'?' in the name → '_'),
-    FUNC_PROTO an ENUM of its params, FUNC a TYPEDEF (or loses global linkage), FLOAT an anonymous empty
-    STRUCT of its size, TYPE_TAG an anonymous CONST, ENUM64 a UNION of a 1-byte placeholder INT (and ENUM
-    loses its sign flag).
+    FUNC_PROTO an ENUM of its params (unnamed ones named ``__argN``), FUNC a TYPEDEF (or loses global
+    linkage), FLOAT an anonymous empty STRUCT of its size, TYPE_TAG an anonymous CONST, ENUM64 a UNION of a
+    1-byte placeholder INT (and ENUM loses its sign flag).
     Type ids do not change, so func_info and map type ids stay valid.
     """
     out = btf.copy()
@@ -209,7 +252,8 @@ def sanitized(btf: BTF, f: BtfFeatures) -> BTF:
         elif not f.qmark_datasec and k == Kind.DATASEC and t.name.startswith("?"):
             t.name = "_" + t.name[1:]
         elif not f.func and k == Kind.FUNC_PROTO:
-            values = [EnumValue(p.name, p.type, p.name_off) for p in t.params]
+            # unnamed params would be unnamed enumerators, which kernels since 5.0 refuse: name them
+            values = [EnumValue(p.name or f"__arg{i}", p.type, p.name_off) for i, p in enumerate(t.params)]
             _reset(t, Kind.ENUM, name=t.name, name_off=t.name_off)
             t.size, t.values = 4, values
         elif not f.func and k == Kind.FUNC:
@@ -224,6 +268,8 @@ def sanitized(btf: BTF, f: BtfFeatures) -> BTF:
             _reset(t, Kind.CONST, type_=t.type)
         elif not f.enum64 and k == Kind.ENUM:
             t.kind_flag = False
+            for v in t.values:  # same bits, now read as unsigned
+                v.value &= 0xFFFFFFFF
         elif not f.enum64 and k == Kind.ENUM64:
             if not placeholder:
                 placeholder = out.add(BtfType(0, Kind.INT, "enum64_placeholder", size=1, int_bits=8))
