@@ -1,0 +1,167 @@
+"""`rawbpf load programs/claude_monitor.o` as users run it: the scripted workload end to end through the
+log, `rawbpf status`, seeding of Claude processes already running, and a clean shutdown."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Dict, Iterator, List
+
+import pytest
+from monitor_support import OBJ, ROOT, of_tree, run_workload
+
+from rawbpf.logfile import LogReader
+
+
+class Daemon:
+    """``python -m rawbpf load claude_monitor.o`` in the background, stopped with SIGINT."""
+
+    def __init__(self, log_dir: Path, pin_root: Path, *extra: str) -> None:
+        self.log_dir = log_dir
+        self.pin_root = pin_root
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "rawbpf", "load", str(OBJ), "--log-dir", str(log_dir), "--pin-dir",
+             str(pin_root), *extra],
+            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.out: List[str] = []
+        assert self.proc.stdout is not None
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            line = self.proc.stdout.readline()
+            if not line:
+                break
+            self.out.append(line)
+            if line.startswith("logging to "):
+                return
+        self.proc.kill()
+        raise AssertionError(f"monitor did not start: {''.join(self.out)}{self.proc.stderr.read()}")
+
+    def status(self) -> Dict[str, Any]:
+        res = subprocess.run([sys.executable, "-m", "rawbpf", "status", "--json", "--log-dir",
+                              str(self.log_dir)], cwd=ROOT, capture_output=True, text=True, timeout=60)
+        assert res.returncode == 0, res.stderr
+        data: Dict[str, Any] = json.loads(res.stdout)
+        return data
+
+    def stop(self) -> subprocess.CompletedProcess:
+        self.proc.send_signal(signal.SIGINT)
+        out, err = self.proc.communicate(timeout=60)
+        return subprocess.CompletedProcess(self.proc.args, self.proc.returncode, "".join(self.out) + out, err)
+
+    def records(self) -> List[Dict[str, Any]]:
+        with LogReader(str(self.log_dir)) as r:
+            return list(r.records())
+
+
+@pytest.fixture()
+def daemon(tmp_path: Path, pin_dir: Path) -> Iterator[Daemon]:
+    d = Daemon(tmp_path / "logs", pin_dir)
+    yield d
+    if d.proc.poll() is None:
+        d.stop()
+
+
+def _wait_records(d: Daemon, pred: Any, timeout: float = 10.0) -> List[Dict[str, Any]]:
+    deadline = time.monotonic() + timeout
+    while True:
+        recs = d.records()
+        if any(pred(r) for r in recs) or time.monotonic() > deadline:
+            return recs
+        time.sleep(0.2)
+
+
+def test_workload_through_the_log_status_and_clean_stop(daemon: Daemon, tmp_path: Path) -> None:
+    man = run_workload(tmp_path)
+    claude = man["claude"]["pid"]
+    recs = _wait_records(daemon, lambda r: r.get("type") == "exit" and r.get("pid") == claude)
+    st = daemon.status()
+    res = daemon.stop()
+    assert res.returncode == 0, res.stderr
+    assert "stopped: detached 6 programs" in res.stdout
+    assert not list(daemon.pin_root.rglob("*"))  # everything unpinned
+    assert not (daemon.log_dir / "claude_monitor.status.json").exists()
+    recs = daemon.records()
+
+    # the log: a header, then seq +1 per record, every monitor record with the schema's fields
+    assert recs[0]["type"] == "header" and recs[0]["object"] == "claude_monitor"
+    assert recs[0]["monitor"]["endpoints"]["160.79.104.0/23"] == "anthropic-api"
+    assert [r["seq"] for r in recs] == list(range(recs[0]["seq"], recs[0]["seq"] + len(recs)))
+    tree = of_tree(recs, claude)
+    common = {"seq", "ts", "type", "pid", "tid", "ppid", "uid", "comm", "root_pid", "depth", "seen_at_start"}
+    per_type = {"exec": {"filename", "argv", "argv_truncated", "match"},
+                "connect": {"family", "addr", "port", "ret", "endpoint"},
+                "exit": {"exit_code", "signal", "core_dumped", "duration_ns"},
+                "fork": {"child_pid"}, "rename": {"old_comm", "new_comm", "match"}}
+    for r in tree:
+        assert set(r) == common | per_type[r["type"]], r
+    assert sorted({r["type"] for r in tree}) == ["connect", "exec", "exit", "fork", "rename"]
+    assert len([r for r in tree if r["type"] == "connect"]) == 6
+    assert man["api_key"] not in json.dumps(recs)
+    unrelated = {man["claude_not"]["pid"], man["busy"]["pid"]}
+    assert not [r for r in recs if r.get("pid") in unrelated or r.get("root_pid") in unrelated]
+    assert not [r for r in recs if r.get("type") == "lost"]
+
+    # status while running: programs with run counts (BPF stats on), counters, the log
+    assert st["object"] == "claude_monitor" and st["pid"] == daemon.proc.pid and st["stats_enabled"]
+    assert set(st["programs"]) == {"handle_exec", "handle_fork", "handle_exit", "handle_rename",
+                                   "handle_connect_enter", "handle_connect_exit"}
+    for p in st["programs"].values():
+        assert p["attached"] and p["run_cnt"] > 0 and p["avg_ns"] > 0
+    kinds = st["counters"]["kinds"]
+    assert kinds["connect"]["emitted"] >= 6 and kinds["exec"]["seen"] >= kinds["exec"]["emitted"] > 0
+    assert st["lost_total"] == 0 and st["ring"]["size"] == 4 << 20
+    assert st["log"]["files"] and st["log"]["records"] >= 1
+
+
+def test_status_text_and_no_monitor(daemon: Daemon, tmp_path: Path) -> None:
+    res = subprocess.run([sys.executable, "-m", "rawbpf", "status", "--log-dir", str(daemon.log_dir)],
+                         cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0 and "claude_monitor: running" in res.stdout and "handle_exec" in res.stdout
+    assert daemon.stop().returncode == 0
+    res = subprocess.run([sys.executable, "-m", "rawbpf", "status", "--log-dir", str(daemon.log_dir)],
+                         cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert res.returncode == 1 and res.stderr.startswith("rawbpf: status: no monitor is running")
+    assert len(res.stderr.strip().splitlines()) == 1
+
+
+def test_claude_already_running_is_seeded(tmp_path: Path, pin_dir: Path) -> None:
+    """A Claude process (and its child) started before the monitor: seeded, flagged, and followed to exit."""
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    script = bindir / "claude"
+    script.write_text("#!/bin/sh\n/bin/sleep 30 &\nread line\nkill $!\nwait\nexit 4\n")
+    script.chmod(0o755)
+    proc = subprocess.Popen([str(script)], stdin=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 10
+        children: List[int] = []
+        while not children and time.monotonic() < deadline:
+            kids = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text()
+            children = [int(p) for p in kids.split()]
+            time.sleep(0.05)
+        d = Daemon(tmp_path / "logs", pin_dir)
+        assert proc.stdin is not None
+        proc.stdin.write("stop\n")
+        proc.stdin.flush()
+        assert proc.wait(timeout=10) == 4
+        _wait_records(d, lambda r: r.get("type") == "exit" and r.get("pid") == proc.pid)
+        assert d.stop().returncode == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert any(line.startswith("seeded ") for line in d.out)
+    tree = of_tree(d.records(), proc.pid)
+    root = next(r for r in tree if r["type"] == "exec" and r["pid"] == proc.pid)
+    assert root["seen_at_start"] and root["match"] == "comm" and root["depth"] == 0
+    assert root["argv"] == ["/bin/sh", str(script)] and root["filename"] == os.path.realpath("/bin/sh")
+    child = next(r for r in tree if r["type"] == "exec" and r["pid"] == children[0])
+    assert child["seen_at_start"] and child["depth"] == 1 and child["argv"] == ["/bin/sleep", "30"]
+    ex = next(r for r in tree if r["type"] == "exit" and r["pid"] == proc.pid)
+    assert ex["exit_code"] == 4 and ex["seen_at_start"] and ex["duration_ns"] > 0
+    kid_exit = next(r for r in tree if r["type"] == "exit" and r["pid"] == children[0])
+    assert kid_exit["signal"] == 15 and kid_exit["depth"] == 1
