@@ -10,6 +10,8 @@ Public API:
 - :func:`helper_id` / :func:`helper_name` — BPF helper name ↔ id (``HELPERS`` is the whole table).
 - :class:`Assembler` — the DSL: registers ``R0``…``R10`` (64-bit) and ``W0``…``W10`` (32-bit),
   labels, helpers and maps by name, ``assemble(maps={name: fd}) -> bytes``.
+- :func:`parse` / :func:`assemble_text` — the same from text in llvm-objdump's syntax (with labels,
+  helper names and ``map(name)`` references), so disassembler output assembles back.
 
 Errors are :class:`rawbpf.errors.AsmError`, one line naming the instruction, label, helper or map.
 """
@@ -48,6 +50,7 @@ from rawbpf.asm.dsl import (
 )
 from rawbpf.asm.helpers import HELPERS, helper_id, helper_name
 from rawbpf.asm.insn import Instruction, decode, decode_one, encode
+from rawbpf.asm.text import assemble_text, parse
 
 __all__ = [
     "FP", "R0", "R1", "R2", "R3", "R4", "R5", "R6", "R7", "R8", "R9", "R10",
@@ -56,6 +59,7 @@ __all__ = [
     "Assembler",
     "Reg",
     "Relocation",
+    "assemble_text",
     "Instruction",
     "decode",
     "decode_one",
@@ -67,4 +71,5 @@ __all__ = [
     "helper_id",
     "helper_name",
     "opcodes",
+    "parse",
 ]

@@ -8,56 +8,13 @@ pyelftools here, independently of rawbpf's own ELF loader.
 from __future__ import annotations
 
 import hashlib
-import re
 from pathlib import Path
-from typing import Dict, List, Tuple
+from typing import Dict, List
 
 import pytest
-from elftools.elf.elffile import ELFFile
-from elftools.elf.sections import SymbolTableSection
+from test_asm_support import DATA, GOLDEN, code_sections, parse_golden
 
 from rawbpf.asm import decode_one, disassemble, disassemble_indexed, opcodes
-
-DATA = Path(__file__).resolve().parent.parent / "data"
-GOLDEN = DATA / "golden"
-SHF_EXECINSTR = 0x4
-
-Golden = Dict[str, Dict[int, str]]
-
-
-def parse_golden(path: Path) -> Golden:
-    """section name → {instruction index: text} from llvm-objdump's output."""
-    out: Golden = {}
-    section = None
-    for line in path.read_text().splitlines():
-        m = re.match(r"Disassembly of section (.*):$", line)
-        if m:
-            section = m.group(1)
-            out[section] = {}
-            continue
-        m = re.match(r"^\s+(\d+):\t(.*)$", line)
-        if m:
-            assert section is not None, f"{path.name}: instruction before any section"
-            out[section][int(m.group(1))] = m.group(2)
-    return out
-
-
-def code_sections(path: Path) -> List[Tuple[str, bytes, Dict[int, str]]]:
-    """(name, bytes, {slot index: symbol}) for each executable section with code."""
-    with path.open("rb") as f:
-        elf = ELFFile(f)
-        symtab = elf.get_section_by_name(".symtab")
-        assert symtab is None or isinstance(symtab, SymbolTableSection)
-        out = []
-        for index, sec in enumerate(elf.iter_sections()):
-            if not sec["sh_flags"] & SHF_EXECINSTR or sec["sh_size"] == 0:
-                continue
-            symbols: Dict[int, str] = {}
-            for sym in symtab.iter_symbols() if symtab is not None else ():
-                if sym["st_shndx"] == index and sym.name and sym["st_info"]["type"] != "STT_SECTION":
-                    symbols.setdefault(sym["st_value"] // 8, sym.name)
-            out.append((sec.name, sec.data(), symbols))
-        return out
 
 
 def objects() -> List[Path]:
