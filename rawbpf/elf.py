@@ -302,7 +302,6 @@ class _Reader:
         except Exception as err:
             sec = ".BTF.ext" if self.spec.btf is not None else ".BTF"
             raise self.fail(f"bad BTF: {_one_line(err)}", sec) from err
-        self._strings = _btf_strings(btf_data)
 
     def _btf_kind(self, type_id: int) -> str:
         assert self.spec.btf is not None
@@ -710,7 +709,9 @@ class _Reader:
             elif s.name in ksyms and btf is not None and _kind_name(btf[ksyms[s.name]]) == "FUNC":
                 self.spec.externs[s.name] = ExternSpec(s.name, "kfunc", ksyms[s.name], weak)
             else:
-                self.spec.externs[s.name] = ExternSpec(s.name, "ksym", ksyms.get(s.name, 0), weak)
+                tid = ksyms.get(s.name, 0)
+                typed = bool(tid) and btf is not None and int(btf.resolve(btf[tid].type)) != 0
+                self.spec.externs[s.name] = ExternSpec(s.name, "ksym", tid, weak, typed=typed)
         if any(e.kind == "kconfig" for e in self.spec.externs.values()):
             self._layout_kconfig()
 
@@ -888,52 +889,46 @@ class _Reader:
     # -- .BTF.ext ------------------------------------------------------------------------------------------
 
     def _cut_btf_ext(self) -> None:
+        """Hand each function its own func/line info and CO-RE records, indexes relative to its start."""
         ext = self.spec.btf_ext
         if ext is None:
             return
-        strings = getattr(self, "_strings", {})
         allfuncs = {self.sec_names[i]: f for i, f in self.funcs.items()}
-        for secname, recs in (ext.func_info or {}).items():
-            for r in recs:
-                prog = self._ext_owner(allfuncs, secname, r.insn_off, ".BTF.ext func_info")
+        for secname, finfos in ext.func_info.items():
+            for fi in finfos:
+                prog = self._ext_owner(allfuncs, secname, fi.insn_off, ".BTF.ext func_info")
                 if prog is not None:
                     prog.func_info.append(
-                        FuncInfoRec(r.insn_off // INSN_SIZE - prog.section_offset, int(r.type_id))
+                        FuncInfoRec(fi.insn_off // INSN_SIZE - prog.section_offset, fi.type_id)
                     )
-        for secname, recs in (ext.line_info or {}).items():
-            for r in recs:
-                prog = self._ext_owner(allfuncs, secname, r.insn_off, ".BTF.ext line_info")
-                if prog is None:
-                    continue
-                file_off = _raw(r, ("file_name_off", "file_off"), strings.get(r.file, 0))
-                line_off = _raw(r, ("line_off", "line_text_off"), strings.get(r.line_text, 0))
-                prog.line_info.append(
-                    LineInfoRec(
-                        r.insn_off // INSN_SIZE - prog.section_offset,
-                        file_off,
-                        line_off,
-                        int(r.line),
-                        int(r.col),
-                        r.file,
-                        r.line_text,
+        for secname, linfos in ext.line_info.items():
+            for li in linfos:
+                prog = self._ext_owner(allfuncs, secname, li.insn_off, ".BTF.ext line_info")
+                if prog is not None:
+                    prog.line_info.append(
+                        LineInfoRec(
+                            li.insn_off // INSN_SIZE - prog.section_offset,
+                            li.file_name_off,
+                            li.line_off,
+                            li.line,
+                            li.col,
+                            li.file,
+                            li.line_text,
+                        )
                     )
-                )
-        for secname, recs in (ext.core_relos or {}).items():
-            for r in recs:
-                prog = self._ext_owner(allfuncs, secname, r.insn_off, ".BTF.ext CO-RE")
-                if prog is None:
-                    continue
-                acc_off = _raw(r, ("access_str_off",), strings.get(r.access, 0))
-                kind = int(getattr(r.kind, "value", r.kind))
-                prog.core_relos.append(
-                    CoreReloRec(
-                        r.insn_off // INSN_SIZE - prog.section_offset,
-                        int(r.type_id),
-                        acc_off,
-                        kind,
-                        str(r.access),
+        for secname, relos in ext.core_relos.items():
+            for cr in relos:
+                prog = self._ext_owner(allfuncs, secname, cr.insn_off, ".BTF.ext CO-RE")
+                if prog is not None:
+                    prog.core_relos.append(
+                        CoreReloRec(
+                            cr.insn_off // INSN_SIZE - prog.section_offset,
+                            cr.type_id,
+                            cr.access_str_off,
+                            int(cr.kind),
+                            cr.access,
+                        )
                     )
-                )
 
     def _ext_owner(
         self, allfuncs: Dict[str, List[ProgramSpec]], secname: str, insn_off: int, what: str
@@ -945,14 +940,6 @@ class _Reader:
             if p.section_offset <= idx < p.section_offset + p.insn_count:
                 return p
         return None
-
-
-def _raw(rec: Any, names: Tuple[str, ...], default: int) -> int:
-    for n in names:
-        v = getattr(rec, n, None)
-        if isinstance(v, int):
-            return v
-    return default
 
 
 def _align(size: int) -> int:
@@ -976,24 +963,6 @@ def adjust_ringbuf_size(size: int) -> int:
 
 def _pow2(n: int) -> bool:
     return n > 0 and n & (n - 1) == 0
-
-
-def _btf_strings(raw: bytes) -> Dict[str, int]:
-    """Offset of every string in the .BTF string section (first occurrence)."""
-    if len(raw) < 24:
-        return {}
-    hdr_len, _type_off, _type_len, str_off, str_len = struct.unpack_from("<IIIII", raw, 4)
-    start = hdr_len + str_off
-    blob = raw[start : start + str_len]
-    out: Dict[str, int] = {}
-    pos = 0
-    for part in blob.split(b"\0"):
-        try:
-            out.setdefault(part.decode(), pos)
-        except UnicodeDecodeError:
-            pass
-        pos += len(part) + 1
-    return out
 
 
 def _kind_name(t: Any) -> str:

@@ -139,8 +139,7 @@ def resolve(spec: CollectionSpec, maps: Dict[str, Any]) -> Dict[str, ExternValue
                 raise RelocationError(f"{where}: kfunc not found in the kernel's BTF")
             out[e.name] = ExternValue("kfunc", btf_id=tid)
         else:
-            typed = bool(e.type_id) and spec.btf is not None and _is_typed_ksym(spec.btf, e.type_id)
-            if typed:
+            if e.typed:
                 tid = vmlinux_type_id(e.name, "VAR")
                 if not tid and not e.weak:
                     raise RelocationError(f"{where}: kernel variable not found in the kernel's BTF")
@@ -154,9 +153,3 @@ def resolve(spec: CollectionSpec, maps: Dict[str, Any]) -> Dict[str, ExternValue
                 out[e.name] = ExternValue("addr", addr=addr)
     return out
 
-
-def _is_typed_ksym(btf: BTF, var_id: int) -> bool:
-    from rawbpf.btf import Kind
-
-    var = btf[var_id]
-    return var.kind == Kind.VAR and btf.resolve(var.type) != 0

@@ -187,6 +187,7 @@ class ExternSpec:
     weak: bool = False
     size: int = 0
     offset: int = 0  # kconfig: offset within the .kconfig map
+    typed: bool = False  # ksym declared with a type: resolved by BTF id rather than by address
 
 
 @dataclass
