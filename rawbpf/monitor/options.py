@@ -31,6 +31,8 @@ _OPTIONS = [
                  help="[claude_monitor] Drop the built-in anthropic-api endpoints."),
     click.option("--only-endpoints", is_flag=True,
                  help="[claude_monitor] Record only connections to named endpoints (kernel-side filter)."),
+    click.option("--no-seed", is_flag=True,
+                 help="[claude_monitor] Do not look for Claude processes already running (/proc)."),
     click.option("--argv-max-args", type=int, default=None, metavar="N",
                  help="[claude_monitor] Arguments recorded per exec (default 32, at most 64)."),
     click.option("--argv-max-bytes", type=int, default=None, metavar="N",
@@ -38,7 +40,7 @@ _OPTIONS = [
 ]
 
 OPTION_NAMES = ("match_comm", "match_path", "match_name", "no_default_rules", "endpoints",
-                "no_default_endpoints", "only_endpoints", "argv_max_args", "argv_max_bytes")
+                "no_default_endpoints", "only_endpoints", "no_seed", "argv_max_args", "argv_max_bytes")
 
 
 def monitor_options(f: F) -> F:
@@ -82,5 +84,5 @@ def maybe_run_monitor(obj: str, values: Dict[str, Any], **load_kwargs: Any) -> b
         only_endpoints=bool(values.get("only_endpoints")),
         argv_max_args=values.get("argv_max_args"), argv_max_bytes=values.get("argv_max_bytes"),
     )
-    run_monitor(obj, cfg, **load_kwargs)
+    run_monitor(obj, cfg, seed_from_proc=not values.get("no_seed"), **load_kwargs)
     return True

@@ -131,7 +131,7 @@ def check_log_dir(log_dir: str) -> None:
 def run_monitor(obj: str, cfg: MonitorConfig, *, pin_root: str, log_dir: str, attach: bool = True,
                 constants: Optional[Dict[str, Any]] = None, kernel_core: Optional[bool] = None,
                 echo: Callable[[str], None] = print, stop: Optional[threading.Event] = None,
-                proc_root: str = "/proc", status_interval: float = 1.0) -> Any:
+                proc_root: str = "/proc", status_interval: float = 1.0, seed_from_proc: bool = True) -> Any:
     """Load and run the monitor in the foreground until SIGINT/SIGTERM (or ``stop``).
 
     Returns the loader's LoadResult.
@@ -180,7 +180,7 @@ def run_monitor(obj: str, cfg: MonitorConfig, *, pin_root: str, log_dir: str, at
                                 header={"monitor": summary})
         daemon = Daemon(coll, options)
         try:
-            if attach:
+            if attach and seed_from_proc:
                 entries = seed(coll, cfg, proc_root=proc_root)
                 state["seeded"] = len(entries)
                 daemon.writer.write_many(seed_records(entries))

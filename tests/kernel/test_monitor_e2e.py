@@ -60,7 +60,9 @@ class Daemon:
 
 @pytest.fixture()
 def daemon(tmp_path: Path, pin_dir: Path) -> Iterator[Daemon]:
-    d = Daemon(tmp_path / "logs", pin_dir)
+    # --no-seed: when the tests themselves run under Claude Code, seeding would make the workload part of
+    # that Claude's tree; the seeding test below starts its process outside the test's tree
+    d = Daemon(tmp_path / "logs", pin_dir, "--no-seed")
     yield d
     if d.proc.poll() is None:
         d.stop()
@@ -130,38 +132,39 @@ def test_status_text_and_no_monitor(daemon: Daemon, tmp_path: Path) -> None:
 
 
 def test_claude_already_running_is_seeded(tmp_path: Path, pin_dir: Path) -> None:
-    """A Claude process (and its child) started before the monitor: seeded, flagged, and followed to exit."""
+    """A Claude process (and its child) started before the monitor: seeded, flagged, and followed to exit.
+
+    The process is started through a shell that exits at once, so it is reparented away from this test's
+    process tree (which may itself belong to a Claude Code session)."""
     bindir = tmp_path / "bin"
     bindir.mkdir()
+    fifo = tmp_path / "go"
+    os.mkfifo(fifo)
     script = bindir / "claude"
-    script.write_text("#!/bin/sh\n/bin/sleep 30 &\nread line\nkill $!\nwait\nexit 4\n")
+    script.write_text(f"#!/bin/sh\n/bin/sleep 30 &\nread line < {fifo}\nkill $!\nwait\nexit 4\n")
     script.chmod(0o755)
-    proc = subprocess.Popen([str(script)], stdin=subprocess.PIPE, text=True)
+    pid = int(subprocess.run(["/bin/sh", "-c", f"{script} </dev/null >/dev/null 2>&1 & echo $!"],
+                             capture_output=True, text=True, check=True).stdout)
+    children: List[int] = []
+    deadline = time.monotonic() + 10
+    while not children and time.monotonic() < deadline:
+        children = [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+        time.sleep(0.05)
     try:
-        deadline = time.monotonic() + 10
-        children: List[int] = []
-        while not children and time.monotonic() < deadline:
-            kids = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text()
-            children = [int(p) for p in kids.split()]
-            time.sleep(0.05)
         d = Daemon(tmp_path / "logs", pin_dir)
-        assert proc.stdin is not None
-        proc.stdin.write("stop\n")
-        proc.stdin.flush()
-        assert proc.wait(timeout=10) == 4
-        _wait_records(d, lambda r: r.get("type") == "exit" and r.get("pid") == proc.pid)
-        assert d.stop().returncode == 0
     finally:
-        if proc.poll() is None:
-            proc.kill()
+        with open(fifo, "w") as f:
+            f.write("stop\n")
+    _wait_records(d, lambda r: r.get("type") == "exit" and r.get("pid") == pid)
+    assert d.stop().returncode == 0
     assert any(line.startswith("seeded ") for line in d.out)
-    tree = of_tree(d.records(), proc.pid)
-    root = next(r for r in tree if r["type"] == "exec" and r["pid"] == proc.pid)
+    tree = of_tree(d.records(), pid)
+    root = next(r for r in tree if r["type"] == "exec" and r["pid"] == pid)
     assert root["seen_at_start"] and root["match"] == "comm" and root["depth"] == 0
     assert root["argv"] == ["/bin/sh", str(script)] and root["filename"] == os.path.realpath("/bin/sh")
     child = next(r for r in tree if r["type"] == "exec" and r["pid"] == children[0])
     assert child["seen_at_start"] and child["depth"] == 1 and child["argv"] == ["/bin/sleep", "30"]
-    ex = next(r for r in tree if r["type"] == "exit" and r["pid"] == proc.pid)
+    ex = next(r for r in tree if r["type"] == "exit" and r["pid"] == pid)
     assert ex["exit_code"] == 4 and ex["seen_at_start"] and ex["duration_ns"] > 0
     kid_exit = next(r for r in tree if r["type"] == "exit" and r["pid"] == children[0])
     assert kid_exit["signal"] == 15 and kid_exit["depth"] == 1
