@@ -94,7 +94,7 @@ class BTF:
         self.start_id = len(base) if base is not None else 1
         self.str_start = base.str_len if base is not None else 0
         self._cache: List[Optional[BtfType]] = [None] * len(offsets)
-        self._name_index: Optional[Dict[int, List[int]]] = None
+        self._name_index: Optional[bytes] = None
         self._void = BtfType(0, Kind.UNKN)
 
     # ----------------------------------------------------------------- parsing
@@ -322,28 +322,27 @@ class BTF:
 
     # ----------------------------------------------------------------- lookups
 
-    def _names(self) -> Dict[int, List[int]]:
+    def _names(self) -> bytes:
+        """Every own type's name_off as packed native u32s, made on first lookup (a C-speed search)."""
         if self._name_index is None:
-            idx: Dict[int, List[int]] = {}
-            words, start = self._words, self.start_id
-            for i, w in enumerate(self._offs):
-                no = words[w]
-                if no:
-                    lst = idx.get(no)
-                    if lst is None:
-                        idx[no] = [i + start]
-                    else:
-                        lst.append(i + start)
-            self._name_index = idx
+            words = self._words
+            self._name_index = array("I", [words[w] for w in self._offs]).tobytes()
         return self._name_index
 
     def ids_by_name_offsets(self, offsets: Sequence[int]) -> List[int]:
         """Own type ids, as parsed, whose name_off is one of ``offsets`` (ascending)."""
-        idx = self._names()
-        out: List[int] = []
+        names = self._names()
+        out = set()
         for off in offsets:
-            out.extend(idx.get(off, ()))
-        return sorted(set(out))
+            if not off:
+                continue
+            needle = struct.pack("=I", off)
+            p = names.find(needle)
+            while p >= 0:
+                if p % 4 == 0:
+                    out.add(p // 4 + self.start_id)
+                p = names.find(needle, p + 1)
+        return sorted(out)
 
     def find_all(self, name: str, kind: Optional[Kind] = None) -> List[BtfType]:
         """Every type called ``name`` (of ``kind`` if given), base types first, in id order.
