@@ -27,7 +27,9 @@ the struct name for single-struct rings. Then the fields in declaration order:
 * a union following an enum member named ``type`` or ``kind`` is *discriminated*: only the union member named
   like the enumerator (``exec``) is decoded, its fields lifted into the record; other unions decode as a dict
   of every member's interpretation;
-* bitfields as ints.
+* bitfields as ints;
+* members named ``pad``, ``padding``, ``reserved`` or ``unused`` (optionally numbered or with leading
+  underscores) are alignment padding and left out.
 
 A field named ``ts`` (an integer) is a kernel timestamp: ``ts`` in the output is wall-clock ns, converted with
 the offset between CLOCK_REALTIME and the kernel clock the stamp came from (``bpf_ktime_get_ns`` is
@@ -64,6 +66,7 @@ __all__ = [
 HDR_SIZE = 8
 _MAX_DEPTH = 32
 _RESERVED = {"seq": "seq_", "type": "type_"}
+_PAD = re.compile(r"^_*(?:pad|padding|reserved|unused)\d*$")
 
 
 # -- value helpers
@@ -295,6 +298,8 @@ class _Layout:
                 continue
             if top and self.disc and m.name == self.disc:
                 continue  # its bytes become padding; the record's ``type`` names the kind
+            if _PAD.match(m.name):
+                continue  # explicit alignment padding carries nothing
             key = _RESERVED.get(m.name, m.name) if top else m.name
             lslot = len_slots.get(m.name + "_len")
             if lslot is not None and mt.kind == Kind.ARRAY:

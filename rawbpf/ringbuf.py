@@ -14,9 +14,10 @@ committed in any order but consumed in reservation order), skips DISCARD records
 the producer can reuse the space.
 
 Speed: the walker (:func:`walk`) finds *runs* of consecutive records of equal length with one strided compare
-of their headers, so decoders can unpack a whole run with a single ``struct.iter_unpack``. The reader copies
-the consumed span out of the ring and commits the consumer position *before* decoding, which gives the space
-back to the producer at once; the copy costs far less than the decoding. One commit per drain.
+of their headers, so decoders can unpack a whole run with a single ``struct.iter_unpack``. By default the sink
+decodes in place from the mapping and the consumer position is committed once per drain, after the sink
+returns (views handed out are valid only during the call). With ``copy=True`` the consumed span is copied out
+and committed *before* decoding, which gives the space back to the producer sooner at the price of a memcpy.
 
 Wakeups: the kernel wakes an epoll waiter only when the producer submits without ``BPF_RB_NO_WAKEUP`` and the
 consumer had caught up. Producers that submit with ``BPF_RB_NO_WAKEUP`` (and ``BPF_RB_FORCE_WAKEUP`` above a
@@ -35,7 +36,7 @@ import mmap
 import os
 import select
 import struct
-from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Tuple, Union
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple, Union
 
 from rawbpf._fd import FD
 from rawbpf.consts import BPF_RINGBUF_BUSY_BIT, BPF_RINGBUF_DISCARD_BIT, BPF_RINGBUF_HDR_SZ, MapType
@@ -57,9 +58,10 @@ _LEN_MASK = ~(_BUSY | _DISCARD) & 0xFFFFFFFF
 Run = Tuple[int, int, int, int]
 #: ``(runs, new_consumer_position, discarded_records)``
 WalkResult = Tuple[List[Run], int, int]
-#: called with ``(buffer, runs)``: ``buffer`` holds the consumed span, ``runs`` index into it
+#: called with ``(buffer, runs)``: ``buffer`` holds the consumed span, ``runs`` index into it (a view of the
+#: ring itself unless ``copy=True``: valid only during the call)
 RunSink = Callable[[bytes, List[Run]], object]
-#: called once per record with a view of its payload (valid after the call: it views a private copy)
+#: called once per record with a view of its payload (valid only during the call unless ``copy=True``)
 RecordCallback = Callable[[memoryview], object]
 
 _PATTERNS: Dict[int, bytes] = {}
@@ -164,9 +166,10 @@ class RingBuffer(FD):
     kind = "ring buffer"
 
     def __init__(self, source: Union[Map, str, os.PathLike], *, sink: Optional[RunSink] = None,
-                 callback: Optional[RecordCallback] = None, name: str = "") -> None:
+                 callback: Optional[RecordCallback] = None, name: str = "", copy: bool = False) -> None:
         if (sink is None) == (callback is None):
             raise RawBPFError("ring buffer: give exactly one of sink or callback")
+        self._copy = copy
         self._sink: Optional[RunSink] = sink
         self._callback: Optional[RecordCallback] = callback
         #: records delivered, discarded records skipped, drains done (cumulative)
@@ -258,9 +261,12 @@ class RingBuffer(FD):
         if new == cons:
             return 0
         start = cons & self._mask
-        buf = bytes(data[start:start + (new - cons)])
-        self._cons = new
-        self._cons_pos.value = new
+        if self._copy:
+            buf: Any = bytes(data[start:start + (new - cons)])
+            self._cons = new
+            self._cons_pos.value = new
+        else:
+            buf = data[start:start + (new - cons)]
         self.drains += 1
         self.discarded += discarded
         n = 0
@@ -277,6 +283,10 @@ class RingBuffer(FD):
                 assert cb is not None
                 for rec in iter_records(buf, runs):
                     cb(rec)
+        if not self._copy:
+            buf.release()
+            self._cons = new
+            self._cons_pos.value = new
         return n
 
     def wait(self, timeout_ms: int) -> bool:

@@ -1,0 +1,430 @@
+"""Consume every ring buffer and perf event array of a loaded Collection into the log until signalled; kernel.
+
+:class:`Daemon` drains each ring (timer-driven and on wakeups), decodes records with the object's BTF
+(:mod:`rawbpf.records`), and writes them to the rotating msgpack log (:mod:`rawbpf.logfile`). SIGINT/SIGTERM
+make :meth:`Daemon.run` drain what is left, flush and return (the caller detaches and unpins); SIGHUP reopens
+the log (logrotate). Nothing is lost silently:
+
+**Kernel drop counters (the convention).** The kernel keeps no count of failed ring-buffer reserves, so
+programs count them. Every drain reads them, and each increase becomes a ``lost`` record with ``count``,
+``reason: "kernel"``, ``source`` (the counter) and ``ring`` (when known). A counter is
+
+* a global variable (``.bss``/``.data``) named ``drops``, ``dropped`` or ``lost``, or ending in ``_drops``,
+  ``_dropped`` or ``_lost``; ``<ring>_drops`` is attributed to ring ``<ring>``;
+* an integer field with one of those names (at any depth, in arrays of structs too) in the value of an
+  ``ARRAY``/``PERCPU_ARRAY`` map named ``counters``, ``stats``, ``drops`` or ending in ``_counters``,
+  ``_stats`` or ``_drops``, summed over entries and CPUs (e.g. ``counters.kind[3].lost``); a map named
+  ``drops``/``<ring>_drops`` with an integer value counts as a whole.
+
+Perf event arrays report their own losses (``PERF_RECORD_LOST``) as ``lost`` with ``reason: "perf buffer"``.
+User-space losses are recorded too: records a decoder could not handle (``reason: "decode error"``) and
+records a full disk kept out of the log (:mod:`rawbpf.logfile`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import select
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+from rawbpf.consts import MapType
+from rawbpf.errors import ConfigError, RawBPFError
+from rawbpf.logfile import (
+    DEFAULT_BACKUPS,
+    DEFAULT_FLUSH_INTERVAL,
+    DEFAULT_MAX_AGE,
+    DEFAULT_MAX_BYTES,
+    LogWriter,
+    pack_records,
+)
+from rawbpf.records import RingDecoder, ring_decoder
+from rawbpf.ringbuf import RingBuffer, Run
+
+if TYPE_CHECKING:
+    from rawbpf.btf import BTF
+    from rawbpf.collection import Collection
+    from rawbpf.maps import Map
+
+log = logging.getLogger("rawbpf")
+
+__all__ = ["Daemon", "DaemonOptions", "DropCounter", "RingPipeline", "find_drop_counters"]
+
+Record = Dict[str, Any]
+Transform = Callable[[Record], Optional[Record]]
+
+_DROP_NAME = re.compile(r"^(?:(?P<ring>\w+?)_)?(?:drops|dropped|lost)$")
+_COUNTER_MAP = re.compile(r"^(?:counters|stats|drops|\w+_counters|\w+_stats|\w+_drops)$")
+
+
+@dataclass
+class DaemonOptions:
+    """Where and how to log. ``record_types`` maps a ring name to its record struct (``--record-type``)."""
+
+    log_dir: str
+    max_bytes: int = DEFAULT_MAX_BYTES
+    backups: int = DEFAULT_BACKUPS
+    max_age: float = DEFAULT_MAX_AGE
+    flush_interval: float = DEFAULT_FLUSH_INTERVAL
+    poll_interval: float = 0.1  # the timer drain: programs that submit with BPF_RB_NO_WAKEUP
+    record_types: Dict[str, str] = field(default_factory=dict)
+    clock: str = "auto"
+    header: Dict[str, Any] = field(default_factory=dict)
+    #: post-processes each decoded record; returning None drops it (on purpose: not a loss)
+    transform: Optional[Transform] = None
+    #: called every ``status_interval`` seconds (and at the end) with :meth:`Daemon.status`
+    status: Optional[Callable[[Dict[str, Any]], None]] = None
+    status_interval: float = 5.0
+    rings: Optional[Sequence[str]] = None  # default: every ringbuf and perf event array
+    perf_pages: int = 8
+
+
+# -- drop counters
+
+@dataclass
+class DropCounter:
+    """One counter the program keeps of records it could not queue."""
+
+    source: str  # e.g. "events_drops" or "counters.kind[3].lost"
+    ring: Optional[str]
+    read: Callable[[], int]
+    last: int = 0
+
+    def delta(self) -> int:
+        """How much the counter grew since the last call (counters only grow; a reset reads as 0)."""
+        now = self.read()
+        d = now - self.last if now >= self.last else now
+        self.last = now
+        return d
+
+
+def _int_fields(btf: BTF, type_id: int, base: int, path: str, depth: int = 0
+                ) -> List[Tuple[str, int, int]]:
+    """``(path, offset, size)`` of every drop-named integer field beneath ``type_id``."""
+    from rawbpf.btf import Kind
+
+    if depth > 16:
+        return []
+    t = btf.resolved(type_id)
+    out: List[Tuple[str, int, int]] = []
+    if t.kind in (Kind.STRUCT, Kind.UNION):
+        for m in t.members:
+            if m.bitfield_size:
+                continue
+            mt = btf.resolved(m.type)
+            sub = f"{path}.{m.name}" if m.name else path
+            off = base + m.bits_offset // 8
+            if mt.kind == Kind.INT and m.name and _DROP_NAME.match(m.name) and mt.size in (1, 2, 4, 8):
+                out.append((sub, off, mt.size))
+            elif mt.kind in (Kind.STRUCT, Kind.UNION, Kind.ARRAY):
+                out.extend(_int_fields(btf, m.type, off, sub, depth + 1))
+    elif t.kind == Kind.ARRAY and t.array is not None:
+        esize = btf.size_of(t.array.type)
+        for i in range(min(t.array.nelems, 256)):
+            out.extend(_int_fields(btf, t.array.type, base + i * esize, f"{path}[{i}]", depth + 1))
+    return out
+
+
+def _sum_fields(values: Sequence[bytes], fields: Sequence[Tuple[str, int, int]]) -> int:
+    total = 0
+    for v in values:
+        for _, off, size in fields:
+            total += int.from_bytes(v[off:off + size], "little")
+    return total
+
+
+def find_drop_counters(coll: Collection, rings: Sequence[str]) -> List[DropCounter]:
+    """The program's drop counters by the module's convention (see the module docstring)."""
+    spec = coll.spec
+    btf = spec.btf
+    out: List[DropCounter] = []
+
+    def ring_of(prefix: Optional[str]) -> Optional[str]:
+        if prefix and prefix in rings:
+            return prefix
+        return rings[0] if len(rings) == 1 else None
+
+    for name, var in spec.variables.items():
+        m = _DROP_NAME.match(name)
+        if not m or var.readonly or var.size not in (1, 2, 4, 8) or var.map not in coll.maps:
+            continue
+
+        def read_var(n: str = name) -> int:
+            return int.from_bytes(coll.variables.raw(n), "little")
+
+        out.append(DropCounter(name, ring_of(m.group("ring")), read_var))
+    for name, mspec in spec.maps.items():
+        if mspec.is_global_data or not _COUNTER_MAP.match(name) or name not in coll.maps:
+            continue
+        if mspec.type not in (MapType.ARRAY, MapType.PERCPU_ARRAY):
+            continue
+        fields: List[Tuple[str, int, int]] = []
+        dm = _DROP_NAME.match(name)
+        if dm and mspec.value_size in (1, 2, 4, 8):
+            fields = [(name, 0, mspec.value_size)]
+            prefix = dm.group("ring")
+        elif btf is not None and mspec.btf_value_type_id:
+            fields = _int_fields(btf, mspec.btf_value_type_id, 0, name)
+            prefix = None
+        if not fields:
+            continue
+        entries = min(mspec.max_entries, 1024)
+        mp = coll.maps[name]
+        percpu = mspec.type == MapType.PERCPU_ARRAY
+
+        def read_map(mp: Map = mp, fields: List[Tuple[str, int, int]] = fields, entries: int = entries,
+                     percpu: bool = percpu) -> int:
+            total = 0
+            for key in range(entries):
+                if percpu:
+                    total += _sum_fields(mp.lookup_percpu(key) or [], fields)
+                else:
+                    v = mp.lookup(key)
+                    total += _sum_fields([v] if v else [], fields)
+            return total
+
+        leaves = sorted({f[0].rsplit(".", 1)[-1] for f in fields})
+        label = name if len(fields) == 1 else f"{name}.{'|'.join(leaves)}"
+        out.append(DropCounter(label, ring_of(prefix), read_map))
+    for c in out:
+        c.last = c.read()  # count only what is lost from now on
+    return out
+
+
+# -- one ring into the log
+
+class RingPipeline:
+    """Decodes the runs of one ring's drain and writes them to the log (the sink of a RingBuffer)."""
+
+    def __init__(self, name: str, decoder: RingDecoder, writer: LogWriter,
+                 transform: Optional[Transform] = None) -> None:
+        self.name = name
+        self.decoder = decoder
+        self.writer = writer
+        self.transform = transform
+        self.records = 0
+        self.dropped_by_transform = 0
+        self.decode_errors = 0
+
+    def sink(self, buf: bytes, runs: List[Run]) -> None:
+        n = 0
+        for run in runs:
+            n += run[2]
+        now = time.time_ns()
+        w = self.writer
+        try:
+            if self.transform is None:
+                seq = w.reserve(n, len(buf))
+                recs = self.decoder.decode_runs(buf, runs, seq, now)
+                w.write_packed(pack_records(recs), n)
+            else:
+                recs = self.decoder.decode_runs(buf, runs, 0, now)
+                out = []
+                for r in recs:
+                    del r["seq"]
+                    t = self.transform(r)
+                    if t is not None:
+                        out.append(t)
+                self.dropped_by_transform += len(recs) - len(out)
+                w.write_many(out)
+        except RawBPFError:
+            raise
+        except Exception as err:  # a decoder or transform bug must not stop the stream, nor hide the loss
+            self.decode_errors += n
+            log.warning("ring %s: %d records not decoded: %s", self.name, n, err)
+            w.lost(n, "decode error", ring=self.name, error=str(err)[:200])
+            return
+        self.records += n
+
+
+# -- the daemon
+
+class Daemon:
+    """Consumes the rings of ``coll`` into a log. Use :meth:`run` (blocks) or :meth:`step` (one iteration)."""
+
+    def __init__(self, coll: Collection, options: DaemonOptions) -> None:
+        self.coll = coll
+        self.options = options
+        self._stop = threading.Event()
+        self._reopen = False
+        self.started = time.time()
+        self.rings: Dict[str, RingBuffer] = {}
+        self.perf: Dict[str, Any] = {}
+        self.pipelines: Dict[str, RingPipeline] = {}
+        self.lost_kernel = 0
+        self.lost_perf = 0
+        self._epoll: Optional[select.epoll] = None
+        names = self._ring_names()
+        btf = coll.spec.btf
+        header = {"object": coll.spec.name, "rings": names, **options.header}
+        self.writer = LogWriter(options.log_dir, max_bytes=options.max_bytes, backups=options.backups,
+                                max_age=options.max_age, flush_interval=options.flush_interval, header=header)
+        try:
+            self._epoll = select.epoll()
+            for name in names:
+                m = coll.maps[name]
+                dec = ring_decoder(btf, name, options.record_types.get(name), clock=options.clock)
+                pipe = RingPipeline(name, dec, self.writer, options.transform)
+                self.pipelines[name] = pipe
+                if int(m.type) == MapType.RINGBUF:
+                    rb = RingBuffer(m, sink=pipe.sink, name=name)
+                    self.rings[name] = rb
+                    self._epoll.register(m.fd, select.EPOLLIN)
+                else:
+                    from rawbpf.perfbuf import PerfBuffer
+
+                    pb = PerfBuffer(m, sink=pipe.sink, lost=self._perf_lost(name), pages=options.perf_pages,
+                                    name=name)
+                    self.perf[name] = pb
+                    for fd in pb.fds():
+                        self._epoll.register(fd, select.EPOLLIN)
+            self.drop_counters = find_drop_counters(coll, names)
+        except BaseException:
+            self.close()
+            raise
+        self._last_status = time.monotonic()
+
+    def _ring_names(self) -> List[str]:
+        maps = self.coll.maps
+        wanted = self.options.rings
+        if wanted is not None:
+            for n in wanted:
+                if n not in maps:
+                    raise ConfigError(f"object '{self.coll.spec.name}': no map '{n}' to consume")
+            names = list(wanted)
+        else:
+            names = [n for n, m in maps.items()
+                     if int(m.type) in (MapType.RINGBUF, MapType.PERF_EVENT_ARRAY)]
+        for n in names:
+            if int(maps[n].type) not in (MapType.RINGBUF, MapType.PERF_EVENT_ARRAY):
+                raise ConfigError(f"map '{n}': not a ring buffer or perf event array")
+        for n in self.options.record_types:
+            if n not in names:
+                raise ConfigError(f"--record-type {n}=…: no ring buffer named '{n}'")
+        return names
+
+    def _perf_lost(self, name: str) -> Callable[[int, int], None]:
+        def lost(cpu: int, count: int) -> None:
+            self.lost_perf += count
+            self.writer.lost(count, "perf buffer", ring=name, cpu=cpu)
+        return lost
+
+    # -- control (signal-safe: only set flags) --
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    def request_reopen(self) -> None:
+        self._reopen = True
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    # -- work --
+
+    def drain(self) -> int:
+        """Drain every ring once and report new kernel drops; returns records consumed."""
+        n = 0
+        for rb in self.rings.values():
+            n += rb.drain()
+        for pb in self.perf.values():
+            n += pb.drain()
+        for c in self.drop_counters:
+            d = c.delta()
+            if d:
+                self.lost_kernel += d
+                extra: Dict[str, Any] = {"source": c.source}
+                if c.ring:
+                    extra["ring"] = c.ring
+                self.writer.lost(d, "kernel", **extra)
+        return n
+
+    def step(self, timeout: Optional[float] = None) -> int:
+        """One iteration: drain; sleep until a wakeup or the timer if nothing came; housekeeping."""
+        n = self.drain()
+        if not n and self._epoll is not None:
+            t = self.options.poll_interval if timeout is None else timeout
+            try:
+                if self._epoll.poll(t):
+                    n = self.drain()
+            except InterruptedError:
+                pass
+        if self._reopen:
+            self._reopen = False
+            self.writer.reopen()
+        self.writer.maybe_flush()
+        if self.options.status is not None and time.monotonic() - self._last_status >= \
+                self.options.status_interval:
+            self._last_status = time.monotonic()
+            self.options.status(self.status())
+        return n
+
+    def run(self, stop: Optional[Callable[[], bool]] = None, *, signals: bool = True) -> Dict[str, Any]:
+        """Consume until SIGINT/SIGTERM (or ``stop()``); then drain, flush and return the final status.
+
+        Signal handlers are installed only when called from the main thread, and restored afterwards.
+        """
+        previous: Dict[Any, Any] = {}
+        if signals and threading.current_thread() is threading.main_thread():
+            for sig, fn in ((signal.SIGINT, self._on_stop), (signal.SIGTERM, self._on_stop),
+                            (signal.SIGHUP, self._on_hup)):
+                previous[sig] = signal.signal(sig, fn)
+        try:
+            while not self._stop.is_set() and not (stop is not None and stop()):
+                self.step()
+            # final drain: everything the kernel queued before we stopped
+            while self.drain():
+                pass
+            self.writer.flush()
+            final = self.status()
+            if self.options.status is not None:
+                self.options.status(final)
+            return final
+        finally:
+            for sig, fn in previous.items():
+                signal.signal(sig, fn)
+
+    def _on_stop(self, signum: int, frame: Any) -> None:
+        self._stop.set()
+
+    def _on_hup(self, signum: int, frame: Any) -> None:
+        self._reopen = True
+
+    def status(self) -> Dict[str, Any]:
+        """Counters for status displays: per ring records and losses, log state."""
+        w = self.writer
+        rings = {}
+        for name, p in self.pipelines.items():
+            rings[name] = {"records": p.records, "decode_errors": p.decode_errors,
+                           "undecoded": p.decoder.undecoded, "dropped_by_transform": p.dropped_by_transform}
+        return {
+            "pid": os.getpid(), "started": self.started, "uptime": time.time() - self.started,
+            "rings": rings, "records": sum(p.records for p in self.pipelines.values()),
+            "lost_kernel": self.lost_kernel, "lost_perf": self.lost_perf, "lost_log": w.lost_records,
+            "log_file": w.current_file, "log_records": w.records, "rotations": w.rotations, "seq": w.seq,
+        }
+
+    def close(self) -> None:
+        """Close the rings and the log (not the collection: the caller owns it). Idempotent."""
+        for rb in self.rings.values():
+            rb.close()
+        self.rings.clear()
+        for pb in self.perf.values():
+            pb.close()
+        self.perf.clear()
+        if self._epoll is not None:
+            self._epoll.close()
+            self._epoll = None
+        self.writer.close()
+
+    def __enter__(self) -> Daemon:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
