@@ -222,12 +222,14 @@ class Collection:
         spec = self.spec
         if spec.btf is None:
             return
-        from rawbpf.btf import fill_datasecs, marshal, sanitized
+        from rawbpf.btf import fill_datasecs, fixup_externs, marshal, sanitized
         from rawbpf.kbtf import KernelBTF
 
         btf = spec.btf.copy()
-        _fix_extern_datasecs(btf, spec)
+        kmap = next((m for m in spec.maps.values() if m.kind == MapKind.KCONFIG), None)
+        kconfig = {e.name: e.offset for e in spec.externs.values() if e.kind == "kconfig"}
         try:
+            fixup_externs(btf, kconfig, kmap.value_size if kmap is not None else 0)
             fill_datasecs(btf, spec.section_sizes, spec.symbol_offsets, hidden=spec.hidden_symbols)
         except RawBPFError as err:
             raise ObjectError(f"object '{spec.name}': section '.BTF': {err}") from err
@@ -570,54 +572,6 @@ class Collection:
                 self.close(unpin=False)
         except Exception:
             pass
-
-
-def _fix_extern_datasecs(btf: Any, spec: CollectionSpec) -> None:
-    """Make .ksyms/.kconfig acceptable to BTF_LOAD the way libbpf does (in place, on the load copy).
-
-    The kernel refuses extern linkage: kfunc FUNCs become global and their DATASEC entries point at one
-    ``dummy_ksym`` int VAR; ksym VARs become allocated 4-byte ints; kconfig VARs get their map offsets.
-    """
-    from rawbpf.btf import BtfType, Kind
-
-    def int32() -> int:
-        for t in btf.types[1:]:
-            if t.kind == Kind.INT and t.int_bits == 32:
-                return int(t.id)
-        raise ObjectError(f"object '{spec.name}': section '.BTF': no 32-bit int type for extern variables")
-
-    ksyms = btf.find(".ksyms", Kind.DATASEC)
-    if ksyms is not None and ksyms.vars:
-        dummy = 0
-        if any(btf[v.type].kind == Kind.FUNC for v in ksyms.vars):
-            dummy = btf.add(BtfType(0, Kind.VAR, "dummy_ksym", type=int32(), linkage=1))
-        off = 0
-        for vsi in ksyms.vars:
-            t = btf[vsi.type]
-            if t.kind == Kind.FUNC:
-                for param in btf[t.type].params:
-                    if param.type and not param.name:
-                        param.name = "dummy_ksym"
-                        param.name_off = 0
-                vsi.type = dummy
-                t.linkage = 1
-            else:
-                t.linkage = 1
-                t.type = int32()
-            vsi.offset, vsi.size = off, 4
-            off += 4
-        ksyms.size = off
-    kconfig = btf.find(".kconfig", Kind.DATASEC)
-    if kconfig is not None:
-        kmap = next((m for m in spec.maps.values() if m.section == ".kconfig"), None)
-        for vsi in kconfig.vars:
-            t = btf[vsi.type]
-            ext = spec.externs.get(t.name)
-            if ext is None:
-                raise ObjectError(f"object '{spec.name}': section '.kconfig': no extern for '{t.name}'")
-            t.linkage = 1
-            vsi.offset = ext.offset
-        kconfig.size = kmap.value_size if kmap is not None else 0
 
 
 def pin_name(name: str) -> str:
