@@ -6,8 +6,10 @@ column, so it can be diffed against it: ``r1 = *(u32 *)(r2 + 8)``, ``if r1 > 16 
 Where LLVM 14 prints ``<unknown>`` for a valid instruction, the syntax later LLVM releases use is printed
 instead: the cpu v4 instructions (``r1 = (s8)r2``, ``r0 s/= r1``, ``r1 = *(s8 *)(r2 + 0)``, ``gotol +2``,
 ``r1 = bswap64 r1``), ``if r1 & 7 goto +1``, ``*(u32 *)(r10 - 4) = 7``, ``w1 %= w2``, 32-bit atomics in the
-alu32 spelling, ``may_goto``, ``addr_space_cast``, ``load_acquire``/``store_release``. Encodings that mean
-nothing print ``<unknown>``, as llvm-objdump does; formatting never raises on a decoded instruction.
+alu32 spelling, ``may_goto``, ``addr_space_cast``, ``load_acquire``/``store_release``. Kernel-internal
+forms that appear in xlated dumps use the kernel's spelling (``r0 = &(void __percpu *)(r0)``, ``nospec``).
+Encodings that mean nothing print ``<unknown>``, as llvm-objdump does; formatting never raises on a
+decoded instruction.
 """
 
 from __future__ import annotations
@@ -87,6 +89,8 @@ def _alu(insn: Instruction) -> str:
             return f"{p}{dst} = (s{off}){p}{src}"
         if off == 1 and wide:
             return f"r{dst} = addr_space_cast(r{src}, {(imm >> 16) & 0xFFFF}, {imm & 0xFFFF})"
+        if off == -1 and wide:  # kernel-internal (xlated only): per-CPU address of a per-CPU pointer
+            return f"r{dst} = &(void __percpu *)(r{src})"
         return UNKNOWN
     sym = _ALU_OPS.get(operation)
     if sym is None:
@@ -157,6 +161,8 @@ def _ldx(insn: Instruction, alu32: bool) -> str:
 
 
 def _st(insn: Instruction) -> str:
+    if insn.code == op.ST | op.NOSPEC:  # kernel-internal (xlated only): speculation barrier
+        return "nospec"
     if insn.code & 0xE0 != op.MEM:
         return UNKNOWN
     return f"*({_MEM_TYPES[insn.code & 0x18]} *)({_mem(insn.dst, insn.off)}) = {insn.imm}"

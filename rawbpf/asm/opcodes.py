@@ -68,6 +68,8 @@ IND = 0x40
 MEM = 0x60
 MEMSX = 0x80
 ATOMIC = 0xC0
+NOSPEC = 0xC0  # with class ST: kernel-internal speculation barrier
+ADDR_PERCPU = -1  # off of an ALU64 MOV X: kernel-internal per-CPU address move
 
 # atomic operations (imm of BPF_STX | BPF_ATOMIC)
 FETCH = 0x01

@@ -149,6 +149,16 @@ def _asc(p: Assembler, m: re.Match[str]) -> Any:
     return p.addr_space_cast(_reg("r", m.group(1)), _reg("r", m.group(2)), _num(m.group(3)), _num(m.group(4)))
 
 
+@_rule(r"r(\d+) = &\(void __percpu \*\)\(r(\d+)\)")
+def _percpu(p: Assembler, m: re.Match[str]) -> Any:
+    return p.raw(Instruction(0xBF, _reg("r", m.group(1)).num, _reg("r", m.group(2)).num, -1))
+
+
+@_rule(r"nospec")
+def _nospec(p: Assembler, m: re.Match[str]) -> Any:
+    return p.raw(Instruction(0xC2))
+
+
 @_rule(r"r(\d+) = " + _NUM + " ll")
 def _ld64(p: Assembler, m: re.Match[str]) -> Any:
     return p.ld_imm64(_reg("r", m.group(1)), _num(m.group(2)))

@@ -128,6 +128,12 @@ def test_errors_name_the_line(src: str, message: str) -> None:
     assert "\n" not in str(info.value)
 
 
+def test_kernel_internal_forms_from_xlated_dumps() -> None:
+    src = "r0 = &(void __percpu *)(r1)\nnospec"
+    assert decode(assemble_text(src)) == [Instruction(0xBF, 0, 1, -1), Instruction(0xC2)]
+    assert disassemble(assemble_text(src)) == src.splitlines()
+
+
 def test_numbers_in_hex_and_both_signs() -> None:
     assert decode(assemble_text("r1 = 0xff\nr2 = -0x10\nr3 = 0xffffffffffffffff ll\nr4 &= 0x7fffffff")) == [
         Instruction(0xB7, 1, imm=255), Instruction(0xB7, 2, imm=-16), Instruction(0x18, 3, imm=-1),

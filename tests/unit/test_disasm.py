@@ -43,6 +43,9 @@ V4_AND_LATER = [
     (I(0xD3, 0, 1, 0, op.LOAD_ACQ), "w0 = load_acquire((u8 *)(r1 + 0))"),
     (I(0xCB, 1, 2, -2, op.STORE_REL), "store_release((u16 *)(r1 - 2), w2)"),
     (I(0x85, src=op.PSEUDO_KFUNC_CALL, imm=12345), "call 12345"),
+    # kernel-internal forms found in xlated dumps, in the kernel's own spelling
+    (I(0xBF, 0, 0, -1), "r0 = &(void __percpu *)(r0)"),
+    (I(0xC2), "nospec"),
 ]
 
 LLVM14 = [
