@@ -118,14 +118,16 @@ def seed_records(entries: Iterable[SeedEntry], *, redact: bool = True) -> List[D
     return out
 
 
-def check_log_dir(log_dir: str) -> None:
-    """Fail early, before anything is loaded, when the log directory cannot be written."""
+def check_log_dir(log_dir: str) -> bool:
+    """Fail early, before anything is loaded, when the log directory cannot be written; True if created."""
+    created = not os.path.isdir(log_dir)
     try:
         os.makedirs(log_dir, exist_ok=True)
     except OSError as err:
         raise ConfigError(f"log directory {log_dir}: {os.strerror(err.errno or 0).lower()}") from None
     if not os.access(log_dir, os.W_OK | os.X_OK):
         raise ConfigError(f"log directory {log_dir}: not writable")
+    return created
 
 
 def run_monitor(obj: str, cfg: MonitorConfig, *, pin_root: str, log_dir: str, attach: bool = True,
@@ -140,7 +142,7 @@ def run_monitor(obj: str, cfg: MonitorConfig, *, pin_root: str, log_dir: str, at
 
     cfg.validate()
     log_dir = os.path.abspath(log_dir)
-    check_log_dir(log_dir)
+    created_log_dir = check_log_dir(log_dir)
     consts = dict(cfg.constants())
     consts.update(constants or {})
     summary = {
@@ -195,5 +197,13 @@ def run_monitor(obj: str, cfg: MonitorConfig, *, pin_root: str, log_dir: str, at
             if stats is not None:
                 stats.close()
 
-    return load_and_run(obj, pin_root=pin_root, attach=attach, constants=consts, kernel_core=kernel_core,
-                        runner=runner, echo=echo, stop=stop, prepare=lambda coll: prepare(coll, cfg))
+    try:
+        return load_and_run(obj, pin_root=pin_root, attach=attach, constants=consts, kernel_core=kernel_core,
+                            runner=runner, echo=echo, stop=stop, prepare=lambda coll: prepare(coll, cfg))
+    except BaseException:
+        if created_log_dir:
+            try:
+                os.rmdir(log_dir)  # only if nothing was written
+            except OSError:
+                pass
+        raise
