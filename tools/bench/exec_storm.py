@@ -2,7 +2,8 @@
 
 A tracked root ("claude") spawns a static no-op program at a target rate from two workers; after each step the
 log must hold one exec record per successful spawn, and no `lost` record may have appeared. The rate climbs
-until a step drops records or the machine cannot spawn faster; the figure is the best clean achieved rate.
+until a step drops records or the machine cannot spawn faster (then one unpaced step with four workers);
+the figure is the best achieved rate of a step without drops.
 """
 
 from __future__ import annotations
@@ -14,8 +15,8 @@ from typing import Any, Dict, List
 from tools.bench.common import MONITOR_OBJ, Context, bpffs_dir, last_json, rawbpf_load, run, scratch
 from tools.bench.logs import tree_counts
 
-LADDER = [1000, 2500, 5000, 7500, 10000, 12500, 15000, 20000, 0]  # 0: as fast as the machine goes
-
+LADDER = [1000, 2500, 5000, 7500, 10000, 12500, 15000, 20000, 30000]
+MAX_WORKERS = 4
 
 def _settle(log_dir: Path, root: int, expect: int, timeout: float = 5.0) -> Dict[str, int]:
     """Wait until the daemon has logged ``expect`` exec records of the tree (or the timeout passes)."""
@@ -27,29 +28,41 @@ def _settle(log_dir: Path, root: int, expect: int, timeout: float = 5.0) -> Dict
         time.sleep(0.25)
 
 
+def _step(storm: str, tiny: str, logs: Path, rate: int, secs: str, workers: int,
+          lost_before: int) -> Dict[str, Any]:
+    res = last_json(run([storm, str(rate), secs, str(workers), tiny], timeout=120))
+    counts = _settle(logs, int(res["pid"]), int(res["execs"]))
+    lost = counts["lost"] - lost_before
+    logged = counts.get("exec", 0)
+    return {"target": rate or "max", "workers": workers, "achieved": round(float(res["rate"])),
+            "execs": int(res["execs"]), "spawn_failed": int(res["failed"]), "logged": logged,
+            "lost": lost, "dropped": max(0, int(res["execs"]) - logged) + lost,
+            "extra_logged": max(0, logged - int(res["execs"])), "lost_total": counts["lost"]}
+
+
 def run_section(ctx: Context) -> Dict[str, Any]:
-    secs = "1" if ctx.quick else "2"
+    secs = "1" if ctx.quick else "3"
     storm = str(ctx.tracked("exec_storm"))
     tiny = str(ctx.helper("tiny_true"))
     steps: List[Dict[str, Any]] = []
-    best = 0.0
+    best = 0
     with bpffs_dir("storm") as pins, scratch("storm-log") as logs, rawbpf_load(MONITOR_OBJ, pins, logs):
         lost_before = tree_counts(logs, -1)["lost"]
         for rate in LADDER:
-            res = last_json(run([storm, str(rate), secs, "2", tiny], timeout=120))
-            counts = _settle(logs, int(res["pid"]), int(res["execs"]))
-            lost = counts["lost"] - lost_before
-            lost_before = counts["lost"]
-            dropped = int(res["execs"]) - counts.get("exec", 0) + lost
-            step = {"target": rate or "max", "achieved": round(float(res["rate"])),
-                    "execs": int(res["execs"]), "logged": counts.get("exec", 0), "lost": lost,
-                    "dropped": dropped}
+            step = _step(storm, tiny, logs, rate, secs, 2, lost_before)
+            lost_before = step.pop("lost_total")
             steps.append(step)
-            if dropped > 0:
+            if step["dropped"]:
                 break
-            best = max(best, float(res["rate"]))
-            if rate and float(res["rate"]) < 0.8 * rate:
-                break  # the machine cannot spawn faster; the last clean step is the figure
-    last = steps[-1]
-    return {"execs_per_s": round(best), "dropped": 0 if last["dropped"] <= 0 else last["dropped"],
-            "dropped_at_rate": last["achieved"] if last["dropped"] > 0 else None, "steps": steps}
+            best = max(best, step["achieved"])
+            if step["achieved"] < 0.8 * rate:
+                break  # the machine cannot spawn this fast; see whether more workers get further
+        if not any(s["dropped"] for s in steps):
+            step = _step(storm, tiny, logs, 0, secs, MAX_WORKERS, lost_before)
+            step.pop("lost_total")
+            steps.append(step)
+            if not step["dropped"]:
+                best = max(best, step["achieved"])
+    dropped = [s for s in steps if s["dropped"]]
+    return {"execs_per_s": best, "dropped": dropped[0]["dropped"] if dropped else 0,
+            "dropped_at_rate": dropped[0]["achieved"] if dropped else None, "steps": steps}
