@@ -47,15 +47,19 @@ class Symbols:
     """
 
     def __init__(self, symbols: Mapping[int, str]) -> None:
-        self._index = sorted(symbols)
-        self._names = [symbols[i] for i in self._index]
+        index = sorted(symbols)
+        self._addresses = [(i * SLOT_SIZE) % (1 << 64) for i in index]
+        self._names = [symbols[i] for i in index]
+        order = sorted(range(len(index)), key=lambda k: self._addresses[k])
+        self._addresses = [self._addresses[k] for k in order]
+        self._names = [self._names[k] for k in order]
 
     def describe(self, target_slot: int) -> str:
         address = (target_slot * SLOT_SIZE) % (1 << 64)
-        pos = bisect.bisect_right([i * SLOT_SIZE for i in self._index], address) - 1
+        pos = bisect.bisect_right(self._addresses, address) - 1
         if pos < 0:
             return ""
-        delta = address - self._index[pos] * SLOT_SIZE
+        delta = address - self._addresses[pos]
         name = self._names[pos]
         return f" <{name}>" if delta == 0 else f" <{name}+{delta:#x}>"
 
@@ -225,10 +229,12 @@ def _format(insn: Instruction, index: int, symbols: Optional[Symbols], alu32: bo
     return _stx(insn, alu32)
 
 
-def describe(insn: Instruction, *, maps: Optional[Mapping[int, str]] = None) -> Optional[str]:
-    """A human comment for ``insn``: the helper a call names, the map an ld_imm64 loads, or None."""
+def describe(insn: Instruction, *, maps: Optional[Mapping[int, str]] = None,
+             helpers: bool = True) -> Optional[str]:
+    """A human comment for ``insn``: the helper a call names (with ``helpers``), the map an ld_imm64
+    loads, or None."""
     if insn.code == op.JMP | op.CALL and insn.src == 0:
-        return helper_name(insn.imm)
+        return helper_name(insn.imm) if helpers else None
     if insn.code == op.JMP | op.CALL and insn.src == op.PSEUDO_KFUNC_CALL:
         return f"kfunc btf_id {insn.imm}"
     if insn.code == op.LD_IMM64 and insn.src:
@@ -258,10 +264,11 @@ def disassemble(
 
     ``start`` is the slot index of the first instruction within its section (used for jump targets and
     passed to ``annotate``). ``annotate(index)`` may return a comment for the instruction at that slot
-    index (for example its source line). ``helpers=True`` names the helper after each call and, with
-    ``maps`` (map fd or id → name), the map each ld_imm64 loads. Comments follow the instruction after
-    ``  ; `` so stripping them gives llvm-objdump's text. A truncated trailing ld_imm64 or a partial slot
-    prints ``<unknown>``; the only error is a non-bytes argument.
+    index (for example its source line). ``helpers=True`` names the helper after each call (and kfunc and
+    BTF ids); ``maps`` (map fd or id → name) names the map each ld_imm64 loads. Comments follow the
+    instruction after ``  ; `` so stripping them gives llvm-objdump's text. The kernel's xlated dumps carry
+    helper addresses, not ids, in ``call``: name those through ``annotate``, not ``helpers``. A truncated
+    trailing ld_imm64 or a partial slot prints ``<unknown>``; the only error is a non-bytes argument.
     """
     return [line for _, line in disassemble_indexed(insns, start=start, annotate=annotate, symbols=symbols,
                                                     alu32=alu32, helpers=helpers, maps=maps)]
@@ -294,8 +301,8 @@ def disassemble_indexed(
             continue
         line = _format(insn, index, table, alu32)
         comments: List[str] = []
-        if helpers and line != UNKNOWN:
-            note = describe(insn, maps=maps)
+        if (helpers or maps) and line != UNKNOWN:
+            note = describe(insn, maps=maps, helpers=helpers)
             if note:
                 comments.append(note)
         if annotate is not None:

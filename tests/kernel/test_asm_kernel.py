@@ -74,7 +74,7 @@ def test_xlated_instructions_read_back_and_disassemble() -> None:
             info = prog.info()
             assert info.xlated, "no xlated instructions (needs CAP_SYS_ADMIN)"
             xlated = decode(info.xlated)
-            lines = disassemble(info.xlated, helpers=True, maps={counts.id: "counts"})
+            lines = disassemble(info.xlated, maps={counts.id: "counts"})
             assert len(lines) == len(xlated)
             assert "<unknown>" not in lines
             # the kernel reports map references by map id, which the annotation turns back into a name

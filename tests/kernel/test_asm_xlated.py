@@ -35,7 +35,7 @@ def test_xlated_programs_disassemble_and_reassemble(obj: str, pin_dir: Path) -> 
             xlated = prog.info().xlated
             assert xlated, f"{name}: no xlated instructions"
             ids = {m.id: n for n, m in coll.maps.items()}
-            lines = disassemble(xlated, helpers=True, maps=ids)
+            lines = disassemble(xlated, maps=ids)
             unknown = [i for i, ln in enumerate(lines) if "<unknown>" in ln]
             assert not unknown, f"{obj} {name}: unknown instructions at {unknown}"
             plain = "\n".join(ln.split("  ; ")[0] for ln in lines)

@@ -105,6 +105,7 @@ def test_jump_targets_name_the_nearest_symbol_like_llvm_objdump() -> None:
     before = encode([I(0x05, off=-2)])
     assert disassemble(before, symbols={0: "f"}) == ["goto -2 <f+0xfffffffffffffff8>"]
     assert disassemble(data, symbols={1: "g"})[0] == "goto +1 <g+0x8>"
+    assert disassemble(data, symbols={3: "z", 0: "a"})[0] == "goto +1 <a+0x10>"
 
 
 def test_start_offsets_indexes_and_targets() -> None:
@@ -129,6 +130,9 @@ def test_annotations_helpers_maps_and_callback() -> None:
         "call 9999",
         "exit  ; prog.c:3: return 0;",
     ]
+    # maps alone name maps but leave calls alone (xlated calls hold addresses, not helper ids)
+    assert disassemble(data, maps={7: "counts"})[2:4] == ["call 1", "call 9999"]
+    assert disassemble(data, maps={7: "counts"})[0] == "ld_pseudo\tr1, 1, 7  ; map 'counts'"
     # without annotations the text is exactly llvm-objdump's
     assert [ln.split("  ; ")[0] for ln in lines] == disassemble(data)
 
