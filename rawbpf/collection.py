@@ -239,7 +239,10 @@ class Collection:
                 t.linkage = 0  # like libbpf: hidden global functions are verified as static
         feats = _btf_features()
         raw = marshal(sanitized(btf, feats))
-        self.btf = KernelBTF.load(raw)
+        try:
+            self.btf = KernelBTF.load(raw)
+        except RawBPFError as err:
+            raise _in_context(err, spec.name, ".BTF") from None
         spec.btf = btf
 
     def _choose_core(self, kernel_core: Optional[bool]) -> bool:
@@ -372,7 +375,8 @@ class Collection:
         patch_data(linked, {n: m.fd for n, m in self.maps.items()}, externs)
         core = b""
         if linked.core_relos:
-            if self.kernel_core:
+            # the kernel applies CO-RE records only alongside func_info; without it, relocate here
+            if self.kernel_core and linked.func_info:
                 core = pack_core_relos(linked.core_relos)
             else:
                 from rawbpf.btf import core as _core
@@ -388,7 +392,16 @@ class Collection:
             attach_btf_id = self._attach_btf_id(prog)
         btf_fd = self.btf.fd if self.btf is not None else -1
         self.linked[prog.name] = linked
-        p = Program.load(
+        try:
+            p = self._program_load(prog, linked, attach_btf_id, btf_fd, core, log_level)
+        except RawBPFError as err:
+            raise _in_context(err, spec.name, prog.section) from None
+        self.programs[prog.name] = p
+
+    def _program_load(self, prog: ProgramSpec, linked: LinkedProgram, attach_btf_id: int, btf_fd: int,
+                      core: bytes, log_level: int) -> Program:
+        spec = self.spec
+        return Program.load(
             prog.type,
             bytes(linked.insns),
             name=prog.name,
@@ -404,7 +417,6 @@ class Collection:
             log_level=log_level,
             source_line=linked.source_line,
         )
-        self.programs[prog.name] = p
 
     def _attach_btf_id(self, prog: ProgramSpec) -> int:
         from rawbpf import externs as _externs
@@ -480,10 +492,7 @@ class Collection:
                 del self.links[done]
             if str(err).startswith("object "):
                 raise
-            sec = f": section '{failed.section}'" if failed is not None else ""
-            if type(err) in (ObjectError, ConfigError, RawBPFError):
-                raise type(err)(f"object '{self.spec.name}'{sec}: {err}") from err
-            raise
+            raise _in_context(err, self.spec.name, failed.section if failed is not None else "") from None
         return made
 
     # -- pinning -------------------------------------------------------------------------------------------
@@ -572,6 +581,16 @@ class Collection:
                 self.close(unpin=False)
         except Exception:
             pass
+
+
+def _in_context(err: RawBPFError, obj: str, section: str) -> RawBPFError:
+    """The same error (type, errno, verifier log kept) with ``object '…': section '…': `` in front."""
+    msg = str(err)
+    if msg.startswith("object "):
+        return err
+    where = f"object '{obj}'" + (f": section '{section}'" if section else "")
+    err.args = (f"{where}: {msg}", *err.args[1:])
+    return err
 
 
 def pin_name(name: str) -> str:

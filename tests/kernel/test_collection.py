@@ -262,3 +262,21 @@ def test_failure_after_partial_load_closes_everything(pin_dir: Path) -> None:
     with pytest.raises(VerifierError, match="load program 'perf_out'"):
         Collection.load(spec, pin_dir=str(pin_dir))
     assert not pin_dir.exists() or list(pin_dir.rglob("*")) == []
+
+
+def test_legacy_maps_load_and_run() -> None:
+    with load("maps_legacy.o") as c:
+        assert c.maps["legacy_hash"].type == MapType.HASH and c.maps["legacy_array"].type == MapType.ARRAY
+        assert c.programs["use_legacy"].test_run(PACKET).retval == 1
+        assert c.programs["use_legacy"].test_run(PACKET).retval == 2
+        assert c.maps["legacy_hash"].lookup(1) == struct.pack("<Q", 50)
+
+
+def test_kernel_refusal_names_object_and_section() -> None:
+    with pytest.raises(
+        RawBPFError,
+        match=r"^object 'sections_misc': section 'fentry/do_nanosleep': load program "
+        r"'misc_fentry'",
+    ) as info:
+        load("sections_misc.o", programs=["misc_socket", "misc_fentry"])
+    assert "\n" not in info.value.summary()
