@@ -1,0 +1,60 @@
+"""The benchmark harness's pure parts: result schema, goal verdicts, the table, error recording."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from tools.bench import __main__ as bench  # noqa: E402
+
+# the keys issue 6 requires in bench/results.json
+REQUIRED = {
+    "ringbuf": {"rawbpf_raw", "rawbpf_decode_log", "libbpf-c", "go-cilium"},
+    "kernel_ns": {"connect_untracked", "connect_tracked", "exec_tracked"},
+    "syscall_overhead": {"connect_baseline_ns", "connect_with_monitor_ns"},
+    "load": {"rawbpf_s", "rawbpf_rss_mb", "bpftool_s"},
+    "exec_storm": {"execs_per_s", "dropped"},
+    "latency": {"event_to_log_p99_ms"},
+}
+
+
+def test_every_required_key_has_a_goal_row_and_a_section() -> None:
+    assert set(bench.SECTIONS) == set(REQUIRED)
+    for name, keys in REQUIRED.items():
+        assert keys <= {k for k, _u, _g, _s in bench.GOALS[name]}, name
+
+
+@pytest.mark.parametrize("name", sorted(REQUIRED))
+def test_a_failed_section_records_strings_for_every_key(name: str) -> None:
+    out = bench._errors(name, "unavailable: x is not built")
+    assert REQUIRED[name] <= set(out)
+    assert all(isinstance(v, str) and "not built" in v for v in out.values())
+    json.dumps(out)
+
+
+def test_verdicts() -> None:
+    assert bench._verdict({}, 50.0, 60, "max").startswith("ok")
+    assert bench._verdict({}, 61.0, 60, "max").startswith("MISS")
+    assert bench._verdict({}, 12_000, 10_000, "min").startswith("ok")
+    assert bench._verdict({"go-cilium": 4e6}, 3e6, "go-cilium", "min").startswith("MISS")
+    assert bench._verdict({}, "error: x", 60, "max") == ""
+    assert bench._verdict({"go-cilium": "error: y"}, 3e6, "go-cilium", "min") == ""
+
+
+def test_table_lists_every_figure_and_marks_misses() -> None:
+    results = {"kernel_ns": {"connect_untracked": 75.0, "connect_tracked": 250.0, "exec_tracked": "error: z"},
+               "latency": {"event_to_log_p99_ms": 12.5}}
+    text = bench.table(results)
+    for keys in REQUIRED.values():
+        for key in keys:
+            assert key in text
+    row = next(line for line in text.splitlines() if "connect_untracked" in line)
+    assert "MISS" in row
+    assert "ok" in next(line for line in text.splitlines() if "event_to_log_p99_ms" in line)
+    assert "not run" in next(line for line in text.splitlines() if "rawbpf_raw" in line)
