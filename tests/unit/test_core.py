@@ -16,6 +16,8 @@ from typing import Dict, List, Tuple
 
 import pytest
 from elftools.elf.elffile import ELFFile
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from rawbpf.btf import BTF, Kind
 from rawbpf.btf import core as co
@@ -237,3 +239,18 @@ def test_vmlinux_is_indexed_lazily() -> None:
     assert len(vm) > 50_000
     assert 0 < vm.decoded_count < 200, "CO-RE must decode only the types it walks"
     assert kernel.vmlinux() is kernel.vmlinux()  # parsed once per process
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(0, 60), st.lists(st.integers(0, 40), min_size=1, max_size=5), st.sampled_from(list(K)),
+       st.sampled_from([0xB7, 0x07, 0x61, 0x62, 0x18, 0x05, 0x85]), st.integers(-40, 200))
+def test_arbitrary_relocations_raise_only_relocation_error(type_id: int, access: List[int],
+                                                          kind: CoreReloKind, code: int, imm: int) -> None:
+    buf = bytearray(struct.pack("<BBhi", code, 0x21, imm if code in (0x61, 0x62) else 0, imm) * 2)
+    relo = CoreRelo(0, type_id, ":".join(map(str, access)), kind)
+    try:
+        done = co.relocate_program(buf, [relo], LOCAL, TARGET)
+    except RelocationError as err:
+        assert "\n" not in str(err)
+        return
+    assert len(done) == 1 and len(buf) == 16
