@@ -222,10 +222,11 @@ class Collection:
         spec = self.spec
         if spec.btf is None:
             return
-        from rawbpf.btf import fill_datasecs, fixup_externs, marshal, sanitized
+        from rawbpf.btf import BTF, BtfFeatures, fill_datasecs, fixup_externs, marshal, sanitized
         from rawbpf.kbtf import KernelBTF
 
-        btf = spec.btf.copy()
+        # a private copy to fill in; re-parsing the raw section is cheaper than a deep copy
+        btf = BTF.parse(spec.btf_raw) if spec.btf_raw else spec.btf.copy()
         kmap = next((m for m in spec.maps.values() if m.kind == MapKind.KCONFIG), None)
         kconfig = {e.name: e.offset for e in spec.externs.values() if e.kind == "kconfig"}
         try:
@@ -237,8 +238,8 @@ class Collection:
             if prog.hidden and prog.func_info:
                 t = btf[prog.func_info[0].type_id]
                 t.linkage = 0  # like libbpf: hidden global functions are verified as static
-        feats = _btf_features()
-        raw = marshal(sanitized(btf, feats))
+        feats = _btf_features(btf)
+        raw = marshal(btf if feats == BtfFeatures() else sanitized(btf, feats))
         try:
             self.btf = KernelBTF.load(raw)
         except RawBPFError as err:
@@ -598,16 +599,36 @@ def pin_name(name: str) -> str:
     return name.replace(".", "_")
 
 
-def _btf_features() -> Any:
-    """Which BTF kinds this kernel takes (probed once per process by rawbpf.features)."""
+def _btf_features(btf: Any) -> Any:
+    """Which of the BTF kinds ``btf`` uses this kernel takes (each probed once per process; unused kinds
+    are not probed at all)."""
     from rawbpf import features
-    from rawbpf.btf import BtfFeatures
+    from rawbpf.btf import BtfFeatures, Kind
+
+    kinds = set()
+    global_func = qmark = signed_enum = False
+    for t in btf.types[1:]:
+        kinds.add(t.kind)
+        if t.kind == Kind.FUNC and t.linkage == 1:
+            global_func = True
+        elif t.kind == Kind.DATASEC and t.name.startswith("?"):
+            qmark = True
+        elif t.kind == Kind.ENUM and t.kind_flag:
+            signed_enum = True
+
+    def need(name: str, used: bool) -> bool:
+        return features.has(name) if used else True
 
     return BtfFeatures(
-        func=features.has("btf_func"), func_global=features.has("btf_func_global"),
-        datasec=features.has("btf_datasec"), qmark_datasec=features.has("btf_qmark_datasec"),
-        float=features.has("btf_float"), decl_tag=features.has("btf_decl_tag"),
-        type_tag=features.has("btf_type_tag"), enum64=features.has("btf_enum64"))
+        func=need("btf_func", bool(kinds & {Kind.FUNC, Kind.FUNC_PROTO})),
+        func_global=need("btf_func_global", global_func),
+        datasec=need("btf_datasec", bool(kinds & {Kind.VAR, Kind.DATASEC})),
+        qmark_datasec=need("btf_qmark_datasec", qmark),
+        float=need("btf_float", Kind.FLOAT in kinds),
+        decl_tag=need("btf_decl_tag", Kind.DECL_TAG in kinds),
+        type_tag=need("btf_type_tag", Kind.TYPE_TAG in kinds),
+        enum64=need("btf_enum64", Kind.ENUM64 in kinds or signed_enum),
+    )
 
 
 def _quiet_close(obj: Any) -> None:
