@@ -1,5 +1,6 @@
 """Hand-assembled programs against the real kernel: load, BPF_PROG_TEST_RUN, map contents, xlated read-back,
-and the cpu v4 instructions (sdiv/smod, movsx, ldsx, bswap, gotol) computing the right values."""
+the cpu v4 instructions (sdiv/smod, movsx, ldsx, bswap, gotol), atomics, jumps and packet loads computing
+the right values."""
 
 from __future__ import annotations
 
@@ -15,6 +16,9 @@ from rawbpf.asm import (
     R3,
     R4,
     R6,
+    R7,
+    R8,
+    R9,
     R10,
     W1,
     W2,
@@ -144,3 +148,51 @@ def test_verifier_rejects_a_bad_hand_assembled_program_with_its_reason() -> None
     with pytest.raises(VerifierError) as info:
         Program.load(ProgType.SOCKET_FILTER, p.assemble(), name=_name("asm_bad"))
     assert "invalid bpf_context access" in str(info.value)
+
+
+def semantics_program() -> Assembler:
+    """Atomics, jump conditions and legacy packet loads, each result stored into a u64 slot of map "out"."""
+    p = Assembler("semantics")
+    p.mov(R6, R1)                                      # skb context, for ld_abs/ld_ind
+    p.mov(R1, 0).stx_w(R10, -4, R1)
+    p.ld_map_fd(R1, "out").mov(R2, R10).add(R2, -4)
+    p.call("bpf_map_lookup_elem")
+    p.jne(R0, 0, "have")
+    p.exit()
+    p.label("have")
+    p.mov(R7, R0)
+    p.st_dw(R7, 8, 10).mov(R1, 5).atomic_add(R7, 8, R1, fetch=True).stx_dw(R7, 0, R1)   # 10, 15
+    p.st_dw(R7, 24, 7).mov(R1, 9).xchg(R7, 24, R1).stx_dw(R7, 16, R1)                   # 7, 9
+    p.st_dw(R7, 40, 4).mov(R0, 4).mov(R1, 8).cmpxchg(R7, 40, R1).stx_dw(R7, 32, R0)     # 4, 8
+    p.st_dw(R7, 56, 4).mov(R0, 3).mov(R1, 8).cmpxchg(R7, 56, R1).stx_dw(R7, 48, R0)     # 4, 4
+    p.st_w(R7, 64, 0x0F).mov(W1, 0xF0).atomic_or(R7, 64, W1, fetch=True).stx_dw(R7, 72, R1)  # 0xff, 0x0f
+    # jump conditions: bit n of r8 is set when condition n is taken
+    p.mov(R8, 0).mov(R1, -1).mov(R2, 1).ld_imm64(R3, (1 << 32) | 5)
+    p.jsgt(R2, R1, "t0").ja("n0").label("t0").or_(R8, 1).label("n0")
+    p.jgt(R1, R2, "t1").ja("n1").label("t1").or_(R8, 2).label("n1")
+    p.jset(R1, 4, "t2").ja("n2").label("t2").or_(R8, 4).label("n2")
+    p.jeq(W3, 5, "t3").ja("n3").label("t3").or_(R8, 8).label("n3")
+    p.jeq(R3, 5, "t4").ja("n4").label("t4").or_(R8, 16).label("n4")
+    p.jslt(W1, 0, "t5").ja("n5").label("t5").or_(R8, 32).label("n5")
+    p.jle(W3, W2, "t6").ja("n6").label("t6").or_(R8, 64).label("n6")
+    p.stx_dw(R7, 80, R8)
+    p.ld_abs("h", 12).mov(R8, R0)                      # ethertype, converted to host order
+    p.mov(R9, 13).ld_ind("b", R9, 1).lsh(R8, 8).or_(R8, R0)
+    p.stx_dw(R7, 88, R8)
+    p.mov(R0, 0).exit()
+    return p
+
+
+def test_atomics_jumps_and_packet_loads_mean_what_their_names_say() -> None:
+    with Map.create(MapType.ARRAY, 4, 96, 1, name=_name("asm_sem")) as out:
+        insns = semantics_program().assemble(maps={"out": out})
+        with Program.load(ProgType.SOCKET_FILTER, insns, name=_name("asm_sem")) as prog:
+            packet = bytearray(64)
+            # socket filters see the frame from the network header on: skb offset 12 is input byte 26
+            packet[26:29] = b"\x08\x00\x2a"
+            assert prog.test_run(bytes(packet)).retval == 0
+            values = struct.unpack("<12Q", out.lookup(0) or b"")
+    assert values[:10] == (10, 15, 7, 9, 4, 8, 4, 4, 0xFF, 0x0F)
+    # taken: 1 s> -1, 0xff..ff > 1, -1 & 4, w3 == 5 (upper half ignored), w1 s< 0; not: r3 == 5, 5 <= 1
+    assert values[10] == 1 | 2 | 4 | 8 | 32
+    assert values[11] == (0x0800 << 8) | 0x2A
