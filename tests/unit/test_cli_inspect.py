@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 DATA = Path(__file__).resolve().parent.parent / "data"
 ROOT = Path(__file__).resolve().parent.parent.parent
 
@@ -85,3 +87,33 @@ def test_bad_input_one_line_exit_1() -> None:
         assert len(lines) == 1 and what in lines[0] and name in lines[0], r.stderr
     r = run("disasm", str(DATA / "subprogs.o"), "nope")
     assert r.returncode == 1 and "no program 'nope'" in r.stderr
+
+
+GOOD = [
+    "attach_kinds.o",
+    "callbacks.o",
+    "core.o",
+    "globals.o",
+    "maps_btf.o",
+    "maps_legacy.o",
+    "sections_misc.o",
+    "subprogs.o",
+    "tracepoints5.o",
+    "verifier_reject.o",
+]
+
+
+@pytest.mark.parametrize("name", GOOD)
+def test_describe_and_disasm_every_corpus_object(name: str) -> None:
+    from rawbpf.cli.inspect import describe, disasm_lines
+    from rawbpf.elf import load_spec
+
+    spec = load_spec(DATA / name)
+    d = describe(spec)
+    json.dumps(d)  # plain data only
+    assert {p["name"] for p in d["programs"]} == set(spec.programs)
+    for prog in spec.programs:
+        lines = disasm_lines(spec, prog)
+        assert lines and not any("<unknown>" in ln for ln in lines), prog
+        n_insn = sum(1 for ln in lines if ln.strip()[:1].isdigit())
+        assert n_insn > 0
