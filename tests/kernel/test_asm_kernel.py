@@ -26,6 +26,7 @@ from rawbpf.asm import (
     Assembler,
     decode,
     disassemble,
+    encode,
 )
 from rawbpf.consts import MapType, ProgType
 from rawbpf.errors import VerifierError
@@ -196,3 +197,15 @@ def test_atomics_jumps_and_packet_loads_mean_what_their_names_say() -> None:
     # taken: 1 s> -1, 0xff..ff > 1, -1 & 4, w3 == 5 (upper half ignored), w1 s< 0; not: r3 == 5, 5 <= 1
     assert values[10] == 1 | 2 | 4 | 8 | 32
     assert values[11] == (0x0800 << 8) | 0x2A
+
+
+def test_bpf_to_bpf_call_by_label() -> None:
+    p = Assembler("calls")
+    p.mov(R1, 20).call_label("triple").add(R0, 1).exit()   # main: triple(20) + 1
+    p.label("triple").mov(R0, R1).mul(R0, 3).exit()
+    with Program.load(ProgType.SOCKET_FILTER, p.assemble(), name=_name("asm_call")) as prog:
+        assert prog.test_run(PACKET).retval == 61
+        xlated = decode(prog.info().xlated)
+    assert decode(p.assemble())[1].imm == 2                 # relative to the next instruction
+    assert xlated[1].code == 0x85 and xlated[1].src == 1     # the kernel keeps it a bpf-to-bpf call
+    assert disassemble(encode(xlated[-3:])) == ["r0 = r1", "r0 *= 3", "exit"]
