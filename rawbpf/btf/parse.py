@@ -36,8 +36,9 @@ _MAX_DEPTH = 32  # resolve chains deeper than this are cycles (libbpf's MAX_RESO
 _FIXED_WORDS = {Kind.INT: 1, Kind.ARRAY: 3, Kind.VAR: 1, Kind.DECL_TAG: 1}
 _VLEN_WORDS = {Kind.STRUCT: 3, Kind.UNION: 3, Kind.ENUM: 2, Kind.FUNC_PROTO: 2, Kind.DATASEC: 3,
                Kind.ENUM64: 3}
-_FIXED = [int(_FIXED_WORDS.get(Kind(k), 0)) for k in range(KIND_MAX + 1)]
-_PER = [int(_VLEN_WORDS.get(Kind(k), 0)) for k in range(KIND_MAX + 1)]
+# per kind value (7 bits): words from a record's start to its vlen entries (-1: no such kind), words per entry
+_STEP = [3 + _FIXED_WORDS.get(Kind(k), 0) if 0 < k <= KIND_MAX else -1 for k in range(128)]
+_PER = [_VLEN_WORDS.get(Kind(k), 0) if 0 < k <= KIND_MAX else 0 for k in range(128)]
 
 FieldPath = Tuple[Tuple[Member, int], ...]
 
@@ -518,20 +519,20 @@ def _scan(words: Sequence[int]) -> array:
     """Word index of every type record; checks kinds and that records tile the type section exactly."""
     offs = array("I")
     append = offs.append
-    fixed, per = _FIXED, _PER
+    step, per = _STEP, _PER
     n = len(words)
     w = 0
-    while w < n:
-        if w + 3 > n:
-            raise BTFError(f"btf: type #{len(offs) + 1} is truncated")
-        info = words[w + 1]
-        kind = (info >> 24) & 0x7F
-        if kind == 0 or kind > KIND_MAX:
-            raise BTFError(f"btf: type #{len(offs) + 1} has unknown kind {kind}")
-        if info & 0x7F000000 != kind << 24 or (info & 0x60000000):
-            raise BTFError(f"btf: type #{len(offs) + 1} has unknown info bits 0x{info:08x}")
-        append(w)
-        w += 3 + fixed[kind] + per[kind] * (info & 0xFFFFFF)
+    try:
+        while w < n:
+            info = words[w + 1]
+            kind = (info >> 24) & 0x7F
+            fixed = step[kind]
+            if fixed < 0:
+                raise BTFError(f"btf: type #{len(offs) + 1} has unknown kind {kind}")
+            append(w)
+            w += fixed + per[kind] * (info & 0xFFFFFF)
+    except IndexError:
+        raise BTFError(f"btf: type #{len(offs) + 1} is truncated") from None
     if w != n:
         raise BTFError(f"btf: type #{len(offs)} runs past the end of the type section")
     return offs
