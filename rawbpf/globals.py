@@ -20,6 +20,7 @@ if TYPE_CHECKING:  # pragma: no cover
 INT_SIGNED = 1
 INT_CHAR = 2
 INT_BOOL = 4
+_MAX_DEPTH = 8
 
 
 def _kind(t: Any) -> str:
@@ -75,8 +76,9 @@ def encode_value(spec: CollectionSpec, var: VariableSpec, value: Any) -> bytes:
     )
 
 
-def decode_value(btf: Optional[BTF], type_id: int, raw: bytes) -> Any:
-    """A Python value for the bytes of a variable: int, bool, str (char arrays), enum name, else bytes."""
+def decode_value(btf: Optional[BTF], type_id: int, raw: bytes, depth: int = 0) -> Any:
+    """A Python value for the bytes of a variable: int, bool, float, str (char arrays), enum name, list
+    (arrays), dict (structs and unions, by member name); bytes when the type says nothing better."""
     if btf is None or not type_id:
         return int.from_bytes(raw, "little") if len(raw) in (1, 2, 4, 8) else bytes(raw)
     t = _resolved(btf, type_id)
@@ -101,6 +103,22 @@ def decode_value(btf: Optional[BTF], type_id: int, raw: bytes) -> Any:
             return text.decode()
         except UnicodeDecodeError:
             return bytes(raw)
+    if kind == "ARRAY" and depth < _MAX_DEPTH:
+        esize = btf.size_of(t.array.type)
+        if esize and esize * t.array.nelems == len(raw):
+            return [decode_value(btf, t.array.type, raw[i * esize:(i + 1) * esize], depth + 1)
+                    for i in range(t.array.nelems)]
+    if kind in ("STRUCT", "UNION") and depth < _MAX_DEPTH and t.size == len(raw):
+        out = {}
+        for i, m in enumerate(t.members):
+            name = m.name or f"_{i}"
+            if m.bitfield_size:
+                word = int.from_bytes(raw, "little")
+                out[name] = (word >> m.bits_offset) & ((1 << m.bitfield_size) - 1)
+                continue
+            start = m.bits_offset // 8
+            out[name] = decode_value(btf, m.type, raw[start:start + btf.size_of(m.type)], depth + 1)
+        return out
     return bytes(raw)
 
 

@@ -133,8 +133,11 @@ def _print_text(d: Dict[str, Any]) -> None:
         echo(f"globals ({len(d['globals'])}):")
         for g in d["globals"]:
             ro = " (read-only)" if g["readonly"] and "const" not in g["type"] else ""
+            value = repr(g["value"])
+            if len(value) > 100:
+                value = value[:97] + "..."
             echo(f"  {g['name']}: {g['type'] or '?'}{ro} in {g['section']}+{g['offset']} ({g['size']} bytes)"
-                 f" = {g['value']!r}")
+                 f" = {value}")
     if d["externs"]:
         echo("externs: " + ", ".join(f"{e['name']} ({e['kind']}{', weak' if e['weak'] else ''})"
                                      for e in d["externs"]))

@@ -65,3 +65,14 @@ def test_setting_one_variable_leaves_neighbours(spec) -> None:  # type: ignore[n
 def test_counts(spec) -> None:  # type: ignore[no-untyped-def]
     assert spec.relocation_count() == sum(len(p.relocations) for p in spec.programs.values())
     assert spec.core_relo_count() == 0
+
+
+def test_structs_and_arrays_decode_by_member() -> None:
+    core = load_spec(DATA / "core.o")
+    var = core.variables["result"]
+    value = decode_value(core.btf, var.type_id, var.value(core))
+    assert isinstance(value, dict) and value["ran"] == 0 and value["comm"] == ""
+    assert list(value)[:3] == ["ran", "pid", "tgid"]
+    kinds = load_spec(DATA / "attach_kinds.o")
+    hits = kinds.variables["hits"]
+    assert decode_value(kinds.btf, hits.type_id, hits.value(kinds)) == [0] * 9
