@@ -1,0 +1,195 @@
+"""``rawbpf tail``: formats, filters, -n, --since, follow across rotation, and reading as a non-root user."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import List
+
+import pytest
+from click.testing import CliRunner
+
+from rawbpf.cli import cli
+from rawbpf.cli.tail import format_record, parse_since
+from rawbpf.errors import ConfigError
+from rawbpf.logfile import LogWriter
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def make_log(d: Path) -> None:
+    with LogWriter(str(d), header={"object": "t.o"}) as w:
+        w.write({"type": "exec", "pid": 10, "comm": "claude", "tid": 10, "filename": "/bin/sh",
+                 "argv": ["sh", "-c", "echo hi"], "ts": 1_700_000_000_000_000_000})
+        w.write({"type": "connect", "pid": 11, "root_pid": 10, "comm": "HTTP Client", "addr": "160.79.104.10",
+                 "port": 443, "raw": b"\x01\x02"})
+        w.write({"type": "exit", "pid": 12, "comm": "sh", "exit_code": 0})
+        w.lost(4, "kernel", source="events_drops")
+
+
+def run(*args: str) -> tuple[int, str, str]:
+    r = CliRunner().invoke(cli, ["tail", *args], catch_exceptions=False)
+    return r.exit_code, r.stdout, ""
+
+
+def test_json_lines_have_the_record_keys(tmp_path: Path) -> None:
+    make_log(tmp_path)
+    code, out, _ = run("--log-dir", str(tmp_path), "--json")
+    assert code == 0
+    recs = [json.loads(line) for line in out.splitlines()]
+    assert [r["type"] for r in recs] == ["exec", "connect", "exit", "lost"]  # no file header by default
+    assert recs[1]["raw"] == "0102" and recs[0]["argv"] == ["sh", "-c", "echo hi"]
+    assert [r["seq"] for r in recs] == [1, 2, 3, 4]
+    assert list(recs[0])[:3] == ["seq", "ts", "type"]
+
+
+def test_readable_format(tmp_path: Path) -> None:
+    make_log(tmp_path)
+    code, out, _ = run("--log-dir", str(tmp_path))
+    lines = out.splitlines()
+    assert code == 0 and len(lines) == 4
+    assert " exec " in lines[0] and "10/claude" in lines[0] and 'argv=[sh,-c,"echo hi"]' in lines[0]
+    assert "tid=" not in lines[0]
+    assert "11/HTTP Client" in lines[1] and "port=443" in lines[1]
+    assert "count=4 reason=kernel" in lines[3]
+    rec = {"type": "x", "ts": 1_700_000_000_123_456_789, "v": {"a": 1}, "e": ""}
+    assert format_record(rec).endswith("x        v={a=1} e=\"\"")
+    assert ".123456 " in format_record(rec)
+
+
+def test_filters_and_last_n(tmp_path: Path) -> None:
+    make_log(tmp_path)
+    _, out, _ = run("--log-dir", str(tmp_path), "--json", "--type", "exec", "--type", "exit")
+    assert [json.loads(x)["type"] for x in out.splitlines()] == ["exec", "exit"]
+    _, out, _ = run("--log-dir", str(tmp_path), "--json", "--pid", "10")
+    assert [json.loads(x)["pid"] for x in out.splitlines()] == [10, 11]  # pid, or root_pid of the tree
+    _, out, _ = run("--log-dir", str(tmp_path), "--json", "-n", "2")
+    assert [json.loads(x)["type"] for x in out.splitlines()] == ["exit", "lost"]
+    _, out, _ = run("--log-dir", str(tmp_path), "--json", "--type", "header")
+    assert json.loads(out)["object"] == "t.o"
+    _, out, _ = run("--log-dir", str(tmp_path), "--json", "--since", "1h")
+    # the exec record is from 2023
+    assert [json.loads(x)["type"] for x in out.splitlines()] == ["connect", "exit", "lost"]
+
+
+def test_since_formats() -> None:
+    now = 1_800_000_000.0
+    assert parse_since("10m", now) == int((now - 600) * 1e9)
+    assert parse_since("@1700000000", now) == 1_700_000_000 * 10**9
+    assert parse_since("2026-11-21T08:30") > 0
+    import datetime as dt
+
+    day = dt.datetime.fromtimestamp(now).date()
+    at = dt.datetime(day.year, day.month, day.day, 8, 30)
+    assert parse_since("08:30", now) == int(at.timestamp() * 1e9)
+    with pytest.raises(ConfigError, match="--since 'soon'"):
+        parse_since("soon")
+
+
+def test_missing_dir_is_one_line_error(tmp_path: Path) -> None:
+    r = subprocess.run([sys.executable, "-m", "rawbpf", "tail", "--log-dir", str(tmp_path / "nope")],
+                       capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 1
+    want = f"rawbpf: log dir {tmp_path / 'nope'}: no such file or directory"
+    assert r.stderr.strip().splitlines() == [want]
+
+
+def test_follow_across_rotation(tmp_path: Path) -> None:
+    total = 2000
+    ready = threading.Event()
+
+    def produce() -> None:
+        with LogWriter(str(tmp_path), max_bytes=4096, backups=100, flush_interval=0) as w:
+            ready.set()
+            for i in range(total):
+                w.write({"type": "t", "i": i})
+                if i % 100 == 0:
+                    w.flush()
+                    time.sleep(0.002)
+
+    t = threading.Thread(target=produce)
+    t.start()
+    ready.wait()
+    p = subprocess.Popen([sys.executable, "-m", "rawbpf", "tail", "-f", "--json", "--log-dir", str(tmp_path),
+                          "--poll-interval", "0.01"], stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    got: List[int] = []
+    try:
+        assert p.stdout is not None
+        for line in p.stdout:
+            got.append(json.loads(line)["i"])
+            if len(got) == total:
+                break
+    finally:
+        p.terminate()
+        p.wait(10)
+        t.join()
+    assert got == list(range(total))
+    assert len(os.listdir(tmp_path)) > 5
+
+
+def _tail_as_nobody(log_dir: Path) -> tuple[int, str]:
+    """Run the tail command in a forked child that dropped root (modules already imported: the Python
+    install itself may not be readable by nobody)."""
+    import rawbpf.cli.tail  # noqa: F401  (imported before dropping privileges)
+    from rawbpf.cli import main
+
+    rfd, wfd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child
+        code = 99
+        try:
+            os.close(rfd)
+            os.setgroups([])
+            os.setresgid(65534, 65534, 65534)
+            os.setresuid(65534, 65534, 65534)
+            os.dup2(wfd, 1)
+            os.dup2(wfd, 2)
+            sys.stdout = open(1, "w", closefd=False)  # noqa: SIM115 (the test runner replaced them)
+            sys.stderr = open(2, "w", closefd=False)  # noqa: SIM115
+            main(["tail", "--json", "--log-dir", str(log_dir)])
+            code = 0
+        except SystemExit as e:
+            code = e.code if isinstance(e.code, int) else 1
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
+    os.close(wfd)
+    with os.fdopen(rfd) as f:
+        out = f.read()
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status), out
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to switch to an unprivileged user")
+def test_non_root_user_reads_a_readable_log() -> None:
+    base = Path(tempfile.mkdtemp(prefix="rawbpf-tail-"))
+    try:
+        d = base / "log"
+        make_log(d)
+        for p in [base, d]:
+            os.chmod(p, 0o755)
+        code, out = _tail_as_nobody(d)
+        assert code == 1 and "permission denied" in out  # the writer's files are 0600
+        for p in d.iterdir():
+            os.chmod(p, 0o644)  # a log handed to an unprivileged reader
+        code, out = _tail_as_nobody(d)
+        assert code == 0, out
+        assert [json.loads(x)["type"] for x in out.splitlines()] == ["exec", "connect", "exit", "lost"]
+    finally:
+        shutil.rmtree(base)
+
+
+def test_tail_as_a_non_root_user_when_not_root(tmp_path: Path) -> None:
+    if os.geteuid() == 0:
+        pytest.skip("covered by test_non_root_user_reads_a_readable_log")
+    make_log(tmp_path)
+    code, out, _ = run("--log-dir", str(tmp_path), "--json")
+    assert code == 0 and len(out.splitlines()) == 4
