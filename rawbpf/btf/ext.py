@@ -7,10 +7,11 @@ kernel wants func_info/line_info ``insn_off`` as instruction indexes and CO-RE `
 
 from __future__ import annotations
 
+import bisect
 import enum
 import struct
 from dataclasses import dataclass, field
-from typing import Callable, Dict, Iterable, List, Optional, Tuple
+from typing import Callable, Dict, Iterable, List
 
 from rawbpf.btf.parse import BTF
 from rawbpf.errors import BTFError
@@ -170,15 +171,11 @@ class BTFExt:
     def source_lines(self, section: str) -> Callable[[int], str]:
         """A lookup ``insn index → "file.c:123: code"`` (nearest line_info at or before it) in a section."""
         recs = sorted(self.line_info.get(section, []), key=lambda r: r.insn_off)
+        offs = [r.insn_off for r in recs]
 
         def lookup(insn: int) -> str:
-            off = insn * INSN_SIZE
-            best: Optional[LineInfo] = None
-            for r in recs:
-                if r.insn_off > off:
-                    break
-                best = r
-            return best.where() if best is not None else ""
+            i = bisect.bisect_right(offs, insn * INSN_SIZE)
+            return recs[i - 1].where() if i else ""
 
         return lookup
 
@@ -250,8 +247,6 @@ def _walk(body: bytes, e: str, off: int, length: int, min_size: int, what: str, 
         p += n * rec_size
     return rec_size
 
-
-RecordAt = Tuple[int, object]
 
 
 def pack_func_info(infos: Iterable[FuncInfo], insn_base: int = 0) -> bytes:
