@@ -1,0 +1,128 @@
+#!/usr/bin/env python3
+"""Check rawbpf/_types.py against the running kernel's BTF: every field offset, and that no layout is larger
+than the kernel's type. Reads /sys/kernel/btf/vmlinux through ``bpftool -j btf dump`` (no root needed when the
+file is readable). Exit status 0: all layouts match; 1: a mismatch (printed); 2: BTF unavailable.
+
+    python3 tools/check_types.py [--vmlinux PATH] [--verbose]
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from rawbpf import _types as T
+
+Types = Dict[int, Dict[str, Any]]
+_SKIP_KINDS = ("TYPEDEF", "CONST", "VOLATILE", "RESTRICT", "TYPE_TAG")
+
+
+def load_types(vmlinux: str) -> Types:
+    out = subprocess.run(["bpftool", "-j", "btf", "dump", "file", vmlinux], check=True,
+                         capture_output=True, text=True).stdout
+    return {int(t["id"]): t for t in json.loads(out)["types"]}
+
+
+def _resolve(types: Types, tid: int) -> Dict[str, Any]:
+    t = types.get(tid, {"kind": "VOID"})
+    while t.get("kind") in _SKIP_KINDS:
+        t = types.get(int(t["type_id"]), {"kind": "VOID"})
+    return t
+
+
+def flatten(types: Types, t: Dict[str, Any], base: int = 0, prefix: str = "") -> Dict[str, int]:
+    """{dotted member name: byte offset}; anonymous struct/union members merge into their parent."""
+    out: Dict[str, int] = {}
+    for m in t.get("members", []):
+        off = base + int(m["bits_offset"]) // 8
+        sub = _resolve(types, int(m["type_id"]))
+        name = m["name"]
+        if name in ("(anon)", ""):
+            if sub.get("kind") in ("STRUCT", "UNION"):
+                out.update(flatten(types, sub, off, prefix))
+            continue
+        out.setdefault(prefix + name, off)
+        if sub.get("kind") in ("STRUCT", "UNION"):
+            out.update(flatten(types, sub, off, prefix + name + "."))
+    return out
+
+
+def find_named(types: Types, name: str) -> Optional[Dict[str, Any]]:
+    for t in types.values():
+        if t.get("name") == name and t.get("kind") in ("STRUCT", "UNION"):
+            return t
+    return None
+
+
+def kernel_layout(types: Types, layout: type) -> Tuple[Dict[str, int], int]:
+    """(flattened member offsets, size) of the kernel type a layout mirrors."""
+    tname, member = layout._kernel_  # type: ignore[attr-defined]
+    top = find_named(types, tname)
+    if top is None:
+        raise LookupError(f"{tname}: not in the kernel's BTF")
+    if not member:
+        return flatten(types, top), int(top["size"])
+    for m in top.get("members", []):
+        sub = _resolve(types, int(m["type_id"]))
+        if member.startswith("anon:"):
+            if m["name"] == "(anon)" and member[5:] in flatten(types, sub):
+                return flatten(types, sub), int(sub["size"])
+        elif m["name"] == member:
+            return flatten(types, sub), int(sub["size"])
+    raise LookupError(f"{tname}: no member {member}")
+
+
+def check(types: Types, verbose: bool = False) -> List[str]:
+    problems: List[str] = []
+    for layout in T.ALL_LAYOUTS:
+        try:
+            kflat, ksize = kernel_layout(types, layout)
+        except LookupError as err:
+            problems.append(f"{layout.__name__}: {err}")
+            continue
+        ours = T.field_offsets(layout)
+        bad = 0
+        for name, off in ours.items():
+            if name not in kflat:
+                problems.append(f"{layout.__name__}.{name}: the kernel has no such field")
+                bad += 1
+            elif kflat[name] != off:
+                problems.append(f"{layout.__name__}.{name}: offset {off}, kernel says {kflat[name]}")
+                bad += 1
+        size = ctypes.sizeof(layout)
+        if size > ksize:
+            problems.append(f"{layout.__name__}: {size} bytes, larger than the kernel's {ksize}")
+            bad += 1
+        if verbose:
+            state = "ok" if not bad else f"{bad} problem(s)"
+            print(f"{layout.__name__:22} {len(ours):3} fields  {size:4}/{ksize:<4} bytes  {state}")
+    return problems
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    ap.add_argument("--vmlinux", default="/sys/kernel/btf/vmlinux")
+    ap.add_argument("-v", "--verbose", action="store_true")
+    args = ap.parse_args(argv)
+    try:
+        types = load_types(args.vmlinux)
+    except (OSError, subprocess.CalledProcessError, ValueError) as err:
+        print(f"check_types: cannot read {args.vmlinux} with bpftool: {err}", file=sys.stderr)
+        return 2
+    problems = check(types, args.verbose)
+    for p in problems:
+        print(f"check_types: {p}", file=sys.stderr)
+    if not problems:
+        print(f"check_types: {len(T.ALL_LAYOUTS)} layouts match {args.vmlinux}")
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
