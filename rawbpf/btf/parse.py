@@ -14,7 +14,6 @@ from array import array
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union, overload
 
 from rawbpf.btf.types import (
-    INT_SIGNED,
     KIND_MAX,
     SIZED_KINDS,
     Array,
@@ -506,12 +505,7 @@ class BTF:
 
         new = BTF(strings=self._strings, words=self._words, offsets=self._offs, base=self.base,
                   byte_order=self.byte_order)
-        for i in range(self.start_id, len(self)):
-            t = self[i]
-            if i - self.start_id < len(new._cache):
-                new._cache[i - self.start_id] = _copy.deepcopy(t)
-            else:
-                new._cache.append(_copy.deepcopy(t))
+        new._cache = [_copy.deepcopy(self[i]) for i in range(self.start_id, len(self))]
         return new
 
 
@@ -573,8 +567,3 @@ def _type_name(btf: BTF, type_id: int, depth: int) -> str:
     if k in (Kind.FUNC, Kind.VAR, Kind.DATASEC, Kind.DECL_TAG):
         return f"{k.name.lower()} {t.name}"
     return f"{kind_name(k)} {t.name}"
-
-
-def int_is_signed(t: BtfType) -> bool:
-    """Whether an INT type is signed."""
-    return bool(t.int_encoding & INT_SIGNED)
