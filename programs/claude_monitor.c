@@ -11,8 +11,8 @@
  * this object's BTF. Every record starts with the same header fields (REC_HEADER), `type` first.
  *
  * Costs: every handler first does one hash lookup on the tgid and returns when the process is not tracked.
- * Records are submitted with BPF_RB_NO_WAKEUP (the consumer drains on a timer) and force a wakeup only when
- * the ring holds more than `wakeup_bytes`. A failed reserve is counted per record kind (the kernel keeps no
+ * Records are submitted with BPF_RB_NO_WAKEUP (the consumer drains on a timer) and force a wakeup when the
+ * ring fills past `wakeup_bytes`. A failed reserve is counted per record kind (the kernel keeps no
  * ring-buffer drop count) in counters.kind[].lost, which the consumer turns into `lost` records.
  */
 #include "claude_monitor_kernel.h"
@@ -181,7 +181,10 @@ struct proc_info {
 	__u32 pad;
 };
 
+/* A connect between its syscall's entry and exit, one slot per thread, reused in place: `valid` marks a
+ * connect whose exit is still to come. */
 struct pending_connect {
+	__u32 valid;
 	__u16 family;
 	__u16 port;
 	__u32 path_len;
@@ -237,10 +240,12 @@ struct {
 	__type(value, struct proc_info);
 } tracked SEC(".maps");
 
+/* Task-local storage: a lookup is a pointer read on the task, a thread that never connected while tracked
+ * has none (the untracked exit path returns at once), and the slot goes away with the thread. */
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 4096);
-	__type(key, __u64);
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
 	__type(value, struct pending_connect);
 } pending_connects SEC(".maps");
 
@@ -309,16 +314,33 @@ static __always_inline void count_emit(__u32 kind, long err)
 		c->kind[kind].emitted++;
 }
 
-/* NO_WAKEUP normally; wake the consumer once the ring holds more than wakeup_bytes. */
-static __always_inline __u64 wake_flag(void)
+/*
+ * NO_WAKEUP normally; FORCE_WAKEUP for the record that takes the ring past wakeup_bytes. Waking once per
+ * crossing, not for every record above it, keeps a consumer that is already awake from costing each producer
+ * a wakeup (about a microsecond); a wakeup lost to a race between CPUs is covered by the consumer's timer.
+ * `size` is the record's payload; `reserved` says whether the ring already counts it (reserve/submit) or not
+ * yet (bpf_ringbuf_output). wakeup_bytes = 0 leaves draining to the timer alone.
+ */
+static __always_inline __u64 wake_flag(__u32 size, bool reserved)
 {
-	if (bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) < wakeup_bytes)
-		return BPF_RB_NO_WAKEUP;
-	struct counters *c = cnt();
+	__u64 rec = ((__u64)size + 8 + 7) & ~7ULL;
+	__u64 avail = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA);
+	__u64 before = reserved ? (avail > rec ? avail - rec : 0) : avail;
+	struct counters *c;
 
+	if (before >= wakeup_bytes || before + rec < wakeup_bytes)
+		return BPF_RB_NO_WAKEUP;
+	c = cnt();
 	if (c)
 		c->wakeups++;
 	return BPF_RB_FORCE_WAKEUP;
+}
+
+/* Start time of the group leader: `task` from bpf_get_current_task_btf() is read directly (plain loads),
+ * any other task through bpf_probe_read_kernel. */
+static __always_inline __u64 cur_leader_start(struct task_struct *task)
+{
+	return task->group_leader->start_boottime;
 }
 
 static __always_inline __u64 leader_start(struct task_struct *task)
@@ -334,13 +356,13 @@ static __always_inline bool same_process(const struct proc_info *p, __u64 start)
 }
 
 /* The tracked entry of tgid if it describes the same process (a stale entry of a reused pid is dropped). */
-static __always_inline struct proc_info *lookup_tracked(__u32 tgid, struct task_struct *task)
+static __always_inline struct proc_info *lookup_tracked(__u32 tgid, __u64 start)
 {
 	struct proc_info *p = bpf_map_lookup_elem(&tracked, &tgid);
 
 	if (!p)
 		return NULL;
-	if (!same_process(p, leader_start(task))) {
+	if (!same_process(p, start)) {
 		bpf_map_delete_elem(&tracked, &tgid);
 		return NULL;
 	}
@@ -361,21 +383,40 @@ static __always_inline bool start_tracking(__u32 tgid, __u64 start, __u32 root, 
 	return true;
 }
 
-/* Fill the common header for an event of `task` (tid) in process tgid, described by p. */
-static __always_inline void fill_header(void *rec, __u32 type, struct task_struct *task, __u32 tgid,
+static __always_inline void fill_common(struct rec_header *h, __u32 type, __u32 tgid,
 					const struct proc_info *p)
 {
-	struct rec_header *h = rec;
-
 	h->type = type;
 	h->flags = (p->flags & PI_SEEN_AT_START) ? RF_SEEN_AT_START : 0;
 	h->ts = bpf_ktime_get_ns();
 	h->pid = tgid;
+	h->root_pid = p->root_pid;
+	h->depth = p->depth;
+}
+
+/* The header of an event of the current task (from bpf_get_current_task_btf: plain loads, no helpers). */
+static __always_inline void fill_header_cur(void *rec, __u32 type, struct task_struct *task, __u32 tgid,
+					    const struct proc_info *p)
+{
+	struct rec_header *h = rec;
+
+	fill_common(h, type, tgid, p);
+	h->tid = task->pid;
+	h->ppid = task->real_parent->tgid;
+	h->uid = task->real_cred->uid.val;
+	__builtin_memcpy(h->comm, task->comm, sizeof(h->comm));
+}
+
+/* The header of an event of another task (an untyped pointer from a raw tracepoint). */
+static __always_inline void fill_header_task(void *rec, __u32 type, struct task_struct *task, __u32 tgid,
+					     const struct proc_info *p)
+{
+	struct rec_header *h = rec;
+
+	fill_common(h, type, tgid, p);
 	h->tid = BPF_CORE_READ(task, pid);
 	h->ppid = BPF_CORE_READ(task, real_parent, tgid);
 	h->uid = BPF_CORE_READ(task, real_cred, uid.val);
-	h->root_pid = p->root_pid;
-	h->depth = p->depth;
 	bpf_probe_read_kernel_str(h->comm, sizeof(h->comm), task->comm);
 }
 
@@ -502,8 +543,8 @@ static __always_inline void read_argv(struct exec_scratch *s, struct task_struct
 
 	if (wide && max_args < 2)
 		max_args = 2;
-	a->p = BPF_CORE_READ(task, mm, arg_start);
-	a->end = BPF_CORE_READ(task, mm, arg_end);
+	a->p = task->mm->arg_start;
+	a->end = task->mm->arg_end;
 	a->max_bytes = wide || argv_max_bytes > ARGV_BUF ? ARGV_BUF : argv_max_bytes;
 	bpf_loop(max_args, read_arg, a, 0);
 	if (a->argc == max_args && a->p < a->end)
@@ -530,7 +571,7 @@ static __always_inline void clamp_argv(struct exec_scratch *s, struct argv_ctx *
 SEC("tp/sched/sched_process_exec")
 int handle_exec(struct trace_event_raw_sched_process_exec *ctx)
 {
-	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	struct task_struct *task = bpf_get_current_task_btf();
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
 	__u32 zero = 0, match = MATCH_INHERITED, flen, size;
 	struct argv_ctx a = {};
@@ -543,8 +584,8 @@ int handle_exec(struct trace_event_raw_sched_process_exec *ctx)
 	s = bpf_map_lookup_elem(&exec_scratch, &zero);
 	if (!s)
 		return 0;
-	p = lookup_tracked(tgid, task);
-	bpf_get_current_comm(s->rec.comm, sizeof(s->rec.comm));
+	p = lookup_tracked(tgid, cur_leader_start(task));
+	__builtin_memcpy(s->rec.comm, task->comm, sizeof(s->rec.comm));
 	rule = bpf_map_lookup_elem(&comm_rules, s->rec.comm);
 	if (!p && rule && *rule == COMM_TRACK)
 		match = MATCH_COMM;
@@ -567,14 +608,14 @@ int handle_exec(struct trace_event_raw_sched_process_exec *ctx)
 		read_argv(s, task, &a, false);
 	}
 	if (!p) {
-		if (!start_tracking(tgid, leader_start(task), tgid, 0, 0))
+		if (!start_tracking(tgid, cur_leader_start(task), tgid, 0, 0))
 			return 0;
 		p = bpf_map_lookup_elem(&tracked, &tgid);
 		if (!p)
 			return 0;
 	}
 	count_tracked(REC_EXEC);
-	fill_header(&s->rec, REC_EXEC, task, tgid, p);
+	fill_header_cur(&s->rec, REC_EXEC, task, tgid, p);
 	if (match)
 		s->rec.flags |= RF_NEW_ROOT;
 	s->rec.match = match;
@@ -582,7 +623,7 @@ int handle_exec(struct trace_event_raw_sched_process_exec *ctx)
 	if (size > ARGV_BUF)
 		size = ARGV_BUF;
 	size += __builtin_offsetof(struct rec_exec, argv);
-	count_emit(REC_EXEC, bpf_ringbuf_output(&events, &s->rec, size, wake_flag()));
+	count_emit(REC_EXEC, bpf_ringbuf_output(&events, &s->rec, size, wake_flag(size, false)));
 	return 0;
 }
 
@@ -591,7 +632,7 @@ int handle_exec(struct trace_event_raw_sched_process_exec *ctx)
 SEC("raw_tp/sched_process_fork")
 int BPF_PROG(handle_fork, struct task_struct *parent, struct task_struct *child)
 {
-	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	struct task_struct *task = bpf_get_current_task_btf();
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
 	__u32 child_tgid;
 	struct proc_info *p;
@@ -603,7 +644,7 @@ int BPF_PROG(handle_fork, struct task_struct *parent, struct task_struct *child)
 	child_tgid = BPF_CORE_READ(child, tgid);
 	if (child_tgid == tgid)	/* a new thread, not a new process */
 		return 0;
-	p = lookup_tracked(tgid, task);
+	p = lookup_tracked(tgid, cur_leader_start(task));
 	if (!p)
 		return 0;
 	count_tracked(REC_FORK);
@@ -615,10 +656,10 @@ int BPF_PROG(handle_fork, struct task_struct *parent, struct task_struct *child)
 		count_emit(REC_FORK, -1);
 		return 0;
 	}
-	fill_header(r, REC_FORK, task, tgid, p);
+	fill_header_cur(r, REC_FORK, task, tgid, p);
 	r->child_pid = child_tgid;
 	r->pad = 0;
-	bpf_ringbuf_submit(r, wake_flag());
+	bpf_ringbuf_submit(r, wake_flag(sizeof(*r), true));
 	count_emit(REC_FORK, 0);
 	return 0;
 }
@@ -628,7 +669,7 @@ int BPF_PROG(handle_fork, struct task_struct *parent, struct task_struct *child)
 SEC("tp/sched/sched_process_exit")
 int handle_exit(struct trace_event_raw_sched_process_exit *ctx)
 {
-	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	struct task_struct *task = bpf_get_current_task_btf();
 	__u32 tgid;
 	struct proc_info *p;
 	struct rec_exit *r;
@@ -639,12 +680,12 @@ int handle_exit(struct trace_event_raw_sched_process_exit *ctx)
 	if (bpf_core_field_exists(ctx->group_dead))
 		group_dead = ctx->group_dead;
 	else
-		group_dead = BPF_CORE_READ(task, signal, live.counter) == 0;
+		group_dead = task->signal->live.counter == 0;
 	if (!group_dead)
 		return 0;
 	count_seen(REC_EXIT);
 	tgid = bpf_get_current_pid_tgid() >> 32;
-	p = lookup_tracked(tgid, task);
+	p = lookup_tracked(tgid, cur_leader_start(task));
 	if (!p)
 		return 0;
 	count_tracked(REC_EXIT);
@@ -652,14 +693,14 @@ int handle_exit(struct trace_event_raw_sched_process_exit *ctx)
 	if (!r) {
 		count_emit(REC_EXIT, -1);
 	} else {
-		fill_header(r, REC_EXIT, task, tgid, p);
-		code = BPF_CORE_READ(task, exit_code);
+		fill_header_cur(r, REC_EXIT, task, tgid, p);
+		code = task->exit_code;
 		r->exit_code = (code >> 8) & 0xff;
 		r->signal = code & 0x7f;
 		r->core_dumped = (code & 0x80) ? 1 : 0;
 		r->pad = 0;
-		r->duration_ns = bpf_ktime_get_boot_ns() - leader_start(task);
-		bpf_ringbuf_submit(r, wake_flag());
+		r->duration_ns = bpf_ktime_get_boot_ns() - cur_leader_start(task);
+		bpf_ringbuf_submit(r, wake_flag(sizeof(*r), true));
 		count_emit(REC_EXIT, 0);
 	}
 	bpf_map_delete_elem(&tracked, &tgid);
@@ -681,7 +722,7 @@ int BPF_PROG(handle_rename, struct task_struct *task, const char *comm)
 	/* exec renames the task to the new image's name; sched_process_exec reports that */
 	if (BPF_CORE_READ_BITFIELD_PROBED(task, in_execve))
 		return 0;
-	p = lookup_tracked(tgid, task);
+	p = lookup_tracked(tgid, leader_start(task));
 	bpf_probe_read_kernel_str(newcomm, sizeof(newcomm), comm);
 	if (!p) {
 		__u32 *rule = bpf_map_lookup_elem(&comm_rules, newcomm);
@@ -702,14 +743,14 @@ int BPF_PROG(handle_rename, struct task_struct *task, const char *comm)
 		count_emit(REC_RENAME, -1);
 		return 0;
 	}
-	fill_header(r, REC_RENAME, task, tgid, p);
+	fill_header_task(r, REC_RENAME, task, tgid, p);
 	if (match)
 		r->flags |= RF_NEW_ROOT;
 	r->match = match;
 	r->pad = 0;
 	bpf_probe_read_kernel_str(r->old_comm, sizeof(r->old_comm), task->comm);
 	__builtin_memcpy(r->new_comm, newcomm, sizeof(newcomm));
-	bpf_ringbuf_submit(r, wake_flag());
+	bpf_ringbuf_submit(r, wake_flag(sizeof(*r), true));
 	count_emit(REC_RENAME, 0);
 	return 0;
 }
@@ -723,60 +764,79 @@ int handle_connect_enter(struct syscall_enter_connect_args *ctx)
 	__u32 tgid = id >> 32;
 	const void *uaddr = (const void *)ctx->uservaddr;
 	long alen = ctx->addrlen;
-	struct pending_connect pc = {};
 	struct endpoint_key key = {};
+	struct pending_connect *pc;
 	struct endpoint_value *ep;
-	struct task_struct *task;
+	struct proc_info *p;
 	struct counters *c;
+	__u16 family;
+	__u8 sa[32];
+	long n;
 
 	count_seen(REC_CONNECT);
-	if (!bpf_map_lookup_elem(&tracked, &tgid))
+	p = bpf_map_lookup_elem(&tracked, &tgid);
+	if (!p)
 		return 0;
-	task = (struct task_struct *)bpf_get_current_task();
-	if (!lookup_tracked(tgid, task))
+	if (!same_process(p, cur_leader_start(bpf_get_current_task_btf()))) {
+		bpf_map_delete_elem(&tracked, &tgid);
 		return 0;
-	if (alen < 2 || bpf_probe_read_user(&pc.family, sizeof(pc.family), uaddr))
+	}
+	pc = bpf_task_storage_get(&pending_connects, bpf_get_current_task_btf(), 0,
+				  BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (!pc)
+		return 0;
+	pc->valid = 0;
+	/* one read covers sockaddr_in and the part of sockaddr_in6 up to the address */
+	n = alen < 24 ? alen : 24;
+	if (n < 2 || bpf_probe_read_user(sa, n & 31, uaddr))
 		goto read_error;
-	if (pc.family == AF_INET) {
-		__u8 sin[8];	/* family, port, addr */
-
-		if (alen < 8 || bpf_probe_read_user(sin, sizeof(sin), uaddr))
+	family = sa[0] | (sa[1] << 8);
+	if (family == AF_INET) {
+		if (n < 8)
 			goto read_error;
-		pc.port = (sin[2] << 8) | sin[3];
-		__builtin_memcpy(pc.addr, &sin[4], 4);
+		pc->port = (sa[2] << 8) | sa[3];
+		__builtin_memcpy(pc->addr, &sa[4], 4);
+		__builtin_memset(&pc->addr[4], 0, 12);
 		key.addr[10] = 0xff;
 		key.addr[11] = 0xff;
-		__builtin_memcpy(&key.addr[12], &sin[4], 4);
-	} else if (pc.family == AF_INET6) {
-		__u8 sin6[24];	/* family, port, flowinfo, addr */
-
-		if (alen < 24 || bpf_probe_read_user(sin6, sizeof(sin6), uaddr))
+		__builtin_memcpy(&key.addr[12], &sa[4], 4);
+		pc->path_len = 0;
+	} else if (family == AF_INET6) {
+		if (n < 24)
 			goto read_error;
-		pc.port = (sin6[2] << 8) | sin6[3];
-		__builtin_memcpy(pc.addr, &sin6[8], 16);
-		__builtin_memcpy(key.addr, &sin6[8], 16);
-	} else if (pc.family == AF_UNIX) {
+		pc->port = (sa[2] << 8) | sa[3];
+		__builtin_memcpy(pc->addr, &sa[8], 16);
+		__builtin_memcpy(key.addr, &sa[8], 16);
+		pc->path_len = 0;
+	} else if (family == AF_UNIX) {
 		long plen = alen - 2;
 
+		if (only_endpoints)
+			goto filtered;
 		if (plen > UNIX_PATH_LEN)
 			plen = UNIX_PATH_LEN;
-		if (plen > 0 && bpf_probe_read_user(pc.path, plen & 127, uaddr + 2))
+		__builtin_memset(pc->path, 0, sizeof(pc->path));
+		if (plen > 0 && bpf_probe_read_user(pc->path, plen & 127, uaddr + 2))
 			goto read_error;
-		pc.path_len = plen > 0 ? plen : 0;
+		pc->path_len = plen > 0 ? plen : 0;
+		pc->port = 0;
+		__builtin_memset(pc->addr, 0, sizeof(pc->addr));
+		__builtin_memset(pc->endpoint, 0, sizeof(pc->endpoint));
 	} else {
 		return 0;
 	}
-	if (pc.family != AF_UNIX) {
+	if (family != AF_UNIX) {
 		key.prefixlen = 128;
 		ep = bpf_map_lookup_elem(&endpoints, &key);
 		if (ep)
-			__builtin_memcpy(pc.endpoint, ep->name, sizeof(pc.endpoint));
+			__builtin_memcpy(pc->endpoint, ep->name, sizeof(pc->endpoint));
 		else if (only_endpoints)
 			goto filtered;
-	} else if (only_endpoints) {
-		goto filtered;
+		else
+			__builtin_memset(pc->endpoint, 0, sizeof(pc->endpoint));
 	}
-	bpf_map_update_elem(&pending_connects, &id, &pc, BPF_ANY);
+	pc->family = family;
+	pc->valid = 1;
 	return 0;
 filtered:
 	c = cnt();
@@ -793,37 +853,38 @@ read_error:
 SEC("tp/syscalls/sys_exit_connect")
 int handle_connect_exit(struct syscall_exit_args *ctx)
 {
-	__u64 id = bpf_get_current_pid_tgid();
-	__u32 tgid = id >> 32;
-	struct pending_connect *pc = bpf_map_lookup_elem(&pending_connects, &id);
-	struct task_struct *task;
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct pending_connect *pc = bpf_task_storage_get(&pending_connects, task, 0, 0);
+	__u32 tgid;
 	struct proc_info *p;
 	struct rec_connect *r;
 
-	if (!pc)
+	if (!pc || !pc->valid)
 		return 0;
+	tgid = bpf_get_current_pid_tgid() >> 32;
+	pc->valid = 0;
 	p = bpf_map_lookup_elem(&tracked, &tgid);
 	if (!p)
-		goto out;
+		return 0;
 	count_tracked(REC_CONNECT);
-	task = (struct task_struct *)bpf_get_current_task();
 	r = bpf_ringbuf_reserve(&events, sizeof(*r), 0);
 	if (!r) {
 		count_emit(REC_CONNECT, -1);
-		goto out;
+		return 0;
 	}
-	fill_header(r, REC_CONNECT, task, tgid, p);
+	fill_header_cur(r, REC_CONNECT, task, tgid, p);
 	r->family = pc->family;
 	r->port = pc->port;
 	r->ret = ctx->ret;
 	r->path_len = pc->path_len;
 	__builtin_memcpy(r->addr, pc->addr, sizeof(r->addr));
-	__builtin_memcpy(r->path, pc->path, sizeof(r->path));
+	if (pc->family == AF_UNIX)
+		__builtin_memcpy(r->path, pc->path, sizeof(r->path));
+	else
+		__builtin_memset(r->path, 0, sizeof(r->path));
 	__builtin_memcpy(r->endpoint, pc->endpoint, sizeof(r->endpoint));
-	bpf_ringbuf_submit(r, wake_flag());
+	bpf_ringbuf_submit(r, wake_flag(sizeof(*r), true));
 	count_emit(REC_CONNECT, 0);
-out:
-	bpf_map_delete_elem(&pending_connects, &id);
 	return 0;
 }
 
