@@ -12,7 +12,7 @@ import shutil
 import struct
 import subprocess
 from pathlib import Path
-from typing import Dict, List, Tuple
+from typing import Callable, Dict, List, Tuple
 
 import pytest
 from elftools.elf.elffile import ELFFile
@@ -254,3 +254,55 @@ def test_arbitrary_relocations_raise_only_relocation_error(type_id: int, access:
         assert "\n" not in str(err)
         return
     assert len(done) == 1 and len(buf) == 16
+
+
+def one_field_task(field_name: str, make_type: Callable[[BTF, int], int]) -> Tuple[BTF, int]:
+    """A local BTF with ``struct task { <type> <field_name>; }``; returns it and the struct's id."""
+    from rawbpf.btf import BtfType, Member
+
+    local = BTF(strings=b"\0", words=[], offsets=[])
+    int_id = local.add(BtfType(0, Kind.INT, "int", size=4, int_bits=32, int_encoding=1))
+    ftype = make_type(local, int_id)
+    sid = local.add(BtfType(0, Kind.STRUCT, "task", size=8, members=[Member(field_name, ftype, 0)]))
+    return local, sid
+
+
+def _same(_: BTF, int_id: int) -> int:
+    return int_id
+
+
+def _ptr(b: BTF, int_id: int) -> int:
+    from rawbpf.btf import BtfType
+
+    return b.add(BtfType(0, Kind.PTR, type=int_id))
+
+
+def _enum(name: str) -> Callable[[BTF, int], int]:
+    def make(b: BTF, _: int) -> int:
+        from rawbpf.btf import BtfType, EnumValue
+
+        return b.add(BtfType(0, Kind.ENUM, name, size=4, values=[EnumValue("X", 1)]))
+    return make
+
+
+def _char_array(b: BTF, int_id: int) -> int:
+    from rawbpf.btf import Array, BtfType
+
+    ch = b.add(BtfType(0, Kind.INT, "char", size=1, int_bits=8))
+    return b.add(BtfType(0, Kind.ARRAY, array=Array(ch, int_id, 3)))
+
+
+@pytest.mark.parametrize(("field_name", "make", "exists"), [
+    ("comm", _same, 0),  # int vs char[32]
+    ("comm", _char_array, 1),  # array dimensions may differ, element types must agree
+    ("parent", _ptr, 1),  # any two pointers
+    ("parent", _same, 0),  # int vs pointer
+    ("state", _same, 1),  # any two integers (long long vs int)
+    ("kind", _enum("state_kind___mine"), 1),  # enum names agree without flavors
+    ("kind", _enum("other_kind"), 0),
+    ("kind", _enum(""), 1),  # anonymous enums are compatible with any
+])
+def test_field_compatibility_rules(field_name: str, make: Callable[[BTF, int], int], exists: int) -> None:
+    local, sid = one_field_task(field_name, make)
+    (done,) = co.relocate_program(mov_r0(1), [CoreRelo(0, sid, "0:0", K.FIELD_EXISTS)], local, TARGET)
+    assert done.new == exists
