@@ -82,6 +82,16 @@ class Instruction:
             return _SLOT.pack(self.code, regs, self.off, lo) + _SLOT.pack(0, 0, 0, hi)
         return _SLOT.pack(self.code, regs, self.off, self.imm)
 
+    def __repr__(self) -> str:
+        fields = f"dst={self.dst}, src={self.src}, off={self.off}, imm={self.imm}"
+        return f"Instruction({self.code:#04x}, {fields})"
+
+    def __str__(self) -> str:
+        """The instruction in llvm-objdump syntax."""
+        from rawbpf.asm.disasm import format_insn  # disasm imports this module
+
+        return format_insn(self)
+
     def replace(self, **changes: int) -> Instruction:
         """A copy with some fields changed (validated like the constructor)."""
         return dataclasses.replace(self, **changes)

@@ -49,6 +49,13 @@ def test_out_of_range_fields_raise_one_line_asm_errors(fields: dict, message: st
     assert "\n" not in str(info.value)
 
 
+def test_repr_shows_the_opcode_in_hex_and_str_the_syntax() -> None:
+    insn = Instruction(0x61, 1, 2, 8)
+    assert repr(insn) == "Instruction(0x61, dst=1, src=2, off=8, imm=0)"
+    assert eval(repr(insn)) == insn
+    assert str(insn) == "r1 = *(u32 *)(r2 + 8)"
+
+
 def test_decode_errors() -> None:
     with pytest.raises(AsmError, match="decode: 12 bytes is not a whole number"):
         decode(bytes(12))
