@@ -55,6 +55,7 @@ zipapp: venv ## Build rawbpf.pyz, a single file that runs on hosts with only Pyt
 
 testdata: ## Rebuild the BPF test corpus in tests/data (clang 14, libbpf-dev headers, gcc); commit the objects
 	CLANG=$(CLANG) PYTHON=$(PYTHON) tools/build_testdata.sh tests/data
+	$(PYTHON) tools/gen_golden.py
 
 check-testdata: ## Rebuild the test corpus in a temp dir; fail if a committed object is stale or path-dependent
 	CLANG=$(CLANG) PYTHON=$(PYTHON) tools/check_testdata.sh
