@@ -660,6 +660,40 @@ def relocate_program(insns: bytearray, relos: Iterable[ReloInput], local: BTF,
     return out
 
 
+def explain_poison(relos: Iterable[ReloInput], local: BTF, insn: int,
+                   target: Union[BTF, Targets, Relocator, None] = None, *,
+                   line_of: Optional[Callable[[int], str]] = None, prog_name: str = "") -> str:
+    """Why instruction ``insn`` became ``call 0xbad2310`` ("invalid func unknown#195896080"), or "".
+
+    Both libbpf-style user-space CO-RE and the kernel's own CO-RE poison an instruction whose relocation has
+    no target; the verifier then only says "invalid func unknown#195896080". This resolves the relocations
+    of that instruction (or of the ld_imm64 it is the second half of) again and names the type, the field
+    path and the C source line. Use it when a load fails that way.
+    """
+    if target is None:
+        from rawbpf.btf import kernel
+
+        target = kernel.targets()
+    rel = target if isinstance(target, Relocator) else Relocator(local, target)
+    for no, relo in enumerate(relos):
+        try:
+            idx, type_id, access, kind = _normalise(relo, local)
+            if idx not in (insn, insn - 1):
+                continue
+            spec = parse_spec(local, type_id, access, kind)
+            res = rel.resolve_spec(spec)
+        except (_Fail, BTFError, ValueError):
+            continue
+        if res.poison:
+            reason = _why_missing(kind, spec)
+        elif res.fail_memsz_adjust:
+            reason = "the field's size differs in the target and it is not a pointer or unsigned integer"
+        else:
+            continue
+        return _context(prog_name, no, kind, spec.describe(), idx, line_of) + f": {reason}"
+    return ""
+
+
 def _context(prog: str, no: int, kind: CoreReloKind, desc: str, idx: int,
              line_of: Optional[Callable[[int], str]]) -> str:
     head = f"program '{prog}': " if prog else ""

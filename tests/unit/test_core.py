@@ -306,3 +306,16 @@ def test_field_compatibility_rules(field_name: str, make: Callable[[BTF, int], i
     local, sid = one_field_task(field_name, make)
     (done,) = co.relocate_program(mov_r0(1), [CoreRelo(0, sid, "0:0", K.FIELD_EXISTS)], local, TARGET)
     assert done.new == exists
+
+
+def test_explain_poison_answers_the_verifiers_riddle() -> None:
+    relos = EXT.core_relos["socket"]
+    lines = EXT.source_lines("socket")
+    why = co.explain_poison(relos, LOCAL, 38, TARGET, line_of=lines, prog_name="local_prog")
+    assert why.startswith("program 'local_prog': CO-RE relocation #4 (field_byte_offset of struct "
+                          "task.missing_field) [at ./core_local.c:")
+    assert why.endswith("no field struct task.missing_field in the target BTF")
+    assert "enum state_kind::ST_GONE" in co.explain_poison(relos, LOCAL, 127, TARGET)  # ld_imm64, 2nd half
+    assert "not a pointer or unsigned integer" in co.explain_poison(relos, LOCAL, 98, TARGET)
+    assert co.explain_poison(relos, LOCAL, 2, TARGET) == ""  # relocated fine
+    assert co.explain_poison(relos, LOCAL, 0, TARGET) == ""  # no relocation there
