@@ -32,6 +32,18 @@ def test_every_committed_object_has_golden_files() -> None:
     assert {"isa", "subprogs", "tracepoints5", "callbacks"} <= names
     for plain in objects():
         assert plain.with_name(plain.stem + ".alu32.txt").exists()
+    missing = []
+    for obj in sorted(DATA.glob("*.o")) + sorted((DATA / "asm").glob("*.o")):
+        head = obj.read_bytes()[:20]
+        if head[:4] != b"\x7fELF" or int.from_bytes(head[18:20], "little") != 247:  # EM_BPF
+            continue
+        try:
+            code_sections(obj)
+        except Exception:  # deliberately broken objects (truncated.o) have no disassembly
+            continue
+        if not (GOLDEN / f"{obj.stem}.txt").exists():
+            missing.append(obj.name)
+    assert not missing, f"no golden files for {missing}: run tools/gen_golden.py (make testdata does)"
 
 
 @pytest.mark.parametrize("golden", objects(), ids=lambda p: p.stem)
