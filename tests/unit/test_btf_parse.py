@@ -43,7 +43,7 @@ def kinds() -> BTF:
 @pytest.mark.parametrize("golden", golden_blobs(), ids=lambda p: p.name)
 def test_parse_matches_bpftool_raw_dump(golden: Path) -> None:
     btf = BTF.parse(blob_of(golden))
-    assert dump_raw(btf) == golden.read_text()
+    assert dump_raw(btf) == golden.read_text(), f"{golden.name}: object rebuilt? run make testdata-btf"
 
 
 @pytest.mark.parametrize("golden", golden_blobs(), ids=lambda p: p.name)
