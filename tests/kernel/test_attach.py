@@ -1,5 +1,6 @@
 """Attaching against the real kernel: tracepoints (perf link and the ioctl fallback), raw tracepoints,
-tp_btf and uprobes fire, stop firing when the Link closes, and bad targets fail in one line without leaking an fd."""
+tp_btf and uprobes fire, stop firing when the Link closes, and bad targets fail in one line without leaking
+an fd."""
 
 from __future__ import annotations
 
