@@ -5,6 +5,7 @@ Nothing here makes a syscall; :mod:`rawbpf.btf.kernel` only reads files (vmlinux
 
 from __future__ import annotations
 
+from rawbpf.btf.ext import BTFExt, CoreRelo, CoreReloKind, FuncInfo, LineInfo
 from rawbpf.btf.marshal import BtfFeatures, fill_datasecs, fixup_externs, marshal, sanitized
 from rawbpf.btf.parse import BTF
 from rawbpf.btf.types import Array, BtfType, EnumValue, Kind, Member, Param, VarSecInfo
@@ -12,10 +13,15 @@ from rawbpf.btf.types import Array, BtfType, EnumValue, Kind, Member, Param, Var
 __all__ = [
     "BTF",
     "Array",
+    "BTFExt",
     "BtfFeatures",
     "BtfType",
+    "CoreRelo",
+    "CoreReloKind",
     "EnumValue",
+    "FuncInfo",
     "Kind",
+    "LineInfo",
     "Member",
     "Param",
     "VarSecInfo",
