@@ -185,6 +185,8 @@ struct proc_info {
  * connect whose exit is still to come. */
 struct pending_connect {
 	__u32 valid;
+	__u32 pad;
+	struct proc_info proc;	/* the process's tracked entry at entry: the exit needs no second lookup */
 	__u16 family;
 	__u16 port;
 	__u32 path_len;
@@ -239,6 +241,21 @@ struct {
 	__type(key, __u32);
 	__type(value, struct proc_info);
 } tracked SEC(".maps");
+
+/*
+ * The fast "not tracked" test: one byte per pid (PID_MAX_LIMIT = 2^22 pids, 8 per entry, 4 MiB), nonzero
+ * while `tracked` may hold that tgid. An inlined array lookup costs a few ns where a hash lookup costs tens;
+ * `tracked` stays the authority (a stale byte only costs that lookup). A byte, not a bit, so the kernel and
+ * user space (seeding through mmap) each write whole bytes of their own and never need atomics.
+ */
+#define PID_BYTES_ENTRIES (1 << 19)
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, PID_BYTES_ENTRIES);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__type(key, __u32);
+	__type(value, __u64);
+} tracked_pids SEC(".maps");
 
 /* Task-local storage: a lookup is a pointer read on the task, a thread that never connected while tracked
  * has none (the untracked exit path returns at once), and the slot goes away with the thread. */
@@ -355,15 +372,48 @@ static __always_inline bool same_process(const struct proc_info *p, __u64 start)
 	return p->start == start;
 }
 
+static __always_inline __u8 *pid_byte(__u32 tgid)
+{
+	__u32 idx = (tgid >> 3) & (PID_BYTES_ENTRIES - 1);
+	__u8 *w = bpf_map_lookup_elem(&tracked_pids, &idx);
+
+	return w ? w + (tgid & 7) : NULL;
+}
+
+/* False when tgid is certainly not tracked. */
+static __always_inline bool maybe_tracked(__u32 tgid)
+{
+	__u8 *b = pid_byte(tgid);
+
+	return b && *b;
+}
+
+static __always_inline void set_pid_byte(__u32 tgid, __u8 v)
+{
+	__u8 *b = pid_byte(tgid);
+
+	if (b)
+		*b = v;
+}
+
+static __always_inline void stop_tracking(__u32 tgid)
+{
+	bpf_map_delete_elem(&tracked, &tgid);
+	set_pid_byte(tgid, 0);
+}
+
 /* The tracked entry of tgid if it describes the same process (a stale entry of a reused pid is dropped). */
 static __always_inline struct proc_info *lookup_tracked(__u32 tgid, __u64 start)
 {
-	struct proc_info *p = bpf_map_lookup_elem(&tracked, &tgid);
+	struct proc_info *p;
 
+	if (!maybe_tracked(tgid))
+		return NULL;
+	p = bpf_map_lookup_elem(&tracked, &tgid);
 	if (!p)
 		return NULL;
 	if (!same_process(p, start)) {
-		bpf_map_delete_elem(&tracked, &tgid);
+		stop_tracking(tgid);
 		return NULL;
 	}
 	return p;
@@ -373,9 +423,11 @@ static __always_inline bool start_tracking(__u32 tgid, __u64 start, __u32 root, 
 {
 	struct proc_info info = { .start = start, .root_pid = root, .depth = depth, .flags = flags };
 
+	set_pid_byte(tgid, 1);
 	if (bpf_map_update_elem(&tracked, &tgid, &info, BPF_ANY)) {
 		struct counters *c = cnt();
 
+		set_pid_byte(tgid, 0);
 		if (c)
 			c->tracked_full++;
 		return false;
@@ -639,7 +691,7 @@ int BPF_PROG(handle_fork, struct task_struct *parent, struct task_struct *child)
 	struct rec_fork *r;
 
 	count_seen(REC_FORK);
-	if (!bpf_map_lookup_elem(&tracked, &tgid))
+	if (!maybe_tracked(tgid))
 		return 0;
 	child_tgid = BPF_CORE_READ(child, tgid);
 	if (child_tgid == tgid)	/* a new thread, not a new process */
@@ -703,7 +755,7 @@ int handle_exit(struct trace_event_raw_sched_process_exit *ctx)
 		bpf_ringbuf_submit(r, wake_flag(sizeof(*r), true));
 		count_emit(REC_EXIT, 0);
 	}
-	bpf_map_delete_elem(&tracked, &tgid);
+	stop_tracking(tgid);
 	return 0;
 }
 
@@ -774,13 +826,11 @@ int handle_connect_enter(struct syscall_enter_connect_args *ctx)
 	long n;
 
 	count_seen(REC_CONNECT);
-	p = bpf_map_lookup_elem(&tracked, &tgid);
+	if (!maybe_tracked(tgid))
+		return 0;
+	p = lookup_tracked(tgid, cur_leader_start(bpf_get_current_task_btf()));
 	if (!p)
 		return 0;
-	if (!same_process(p, cur_leader_start(bpf_get_current_task_btf()))) {
-		bpf_map_delete_elem(&tracked, &tgid);
-		return 0;
-	}
 	pc = bpf_task_storage_get(&pending_connects, bpf_get_current_task_btf(), 0,
 				  BPF_LOCAL_STORAGE_GET_F_CREATE);
 	if (!pc)
@@ -836,6 +886,7 @@ int handle_connect_enter(struct syscall_enter_connect_args *ctx)
 			__builtin_memset(pc->endpoint, 0, sizeof(pc->endpoint));
 	}
 	pc->family = family;
+	pc->proc = *p;
 	pc->valid = 1;
 	return 0;
 filtered:
@@ -853,19 +904,20 @@ read_error:
 SEC("tp/syscalls/sys_exit_connect")
 int handle_connect_exit(struct syscall_exit_args *ctx)
 {
-	struct task_struct *task = bpf_get_current_task_btf();
-	struct pending_connect *pc = bpf_task_storage_get(&pending_connects, task, 0, 0);
-	__u32 tgid;
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	struct task_struct *task;
+	struct pending_connect *pc;
 	struct proc_info *p;
 	struct rec_connect *r;
 
+	if (!maybe_tracked(tgid))
+		return 0;
+	task = bpf_get_current_task_btf();
+	pc = bpf_task_storage_get(&pending_connects, task, 0, 0);
 	if (!pc || !pc->valid)
 		return 0;
-	tgid = bpf_get_current_pid_tgid() >> 32;
 	pc->valid = 0;
-	p = bpf_map_lookup_elem(&tracked, &tgid);
-	if (!p)
-		return 0;
+	p = &pc->proc;
 	count_tracked(REC_CONNECT);
 	r = bpf_ringbuf_reserve(&events, sizeof(*r), 0);
 	if (!r) {

@@ -51,6 +51,30 @@ def pack_struct(btf: Any, name: str, values: Dict[str, int]) -> bytes:
     return bytes(buf)
 
 
+def track(coll: Any, pid: int, *, start_ns: int, root_pid: int, depth: int = 0, flags: int = 0,
+          replace: bool = True) -> bool:
+    """Make the program track process ``pid``: its ``tracked`` entry, then its byte in ``tracked_pids``
+    (the programs' fast pre-check). Returns False if the kernel tracked it already and ``replace`` is off."""
+    from rawbpf.consts import BPF_ANY, BPF_NOEXIST
+
+    btf = coll.spec.btf
+    value = pack_struct(btf, "proc_info", {"start": start_ns, "root_pid": root_pid, "depth": depth,
+                                           "flags": flags})
+    try:
+        coll.maps["tracked"].update(pid, value, BPF_ANY if replace else BPF_NOEXIST)
+    except OSError as err:
+        if getattr(err, "errno", 0) != 17:  # EEXIST: the kernel tracks it already
+            raise
+        return False
+    pid_bytes = coll.maps["tracked_pids"]
+    mm = pid_bytes.mmap(writable=True)
+    try:
+        mm[pid] = 1  # one byte per pid, byte offset == pid
+    finally:
+        mm.close()
+    return True
+
+
 def prepare(coll: Any, cfg: MonitorConfig) -> None:
     """Fill the identification rules and endpoint CIDRs before the programs are attached."""
     rules = coll.maps["comm_rules"]
@@ -69,23 +93,15 @@ def seed(coll: Any, cfg: MonitorConfig, *, proc_root: str = "/proc",
     scan picks up children forked between the first scan and the map updates. Entries the kernel already
     made (a process that exec'd meanwhile) are kept: they carry the exact start time.
     """
-    from rawbpf.consts import BPF_NOEXIST
-
     btf = coll.spec.btf
-    tracked = coll.maps["tracked"]
     flags = enum_value(btf, "proc_flags", "PI_SEEN_AT_START")
     flags |= enum_value(btf, "proc_flags", "PI_COARSE_START")
     skip = {os.getpid(), *exclude}
     done: Dict[int, SeedEntry] = {}
 
     def insert(e: SeedEntry) -> None:
-        value = pack_struct(btf, "proc_info", {"start": e.start_ns, "root_pid": e.root_pid, "depth": e.depth,
-                                               "flags": flags})
-        try:
-            tracked.update(e.proc.pid, value, BPF_NOEXIST)
-        except OSError as err:
-            if getattr(err, "errno", 0) != 17:  # EEXIST: the kernel tracks it already
-                raise
+        track(coll, e.proc.pid, start_ns=e.start_ns, root_pid=e.root_pid, depth=e.depth, flags=flags,
+              replace=False)
         done[e.proc.pid] = e
 
     for e in find_trees(cfg, scan(proc_root), exclude=skip):

@@ -217,7 +217,7 @@ def test_reused_pid_is_not_confused_with_a_tracked_process(tmp_path: Path) -> No
     """A stale tracked entry (wrong start time) for a live pid must not make that process tracked."""
     import subprocess
 
-    from rawbpf.monitor.run import enum_value, pack_struct
+    from rawbpf.monitor.run import enum_value, track
 
     srv = socket.socket()
     srv.bind(("127.0.0.1", 0))
@@ -233,11 +233,10 @@ def test_reused_pid_is_not_confused_with_a_tracked_process(tmp_path: Path) -> No
         tracked = mon.coll.maps["tracked"]
         coarse = enum_value(btf, "proc_flags", "PI_COARSE_START") | enum_value(btf, "proc_flags",
                                                                                   "PI_SEEN_AT_START")
-        tracked.update(stale.pid, pack_struct(btf, "proc_info", {"start": 12345, "root_pid": 1, "depth": 0}))
+        track(mon.coll, stale.pid, start_ns=12345, root_pid=1)
         with open(f"/proc/{seeded.pid}/stat") as f:
             ticks = int(f.read().rpartition(")")[2].split()[19])
-        tracked.update(seeded.pid, pack_struct(btf, "proc_info", {"start": ticks * 10_000_000,
-                                                                   "root_pid": seeded.pid, "flags": coarse}))
+        track(mon.coll, seeded.pid, start_ns=ticks * 10_000_000, root_pid=seeded.pid, flags=coarse)
         for p in procs:
             assert p.stdin is not None
             p.stdin.write("go\n")
@@ -249,6 +248,8 @@ def test_reused_pid_is_not_confused_with_a_tracked_process(tmp_path: Path) -> No
         mon.drain()
         recs = list(mon.records)
         assert tracked.lookup(stale.pid) is None  # the stale entry was dropped on first sight
+        with mon.coll.maps["tracked_pids"].mmap(writable=False) as mm:
+            assert mm[stale.pid] == 0 and mm[seeded.pid] == 0  # both cleared (the seeded one at exit)
     srv.close()
     assert rec["seen_at_start"] is True and rec["root_pid"] == seeded.pid
     assert not [r for r in recs if r["pid"] == stale.pid]
