@@ -31,8 +31,8 @@ def libbpf_pins(pin_dir: Path) -> Iterator[Path]:
 
 
 # libbpf refuses these on purpose: an ambiguous CO-RE relocation, legacy maps (gone in libbpf 1.0),
-# kprobe/fentry/lsm sections this kernel cannot load, a program the verifier rejects
-NOT_LOADABLE = {"core_local.o", "maps_legacy.o", "sections_misc.o", "verifier_reject.o"}
+# kprobe/fentry/lsm sections this kernel cannot load, programs the verifier rejects
+NOT_LOADABLE = {"core_local.o", "maps_legacy.o", "sections_misc.o", "verifier_reject.o", "core_unguarded.o"}
 
 
 @pytest.mark.parametrize("path", [p for p in OBJECTS if p.name not in NOT_LOADABLE], ids=lambda p: p.name)
