@@ -144,9 +144,18 @@ def _under_default_bpffs(path: str) -> bool:
               help="Where CO-RE relocations are applied (default: the kernel when it can).")
 @pin_dir_option
 @log_dir_option
+@click.option("--max-bytes", type=click.IntRange(min=1024), default=10_000_000, show_default=True,
+              help="Start a new log file when the current one would pass this size.")
+@click.option("--backups", type=click.IntRange(min=0), default=5, show_default=True,
+              help="Older log files to keep.")
+@click.option("--flush-interval", type=click.FloatRange(min=0), default=1.0, show_default=True,
+              help="Seconds between writes of buffered records to the log.")
+@click.option("--record-type", "record_types", multiple=True, metavar="[RING=]STRUCT",
+              help="The struct of a ring's records (default: found by naming convention); repeatable.")
 @monitor_options
 def load(obj: str, no_attach: bool, assignments: Sequence[str], kernel_core: Optional[bool], pin_dir: str,
-         log_dir: str, **monitor: Any) -> None:
+         log_dir: str, max_bytes: int, backups: int, flush_interval: float, record_types: Sequence[str],
+         **monitor: Any) -> None:
     """Load OBJ, attach its programs, pin them under PIN_DIR/<object>, and run until SIGINT/SIGTERM.
 
     On exit every program is detached and every pin removed. For programs/claude_monitor.o this is the
@@ -155,6 +164,14 @@ def load(obj: str, no_attach: bool, assignments: Sequence[str], kernel_core: Opt
     if maybe_run_monitor(obj, monitor, pin_root=pin_dir, log_dir=log_dir, attach=not no_attach,
                          constants=parse_assignments(assignments), kernel_core=kernel_core, echo=click.echo):
         return
-    del log_dir  # the ring-buffer consumer uses it
+    from rawbpf.daemon import DaemonOptions, consumer
+
+    types = {}
+    for item in record_types:
+        ring, _, struct_name = item.rpartition("=")
+        types[ring] = struct_name
+    options = DaemonOptions(log_dir=os.path.abspath(log_dir), max_bytes=max_bytes, backups=backups,
+                            flush_interval=flush_interval, record_types=types,
+                            header={"object_path": os.path.abspath(obj)})
     load_and_run(obj, pin_root=pin_dir, attach=not no_attach, constants=parse_assignments(assignments),
-                 kernel_core=kernel_core)
+                 kernel_core=kernel_core, runner=consumer(options, echo=click.echo))
