@@ -53,7 +53,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("rawbpf")
 
-__all__ = ["Daemon", "DaemonOptions", "DropCounter", "RingPipeline", "find_drop_counters"]
+__all__ = ["Daemon", "DaemonOptions", "DropCounter", "RingPipeline", "find_drop_counters", "consumer"]
 
 Record = Dict[str, Any]
 Transform = Callable[[Record], Optional[Record]]
@@ -72,7 +72,7 @@ class DaemonOptions:
     max_age: float = DEFAULT_MAX_AGE
     flush_interval: float = DEFAULT_FLUSH_INTERVAL
     poll_interval: float = 0.1  # the timer drain: programs that submit with BPF_RB_NO_WAKEUP
-    record_types: Dict[str, str] = field(default_factory=dict)
+    record_types: Dict[str, str] = field(default_factory=dict)  # "" applies to every ring
     clock: str = "auto"
     header: Dict[str, Any] = field(default_factory=dict)
     #: post-processes each decoded record; returning None drops it (on purpose: not a loss)
@@ -268,7 +268,8 @@ class Daemon:
             self._epoll = select.epoll()
             for name in names:
                 m = coll.maps[name]
-                dec = ring_decoder(btf, name, options.record_types.get(name), clock=options.clock)
+                rtype = options.record_types.get(name, options.record_types.get(""))
+                dec = ring_decoder(btf, name, rtype, clock=options.clock)
                 pipe = RingPipeline(name, dec, self.writer, options.transform)
                 self.pipelines[name] = pipe
                 if int(m.type) == MapType.RINGBUF:
@@ -304,7 +305,7 @@ class Daemon:
             if int(maps[n].type) not in (MapType.RINGBUF, MapType.PERF_EVENT_ARRAY):
                 raise ConfigError(f"map '{n}': not a ring buffer or perf event array")
         for n in self.options.record_types:
-            if n not in names:
+            if n and n not in names:
                 raise ConfigError(f"--record-type {n}=…: no ring buffer named '{n}'")
         return names
 
@@ -428,3 +429,29 @@ class Daemon:
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
+
+
+def has_rings(coll: Collection) -> bool:
+    """Whether the collection has a ring buffer or perf event array to consume."""
+    return any(int(m.type) in (MapType.RINGBUF, MapType.PERF_EVENT_ARRAY) for m in coll.maps.values())
+
+
+def consumer(options: DaemonOptions, echo: Optional[Callable[[str], None]] = None
+             ) -> Callable[[Collection, threading.Event], None]:
+    """A ``runner(collection, stop_event)`` for ``rawbpf load``: consume every ring into the log until the
+    event is set (or SIGINT/SIGTERM); an object without rings just waits for the event."""
+
+    def run(coll: Collection, stop: threading.Event) -> None:
+        if not has_rings(coll):
+            while not stop.wait(0.5):
+                pass
+            return
+        with Daemon(coll, options) as d:
+            if echo is not None:
+                echo(f"logging {', '.join(d.pipelines)} to {options.log_dir}")
+            final = d.run(stop=stop.is_set)
+            if echo is not None:
+                echo(f"logged {final['records']} records; lost: kernel {final['lost_kernel']}, "
+                     f"perf {final['lost_perf']}, log {final['lost_log']}")
+
+    return run
