@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
 import struct
+import subprocess
 from pathlib import Path
 from typing import List
 
@@ -212,3 +214,17 @@ def test_mutated_btf_raises_only_btf_error(edits: List[tuple], cut: int) -> None
             pass
     dump_raw(btf)
     BTF.parse(btf.marshal())
+
+
+VMLINUX = Path("/sys/kernel/btf/vmlinux")
+
+
+@pytest.mark.skipif(not VMLINUX.exists() or shutil.which("bpftool") is None,
+                    reason="needs /sys/kernel/btf/vmlinux and bpftool")
+def test_the_running_kernels_btf_parses_like_bpftool_and_re_encodes_byte_identically() -> None:
+    raw = VMLINUX.read_bytes()
+    btf = BTF.parse(raw)
+    want = subprocess.run(["bpftool", "btf", "dump", "file", str(VMLINUX), "format", "raw"], check=True,
+                          capture_output=True, text=True).stdout
+    assert dump_raw(btf) == want
+    assert btf.marshal() == raw
