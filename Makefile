@@ -44,6 +44,9 @@ lint: venv ## ruff and mypy
 run: venv bpffs ## Load the Claude monitor and log to ./logs (root; Ctrl-C stops and cleans up)
 	$(VPY) -m rawbpf load programs/claude_monitor.o --log-dir $(LOG_DIR)
 
+demo: venv bpffs ## Start the monitor, run a scripted Claude-like workload, show rawbpf status/tail, stop (root)
+	PYTHON=$(abspath $(VPY)) tools/demo.sh
+
 programs: ## Rebuild programs/*.o from their C sources (clang 14, libbpf-dev headers); commit the objects
 	CLANG=$(CLANG) tools/build_programs.sh programs
 
