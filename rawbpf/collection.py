@@ -287,9 +287,12 @@ class Collection:
                 key_id = value_id = 0
             if not value_id:
                 btf_fd, key_id = -1, 0
+            flags = mspec.flags
+            if flags & BPF_F_MMAPABLE and not _has("mmapable_array"):
+                flags &= ~BPF_F_MMAPABLE  # Linux < 5.5: read and write through syscalls instead
             kwargs: Dict[str, Any] = dict(
                 name=mspec.name,
-                flags=mspec.flags,
+                flags=flags,
                 numa_node=mspec.numa_node,
                 inner_map_fd=inner.fd if inner is not None else -1,
                 map_extra=mspec.map_extra,
@@ -402,6 +405,7 @@ class Collection:
     def _program_load(self, prog: ProgramSpec, linked: LinkedProgram, attach_btf_id: int, btf_fd: int,
                       core: bytes, log_level: int) -> Program:
         spec = self.spec
+        with_info = btf_fd >= 0 and _has("btf_func")  # sanitised BTF has no FUNCs for func_info to name
         return Program.load(
             prog.type,
             bytes(linked.insns),
@@ -412,8 +416,8 @@ class Collection:
             kern_version=prog.kern_version,
             flags=prog.flags,
             btf_fd=btf_fd,
-            func_info=pack_func_info(linked.func_info) if btf_fd >= 0 else b"",
-            line_info=pack_line_info(linked.line_info) if btf_fd >= 0 else b"",
+            func_info=pack_func_info(linked.func_info) if with_info else b"",
+            line_info=pack_line_info(linked.line_info) if with_info else b"",
             core_relos=core if btf_fd >= 0 else b"",
             log_level=log_level,
             source_line=linked.source_line,
@@ -597,6 +601,12 @@ def _in_context(err: RawBPFError, obj: str, section: str) -> RawBPFError:
 def pin_name(name: str) -> str:
     """bpffs refuses '.' in names: ``globals.rodata`` is pinned as ``globals_rodata``, as libbpf does."""
     return name.replace(".", "_")
+
+
+def _has(feature: str) -> bool:
+    from rawbpf import features
+
+    return features.has(feature)
 
 
 def _btf_features(btf: Any) -> Any:
