@@ -11,7 +11,7 @@ import bisect
 import enum
 import struct
 from dataclasses import dataclass, field
-from typing import Callable, Dict, Iterable, List
+from typing import Callable, Dict, Iterable, List, Tuple
 
 from rawbpf.btf.parse import BTF
 from rawbpf.errors import BTFError
@@ -180,30 +180,31 @@ class BTFExt:
         return lookup
 
     def marshal(self, btf: BTF) -> bytes:
-        """Re-encode (little-endian) with the standard record sizes; strings must already be in ``btf``."""
-        def sections(recs: Dict[str, list], size: int, pack: Callable[[object], bytes]) -> bytes:
+        """Re-encode in ``btf``'s byte order with the standard record sizes (strings must be in ``btf``)."""
+        e = "<" if btf.byte_order == "little" else ">"
+
+        def block(recs: Dict[str, List[Tuple[int, ...]]], size: int) -> bytes:
             if not recs:
                 return b""
-            out = [struct.pack("<I", size)]
-            for sec, lst in recs.items():
+            out = [struct.pack(e + "I", size)]
+            for sec, rows in recs.items():
                 off = self.section_name_offs.get(sec)
                 if off is None or off >= btf.str_len or btf.string_at(off) != sec:
                     offs = btf.string_offsets(sec)
                     if not offs:
                         raise BTFError(f"btf.ext: marshal: section name '{sec}' is not a BTF string")
                     off = offs[0]
-                out.append(struct.pack("<II", off, len(lst)))
-                out.extend(pack(r) for r in lst)
+                out.append(struct.pack(e + "II", off, len(rows)))
+                out.extend(struct.pack(e + "I" * len(row), *row) for row in rows)
             return b"".join(out)
 
-        fi = sections(self.func_info, FUNC_INFO_SIZE,
-                      lambda r: struct.pack("<II", r.insn_off, r.type_id))  # type: ignore[attr-defined]
-        li = sections(self.line_info, LINE_INFO_SIZE, lambda r: struct.pack(
-            "<IIII", r.insn_off, r.file_name_off, r.line_off,  # type: ignore[attr-defined]
-            (r.line << 10) | (r.col & 0x3FF)))  # type: ignore[attr-defined]
-        cr = sections(self.core_relos, CORE_RELO_SIZE, lambda r: struct.pack(
-            "<IIII", r.insn_off, r.type_id, r.access_str_off, int(r.kind)))  # type: ignore[attr-defined]
-        hdr = struct.pack("<HBBIIIIIII", 0xEB9F, 1, 0, EXT_HEADER_CORE, 0, len(fi), len(fi), len(li),
+        fi = block({s: [(r.insn_off, r.type_id) for r in v] for s, v in self.func_info.items()},
+                   FUNC_INFO_SIZE)
+        li = block({s: [(r.insn_off, r.file_name_off, r.line_off, (r.line << 10) | (r.col & 0x3FF))
+                        for r in v] for s, v in self.line_info.items()}, LINE_INFO_SIZE)
+        cr = block({s: [(r.insn_off, r.type_id, r.access_str_off, int(r.kind)) for r in v]
+                    for s, v in self.core_relos.items()}, CORE_RELO_SIZE)
+        hdr = struct.pack(e + "HBBIIIIIII", 0xEB9F, 1, 0, EXT_HEADER_CORE, 0, len(fi), len(fi), len(li),
                           len(fi) + len(li), len(cr))
         return hdr + fi + li + cr
 

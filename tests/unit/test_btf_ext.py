@@ -164,3 +164,11 @@ def test_mutated_ext_raises_only_btf_error(edits: List[tuple]) -> None:
         BTFExt.parse(bytes(blob), _BTF)
     except BTFError:
         pass
+
+
+def test_big_endian_ext_round_trips() -> None:
+    btf, ext, raw = load(DATA / "core.o")
+    btf.byte_order = "big"
+    be = ext.marshal(btf)
+    assert be[:2] == b"\xeb\x9f" and len(be) == len(raw)
+    assert BTFExt.parse(be, btf) == ext
