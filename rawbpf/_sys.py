@@ -177,3 +177,16 @@ def next_id(cmd: Cmd, start: int) -> Optional[int]:
             return None
         raise
     return int(attr.next_id)
+
+
+# /proc/self/fd link targets; a link fd is "bpf_link" when created and "bpf-link" when opened from a pin
+_FD_KINDS = {"anon_inode:bpf-map": "map", "anon_inode:bpf-prog": "program", "anon_inode:bpf_link": "link",
+             "anon_inode:bpf-link": "link", "anon_inode:btf": "btf", "anon_inode:[perf_event]": "perf_event"}
+
+
+def fd_kind(fd: int) -> str:
+    """What kind of BPF object an fd refers to ("map", "program", "link", "btf", "perf_event"), or ""."""
+    try:
+        return _FD_KINDS.get(os.readlink(f"/proc/self/fd/{fd}"), "")
+    except OSError:
+        return ""

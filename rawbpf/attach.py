@@ -78,17 +78,28 @@ class Link(FD):
     @classmethod
     def from_pin(cls, path: PathArg) -> Link:
         """Open the link pinned at ``path`` (closing this Link does not detach while the pin exists)."""
-        fd = bpffs.get(path, f"open link pinned at {os.fspath(path)}")
-        return cls(fd, what=f"link pinned at {os.fspath(path)}")
+        what = f"link pinned at {os.fspath(path)}"
+        return cls._wrap_new(bpffs.get(path, f"open {what}"), what)
 
     @classmethod
     def from_id(cls, link_id: int) -> Link:
         """Open a link by its kernel id."""
         fd = _sys.get_fd_by_id(Cmd.LINK_GET_FD_BY_ID, link_id, f"open link id {link_id}")
-        return cls(fd, what=f"link id {link_id}")
+        return cls._wrap_new(fd, f"link id {link_id}")
+
+    @classmethod
+    def _wrap_new(cls, fd: int, what: str) -> Link:
+        kind = _sys.fd_kind(fd)
+        if kind != "link":
+            _sys.close(fd)
+            raise ConfigError(f"open {what}: not a link (a {kind or 'non-bpf'} object)")
+        return cls(fd, what=what)
 
     @property
     def label(self) -> str:
+        """How messages name this link ("link of program 'x' to tracepoint a/b")."""
+        if self.what.startswith("attach "):
+            return "link of " + self.what[len("attach "):]
         return self.what or f"link fd {self._fd}"
 
     def pin(self, path: PathArg) -> None:
@@ -130,13 +141,19 @@ class Link(FD):
         return self.info().id
 
     def detach(self) -> None:
-        """Detach now, even if the link is pinned (BPF_LINK_DETACH); links without it just close."""
+        """Detach now, even while pinned (BPF_LINK_DETACH), then close.
+
+        Kernels implement forced detach only for some link types (not for perf-event, raw tracepoint or
+        tracing links as of 6.18): for those this raises NotSupportedError and changes nothing; unpin the link
+        and close every fd instead."""
         if not self.via_ioctl:
             try:
                 _sys.bpf(Cmd.LINK_DETACH, LinkDetachAttr(link_fd=self.fd), f"detach {self.label}")
             except SyscallError as err:
-                if err.errno not in (_errno.EOPNOTSUPP, ENOTSUPP, _errno.EINVAL):
-                    raise
+                if err.errno in (_errno.EOPNOTSUPP, ENOTSUPP, _errno.EINVAL):
+                    why = "this link type has no BPF_LINK_DETACH; unpin it and close it"
+                    raise NotSupportedError(f"forced detach of {self.label}", None, why) from err
+                raise
         elif self._fd >= 0:
             try:
                 _sys.ioctl(self._fd, PERF_EVENT_IOC_DISABLE, 0, f"disable {self.label}")

@@ -250,14 +250,15 @@ class Map(FD):
 
     @classmethod
     def _wrap_new(cls, fd: int) -> Map:
+        kind = _sys.fd_kind(fd)
+        if kind != "map":
+            _sys.close(fd)
+            raise ConfigError(f"open map fd {fd}: not a map (a {kind or 'non-bpf'} object)")
         try:
             info = _info(fd, f"inspect map fd {fd}")
         except BaseException:
             _sys.close(fd)
             raise
-        if info.type == MapType.UNSPEC:
-            _sys.close(fd)
-            raise ConfigError(f"open map fd {fd}: not a map")
         return cls(fd, info=info)
 
     # --- description ----------------------------------------------------------------------------

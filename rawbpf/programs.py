@@ -229,14 +229,15 @@ class Program(FD):
 
     @classmethod
     def _wrap_new(cls, fd: int, what: str) -> Program:
+        kind = _sys.fd_kind(fd)
+        if kind != "program":
+            _sys.close(fd)
+            raise ConfigError(f"{what}: not a program (a {kind or 'non-bpf'} object)")
         try:
             info = _prog_info(fd, what, with_insns=False)
         except BaseException:
             _sys.close(fd)
             raise
-        if info.type == 0:
-            _sys.close(fd)
-            raise ConfigError(f"{what}: not a program")
         p = cls(fd, name=info.name, prog_type=info.type, attach_btf_id=info.attach_btf_id)
         p._id = info.id
         return p
