@@ -546,12 +546,15 @@ class Relocator:
         return got
 
     def resolve(self, type_id: int, access: str, kind: CoreReloKind) -> Tuple[Spec, Resolution]:
-        """Resolve one relocation; raises _Fail (wrapped by the caller) on hard errors."""
-        local = parse_spec(self.local, type_id, access, kind)
-        return local, self.resolve_spec(local)
+        """Resolve one relocation without patching anything (RelocationError on hard failures)."""
+        try:
+            local = parse_spec(self.local, type_id, access, kind)
+            return local, self.resolve_spec(local)
+        except (_Fail, BTFError) as err:
+            raise RelocationError(f"CO-RE {kind.name.lower()} of type [{type_id}] '{access}': {err}") from err
 
     def resolve_spec(self, local: Spec) -> Resolution:
-        """Resolve a parsed local spec against the candidates of its root type."""
+        """Resolve a parsed local spec against the candidates of its root type (internal failures: _Fail)."""
         type_id, kind = local.root_type_id, local.kind
         if kind == CoreReloKind.TYPE_ID_LOCAL:
             return Resolution(type_id, type_id, validate=False)

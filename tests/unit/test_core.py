@@ -319,3 +319,13 @@ def test_explain_poison_answers_the_verifiers_riddle() -> None:
     assert "not a pointer or unsigned integer" in co.explain_poison(relos, LOCAL, 98, TARGET)
     assert co.explain_poison(relos, LOCAL, 2, TARGET) == ""  # relocated fine
     assert co.explain_poison(relos, LOCAL, 0, TARGET) == ""  # no relocation there
+
+
+def test_resolve_without_patching() -> None:
+    rel = co.Relocator(LOCAL, TARGET)
+    task = LOCAL.get("task", Kind.STRUCT).id
+    spec, res = rel.resolve(task, "0:1", K.FIELD_BYTE_OFFSET)
+    assert spec.describe() == "struct task.tgid" and (res.orig_val, res.new_val, res.poison) == (4, 40, False)
+    assert res.target is not None and res.target.describe() == "struct task.tgid"
+    with pytest.raises(RelocationError, match=r"CO-RE field_byte_offset of type \[\d+\] '0:77': "):
+        rel.resolve(task, "0:77", K.FIELD_BYTE_OFFSET)
