@@ -29,6 +29,7 @@ Rotation. A new file is started when the current one would pass ``max_bytes`` (d
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import re
 import socket
@@ -40,6 +41,8 @@ from typing import Any, Callable, Deque, Dict, Iterable, Iterator, List, Optiona
 import msgpack
 
 from rawbpf.errors import ConfigError, LogFormatError
+
+log = logging.getLogger("rawbpf")
 
 __all__ = ["FORMAT_VERSION", "LogWriter", "LogReader", "boot_offset_ns", "boot_id", "pack_records"]
 
@@ -152,6 +155,8 @@ class LogWriter:
         self.records = 0
         self.lost_records = 0
         self.rotations = 0
+        self.rotate_errors = 0
+        self._retry_rotate = 0.0
         self._unreported_lost = 0
         self._lost_reason = ""
         self.seq = self._resume_seq()
@@ -172,16 +177,23 @@ class LogWriter:
                 return int(last["seq"]) + 1
         return 0
 
-    def _open_new(self) -> None:
+    def _create(self) -> Tuple[int, str]:
         name = _file_name(self.prefix, self.seq)
-        path = os.path.join(self.directory, name)
+        fd = os.open(name, _O_FLAGS, 0o600, dir_fd=self._dir_fd)
+        os.fchmod(fd, 0o600)
+        return fd, name
+
+    def _open_new(self) -> None:
         try:
-            fd = os.open(name, _O_FLAGS, 0o600, dir_fd=self._dir_fd)
+            fd, name = self._create()
         except OSError as err:
+            path = os.path.join(self.directory, _file_name(self.prefix, self.seq))
             if err.errno == errno.ELOOP:
                 raise ConfigError(f"log file {path}: is a symlink; refusing to follow it") from err
             raise ConfigError(f"log file {path}: {_strerror(err)}") from err
-        os.fchmod(fd, 0o600)
+        self._adopt(fd, name)
+
+    def _adopt(self, fd: int, name: str) -> None:
         self._fd, self._name, self._size, self._opened = fd, name, 0, time.monotonic()
         hdr: Dict[str, Any] = {
             "seq": self.seq, "ts": time.time_ns(), "type": "header", "format": FORMAT_VERSION,
@@ -210,8 +222,14 @@ class LogWriter:
     def current_file(self) -> str:
         return os.path.join(self.directory, self._name)
 
+    def _check_open(self) -> None:
+        if self._dir_fd < 0:
+            raise ConfigError(f"log {self.directory}: the writer is closed")
+
     def _needs_rotation(self, incoming: int) -> bool:
         size = self._size + self._pending_bytes
+        if self._retry_rotate and time.monotonic() < self._retry_rotate:
+            return False
         return size > 0 and (size + incoming > self.max_bytes
                              or (self.max_age > 0 and time.monotonic() - self._opened >= self.max_age))
 
@@ -222,8 +240,7 @@ class LogWriter:
 
     def write(self, record: Dict[str, Any]) -> int:
         """Append one record; returns its seq. ``ts`` defaults to now."""
-        if self._fd < 0:
-            self._open_new()
+        self._check_open()
         out = self._stamp(record)
         out["seq"] = self.seq
         data = self._packer.pack(out)
@@ -237,8 +254,7 @@ class LogWriter:
 
     def write_many(self, records: Iterable[Dict[str, Any]]) -> None:
         """Append records in order, assigning seq (and ts where missing)."""
-        if self._fd < 0:
-            self._open_new()
+        self._check_open()
         stamped = [self._stamp(r) for r in records]
         if not stamped:
             return
@@ -258,7 +274,8 @@ class LogWriter:
         Rotation is decided here (with ``size_hint`` bytes about to come); call :meth:`write_packed` right
         after, with nothing written in between.
         """
-        if self._fd < 0 or self._needs_rotation(size_hint):
+        self._check_open()
+        if self._needs_rotation(size_hint):
             self.rotate()
         first = self.seq
         self.seq += n
@@ -333,11 +350,27 @@ class LogWriter:
         self._unreported_lost -= reported
 
     def rotate(self) -> None:
-        """Finish the current file and start a new one (with a new header)."""
+        """Finish the current file and start a new one (with a new header).
+
+        If the new file cannot be created (a full disk, a full directory), writing goes on in the current
+        file and creating one is retried a second later: rotation never loses records.
+        """
         self._flush_pending()
+        if self._fd >= 0 and time.monotonic() < self._retry_rotate:
+            return
+        try:
+            fd, name = self._create()
+        except OSError as err:
+            self.rotate_errors += 1
+            self._retry_rotate = time.monotonic() + 1.0
+            log.warning("log %s: cannot start a new file: %s", self.directory, _strerror(err))
+            if self._fd < 0:
+                why = _strerror(err)
+                raise ConfigError(f"log dir {self.directory}: cannot create a file: {why}") from err
+            return
         self._close_file()
         self.rotations += 1
-        self._open_new()
+        self._adopt(fd, name)
 
     def reopen(self) -> None:
         """Start a new file now, e.g. after logrotate moved the current one away (SIGHUP)."""

@@ -403,10 +403,11 @@ class RecordDecoder:
         if gen.nslots == 1:
             names += ","
         body = "{" + f"'type': {self.kind!r}, " + ", ".join(items) + "}"
-        logbody = "{" + f"'seq': _s, 'ts': _now, 'type': {self.kind!r}, " + ", ".join(items) + "}"
-        if self.has_ts:
-            # the converted stamp replaces the read time; 'ts' stays second in the key order
-            logbody = logbody.replace("'ts': _now, ", "'ts': 0, ", 1)
+        # log records: seq, ts (the converted kernel stamp, else the read time), type, then the fields
+        ts_items = [i for i in items if i.startswith("'ts': (")]
+        rest = [i for i in items if not i.startswith("'ts': (")]
+        ts_expr = ts_items[0][len("'ts': "):] if ts_items else "_now"
+        logbody = "{" + f"'seq': _s, 'ts': {ts_expr}, 'type': {self.kind!r}, " + ", ".join(rest) + "}"
         target = f"({names})" if gen.nslots else "_"
         src = (
             f"def _one(_b, _tsoff, _now):\n"

@@ -310,3 +310,31 @@ def test_bad_options(tmp_path: Path) -> None:
         LogWriter(str(tmp_path), max_bytes=10)
     with pytest.raises(ConfigError, match=r"log dir .*: no such file"):
         LogReader(str(tmp_path / "absent"))
+
+
+def test_rotation_that_cannot_create_a_file_keeps_writing(tmp_path: Path) -> None:
+    with LogWriter(str(tmp_path), max_bytes=1024, flush_interval=0) as w:
+        real = w._create
+
+        def full() -> Any:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+        w._create = full  # type: ignore[method-assign]
+        for i in range(100):
+            w.write({"type": "t", "i": i})
+        w.flush()
+        assert w.rotate_errors >= 1 and w.rotations == 0 and w.lost_records == 0
+        w._create = real  # type: ignore[method-assign]
+        w._retry_rotate = 0.0
+        w.write({"type": "t", "i": 100})
+        assert w.rotations == 1
+    recs = body(read_all(tmp_path))
+    assert [r["i"] for r in recs] == list(range(101))
+
+
+def test_writing_after_close_is_an_error(tmp_path: Path) -> None:
+    w = LogWriter(str(tmp_path))
+    w.close()
+    w.close()
+    with pytest.raises(ConfigError, match="the writer is closed"):
+        w.write({"type": "x"})
