@@ -18,7 +18,7 @@ from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional
 
 from rawbpf import bpffs
 from rawbpf._fd import FD
-from rawbpf.consts import BPF_F_MMAPABLE, MapType, ProgType
+from rawbpf.consts import BPF_F_MMAPABLE, AttachType, MapType, ProgType
 from rawbpf.errors import ConfigError, NotSupportedError, ObjectError, RawBPFError, RelocationError
 from rawbpf.globals import decode_value, encode_value
 from rawbpf.linker import ExternValue, LinkedProgram, link, patch_data
@@ -178,12 +178,13 @@ class Collection:
         compatible map is already pinned there). ``constants``: initial values of global variables by name
         (``const volatile`` ones can only be set here). ``kernel_core``: True lets the kernel apply CO-RE
         relocations (Linux 5.17+), False applies them in user space against vmlinux BTF, None picks the
-        kernel when it can. ``programs``: load only these (default: every program).
+        kernel when it can. ``programs``: load only these (default: every program
+        whose section does not start with ``?``, as libbpf).
         """
         spec = _private_copy(spec)
         for name, value in (constants or {}).items():
             spec.set_constant(name, value)
-        wanted = list(spec.programs) if programs is None else list(programs)
+        wanted = [n for n, p in spec.programs.items() if p.autoload] if programs is None else list(programs)
         for name in wanted:
             prog = spec.programs.get(name)
             if prog is None:
@@ -432,8 +433,10 @@ class Collection:
                 f"object '{self.spec.name}': section '{prog.section}': no attach target after the "
                 "prefix (e.g. tp_btf/sched_process_exec)"
             )
-        if prog.type == ProgType.TRACING and prog.expected_attach_type == 23:  # tp_btf
+        if prog.type == ProgType.TRACING and prog.expected_attach_type == AttachType.TRACE_RAW_TP:
             name, kind = "btf_trace_" + target, "TYPEDEF"
+        elif prog.type == ProgType.TRACING and prog.expected_attach_type == AttachType.TRACE_ITER:
+            name, kind = "bpf_iter_" + target, "FUNC"
         elif prog.type == ProgType.LSM:
             name, kind = "bpf_lsm_" + target, "FUNC"
         else:

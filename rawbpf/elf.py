@@ -319,8 +319,9 @@ class _Reader:
         if len(code) % INSN_SIZE:
             raise self.fail(f"code size {len(code)} is not a multiple of {INSN_SIZE}", name)
         info = None
+        autoload = not name.startswith("?")  # libbpf: SEC("?tp/...") is tp/... not loaded by default
         if idx != self.text_shndx:
-            info = _sections.lookup(name)
+            info = _sections.lookup(name if autoload else name[1:])
             if info is None and self.strict:
                 raise self.fail("unknown program section (not a libbpf section name)", name)
         funcs = sorted(
@@ -379,6 +380,7 @@ class _Reader:
                     flags=info.prog_flags,
                     attach_kind=info.attach_kind,
                 )
+            prog.autoload = autoload
             prog.license = self.spec.license
             prog.kern_version = self.spec.kern_version
             prog.section_index = idx

@@ -2,7 +2,7 @@
 //
 // usage: libbpf_loader OBJECT PIN_ROOT [PROGRAM...]
 //   PIN_ROOT: bpffs directory for maps declared LIBBPF_PIN_BY_NAME (keeps tests off /sys/fs/bpf itself)
-//   PROGRAM:  load only these programs (default: all)
+//   PROGRAM:  load only these programs (default: libbpf's, all but SEC("?...") ones)
 // output, one line per loaded program:  <name> <tag as 16 hex digits> <xlated instruction count>
 // Set LIBBPF_LOADER_VERBOSE=1 to see libbpf's own messages on stderr. Exit status 1 on any failure.
 #include <bpf/bpf.h>
@@ -53,8 +53,9 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	struct bpf_program *prog;
-	bpf_object__for_each_program(prog, obj)
-		bpf_program__set_autoload(prog, wanted(bpf_program__name(prog), argc, argv));
+	if (argc > 3) /* else keep libbpf's default: every program but those in SEC("?...") */
+		bpf_object__for_each_program(prog, obj)
+			bpf_program__set_autoload(prog, wanted(bpf_program__name(prog), argc, argv));
 
 	int err = bpf_object__load(obj);
 	if (err) {

@@ -75,7 +75,8 @@ def describe(spec: CollectionSpec) -> Dict[str, Any]:
         entry: Dict[str, Any] = {
             "name": p.name, "section": p.section, "type": p.type.name.lower(),
             "expected_attach_type": p.expected_attach_type, "attach": p.attach_kind, "attach_to": p.attach_to,
-            "attach_text": _attach_text(p), "known_section": p.known_section, "insns": p.insn_count,
+            "attach_text": _attach_text(p),
+            "autoload": p.autoload, "known_section": p.known_section, "insns": p.insn_count,
             "relocations": len(p.relocations), "core_relos": len(p.core_relos),
             "func_info": len(p.func_info), "line_info": len(p.line_info), "flags": p.flags,
         }
@@ -121,8 +122,9 @@ def _print_text(d: Dict[str, Any]) -> None:
             linked = f" ({p['linked_insns']} linked{subs})"
         else:
             linked = f" (link: {p['link_error']})"
-        echo(f"  {p['name']}: {p['type']} [{p['section']}] → {p['attach_text']}; {p['insns']} insns{linked}; "
-             f"{p['relocations']} relocations, {p['core_relos']} CO-RE")
+        lazy = "" if p["autoload"] else " (not loaded by default)"
+        echo(f"  {p['name']}: {p['type']} [{p['section']}]{lazy} → {p['attach_text']}; "
+             f"{p['insns']} insns{linked}; {p['relocations']} relocations, {p['core_relos']} CO-RE")
     if d["subprograms"]:
         echo(f"subprograms ({len(d['subprograms'])}): "
              + ", ".join(f"{s['name']} ({s['insns']} insns)" for s in d["subprograms"]))
