@@ -13,7 +13,7 @@ from elftools.elf.elffile import ELFFile
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rawbpf.btf import BTF, BtfType, EnumValue, Kind
+from rawbpf.btf import BTF, BtfFeatures, BtfType, EnumValue, Kind, sanitized
 from rawbpf.btf.pretty import dump_raw
 from rawbpf.errors import BTFError
 
@@ -214,6 +214,10 @@ def test_mutated_btf_raises_only_btf_error(edits: List[tuple], cut: int) -> None
             pass
     dump_raw(btf)
     BTF.parse(btf.marshal())
+    try:
+        BTF.parse(sanitized(btf, BtfFeatures.none()).marshal())
+    except BTFError:
+        pass
 
 
 VMLINUX = Path("/sys/kernel/btf/vmlinux")
