@@ -283,6 +283,8 @@ def _kernel_core() -> bool:
     access = b.s("0")
     try:
         btf = KernelBTF.load(b.raw())
+    except SyscallError as err:
+        return _absent(err)
     except RawBPFError:
         return False
     func_info = struct.pack("<II", 0, 3)

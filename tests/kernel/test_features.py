@@ -1,0 +1,117 @@
+"""Feature probes against the real kernel: every probe answers (True on this kernel), answers are cached,
+negative answers are real, a missing privilege raises instead of answering False, and no probe leaks an fd."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from rawbpf import features
+from rawbpf.errors import NotSupportedError
+from rawbpf.features import Feature, _Blob, _btf_loads
+
+ROOT = Path(__file__).resolve().parents[2]
+NO_CAPS = ["setpriv", "--bounding-set=-all", "--inh-caps=-all"]
+
+
+@pytest.fixture()
+def fresh_cache() -> Iterator[None]:
+    features.reset_cache()
+    yield
+    features.reset_cache()
+
+
+def test_every_probe_answers_true_on_this_kernel(fresh_cache: None) -> None:
+    # Linux 6.18 has every feature rawbpf probes; a False here is a broken probe
+    answers = features.probe_all()
+    assert set(answers) == set(features.names())
+    assert {name for name, ok in answers.items() if not ok} == set()
+    for name in ("ringbuf", "perf_link", "kernel_core", "mmapable_array", "btf_enum64", "btf_decl_tag",
+                 "btf_type_tag", "btf_float", "btf_func_global", "bpf_loop", "bpf_stats"):
+        assert name in answers
+
+
+def test_answers_are_cached(fresh_cache: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = []
+
+    def probe() -> bool:
+        calls.append(1)
+        return False
+
+    fake = Feature("fake_feature", "a fake feature", "9.9", probe)
+    monkeypatch.setitem(features._FEATURES, "fake_feature", fake)
+    assert features.has("fake_feature") is False
+    assert features.has("fake_feature") is False
+    assert len(calls) == 1
+    with pytest.raises(NotSupportedError) as ei:
+        features.require("fake_feature")
+    assert str(ei.value) == "a fake feature is not supported by this kernel (needs Linux 9.9 or later)"
+    features.reset_cache()
+    features.has("fake_feature")
+    assert len(calls) == 2
+
+
+def test_unknown_probe_name_is_one_line() -> None:
+    with pytest.raises(Exception, match="feature probe 'nope': unknown"):
+        features.has("nope")
+
+
+def test_negative_answers_are_real() -> None:
+    assert features.has_helper(0x7FFF0000) is False
+    assert features.has_helper(181) is True
+    bad = _Blob()
+    bad.t("x", 31, 0, 4)  # kind 31 does not exist
+    assert _btf_loads(bad) is False
+    good = _Blob()
+    good.int32()
+    assert _btf_loads(good) is True
+
+
+def test_btf_features_for_the_sanitiser() -> None:
+    f = features.btf_features()
+    assert all(getattr(f, name) for name in ("func", "func_global", "datasec", "qmark_datasec", "float",
+                                             "decl_tag", "type_tag", "enum64"))
+
+
+def test_missing_privilege_raises_instead_of_answering_false() -> None:
+    code = ("import json\nfrom rawbpf import features\nfrom rawbpf.errors import SyscallError\nout = {}\n"
+            "for n in ('bpf', 'ringbuf', 'btf_float', 'kernel_core', 'perf_link'):\n"
+            "    try:\n        out[n] = features.has(n)\n"
+            "    except SyscallError as e:\n        out[n] = e.errno\n"
+            "print(json.dumps(out))\n")
+    res = subprocess.run([*NO_CAPS, sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
+                         check=True)
+    names = ("bpf", "ringbuf", "btf_float", "kernel_core", "perf_link")
+    assert json.loads(res.stdout) == dict.fromkeys(names, 1)  # EPERM, not False
+
+
+def test_check_types_tool_agrees_with_the_kernel() -> None:
+    res = subprocess.run([sys.executable, str(ROOT / "tools" / "check_types.py")], capture_output=True,
+                         text=True)
+    assert res.returncode == 0, res.stderr
+    assert "layouts match" in res.stdout
+
+
+def test_check_types_tool_catches_a_wrong_offset(monkeypatch: pytest.MonkeyPatch) -> None:
+    import ctypes
+
+    sys.path.insert(0, str(ROOT / "tools"))
+    try:
+        import check_types
+    finally:
+        sys.path.pop(0)
+
+    class Wrong(ctypes.Structure):
+        _kernel_ = ("bpf_attr", "test")
+        _names_: dict = {}
+        _fields_ = [("prog_fd", ctypes.c_uint32), ("data_size_in", ctypes.c_uint32)]
+
+    types = check_types.load_types("/sys/kernel/btf/vmlinux")
+    monkeypatch.setattr(check_types.T, "ALL_LAYOUTS", (Wrong,))
+    problems = check_types.check(types)
+    assert problems == ["Wrong.data_size_in: offset 4, kernel says 8"]
