@@ -700,8 +700,8 @@ int BPF_PROG(handle_fork, struct task_struct *parent, struct task_struct *child)
 	if (!p)
 		return 0;
 	count_tracked(REC_FORK);
-	if (!start_tracking(child_tgid, BPF_CORE_READ(child, start_boottime), p->root_pid, p->depth + 1,
-			    p->flags & PI_SEEN_AT_START))
+	/* a child forked now is seen from its birth: it does not inherit PI_SEEN_AT_START */
+	if (!start_tracking(child_tgid, BPF_CORE_READ(child, start_boottime), p->root_pid, p->depth + 1, 0))
 		return 0;
 	r = bpf_ringbuf_reserve(&events, sizeof(*r), 0);
 	if (!r) {

@@ -141,7 +141,7 @@ def test_claude_already_running_is_seeded(tmp_path: Path, pin_dir: Path) -> None
     fifo = tmp_path / "go"
     os.mkfifo(fifo)
     script = bindir / "claude"
-    script.write_text(f"#!/bin/sh\n/bin/sleep 30 &\nread line < {fifo}\nkill $!\nwait\nexit 4\n")
+    script.write_text(f"#!/bin/sh\n/bin/sleep 30 &\nread line < {fifo}\nkill $!\nwait\n/bin/true\nexit 4\n")
     script.chmod(0o755)
     pid = int(subprocess.run(["/bin/sh", "-c", f"{script} </dev/null >/dev/null 2>&1 & echo $!"],
                              capture_output=True, text=True, check=True).stdout)
@@ -168,3 +168,8 @@ def test_claude_already_running_is_seeded(tmp_path: Path, pin_dir: Path) -> None
     assert ex["exit_code"] == 4 and ex["seen_at_start"] and ex["duration_ns"] > 0
     kid_exit = next(r for r in tree if r["type"] == "exit" and r["pid"] == children[0])
     assert kid_exit["signal"] == 15 and kid_exit["depth"] == 1
+    # a child forked after the start is seen from its birth, not flagged
+    late = next(r for r in tree if r["type"] == "exec" and r["filename"] == "/bin/true")
+    assert not late["seen_at_start"] and late["depth"] == 1 and late["ppid"] == pid
+    fork = next(r for r in tree if r["type"] == "fork" and r["child_pid"] == late["pid"])
+    assert fork["seen_at_start"] and fork["pid"] == pid  # the fork record is the seeded parent's
