@@ -40,6 +40,8 @@ _LOCK = {"+": "atomic_add", "|": "atomic_or", "&": "atomic_and", "^": "atomic_xo
 
 
 def _num(text: str) -> int:
+    if not re.fullmatch(_NUM, text):
+        raise AsmError(f"expected a register or a number, got {text!r}")
     neg = text.startswith("-")
     body = text[1:] if neg else text
     value = int(body, 16) if body.lower().startswith("0x") else int(body)

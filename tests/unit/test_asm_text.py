@@ -8,6 +8,7 @@ from typing import Dict, List
 
 import pytest
 from hypothesis import given, settings
+from hypothesis import strategies as st
 from test_asm_support import DATA, GOLDEN, code_sections, valid_insn
 
 from rawbpf.asm import Instruction, assemble_text, decode, disassemble, encode, format_insn, parse
@@ -140,3 +141,26 @@ def test_numbers_in_hex_and_both_signs() -> None:
         Instruction(0x57, 4, imm=0x7FFFFFFF)]
     store = assemble_text("*(u64 *)(r10 - 0x8) = 7")
     assert encode(decode(store)) == Instruction(0x7A, 10, 0, -8, 7).encode()
+
+
+_ALPHABET = "rw0123456789abcdefx =+-*/%&|^<>()[]s.,;:_ \tlgotilcnmpuqkv\n#"
+
+
+@settings(max_examples=1500)
+@given(st.text(alphabet=_ALPHABET, max_size=60))
+def test_arbitrary_text_assembles_or_raises_asm_error(source: str) -> None:
+    try:
+        assemble_text(source, allow_unresolved_maps=True)
+    except AsmError as err:
+        assert "\n" not in str(err)
+
+
+@settings(max_examples=1500)
+@given(valid_insn(), st.integers(0, 60), st.sampled_from(list(_ALPHABET)))
+def test_mutated_instruction_text_assembles_or_raises_asm_error(insn: Instruction, pos: int, ch: str) -> None:
+    line = format_insn(insn)
+    mutated = line[:pos] + ch + line[pos + 1:]
+    try:
+        assemble_text(mutated, allow_unresolved_maps=True)
+    except AsmError as err:
+        assert "\n" not in str(err)
