@@ -209,3 +209,18 @@ def test_bpf_to_bpf_call_by_label() -> None:
     assert decode(p.assemble())[1].imm == 2                 # relative to the next instruction
     assert xlated[1].code == 0x85 and xlated[1].src == 1     # the kernel keeps it a bpf-to-bpf call
     assert disassemble(encode(xlated[-3:])) == ["r0 = r1", "r0 *= 3", "exit"]
+
+
+def test_kfunc_calls_by_btf_id() -> None:
+    from rawbpf.btf import Kind
+    from rawbpf.btf.kernel import vmlinux
+
+    btf = vmlinux()
+    lock, unlock = (btf.find(n, Kind.FUNC) for n in ("bpf_rcu_read_lock", "bpf_rcu_read_unlock"))
+    assert lock is not None and unlock is not None
+    p = Assembler("kfuncs").call_kfunc(lock.id).call_kfunc(unlock.id).mov(R0, 7).exit()
+    assert disassemble(p.assemble(), helpers=True)[0] == f"call {lock.id}  ; kfunc btf_id {lock.id}"
+    with Program.load(ProgType.SOCKET_FILTER, p.assemble(), name=_name("asm_kf")) as prog:
+        assert prog.test_run(PACKET).retval == 7
+        calls = [i for i in decode(prog.info().xlated) if i.code == 0x85]
+    assert len(calls) == 2
