@@ -5,8 +5,9 @@ opened through :func:`rawbpf._sys.perf_event_open`, its ring (one metadata page 
 mapped, its fd stored in the map at the CPU's index and enabled. The kernel appends ``PERF_RECORD_SAMPLE``
 records (``u32 size`` then the raw bytes, padded so the record stays 8-byte aligned) and, when a buffer was
 full, ``PERF_RECORD_LOST`` (``u64 id, u64 lost``): those counts are handed to ``lost(cpu, count)`` so nothing
-is dropped silently. ``data_head``/``data_tail`` live in the metadata page; the data area is not mapped twice,
-so a record that wraps is copied out in two pieces.
+is dropped silently (the kernel writes a CPU's lost record just before that CPU's next sample that fits, so a
+loss shows up once that CPU emits again). ``data_head``/``data_tail`` live in the metadata page; the data area
+is not mapped twice, so a record that wraps is copied out in two pieces.
 
 A drain hands the samples to the same ``sink(buffer, runs)`` as :class:`~rawbpf.ringbuf.RingBuffer` (each
 sample framed like a ring-buffer record), so decoders and the daemon treat both kinds of rings alike; or to a

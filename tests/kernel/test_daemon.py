@@ -43,6 +43,9 @@ def test_daemon_logs_every_record_or_its_loss(tmp_path: Path) -> None:
             assert set(d.rings) == {"events"} and set(d.perf) == {"samples"}
             t = threading.Thread(target=d.run, kwargs={"signals": False})
             t.start()
+            # a CPU's perf losses are reported before that CPU's next sample: produce from one CPU
+            affinity = os.sched_getaffinity(0)
+            os.sched_setaffinity(0, {min(affinity)})
             try:
                 for i in range(3000):  # 64 records per call into a 4 KiB ring: most are dropped
                     os.getppid()
@@ -57,6 +60,7 @@ def test_daemon_logs_every_record_or_its_loss(tmp_path: Path) -> None:
                     os.getppid()
                 time.sleep(0.2)
             finally:
+                os.sched_setaffinity(0, affinity)
                 d.request_stop()
                 t.join(30)
             final = d.status()
