@@ -314,12 +314,22 @@ def _retprobe_bit(pmu_dir: str, what: str) -> int:
         raise NotSupportedError(f"{what}: uretprobe", "4.17", f"cannot read {path}: {err}") from err
 
 
+LIB_DIRS = ("/lib64", "/usr/lib64", "/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu",
+            "/lib/aarch64-linux-gnu", "/usr/lib/aarch64-linux-gnu", "/lib", "/usr/lib", "/usr/local/lib")
+
+
 def resolve_binary(binary: str) -> str:
-    """An absolute path for ``binary`` (searched in PATH when it has no slash)."""
+    """An absolute path for ``binary``: as given, or without a slash searched in PATH (programs) and the
+    usual library directories (names containing ".so")."""
     if os.sep not in binary:
         found = shutil.which(binary)
         if found:
             return os.path.abspath(found)
+        if ".so" in binary:
+            for d in LIB_DIRS:
+                cand = os.path.join(d, binary)
+                if os.path.isfile(cand):
+                    return os.path.realpath(cand)
     path = os.path.abspath(binary)
     if not os.path.isfile(path):
         raise ConfigError(f"uprobe binary {binary}: no such file")

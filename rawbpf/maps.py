@@ -471,8 +471,8 @@ class Map(FD):
     def lookup_batch(self, batch_size: int = 256, *, delete: bool = False) -> List[Tuple[bytes, bytes]]:
         """Every (key, value) by BPF_MAP_LOOKUP_BATCH (or LOOKUP_AND_DELETE_BATCH with ``delete``).
 
-        Values of per-CPU maps are all CPUs' values concatenated. Raises NotSupportedError-like SyscallError
-        for map types without batch support (ENOTSUPP/EINVAL)."""
+        Values of per-CPU maps are all CPUs' values concatenated. A hash bucket larger than the batch
+        (ENOSPC) doubles the batch and retries. Map types without batch support raise SyscallError."""
         if batch_size <= 0:
             raise ConfigError(f"{self.label}: batch size must be > 0")
         cmd = Cmd.MAP_LOOKUP_AND_DELETE_BATCH if delete else Cmd.MAP_LOOKUP_BATCH
@@ -490,6 +490,11 @@ class Map(FD):
             try:
                 _sys.bpf(cmd, attr, f"batch lookup {self.label}", hints=_BATCH_HINTS)
             except SyscallError as err:
+                if err.errno == _errno.ENOSPC and int(attr.count) == 0 and batch_size < (1 << 20):
+                    batch_size *= 2
+                    keys = ctypes.create_string_buffer(self.key_size * batch_size)
+                    vals = ctypes.create_string_buffer(self.buffer_size * batch_size)
+                    continue
                 if err.errno != _errno.ENOENT:
                     raise
                 done = True

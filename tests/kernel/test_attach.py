@@ -248,3 +248,12 @@ def test_ioctl_link_cannot_be_pinned(hits: Map, tmp_path: Path) -> None:
             link.pin(tmp_path / "x")
         link.detach()
         assert link.closed
+
+
+def test_library_names_resolve_like_the_loader() -> None:
+    from rawbpf.attach import resolve_binary
+
+    libc = resolve_binary("libc.so.6")
+    assert os.path.isabs(libc) and os.path.isfile(libc)
+    assert symbol_offset(libc, "getpid") > 0
+    assert resolve_binary("true") == os.path.abspath(shutil.which("true") or "")

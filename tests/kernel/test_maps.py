@@ -323,3 +323,18 @@ def test_closed_map_refuses_use() -> None:
     with pytest.raises(RawBPFError, match="map is closed"):
         m.lookup(0)
     assert BPF_ANY == 0
+
+
+def test_batch_grows_past_a_large_bucket() -> None:
+    # batch_size 1 is smaller than some buckets of a full small hash: ENOSPC makes it grow and retry
+    with Map.create(MapType.HASH, 4, 4, 64, name=uniq("bgrow")) as m:
+        for k in range(64):
+            m.update(k, k)
+        got = m.lookup_batch(batch_size=1)
+        assert sorted(int.from_bytes(k, "little") for k, _ in got) == list(range(64))
+
+
+def test_numa_node_zero() -> None:
+    with Map.create(MapType.HASH, 4, 4, 4, name=uniq("numa"), numa_node=0) as m:
+        m.update(1, 1)
+        assert m.lookup_int(1) == 1
