@@ -9,7 +9,8 @@ instead: the cpu v4 instructions (``r1 = (s8)r2``, ``r0 s/= r1``, ``r1 = *(s8 *)
 alu32 spelling, ``may_goto``, ``addr_space_cast``, ``load_acquire``/``store_release``. Kernel-internal
 forms that appear in xlated dumps use the kernel's spelling (``r0 = &(void __percpu *)(r0)``, ``nospec``).
 Encodings that mean nothing print ``<unknown>``, as llvm-objdump does; formatting never raises on a
-decoded instruction.
+decoded instruction. One deliberate difference: LLVM 14 without alu32 prints a 32-bit fetch-and-add as
+``lock *(u32 *)(r1 + 0) += r2`` (it ignores BPF_FETCH); this prints ``w2 = atomic_fetch_add(…)``.
 """
 
 from __future__ import annotations
