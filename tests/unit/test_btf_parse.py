@@ -232,3 +232,17 @@ def test_the_running_kernels_btf_parses_like_bpftool_and_re_encodes_byte_identic
                           capture_output=True, text=True).stdout
     assert dump_raw(btf) == want
     assert btf.marshal() == raw
+
+
+def test_copy_is_independent_and_equal() -> None:
+    btf = kinds()
+    dup = btf.copy()
+    assert dup == btf and dup is not btf
+    nested = dup.get("nested", Kind.STRUCT)
+    nested.members[0].name = "changed"
+    nested.members.append(nested.members[0])
+    dup.get("color").values[0].value = 99
+    dup.get("g_bss_buf").type = 3
+    next(t for t in dup.own_types() if t.kind == Kind.ARRAY).array.nelems = 77  # type: ignore[union-attr]
+    next(t for t in dup.own_types() if t.kind == Kind.DATASEC).vars[0].offset = 5
+    assert btf == kinds() and dup != btf
