@@ -162,7 +162,9 @@ def load(obj: str, no_attach: bool, assignments: Sequence[str], kernel_core: Opt
     Claude monitor: it logs to LOG_DIR and takes the [claude_monitor] options.
     """
     if maybe_run_monitor(obj, monitor, pin_root=pin_dir, log_dir=log_dir, attach=not no_attach,
-                         constants=parse_assignments(assignments), kernel_core=kernel_core, echo=click.echo):
+                         constants=parse_assignments(assignments), kernel_core=kernel_core, echo=click.echo,
+                         log_options={"max_bytes": max_bytes, "backups": backups,
+                                      "flush_interval": flush_interval}):
         return
     from rawbpf.daemon import DaemonOptions, consumer
 

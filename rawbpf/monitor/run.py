@@ -149,10 +149,12 @@ def check_log_dir(log_dir: str) -> bool:
 def run_monitor(obj: str, cfg: MonitorConfig, *, pin_root: str, log_dir: str, attach: bool = True,
                 constants: Optional[Dict[str, Any]] = None, kernel_core: Optional[bool] = None,
                 echo: Callable[[str], None] = print, stop: Optional[threading.Event] = None,
-                proc_root: str = "/proc", status_interval: float = 1.0, seed_from_proc: bool = True) -> Any:
+                proc_root: str = "/proc", status_interval: float = 1.0, seed_from_proc: bool = True,
+                log_options: Optional[Dict[str, Any]] = None) -> Any:
     """Load and run the monitor in the foreground until SIGINT/SIGTERM (or ``stop``).
 
-    Returns the loader's LoadResult.
+    ``log_options``: DaemonOptions fields for the log (max_bytes, backups, flush_interval). Returns the
+    loader's LoadResult.
     """
     from rawbpf.cli.load import load_and_run
 
@@ -195,7 +197,8 @@ def run_monitor(obj: str, cfg: MonitorConfig, *, pin_root: str, log_dir: str, at
         shaper = Shaper(Catalog.from_btf(coll.spec.btf), 0)
         options = DaemonOptions(log_dir=log_dir, transform=shaper, status=on_status,
                                 status_interval=status_interval, rings=["events"],
-                                header={"monitor": summary})
+                                header={"monitor": summary, "object_path": os.path.abspath(obj)},
+                                **(log_options or {}))
         daemon = Daemon(coll, options)
         try:
             if attach and seed_from_proc:

@@ -173,3 +173,17 @@ def test_claude_already_running_is_seeded(tmp_path: Path, pin_dir: Path) -> None
     assert not late["seen_at_start"] and late["depth"] == 1 and late["ppid"] == pid
     fork = next(r for r in tree if r["type"] == "fork" and r["child_pid"] == late["pid"])
     assert fork["seen_at_start"] and fork["pid"] == pid  # the fork record is the seeded parent's
+
+
+def test_log_options_reach_the_monitor(tmp_path: Path, pin_dir: Path) -> None:
+    """--max-bytes/--backups apply to the monitor's log too: small files rotate, seq runs on across them."""
+    d = Daemon(tmp_path / "logs", pin_dir, "--no-seed", "--max-bytes", "4096", "--backups", "50",
+               "--flush-interval", "0")
+    man = run_workload(tmp_path, busy_rounds=2)
+    _wait_records(d, lambda r: r.get("type") == "exit" and r.get("pid") == man["claude"]["pid"])
+    assert d.stop().returncode == 0
+    files = sorted(p for p in (tmp_path / "logs").iterdir() if p.suffix == ".mlog")
+    assert len(files) > 2
+    recs = d.records()
+    assert [r["seq"] for r in recs] == list(range(recs[0]["seq"], recs[0]["seq"] + len(recs)))
+    assert sum(1 for r in recs if r["type"] == "header") == len(files)
