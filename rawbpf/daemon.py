@@ -261,6 +261,11 @@ class Daemon:
         self._epoll: Optional[select.epoll] = None
         names = self._ring_names()
         btf = coll.spec.btf
+        decoders = {}  # first, so a bad --record-type fails before anything is written
+        for name in names:
+            rtype = options.record_types.get(name, options.record_types.get(""))
+            decoders[name] = ring_decoder(btf, name, rtype, clock=options.clock)
+        self.drop_counters = find_drop_counters(coll, names)
         header = {"object": coll.spec.name, "rings": names, **options.header}
         self.writer = LogWriter(options.log_dir, max_bytes=options.max_bytes, backups=options.backups,
                                 max_age=options.max_age, flush_interval=options.flush_interval, header=header)
@@ -268,9 +273,7 @@ class Daemon:
             self._epoll = select.epoll()
             for name in names:
                 m = coll.maps[name]
-                rtype = options.record_types.get(name, options.record_types.get(""))
-                dec = ring_decoder(btf, name, rtype, clock=options.clock)
-                pipe = RingPipeline(name, dec, self.writer, options.transform)
+                pipe = RingPipeline(name, decoders[name], self.writer, options.transform)
                 self.pipelines[name] = pipe
                 if int(m.type) == MapType.RINGBUF:
                     rb = RingBuffer(m, sink=pipe.sink, name=name)
@@ -284,7 +287,6 @@ class Daemon:
                     self.perf[name] = pb
                     for fd in pb.fds():
                         self._epoll.register(fd, select.EPOLLIN)
-            self.drop_counters = find_drop_counters(coll, names)
         except BaseException:
             self.close()
             raise
@@ -422,7 +424,8 @@ class Daemon:
         if self._epoll is not None:
             self._epoll.close()
             self._epoll = None
-        self.writer.close()
+        if getattr(self, "writer", None) is not None:
+            self.writer.close()
 
     def __enter__(self) -> Daemon:
         return self

@@ -155,3 +155,30 @@ def test_rawbpf_load_and_tail_end_to_end(tmp_path: Path, pin_dir: Path) -> None:
     assert len(headers) >= 2 and all(h["object"] == "flood" for h in headers)
     for f in log_dir.iterdir():
         assert (f.stat().st_mode & 0o777) == 0o600
+
+
+def test_bad_record_type_fails_cleanly(tmp_path: Path, pin_dir: Path) -> None:
+    log_dir = tmp_path / "log"
+    for bad, msg in (("nope", "rawbpf: record type 'nope': no such struct in the object's BTF"),
+                     ("bogus=rec", "rawbpf: --record-type bogus=…: no ring buffer named 'bogus'")):
+        r = subprocess.run([sys.executable, "-m", "rawbpf", "load", str(FLOOD), "--pin-dir", str(pin_dir),
+                            "--log-dir", str(log_dir), "--record-type", bad],
+                           capture_output=True, text=True, cwd=ROOT, timeout=60)
+        assert r.returncode == 1 and r.stderr.strip().splitlines() == [msg]
+        assert not log_dir.exists()
+        assert not (pin_dir / "flood").exists()
+
+
+def test_record_type_option_decodes_a_ring_as_another_struct(tmp_path: Path) -> None:
+    consts = {"target_tgid": os.getpid(), "per_call": 1}
+    with load(str(FLOOD), programs=["on_getppid"], constants=consts) as coll:
+        coll.attach_all()
+        opts = DaemonOptions(log_dir=str(tmp_path), rings=["events"], record_types={"events": "ev_tick"})
+        with Daemon(coll, opts) as d:
+            os.getppid()
+            os.getppid()
+            d.step(0.1)
+            d.writer.flush()
+    recs = [r for r in read_log(tmp_path) if r["type"] != "header"]
+    assert [r["type"] for r in recs] == ["ev_tick", "ev_tick"]
+    assert [r["n"] for r in recs] == [0, 1]
