@@ -223,7 +223,7 @@ class Collection:
         spec = self.spec
         if spec.btf is None:
             return
-        from rawbpf.btf import BTF, BtfFeatures, fill_datasecs, fixup_externs, marshal, sanitized
+        from rawbpf.btf import BTF, BtfFeatures, Kind, fill_datasecs, fixup_externs, marshal, sanitized
         from rawbpf.kbtf import KernelBTF
 
         # a private copy to fill in; re-parsing the raw section is cheaper than a deep copy
@@ -235,10 +235,10 @@ class Collection:
             fill_datasecs(btf, spec.section_sizes, spec.symbol_offsets, hidden=spec.hidden_symbols)
         except RawBPFError as err:
             raise ObjectError(f"object '{spec.name}': section '.BTF': {err}") from err
-        for prog in (*spec.programs.values(), *spec.subprograms.values()):
-            if prog.hidden and prog.func_info:
-                t = btf[prog.func_info[0].type_id]
-                t.linkage = 0  # like libbpf: hidden global functions are verified as static
+        for prog in spec.subprograms.values():
+            if prog.hidden:  # like libbpf: hidden global subprograms are verified as static functions
+                for t in btf.find_all(prog.name, Kind.FUNC):
+                    t.linkage = 0
         feats = _btf_features(btf)
         raw = marshal(btf if feats == BtfFeatures() else sanitized(btf, feats))
         try:

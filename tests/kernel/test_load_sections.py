@@ -1,5 +1,6 @@
-"""Section-name conventions beyond the corpus, checked against libbpf: ``SEC("?…")`` (not loaded by default)
-and ``iter/`` programs (attach BTF id of ``bpf_iter_<target>``). Sources are compiled here with clang."""
+"""Conventions beyond the corpus, checked against libbpf: ``SEC("?…")`` (not loaded by default), ``iter/``
+programs (attach BTF id of ``bpf_iter_<target>``) and hidden global subprograms (verified as static).
+Sources are compiled here with clang."""
 
 from __future__ import annotations
 
@@ -47,6 +48,18 @@ int count_tasks(struct bpf_iter__task *ctx)
 	if (ctx->task)
 		runs++;
 	return 0;
+}
+
+/* hidden global: libbpf verifies it as a static function (it dereferences its context argument) */
+__attribute__((visibility("hidden"))) __noinline int helper(struct __sk_buff *skb, int x)
+{
+	return skb->len + x;
+}
+
+SEC("socket")
+int uses_hidden(struct __sk_buff *skb)
+{
+	return helper(skb, 3);
 }
 
 char LICENSE[] SEC("license") = "GPL";
@@ -103,8 +116,9 @@ def test_question_mark_sections_and_iter_match_libbpf(built: tuple, pin_dir: Pat
     r = subprocess.run([str(loader), str(obj), str(pin_dir)], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     want = {line.split()[0]: line.split()[1] for line in r.stdout.splitlines()}
-    assert set(want) == {"always", "count_tasks"}  # libbpf leaves "?socket" out too
+    assert set(want) == {"always", "count_tasks", "uses_hidden"}  # libbpf leaves "?socket" out too
     with Collection.load(spec) as c:
         assert {n: p.info().tag.hex() for n, p in c.programs.items()} == want
+        assert c.programs["uses_hidden"].test_run(bytes(64)).retval == 50 + 3
     with Collection.load(spec, programs=["optional"]) as c:
         assert c.programs["optional"].test_run(bytes(64)).retval == 2
