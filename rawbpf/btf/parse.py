@@ -256,65 +256,71 @@ class BTF:
 
     # ---------------------------------------------------------------- decoding
 
-    def _str(self, off: int, what: str) -> str:
-        if off >= self.str_len:
-            raise BTFError(f"btf: {what}: name offset {off} out of range "
-                           f"(string table has {self.str_len} bytes)")
-        return self.string_at(off)
-
-    def _ref(self, ref: int, what: str) -> int:
-        if ref >= len(self):
-            raise BTFError(f"btf: {what} refers to type id {ref}, beyond the last id {len(self) - 1}")
-        return ref
-
     def _decode(self, tid: int, w: int) -> BtfType:
-        words = self._words
+        try:
+            t = self._decode_raw(tid, w)
+        except BTFError as err:
+            what = kind_name((self._words[w + 1] >> 24) & 0x7F)
+            raise BTFError(f"btf: type [{tid}] {what}: {str(err).removeprefix('btf: ')}") from None
+        last = len(self) - 1
+        refs = [t.type]
+        if t.array is not None:
+            refs += (t.array.type, t.array.index_type)
+        refs += [m.type for m in t.members]
+        refs += [p.type for p in t.params]
+        refs += [v.type for v in t.vars]
+        if max(refs) > last:
+            raise BTFError(f"btf: type [{tid}] {kind_name(t.kind)} refers to type id {max(refs)}, "
+                           f"beyond the last id {last}")
+        return t
+
+    def _decode_raw(self, tid: int, w: int) -> BtfType:
+        words, name = self._words, self.string_at
         name_off, info, st = words[w], words[w + 1], words[w + 2]
         kind = Kind((info >> 24) & 0x7F)
         vlen = info & 0xFFFFFF
         kflag = bool(info >> 31)
-        what = f"type [{tid}] {kind_name(kind)}"
-        t = BtfType(tid, kind, self._str(name_off, what), kind_flag=kflag, name_off=name_off)
+        t = BtfType(tid, kind, name(name_off), kind_flag=kflag, name_off=name_off)
         if kind in SIZED_KINDS:
             t.size = st
         else:
-            t.type = self._ref(st, what)
+            t.type = st
         p = w + 3
         if kind == Kind.INT:
             v = words[p]
             t.int_encoding, t.int_offset, t.int_bits = (v >> 24) & 0x0F, (v >> 16) & 0xFF, v & 0xFF
-            t.type = 0
         elif kind == Kind.ARRAY:
-            t.array = Array(self._ref(words[p], what), self._ref(words[p + 1], what), words[p + 2])
-        elif kind in (Kind.STRUCT, Kind.UNION):
-            for j in range(vlen):
-                m_name, m_type, off = words[p], words[p + 1], words[p + 2]
-                bf, bits = (off >> 24, off & 0xFFFFFF) if kflag else (0, off)
-                t.members.append(Member(self._str(m_name, what), self._ref(m_type, f"{what} member {j}"),
-                                        bits, bf, m_name))
+            t.array = Array(words[p], words[p + 1], words[p + 2])
+        elif kind == Kind.STRUCT or kind == Kind.UNION:
+            members = t.members
+            for _ in range(vlen):
+                m_name, off = words[p], words[p + 2]
+                if kflag:
+                    members.append(Member(name(m_name), words[p + 1], off & 0xFFFFFF, off >> 24, m_name))
+                else:
+                    members.append(Member(name(m_name), words[p + 1], off, 0, m_name))
                 p += 3
         elif kind == Kind.ENUM:
             for _ in range(vlen):
                 v = words[p + 1]
-                t.values.append(EnumValue(self._str(words[p], what), _s32(v) if kflag else v, words[p]))
+                t.values.append(EnumValue(name(words[p]), _s32(v) if kflag else v, words[p]))
                 p += 2
         elif kind == Kind.ENUM64:
             for _ in range(vlen):
                 v = words[p + 1] | (words[p + 2] << 32)
-                t.values.append(EnumValue(self._str(words[p], what), _s64(v) if kflag else v, words[p]))
+                t.values.append(EnumValue(name(words[p]), _s64(v) if kflag else v, words[p]))
                 p += 3
         elif kind == Kind.FUNC:
             t.linkage = vlen
         elif kind == Kind.FUNC_PROTO:
-            for j in range(vlen):
-                t.params.append(Param(self._str(words[p], what), self._ref(words[p + 1], f"{what} param {j}"),
-                                      words[p]))
+            for _ in range(vlen):
+                t.params.append(Param(name(words[p]), words[p + 1], words[p]))
                 p += 2
         elif kind == Kind.VAR:
             t.linkage = words[p]
         elif kind == Kind.DATASEC:
-            for j in range(vlen):
-                t.vars.append(VarSecInfo(self._ref(words[p], f"{what} var {j}"), words[p + 1], words[p + 2]))
+            for _ in range(vlen):
+                t.vars.append(VarSecInfo(words[p], words[p + 1], words[p + 2]))
                 p += 3
         elif kind == Kind.DECL_TAG:
             t.component_idx = _s32(words[p])

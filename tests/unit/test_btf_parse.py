@@ -179,7 +179,7 @@ def header(**kw: int) -> bytes:
     (header(type_len=12, str_off=12) + struct.pack("<III", 0, 30 << 24, 0) + b"\0", "unknown kind 30"),
     (header(type_len=12, str_off=12) + struct.pack("<III", 0, 1 << 24, 4) + b"\0", "runs past the end"),
     (header(type_len=12, str_off=12) + struct.pack("<III", 0, 2 << 24, 9) + b"\0", "type id 9, beyond"),
-    (header(type_len=12, str_off=12) + struct.pack("<III", 50, 2 << 24, 0) + b"\0", "name offset 50 out"),
+    (header(type_len=12, str_off=12) + struct.pack("<III", 50, 2 << 24, 0) + b"\0", "string offset 50 out"),
     (header(type_len=6, str_off=6) + b"\0" * 7, "not 4-byte aligned"),
 ], ids=lambda v: v if isinstance(v, str) else "")
 def test_malformed_blobs_are_one_line_btf_errors(blob: bytes, message: str) -> None:
