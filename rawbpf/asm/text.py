@@ -20,7 +20,7 @@ low 32 bits of its immediate. Errors are :class:`AsmError` naming the line.
 from __future__ import annotations
 
 import re
-from typing import Any, Callable, List, Mapping, Optional, Tuple
+from typing import Any, Callable, Iterator, List, Mapping, Optional, Set, Tuple
 
 from rawbpf.asm.dsl import Assembler, Reg
 from rawbpf.asm.helpers import HELPERS
@@ -84,14 +84,17 @@ def _exit(p: Assembler, m: re.Match[str]) -> Any:
     return p.exit()
 
 
-@_rule(r"call " + _TARGET)
-def _call(p: Assembler, m: re.Match[str]) -> Any:
-    target = m.group(1)
+_CALL = re.compile(r"call " + _TARGET + "$")
+
+
+def _call(p: Assembler, target: str, labels: Set[str]) -> Any:
+    """``call N`` is a helper id; ``call name`` a label defined in the text, else a helper, else a label
+    (reported as undefined when assembled). A ``bpf_`` name that is no helper gets the helper error."""
     if re.fullmatch(r"[+-]?\d+", target):
-        value = int(target)
-        return p.raw(Instruction(0x85, imm=value))
-    if target in HELPERS or "bpf_" + target in HELPERS or target.startswith("bpf_"):
-        return p.call(target)  # a bpf_-prefixed unknown name gets the helper error with suggestions
+        return p.raw(p._make("call", code=0x85, imm=int(target)))
+    helper = target in HELPERS or "bpf_" + target in HELPERS or target.startswith("bpf_")
+    if helper and target not in labels:
+        return p.call(target)
     return p.call_label(target)
 
 
@@ -263,21 +266,33 @@ _LABEL = re.compile(r"^([A-Za-z_.$][\w.$]*):$")
 _SUFFIX = re.compile(r"\s+<[^<>\s]*>$")
 
 
-def parse(source: str, *, name: str = "") -> Assembler:
-    """An :class:`Assembler` holding the program written in ``source`` (labels still unresolved)."""
-    p = Assembler(name)
+def _lines(source: str) -> Iterator[Tuple[int, str, str, Optional[str]]]:
+    """(line number, raw line, instruction text, label defined there) for each line that says something."""
     for number, raw_line in enumerate(source.splitlines(), 1):
         line = _COMMENT.sub("", raw_line).strip()
         if not line or line.startswith("Disassembly of section") or "file format" in line:
             continue
-        header = _SYMBOL_HEADER.match(line)
-        label = _LABEL.match(line) if header is None else None
+        m = _SYMBOL_HEADER.match(line) or _LABEL.match(line)
+        if m:
+            yield number, raw_line, "", m.group(1)
+            continue
+        text = _SUFFIX.sub("", _ADDRESS.sub("", line))
+        yield number, raw_line, re.sub(r"\s+", " ", text.replace("\t", " ")), None
+
+
+def parse(source: str, *, name: str = "") -> Assembler:
+    """An :class:`Assembler` holding the program written in ``source`` (labels still unresolved)."""
+    p = Assembler(name)
+    labels = {label for _, _, _, label in _lines(source) if label}
+    for number, raw_line, text, label in _lines(source):
         try:
-            if header or label:
-                p.label((header or label).group(1))  # type: ignore[union-attr]
+            if label:
+                p.label(label)
                 continue
-            text = _SUFFIX.sub("", _ADDRESS.sub("", line))
-            text = re.sub(r"\s+", " ", text.replace("\t", " "))
+            call = _CALL.match(text)
+            if call:
+                _call(p, call.group(1), labels)
+                continue
             for pattern, handler in _RULES:
                 m = pattern.match(text)
                 if m:

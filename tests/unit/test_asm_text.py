@@ -90,6 +90,13 @@ def test_hand_written_program_with_labels_helpers_and_maps() -> None:
     assert parse(src).labels == {"out": 15, "callback": 17}
 
 
+def test_a_label_defined_in_the_text_wins_over_a_helper_of_the_same_name() -> None:
+    src = "call loop\ncall bpf_loop\ncall map_lookup_elem\nexit\nloop:\nexit"
+    insns = decode(assemble_text(src))
+    assert insns[0] == Instruction(0x85, src=op.PSEUDO_CALL, imm=3)
+    assert insns[1] == Instruction(0x85, imm=181) and insns[2] == Instruction(0x85, imm=1)
+
+
 def test_pasted_llvm_objdump_output_with_addresses_and_symbols() -> None:
     src = """
     prog.o:\tfile format elf64-bpf
@@ -112,6 +119,8 @@ def test_pasted_llvm_objdump_output_with_addresses_and_symbols() -> None:
 @pytest.mark.parametrize(("src", "message"), [
     ("r0 = 0\nr1 =+ 2", "line 2: cannot parse 'r1 =+ 2'"),
     ("r11 = 1", "line 1: bad register r11"),
+    ("call 99999999999", "line 1: call at insn 0: immediate 99999999999 does not fit in 32 bits"),
+    ("call nowhere", "assemble: call at insn 0: label 'nowhere' is not defined"),
     ("call bpf_map_lookup", "line 1: call at insn 0: unknown bpf helper (did you mean bpf_map_lookup_elem"),
     ("r1 = -r2", "line 1: negation works in place"),
     ("r1 = be16 r2", "line 1: byte swaps work in place"),
