@@ -253,3 +253,62 @@ def test_reused_pid_is_not_confused_with_a_tracked_process(tmp_path: Path) -> No
     srv.close()
     assert rec["seen_at_start"] is True and rec["root_pid"] == seeded.pid
     assert not [r for r in recs if r["pid"] == stale.pid]
+
+
+def test_ring_full_every_record_is_emitted_or_counted_lost(tmp_path: Path) -> None:
+    """With a one-page ring nobody drains, most records cannot be queued: each is counted per kind."""
+    from monitor_support import OBJ, Monitor
+
+    from rawbpf.collection import Collection
+    from rawbpf.elf import load_spec
+    from rawbpf.monitor.config import MonitorConfig
+    from rawbpf.monitor.run import prepare
+    from rawbpf.ringbuf import RingBuffer
+
+    spec = load_spec(str(OBJ))
+    spec.maps["events"].max_entries = 4096
+    cfg = MonitorConfig()
+    with Collection.load(spec, constants=cfg.constants()) as coll:
+        prepare(coll, cfg)
+        coll.attach_all()
+        man = run_workload(tmp_path, busy_rounds=2)
+        for _ in range(3):  # both processes have exited: let pending exits land
+            time.sleep(0.1)
+        got: List[bytes] = []
+        with RingBuffer(coll.maps["events"], callback=lambda b: got.append(bytes(b))) as rb:
+            rb.drain()
+            counters = Monitor(coll, rb, []).counters()
+    assert man["claude"]["exit_code"] == 3
+    kinds = counters["kinds"]
+    lost = sum(k["lost"] for k in kinds.values())
+    emitted = sum(k["emitted"] for k in kinds.values())
+    assert lost > 0 and emitted == len(got)
+    for name, k in kinds.items():
+        assert k["tracked"] == k["emitted"] + k["lost"], name
+
+
+def test_rename_of_another_thread_through_proc(tmp_path: Path) -> None:
+    """A thread renamed by its sibling through /proc/self/task/TID/comm: the record names the renamed thread
+    (not the writer), so the untyped task pointer of the raw tracepoint is read correctly."""
+    import subprocess
+    import sys
+
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    (bindir / "claude").symlink_to(sys.executable)
+    code = ("import threading, time, os\n"
+            "ev = threading.Event(); ids = []\n"
+            "def run():\n    ids.append(threading.get_native_id()); ev.wait()\n"
+            "t = threading.Thread(target=run); t.start()\n"
+            "while not ids: time.sleep(0.01)\n"
+            "open(f'/proc/self/task/{ids[0]}/comm', 'w').write('peer-named')\n"
+            "ev.set(); t.join(); print(ids[0])\n")
+    with monitor() as mon:
+        res = subprocess.run([str(bindir / "claude"), "-c", code], capture_output=True, text=True, check=True)
+        tid = int(res.stdout)
+        rec = mon.wait_for(lambda r: r["type"] == "rename" and r["tid"] == tid
+                           and r["new_comm"] == "peer-named")
+        root = next(r for r in mon.records if r["type"] == "exec" and r["match"] == "comm"
+                    and r["filename"] == str(bindir / "claude"))
+    assert rec["pid"] == root["pid"] and rec["root_pid"] == root["pid"] and rec["pid"] != tid
+    assert rec["old_comm"] == "claude" and rec["comm"] == "claude" and rec["uid"] == os.getuid()
