@@ -12,7 +12,7 @@ import ctypes.util
 import errno as _errno
 import os
 import platform
-from typing import Mapping, Optional
+from typing import Callable, Mapping, Optional
 
 from rawbpf.consts import Cmd
 from rawbpf.errors import NotSupportedError, SyscallError
@@ -70,18 +70,24 @@ def _fail(what: str, err: int, hints: Optional[Mapping[int, str]]) -> SyscallErr
     return SyscallError(what, err, hint)
 
 
+_bpf_call: Optional[Callable[[int, object, int], int]] = None
+
+
 def bpf(cmd: Cmd, attr: ctypes.Structure, what: str, *, hints: Optional[Mapping[int, str]] = None,
         size: Optional[int] = None) -> int:
     """bpf(cmd, &attr, sizeof attr): the result (an fd or 0); raises SyscallError(what, errno).
 
     EINTR is retried; EAGAIN too for PROG_LOAD and BTF_LOAD (the verifier returns it when interrupted).
     """
-    nr = syscall_numbers()[0]
-    lib = libc()
+    global _bpf_call
+    if _bpf_call is None:
+        nr = ctypes.c_long(syscall_numbers()[0])
+        fn = libc().syscall
+        _bpf_call = lambda c, a, n: fn(nr, ctypes.c_long(c), a, ctypes.c_long(n))  # noqa: E731
     n = ctypes.sizeof(attr) if size is None else size
     retry_eagain = cmd in (Cmd.PROG_LOAD, Cmd.BTF_LOAD)
     for _attempt in range(5):
-        ret = lib.syscall(ctypes.c_long(nr), ctypes.c_long(int(cmd)), ctypes.byref(attr), ctypes.c_long(n))
+        ret = _bpf_call(int(cmd), ctypes.byref(attr), n)
         if ret >= 0:
             return int(ret)
         err = ctypes.get_errno()

@@ -184,7 +184,11 @@ class Map(FD):
         self.flags = info.flags
         self.name = info.name
         self._id = info.id
-        self._ncpus = possible_cpus() if self.type.per_cpu else 1
+        self._per_cpu = self.type.per_cpu
+        self._ncpus = possible_cpus() if self._per_cpu else 1
+        self._label = f"map '{self.name}'" if self.name else f"map fd {fd}"
+        self._stride = _round8(self.value_size) if self._per_cpu else self.value_size
+        self._bufsize = self._stride * self._ncpus
 
     # --- construction ---------------------------------------------------------------------------
 
@@ -266,9 +270,7 @@ class Map(FD):
     @property
     def label(self) -> str:
         """How messages name this map."""
-        if self.name:
-            return f"map '{self.name}'"
-        return f"map fd {self._fd}"
+        return self._label
 
     def info(self) -> MapInfo:
         """Fresh BPF_OBJ_GET_INFO_BY_FD (id, BTF ids, flags as the kernel sees them)."""
@@ -285,7 +287,7 @@ class Map(FD):
 
     @property
     def per_cpu(self) -> bool:
-        return self.type.per_cpu
+        return self._per_cpu
 
     @property
     def ncpus(self) -> int:
@@ -295,12 +297,12 @@ class Map(FD):
     @property
     def value_stride(self) -> int:
         """Bytes per CPU in a per-CPU value buffer (value_size rounded up to 8)."""
-        return _round8(self.value_size) if self.per_cpu else self.value_size
+        return self._stride
 
     @property
     def buffer_size(self) -> int:
         """Bytes of one value as user space reads it (all CPUs for per-CPU maps)."""
-        return self.value_stride * self._ncpus
+        return self._bufsize
 
     def __repr__(self) -> str:
         state = "closed" if self._fd < 0 else f"fd={self._fd}"
@@ -319,7 +321,7 @@ class Map(FD):
         """Pack a user value: bytes, int, a Map (its fd), or for per-CPU maps a sequence (one per CPU)."""
         if isinstance(value, Map):
             value = value.fd
-        if self.per_cpu:
+        if self._per_cpu:
             if isinstance(value, (list, tuple)):
                 if len(value) != self._ncpus:
                     raise ConfigError(f"{self.label}: per-cpu value needs {self._ncpus} entries, "
@@ -353,7 +355,7 @@ class Map(FD):
 
     def lookup_percpu(self, key: KeyLike) -> Optional[List[bytes]]:
         """One value per possible CPU (each ``value_size`` bytes), or None if absent."""
-        if not self.per_cpu:
+        if not self._per_cpu:
             raise ConfigError(f"{self.label}: lookup_percpu needs a per-cpu map, "
                               f"this is {self.type.name.lower()}")
         raw = self.lookup(key)
@@ -364,7 +366,7 @@ class Map(FD):
 
     def lookup_int(self, key: KeyLike, *, signed: bool = False) -> Optional[int]:
         """The value as a little-endian integer (summed over CPUs for per-CPU maps), or None."""
-        if self.per_cpu:
+        if self._per_cpu:
             vals = self.lookup_percpu(key)
             if vals is None:
                 return None
