@@ -12,7 +12,7 @@ from rawbpf.asm import Instruction, decode, disassemble, encode, format_insn
 from rawbpf.errors import AsmError
 
 
-@settings(max_examples=1500)
+@settings(max_examples=600)
 @given(valid_insn())
 def test_encode_decode_round_trip(insn: Instruction) -> None:
     data = insn.encode()
@@ -20,7 +20,7 @@ def test_encode_decode_round_trip(insn: Instruction) -> None:
     assert decode(data) == [insn]
 
 
-@settings(max_examples=1500)
+@settings(max_examples=600)
 @given(valid_insn(), st.booleans())
 def test_every_valid_instruction_disassembles(insn: Instruction, alu32: bool) -> None:
     text = format_insn(insn, index=3, symbols={0: "f"}, alu32=alu32)
@@ -28,7 +28,7 @@ def test_every_valid_instruction_disassembles(insn: Instruction, alu32: bool) ->
     assert "\n" not in text
 
 
-@settings(max_examples=500)
+@settings(max_examples=150)
 @given(st.lists(valid_insn(), max_size=30))
 def test_streams_round_trip_and_give_one_line_per_instruction(insns: List[Instruction]) -> None:
     data = encode(insns)
@@ -36,7 +36,7 @@ def test_streams_round_trip_and_give_one_line_per_instruction(insns: List[Instru
     assert len(disassemble(data, helpers=True, annotate=lambda i: f"slot {i}")) == len(insns)
 
 
-@settings(max_examples=1500)
+@settings(max_examples=600)
 @given(st.binary(max_size=80))
 def test_decoding_arbitrary_bytes_raises_only_asm_error(data: bytes) -> None:
     try:

@@ -27,7 +27,7 @@ def _lossless(insn: Instruction) -> Instruction:
     return insn
 
 
-@settings(max_examples=1500)
+@settings(max_examples=600)
 @given(valid_insn())
 def test_text_of_every_valid_instruction_assembles_back(insn: Instruction) -> None:
     insn = _lossless(insn)
@@ -155,7 +155,7 @@ def test_numbers_in_hex_and_both_signs() -> None:
 _ALPHABET = "rw0123456789abcdefx =+-*/%&|^<>()[]s.,;:_ \tlgotilcnmpuqkv\n#"
 
 
-@settings(max_examples=1500)
+@settings(max_examples=600)
 @given(st.text(alphabet=_ALPHABET, max_size=60))
 def test_arbitrary_text_assembles_or_raises_asm_error(source: str) -> None:
     try:
@@ -164,7 +164,7 @@ def test_arbitrary_text_assembles_or_raises_asm_error(source: str) -> None:
         assert "\n" not in str(err)
 
 
-@settings(max_examples=1500)
+@settings(max_examples=600)
 @given(valid_insn(), st.integers(0, 60), st.sampled_from(list(_ALPHABET)))
 def test_mutated_instruction_text_assembles_or_raises_asm_error(insn: Instruction, pos: int, ch: str) -> None:
     line = format_insn(insn)
