@@ -186,7 +186,8 @@ struct proc_info {
 struct pending_connect {
 	__u32 valid;
 	__u32 pad;
-	struct proc_info proc;	/* the process's tracked entry at entry: the exit needs no second lookup */
+	struct proc_info proc;	/* copy of the process's tracked entry: later connects of this thread and the
+				 * exit need no hash lookup (a live process's entry does not change) */
 	__u16 family;
 	__u16 port;
 	__u32 path_len;
@@ -819,8 +820,10 @@ int handle_connect_enter(struct syscall_enter_connect_args *ctx)
 	struct endpoint_key key = {};
 	struct pending_connect *pc;
 	struct endpoint_value *ep;
+	struct task_struct *task;
 	struct proc_info *p;
 	struct counters *c;
+	__u64 start;
 	__u16 family;
 	__u8 sa[32];
 	long n;
@@ -828,13 +831,18 @@ int handle_connect_enter(struct syscall_enter_connect_args *ctx)
 	count_seen(REC_CONNECT);
 	if (!maybe_tracked(tgid))
 		return 0;
-	p = lookup_tracked(tgid, cur_leader_start(bpf_get_current_task_btf()));
-	if (!p)
-		return 0;
-	pc = bpf_task_storage_get(&pending_connects, bpf_get_current_task_btf(), 0,
-				  BPF_LOCAL_STORAGE_GET_F_CREATE);
-	if (!pc)
-		return 0;
+	task = bpf_get_current_task_btf();
+	start = cur_leader_start(task);
+	pc = bpf_task_storage_get(&pending_connects, task, 0, 0);
+	if (!pc || !same_process(&pc->proc, start)) {
+		p = lookup_tracked(tgid, start);
+		if (!p)
+			return 0;
+		pc = bpf_task_storage_get(&pending_connects, task, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+		if (!pc)
+			return 0;
+		pc->proc = *p;
+	}
 	pc->valid = 0;
 	/* one read covers sockaddr_in and the part of sockaddr_in6 up to the address */
 	n = alen < 24 ? alen : 24;
@@ -886,7 +894,6 @@ int handle_connect_enter(struct syscall_enter_connect_args *ctx)
 			__builtin_memset(pc->endpoint, 0, sizeof(pc->endpoint));
 	}
 	pc->family = family;
-	pc->proc = *p;
 	pc->valid = 1;
 	return 0;
 filtered:
