@@ -19,7 +19,14 @@ from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional
 from rawbpf import bpffs
 from rawbpf._fd import FD
 from rawbpf.consts import BPF_F_MMAPABLE, AttachType, MapType, ProgType
-from rawbpf.errors import ConfigError, NotSupportedError, ObjectError, RawBPFError, RelocationError
+from rawbpf.errors import (
+    ConfigError,
+    NotSupportedError,
+    ObjectError,
+    RawBPFError,
+    RelocationError,
+    VerifierError,
+)
 from rawbpf.globals import decode_value, encode_value
 from rawbpf.linker import ExternValue, LinkedProgram, link, patch_data
 from rawbpf.maps import Map
@@ -399,9 +406,36 @@ class Collection:
         self.linked[prog.name] = linked
         try:
             p = self._program_load(prog, linked, attach_btf_id, btf_fd, core, log_level)
+        except VerifierError as err:
+            explained = self._explain_core_failure(prog, err)
+            if explained is not None:
+                raise explained from err
+            raise _in_context(err, spec.name, prog.section) from None
         except RawBPFError as err:
             raise _in_context(err, spec.name, prog.section) from None
         self.programs[prog.name] = p
+
+    def _explain_core_failure(self, prog: ProgramSpec, err: VerifierError) -> Optional[RelocationError]:
+        """A reachable instruction CO-RE could not relocate (poisoned with libbpf's ``call 0xbad2310``)
+        becomes an error naming the type, the field path and the C source line."""
+        if "unknown#195896080" not in err.log or self.spec.btf is None:
+            return None
+        from rawbpf.btf import core as _core
+
+        linked = link(self.spec, prog.name)
+        try:
+            applied = _core.relocate_program(linked.insns, linked.core_relos, self.spec.btf,
+                                             line_of=linked.source_line, prog_name=prog.name)
+        except RawBPFError as core_err:
+            return RelocationError(f"object '{self.spec.name}': section '{prog.section}': {core_err}")
+        poisoned = [a for a in applied if a.poisoned]
+        if not poisoned:
+            return None
+        hit = next((a for a in poisoned if a.insn == err.insn_index), poisoned[0])
+        where = f" at {hit.source}" if hit.source else ""
+        return RelocationError(
+            f"object '{self.spec.name}': section '{prog.section}': program '{prog.name}': CO-RE relocation "
+            f"failed: {hit.kind.name.lower()} of {hit.local}{where}: {hit.reason}")
 
     def _program_load(self, prog: ProgramSpec, linked: LinkedProgram, attach_btf_id: int, btf_fd: int,
                       core: bytes, log_level: int) -> Program:

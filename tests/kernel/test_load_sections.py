@@ -5,6 +5,7 @@ Sources are compiled here with clang."""
 from __future__ import annotations
 
 import platform
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -13,6 +14,7 @@ import pytest
 
 from rawbpf.collection import Collection
 from rawbpf.elf import load_spec
+from rawbpf.errors import RelocationError
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 INCLUDE = ROOT / "tests" / "data" / "include"
@@ -66,33 +68,41 @@ char LICENSE[] SEC("license") = "GPL";
 """
 
 
+UNRESOLVABLE = r"""
+#include "mini_vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_core_read.h>
+
+struct task_struct___gone {
+	int rawbpf_no_such_field;
+} __attribute__((preserve_access_index));
+
+__u32 out;
+
+SEC("tp/syscalls/sys_enter_getppid")
+int reads_missing(void *ctx)
+{
+	struct task_struct___gone *t = (void *)bpf_get_current_task();
+	out = BPF_CORE_READ(t, rawbpf_no_such_field);
+	return 0;
+}
+
+char LICENSE[] SEC("license") = "GPL";
+"""
+
+
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> tuple:
     tmp = tmp_path_factory.mktemp("sections")
     clang, gcc = shutil.which("clang"), shutil.which("gcc")
     if clang is None or gcc is None:
         pytest.fail("clang and gcc are needed for this test")
-    (tmp / "lazy.c").write_text(SOURCE)
-    subprocess.run(
-        [
-            clang,
-            "-O2",
-            "-g",
-            "-target",
-            "bpf",
-            "-Wall",
-            "-Werror",
-            "-D__TARGET_ARCH_x86",
-            f"-I{INCLUDE}",
-            "-idirafter",
-            f"/usr/include/{platform.machine()}-linux-gnu",
-            "-c",
-            str(tmp / "lazy.c"),
-            "-o",
-            str(tmp / "lazy.o"),
-        ],
-        check=True,
-    )
+    for name, source in (("lazy", SOURCE), ("unresolvable", UNRESOLVABLE)):
+        (tmp / f"{name}.c").write_text(source)
+        cmd = [clang, "-O2", "-g", "-target", "bpf", "-Wall", "-Werror", "-D__TARGET_ARCH_x86",
+               f"-I{INCLUDE}", "-idirafter", f"/usr/include/{platform.machine()}-linux-gnu",
+               "-c", str(tmp / f"{name}.c"), "-o", str(tmp / f"{name}.o")]
+        subprocess.run(cmd, check=True)
     subprocess.run(
         [
             gcc,
@@ -122,3 +132,17 @@ def test_question_mark_sections_and_iter_match_libbpf(built: tuple, pin_dir: Pat
         assert c.programs["uses_hidden"].test_run(bytes(64)).retval == 50 + 3
     with Collection.load(spec, programs=["optional"]) as c:
         assert c.programs["optional"].test_run(bytes(64)).retval == 2
+
+
+@pytest.mark.parametrize("kernel_core", [True, False], ids=["kernel-core", "user-core"])
+def test_failed_core_relocation_names_type_field_and_line(built: tuple, kernel_core: bool) -> None:
+    obj = built[0].parent / "unresolvable.o"
+    with pytest.raises(RelocationError) as info:
+        Collection.load(load_spec(obj), kernel_core=kernel_core)
+    msg = str(info.value)
+    assert msg.startswith(
+        "object 'unresolvable': section 'tp/syscalls/sys_enter_getppid': program "
+        "'reads_missing': CO-RE relocation failed: "
+    )
+    assert "task_struct___gone" in msg and "rawbpf_no_such_field" in msg
+    assert re.search(r" at unresolvable\.c:1[56]: ", msg) and "195896080" not in msg and "\n" not in msg
