@@ -10,9 +10,10 @@
  * The record structs below are the single source of truth for decoding: user space reads their layout from
  * this object's BTF. Every record starts with the same header fields (REC_HEADER), `type` first.
  *
- * Costs: every handler first does one hash lookup on the tgid and returns when the process is not tracked.
- * Records are submitted with BPF_RB_NO_WAKEUP (the consumer drains on a timer) and force a wakeup when the
- * ring fills past `wakeup_bytes`. A failed reserve is counted per record kind (the kernel keeps no
+ * Costs: every handler first reads the tgid's byte in `tracked_pids` (an inlined array lookup) and returns
+ * when the process is not tracked; exec alone must look further (the identification rules). Records are
+ * submitted with BPF_RB_NO_WAKEUP (the consumer drains on a timer) and force a wakeup when the ring fills past
+ * `wakeup_bytes`. A failed reserve is counted per record kind (the kernel keeps no
  * ring-buffer drop count) in counters.kind[].lost, which the consumer turns into `lost` records.
  */
 #include "claude_monitor_kernel.h"
@@ -34,7 +35,6 @@
 #define AF_UNIX 1
 #define AF_INET 2
 #define AF_INET6 10
-#define EINPROGRESS 115
 
 /* Record kinds; the value of the `type` field. */
 enum rec_type {
