@@ -12,9 +12,9 @@
  *
  * Costs: every handler first reads the tgid's byte in `tracked_pids` (an inlined array lookup) and returns
  * when the process is not tracked; exec alone must look further (the identification rules). Records are
- * submitted with BPF_RB_NO_WAKEUP (the consumer drains on a timer) and force a wakeup when the ring fills past
- * `wakeup_bytes`. A failed reserve is counted per record kind (the kernel keeps no
- * ring-buffer drop count) in counters.kind[].lost, which the consumer turns into `lost` records.
+ * submitted with BPF_RB_NO_WAKEUP (the consumer drains on a timer) and force a wakeup when the ring fills
+ * past `wakeup_bytes`. A failed reserve is counted per record kind (the kernel keeps no ring-buffer drop
+ * count) in counters.kind[].lost, which the consumer turns into `lost` records.
  */
 #include "claude_monitor_kernel.h"
 #include <bpf/bpf_helpers.h>
