@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """Check rawbpf/_types.py against the running kernel's BTF: every field offset, and that no layout is larger
-than the kernel's type. Reads /sys/kernel/btf/vmlinux through ``bpftool -j btf dump`` (no root needed when the
-file is readable). Exit status 0: all layouts match; 1: a mismatch (printed); 2: BTF unavailable.
+than the kernel's type. Reads /sys/kernel/btf/vmlinux with rawbpf's own BTF parser (``--bpftool`` uses
+``bpftool -j btf dump`` instead, as an independent second opinion); no root needed when the file is readable.
+Exit status 0: all layouts match; 1: a mismatch (printed); 2: BTF unavailable.
 
-    python3 tools/check_types.py [--vmlinux PATH] [--verbose]
+    python3 tools/check_types.py [--vmlinux PATH] [--bpftool] [--verbose]
 """
 
 from __future__ import annotations
@@ -19,15 +20,46 @@ from typing import Any, Dict, List, Optional, Tuple
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from rawbpf import _types as T
+from rawbpf.errors import RawBPFError
 
 Types = Dict[int, Dict[str, Any]]
 _SKIP_KINDS = ("TYPEDEF", "CONST", "VOLATILE", "RESTRICT", "TYPE_TAG")
 
 
 def load_types(vmlinux: str) -> Types:
+    """Every type of ``vmlinux`` as bpftool's JSON records, by id."""
     out = subprocess.run(["bpftool", "-j", "btf", "dump", "file", vmlinux], check=True,
                          capture_output=True, text=True).stdout
     return {int(t["id"]): t for t in json.loads(out)["types"]}
+
+
+class RawbpfTypes(Dict[int, Dict[str, Any]]):
+    """The same records as :func:`load_types`, decoded on demand by rawbpf.btf (vmlinux is parsed lazily)."""
+
+    def __init__(self, vmlinux: str) -> None:
+        super().__init__()
+        from rawbpf.btf import BTF
+
+        with open(vmlinux, "rb") as f:
+            self.btf = BTF.parse(f.read(), lazy=True)
+
+    def record(self, tid: int) -> Dict[str, Any]:
+        t = self.btf[tid]
+        return {"id": tid, "kind": t.kind.name, "name": t.name or "(anon)", "size": t.size, "type_id": t.type,
+                "members": [{"name": m.name or "(anon)", "type_id": m.type, "bits_offset": m.bits_offset}
+                            for m in t.members]}
+
+    def get(self, tid: int, default: Any = None) -> Any:
+        try:
+            return self.record(tid)
+        except Exception:
+            return default
+
+    def named(self, name: str) -> Optional[Dict[str, Any]]:
+        for t in self.btf.find_all(name):
+            if t.kind.name in ("STRUCT", "UNION"):
+                return self.record(t.id)
+        return None
 
 
 def _resolve(types: Types, tid: int) -> Dict[str, Any]:
@@ -55,6 +87,8 @@ def flatten(types: Types, t: Dict[str, Any], base: int = 0, prefix: str = "") ->
 
 
 def find_named(types: Types, name: str) -> Optional[Dict[str, Any]]:
+    if isinstance(types, RawbpfTypes):
+        return types.named(name)
     for t in types.values():
         if t.get("name") == name and t.get("kind") in ("STRUCT", "UNION"):
             return t
@@ -109,18 +143,20 @@ def check(types: Types, verbose: bool = False) -> List[str]:
 def main(argv: Optional[List[str]] = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     ap.add_argument("--vmlinux", default="/sys/kernel/btf/vmlinux")
+    ap.add_argument("--bpftool", action="store_true", help="read the BTF with bpftool instead of rawbpf.btf")
     ap.add_argument("-v", "--verbose", action="store_true")
     args = ap.parse_args(argv)
+    reader = "bpftool" if args.bpftool else "rawbpf.btf"
     try:
-        types = load_types(args.vmlinux)
-    except (OSError, subprocess.CalledProcessError, ValueError) as err:
-        print(f"check_types: cannot read {args.vmlinux} with bpftool: {err}", file=sys.stderr)
+        types: Types = load_types(args.vmlinux) if args.bpftool else RawbpfTypes(args.vmlinux)
+    except (OSError, subprocess.CalledProcessError, ValueError, RawBPFError) as err:
+        print(f"check_types: cannot read {args.vmlinux} with {reader}: {err}", file=sys.stderr)
         return 2
     problems = check(types, args.verbose)
     for p in problems:
         print(f"check_types: {p}", file=sys.stderr)
     if not problems:
-        print(f"check_types: {len(T.ALL_LAYOUTS)} layouts match {args.vmlinux}")
+        print(f"check_types: {len(T.ALL_LAYOUTS)} layouts match {args.vmlinux} (read with {reader})")
     return 1 if problems else 0
 
 

@@ -12,6 +12,7 @@ from typing import Iterator
 import pytest
 
 from rawbpf import features
+from rawbpf._types import ALL_LAYOUTS
 from rawbpf.errors import NotSupportedError
 from rawbpf.features import Feature, _Blob, _btf_loads
 
@@ -90,11 +91,12 @@ def test_missing_privilege_raises_instead_of_answering_false() -> None:
     assert json.loads(res.stdout) == dict.fromkeys(names, 1)  # EPERM, not False
 
 
-def test_check_types_tool_agrees_with_the_kernel() -> None:
-    res = subprocess.run([sys.executable, str(ROOT / "tools" / "check_types.py")], capture_output=True,
-                         text=True)
+@pytest.mark.parametrize("reader", [[], ["--bpftool"]], ids=["rawbpf.btf", "bpftool"])
+def test_check_types_tool_agrees_with_the_kernel(reader: list) -> None:
+    tool = str(ROOT / "tools" / "check_types.py")
+    res = subprocess.run([sys.executable, tool, *reader], capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
-    assert "layouts match" in res.stdout
+    assert f"{len(ALL_LAYOUTS)} layouts match" in res.stdout
 
 
 def test_check_types_tool_catches_a_wrong_offset(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -111,7 +113,7 @@ def test_check_types_tool_catches_a_wrong_offset(monkeypatch: pytest.MonkeyPatch
         _names_: dict = {}
         _fields_ = [("prog_fd", ctypes.c_uint32), ("data_size_in", ctypes.c_uint32)]
 
-    types = check_types.load_types("/sys/kernel/btf/vmlinux")
     monkeypatch.setattr(check_types.T, "ALL_LAYOUTS", (Wrong,))
-    problems = check_types.check(types)
-    assert problems == ["Wrong.data_size_in: offset 4, kernel says 8"]
+    for types in (check_types.load_types("/sys/kernel/btf/vmlinux"),
+                  check_types.RawbpfTypes("/sys/kernel/btf/vmlinux")):
+        assert check_types.check(types) == ["Wrong.data_size_in: offset 4, kernel says 8"]
