@@ -8,7 +8,7 @@ against a ~127k-type vmlinux costs tens of milliseconds rather than seconds. Pat
 from __future__ import annotations
 
 import os
-from typing import Dict, List, Tuple
+from typing import Dict, List
 
 from rawbpf.btf.core import Targets
 from rawbpf.btf.parse import BTF
@@ -17,25 +17,24 @@ from rawbpf.errors import BTFError
 BTF_DIR = "/sys/kernel/btf"
 VMLINUX = BTF_DIR + "/vmlinux"
 
-_cache: Dict[Tuple[str, int, int], BTF] = {}
+_cache: Dict[str, BTF] = {}
 
 
-def _read(path: str, what: str) -> Tuple[bytes, Tuple[str, int, int]]:
+def _read(path: str, what: str) -> bytes:
     try:
         with open(path, "rb") as f:
-            st = os.fstat(f.fileno())
-            return f.read(), (os.path.abspath(path), st.st_ino, st.st_mtime_ns)
+            return f.read()
     except OSError as err:
         raise BTFError(f"{what} '{path}': {err.strerror.lower() if err.strerror else err}") from err
 
 
 def vmlinux(path: str = VMLINUX) -> BTF:
-    """The kernel's BTF, parsed lazily once per process (per file)."""
-    key = (os.path.abspath(path), 0, 0)
+    """The kernel's BTF, parsed lazily once per process (per path: the running kernel's cannot change)."""
+    key = os.path.abspath(path)
     hit = _cache.get(key)
     if hit is not None:
         return hit
-    data, _ = _read(path, "vmlinux btf")
+    data = _read(path, "vmlinux btf")
     try:
         btf = BTF.parse(data, lazy=True)
     except BTFError as err:
@@ -55,7 +54,7 @@ def module_names(btf_dir: str = BTF_DIR) -> List[str]:
 def module(name: str, base: BTF, btf_dir: str = BTF_DIR) -> BTF:
     """A module's BTF, split on ``base`` (vmlinux), parsed lazily."""
     path = os.path.join(btf_dir, name)
-    data, _ = _read(path, "module btf")
+    data = _read(path, "module btf")
     try:
         return BTF.parse(data, base=base, lazy=True)
     except BTFError as err:
