@@ -6,8 +6,9 @@ column, so it can be diffed against it: ``r1 = *(u32 *)(r2 + 8)``, ``if r1 > 16 
 Where LLVM 14 prints ``<unknown>`` for a valid instruction, the syntax later LLVM releases use is printed
 instead: the cpu v4 instructions (``r1 = (s8)r2``, ``r0 s/= r1``, ``r1 = *(s8 *)(r2 + 0)``, ``gotol +2``,
 ``r1 = bswap64 r1``), ``if r1 & 7 goto +1``, ``*(u32 *)(r10 - 4) = 7``, ``w1 %= w2``, 32-bit atomics in the
-alu32 spelling, ``may_goto``, ``addr_space_cast``, ``load_acquire``/``store_release``. Kernel-internal
-forms that appear in xlated dumps use the kernel's spelling (``r0 = &(void __percpu *)(r0)``, ``nospec``).
+alu32 spelling, ``may_goto``, ``gotox``, ``addr_space_cast``, ``load_acquire``/``store_release``.
+Kernel-internal forms that appear in xlated dumps use the kernel's spelling (``r0 = &(void __percpu *)(r0)``,
+``nospec``).
 Encodings that mean nothing print ``<unknown>``, as llvm-objdump does; formatting never raises on a
 decoded instruction. One deliberate difference: LLVM 14 without alu32 prints a 32-bit fetch-and-add as
 ``lock *(u32 *)(r1 + 0) += r2`` (it ignores BPF_FETCH); this prints ``w2 = atomic_fetch_add(…)``.
@@ -117,8 +118,8 @@ def _jmp(insn: Instruction, index: int, symbols: Optional[Symbols]) -> str:
         return _rel(rel) + (symbols.describe(index + 1 + rel) if symbols is not None else "")
 
     if operation == op.JA:
-        if code & op.X:
-            return UNKNOWN
+        if code & op.X:  # indirect jump through a jump table (Linux 6.19+)
+            return f"gotox r{dst}" if wide else UNKNOWN
         return f"goto {target(off)}" if wide else f"gotol {target(imm)}"
     if operation == op.CALL:
         if not wide:

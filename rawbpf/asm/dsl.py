@@ -357,6 +357,11 @@ class Assembler:
         """bpf-to-bpf call of the subprogram at label ``target`` (or a relative slot offset)."""
         return self._to("call", "call", Instruction(op.JMP | op.CALL, src=op.PSEUDO_CALL), target)
 
+    def gotox(self, reg: Reg) -> Assembler:
+        """Indirect jump to the instruction address in ``reg`` (from a jump-table map, Linux 6.19+)."""
+        r = self._reg("gotox", reg, "target")
+        return self._emit(Instruction(op.JMP | op.JA | op.X, dst=r.num))
+
     def callx(self, reg: Reg) -> Assembler:
         """Indirect call through a register (encoded in imm, as LLVM does)."""
         r = self._reg("callx", reg, "target")

@@ -98,6 +98,11 @@ def _call(p: Assembler, target: str, labels: Set[str]) -> Any:
     return p.call_label(target)
 
 
+@_rule(r"gotox r(\d+)")
+def _gotox(p: Assembler, m: re.Match[str]) -> Any:
+    return p.gotox(_reg("r", m.group(1)))
+
+
 @_rule(r"callx r(\d+)")
 def _callx(p: Assembler, m: re.Match[str]) -> Any:
     return p.callx(_reg("r", m.group(1)))

@@ -188,10 +188,11 @@ def test_jump_offset_out_of_range_suggests_gotol() -> None:
 
 def test_numeric_targets_are_relative_slot_offsets() -> None:
     p = Assembler().ja(1).jeq(W1, 2, -2).gotol(-3).call_label(5).ld_func(R1, 7).callx(R2)
-    p.load_acquire("w", W0, R1, 8).store_release("dw", R1, -8, R2).may_goto(0)
+    p.load_acquire("w", W0, R1, 8).store_release("dw", R1, -8, R2).may_goto(0).gotox(R3)
     assert text(p) == [
         "goto +1", "if w1 == 2 goto -2", "gotol -3", "call 5", "ld_pseudo\tr1, 4, 7", "callx r2",
         "w0 = load_acquire((u32 *)(r1 + 8))", "store_release((u64 *)(r1 - 8), r2)", "may_goto +0",
+        "gotox r3",
     ]
     assert decode(p.assemble())[3] == Instruction(0x85, src=1, imm=5)
     assert p.relocations == []

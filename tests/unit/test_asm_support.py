@@ -71,7 +71,8 @@ _ATOMIC_IMMS = [op.ADD, op.OR, op.AND, op.XOR, op.ADD | op.FETCH, op.OR | op.FET
 def valid_insn(draw: st.DrawFn) -> Instruction:
     """Any instruction the kernel's ISA defines, with random registers, offsets and immediates."""
     kind = draw(st.sampled_from(["alu", "movsx", "neg", "end", "jmp", "ja", "call", "exit", "ld64", "ldabs",
-                                 "ldx", "ldsx", "st", "stx", "atomic", "acqrel", "may_goto", "asc"]))
+                                 "ldx", "ldsx", "st", "stx", "atomic", "acqrel", "may_goto", "asc",
+                                 "gotox"]))
     d, s, o, i = draw(regs), draw(regs), draw(off16), draw(imm32)
     if kind == "alu":
         cls = draw(st.sampled_from([op.ALU, op.ALU64]))
@@ -101,6 +102,8 @@ def valid_insn(draw: st.DrawFn) -> Instruction:
     if kind == "ja":
         return Instruction(op.JMP | op.JA, 0, 0, o) if draw(st.booleans()) else Instruction(op.JMP32 | op.JA,
                                                                                           imm=i)
+    if kind == "gotox":
+        return Instruction(op.JMP | op.JA | op.X, d)
     if kind == "may_goto":
         return Instruction(op.JMP | op.JCOND, 0, 0, o)
     if kind == "call":

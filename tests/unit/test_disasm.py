@@ -37,6 +37,7 @@ V4_AND_LATER = [
     (I(0x7A, 10, 0, -8, -1), "*(u64 *)(r10 - 8) = -1"),
     (I(0x72, 10, 0, -1, 255), "*(u8 *)(r10 - 1) = 255"),
     (I(0xE5, off=3), "may_goto +3"),
+    (I(0x0D, 2), "gotox r2"),
     (I(0xBF, 1, 2, 1, 1), "r1 = addr_space_cast(r2, 0, 1)"),
     (I(0xBF, 1, 2, 1, 1 << 16), "r1 = addr_space_cast(r2, 1, 0)"),
     (I(0xDB, 0, 1, 8, op.LOAD_ACQ), "r0 = load_acquire((u64 *)(r1 + 8))"),
@@ -88,7 +89,7 @@ def test_llvm14_syntax(insn: Instruction, alu32: bool, text: str) -> None:
 
 @pytest.mark.parametrize("insn", [
     I(0x00), I(0x8F), I(0x8C), I(0xFF), I(0xE7, 1), I(0xDC, 1, imm=8), I(0xBF, 1, 2, 5), I(0x3F, 1, 2, 2),
-    I(0x0D), I(0x86), I(0x96), I(0x38), I(0x99, 1, 2), I(0xC3, 1, 2, 0, 0x10), I(0xD3, 1, 2, 0, 0),
+    I(0x0E), I(0x86), I(0x96), I(0x38), I(0x99, 1, 2), I(0xC3, 1, 2, 0, 0x10), I(0xD3, 1, 2, 0, 0),
     I(0xDF, 1, 2), I(0x9D),
 ], ids=lambda i: f"{i.code:#04x}")
 def test_meaningless_encodings_print_unknown(insn: Instruction) -> None:
