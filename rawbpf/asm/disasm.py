@@ -118,7 +118,7 @@ def _jmp(insn: Instruction, index: int, symbols: Optional[Symbols]) -> str:
         return _rel(rel) + (symbols.describe(index + 1 + rel) if symbols is not None else "")
 
     if operation == op.JA:
-        if code & op.X:  # indirect jump through a jump table (Linux 6.19+)
+        if code & op.X:  # indirect jump through a jump table (BPF_MAP_TYPE_INSN_ARRAY kernels)
             return f"gotox r{dst}" if wide else UNKNOWN
         return f"goto {target(off)}" if wide else f"gotol {target(imm)}"
     if operation == op.CALL:

@@ -358,7 +358,7 @@ class Assembler:
         return self._to("call", "call", Instruction(op.JMP | op.CALL, src=op.PSEUDO_CALL), target)
 
     def gotox(self, reg: Reg) -> Assembler:
-        """Indirect jump to the instruction address in ``reg`` (from a jump-table map, Linux 6.19+)."""
+        """Indirect jump to the instruction address in ``reg`` (read from a BPF_MAP_TYPE_INSN_ARRAY)."""
         r = self._reg("gotox", reg, "target")
         return self._emit(Instruction(op.JMP | op.JA | op.X, dst=r.num))
 
