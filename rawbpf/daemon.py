@@ -290,7 +290,7 @@ class Daemon:
         except BaseException:
             self.close()
             raise
-        self._last_status = time.monotonic()
+        self._last_status = self._last_clock = time.monotonic()
 
     def _ring_names(self) -> List[str]:
         maps = self.coll.maps
@@ -361,6 +361,11 @@ class Daemon:
         if self._reopen:
             self._reopen = False
             self.writer.reopen()
+        now = time.monotonic()
+        if now - self._last_clock >= 10.0:  # NTP steps the wall clock: re-read the kernel clock offsets
+            self._last_clock = now
+            for p in self.pipelines.values():
+                p.decoder.time_base.refresh()
         self.writer.maybe_flush()
         if self.options.status is not None and time.monotonic() - self._last_status >= \
                 self.options.status_interval:

@@ -20,6 +20,7 @@ import argparse
 import gc
 import json
 import os
+import resource
 import sys
 import time
 from operator import itemgetter
@@ -120,6 +121,8 @@ def main() -> int:
         pass
     base = count[0]
     a0, d0 = stats.read()
+    ru0 = resource.getrusage(resource.RUSAGE_SELF)
+    cpu0 = ru0.ru_utime + ru0.ru_stime
     print("READY", flush=True)
     start = time.monotonic()
     first = last = 0.0
@@ -142,8 +145,11 @@ def main() -> int:
     a1, d1 = stats.read()
     rb.close()
     stats.map.close()
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = ru.ru_utime + ru.ru_stime - cpu0
     print(json.dumps({"consumer": f"rawbpf-{a.mode}", "events": count[0] - base,
-                      "secs": round(last - first, 4), "attempts": a1 - a0, "drops": d1 - d0}), flush=True)
+                      "secs": round(last - first, 4), "attempts": a1 - a0, "drops": d1 - d0,
+                      "cpu_secs": round(cpu, 4)}), flush=True)
     return 0
 
 
