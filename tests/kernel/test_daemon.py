@@ -182,3 +182,27 @@ def test_record_type_option_decodes_a_ring_as_another_struct(tmp_path: Path) -> 
     recs = [r for r in read_log(tmp_path) if r["type"] != "header"]
     assert [r["type"] for r in recs] == ["ev_tick", "ev_tick"]
     assert [r["n"] for r in recs] == [0, 1]
+
+
+def test_drop_counter_convention_on_the_monitor_object() -> None:
+    """claude_monitor keeps `lost` per record kind in a per-CPU `counters` map: found, summed, reported."""
+    from rawbpf.btf import Kind
+
+    with load(str(ROOT / "programs" / "claude_monitor.o")) as coll:
+        counters = find_drop_counters(coll, ["events"])
+        assert [(c.source, c.ring) for c in counters] == [("counters.lost", "events")]
+        c = counters[0]
+        assert c.delta() == 0
+        btf = coll.spec.btf
+        assert btf is not None
+        m = coll.maps["counters"]
+        kc = btf.find("kind_counters", Kind.STRUCT)
+        assert kc is not None
+        lost_off = next(x.bits_offset // 8 for x in kc.members if x.name == "lost")
+        value = bytearray(m.value_size)
+        for kind in (1, 4):  # exec and connect lost 3 each, on every CPU
+            off = kind * kc.size + lost_off
+            value[off:off + 8] = (3).to_bytes(8, "little")
+        m.update(0, [bytes(value)] * m.ncpus)
+        assert c.delta() == 6 * m.ncpus
+        assert c.delta() == 0
