@@ -271,20 +271,23 @@ def attach_raw_tracepoint(prog: Program, name: str, *, cookie: int = 0) -> Link:
     return Link(fd, what=what)
 
 
-def attach_tracing(prog: Program, *, attach_type: Optional[int] = None, cookie: int = 0) -> Link:
+def attach_tracing(prog: Program, *, attach_type: Optional[int] = None, cookie: int = 0,
+                   use_link_create: Optional[bool] = None) -> Link:
     """Attach a tracing program (tp_btf, fentry/fexit) to the target chosen at load (``attach_btf_id``).
 
     Uses BPF_LINK_CREATE with the program's expected attach type; for tp_btf on kernels whose LINK_CREATE does
-    not take raw tracepoints, falls back to BPF_RAW_TRACEPOINT_OPEN with no name."""
+    not take raw tracepoints, falls back to BPF_RAW_TRACEPOINT_OPEN with no name (``use_link_create``: None
+    tries both, True/False picks one)."""
     atype = prog.expected_attach_type if attach_type is None else attach_type
     what = f"attach {prog.label} (tracing)"
-    attr = LinkCreateAttr(prog_fd=prog.fd, attach_type=atype)
-    attr.tracing_cookie = cookie
-    try:
-        return Link(_sys.bpf(Cmd.LINK_CREATE, attr, what), what=what)
-    except SyscallError as err:
-        if atype != AttachType.TRACE_RAW_TP or err.errno not in _NO_PERF_LINK:
-            raise
+    if use_link_create is not False:
+        attr = LinkCreateAttr(prog_fd=prog.fd, attach_type=atype)
+        attr.tracing_cookie = cookie
+        try:
+            return Link(_sys.bpf(Cmd.LINK_CREATE, attr, what), what=what)
+        except SyscallError as err:
+            if use_link_create or atype != AttachType.TRACE_RAW_TP or err.errno not in _NO_PERF_LINK:
+                raise
     rattr = RawTracepointAttr(name=0, prog_fd=prog.fd, cookie=cookie)
     return Link(_sys.bpf(Cmd.RAW_TRACEPOINT_OPEN, rattr, what), what=what)
 

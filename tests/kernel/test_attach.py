@@ -161,12 +161,15 @@ def _vmlinux_type_id(name: str) -> int:
     return int(m.group(1))
 
 
-def test_tp_btf_fires(hits: Map) -> None:
+@pytest.mark.parametrize("use_link_create", [None, False], ids=["link-create", "raw-tracepoint-open"])
+def test_tp_btf_fires(hits: Map, use_link_create: object) -> None:
     btf_id = _vmlinux_type_id("btf_trace_sys_enter")
     with Program.load(ProgType.TRACING, counter(hits, os.getpid()), name="tpbtf",
                       expected_attach_type=AttachType.TRACE_RAW_TP, attach_btf_id=btf_id) as prog:
-        with attach_tracing(prog) as link:
-            assert link.info().prog_id == prog.id
+        with attach_tracing(prog, use_link_create=use_link_create) as link:  # type: ignore[arg-type]
+            info = link.info()
+            assert info.prog_id == prog.id
+            assert info.type == 1 and info.target == "sys_enter"  # tp_btf makes a raw tracepoint link
             before = count(hits)
             for _ in range(5):
                 os.getppid()
@@ -182,6 +185,7 @@ UPROBE_C = r"""
 __attribute__((noinline)) int rawbpf_target(int x) { __asm__ volatile("" ::: "memory"); return x * 2; }
 int main(int argc, char **argv) {
     int n = atoi(argv[1]), s = 0;
+    if (argc > 2) getchar();  /* wait until the test has attached */
     for (int i = 0; i < n; i++) s += rawbpf_target(i);
     printf("%d\n", s);
     return 0;
@@ -228,6 +232,25 @@ def test_uprobe_fires(hits: Map, target_binary: Path, retprobe: bool, use_perf_l
                 assert link.info().prog_id == prog.id
         subprocess.run([str(target_binary), "4"], check=True, capture_output=True)
         assert count(hits) == 13
+
+
+def test_uprobe_pid_filter_and_raw_offset(hits: Map, target_binary: Path) -> None:
+    offset = _nm_offset(target_binary, "rawbpf_target")
+    with Program.load(ProgType.KPROBE, counter(hits), name="uprobe_pid") as prog:
+        pipes = {"stdin": subprocess.PIPE, "stdout": subprocess.PIPE}
+        mine = subprocess.Popen([str(target_binary), "6", "wait"], **pipes)  # type: ignore[call-overload]
+        other = subprocess.Popen([str(target_binary), "9", "wait"], **pipes)  # type: ignore[call-overload]
+        try:
+            with attach_uprobe(prog, str(target_binary), offset=offset, pid=mine.pid) as link:
+                assert f"{target_binary}:{offset:#x}" in link.label
+                other.communicate(b"go\n", timeout=30)
+                mine.communicate(b"go\n", timeout=30)
+                assert count(hits) == 6, "only the chosen process may hit a pid-bound uprobe"
+        finally:
+            for p in (mine, other):
+                if p.poll() is None:
+                    p.kill()
+                    p.wait()
 
 
 def test_uprobe_bad_input(hits: Map, target_binary: Path) -> None:
