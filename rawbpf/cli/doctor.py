@@ -135,6 +135,12 @@ def _lockdown() -> Check:
     return Check("lockdown", OK, mode)
 
 
+def _perf_paranoid() -> Check:
+    value = _read("/proc/sys/kernel/perf_event_paranoid")
+    return Check("perf_event_paranoid", INFO, f"kernel.perf_event_paranoid={value} "
+                 "(above 1, tracepoint/uprobe events need CAP_PERFMON)")
+
+
 def _stats() -> Check:
     value = _read("/proc/sys/kernel/bpf_stats_enabled")
     state = {"0": "off (rawbpf enables it on demand)", "1": "on (sysctl)"}.get(value or "", "unknown")
@@ -163,7 +169,7 @@ def _probes() -> List[Check]:
 def run_checks(mount_bpffs: bool = False) -> List[Check]:
     """Every check, in report order."""
     checks = [_privileges(), _kernel(), _bpffs(mount_bpffs), _tracefs(), _vmlinux_btf(), _unprivileged(),
-              _lockdown(), _stats()]
+              _lockdown(), _perf_paranoid(), _stats()]
     return checks + _probes()
 
 

@@ -27,7 +27,7 @@ def test_doctor_table_passes_as_root() -> None:
     lines = res.stdout.splitlines()
     assert lines[0].split() == ["STATUS", "CHECK", "DETAIL"]
     for name in ("privileges", "kernel", "bpffs", "tracefs", "vmlinux btf", "unprivileged bpf", "lockdown",
-                 "bpf stats sysctl"):
+                 "perf_event_paranoid", "bpf stats sysctl"):
         assert any(name in ln for ln in lines), name
     assert lines[-1] == "rawbpf can run here"
     assert "MISSING" not in res.stdout
