@@ -386,8 +386,9 @@ class Daemon:
         try:
             while not self._stop.is_set() and not (stop is not None and stop()):
                 self.step()
-            # final drain: everything the kernel queued before we stopped
-            while self.drain():
+            # final drain: what the kernel queued before we stopped (bounded: the programs are still attached)
+            deadline = time.monotonic() + 2.0
+            while self.drain() and time.monotonic() < deadline:
                 pass
             self.writer.flush()
             final = self.status()

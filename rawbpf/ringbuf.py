@@ -270,23 +270,27 @@ class RingBuffer(FD):
         self.drains += 1
         self.discarded += discarded
         n = 0
-        if runs:
-            if start:
-                runs = [(off - start, length, cnt, stride) for off, length, cnt, stride in runs]
-            for run in runs:
-                n += run[2]
-            self.records += n
-            if self._sink is not None:
-                self._sink(buf, runs)
-            else:
-                cb = self._callback
-                assert cb is not None
-                for rec in iter_records(buf, runs):
-                    cb(rec)
+        try:
+            if runs:
+                if start:
+                    runs = [(off - start, length, cnt, stride) for off, length, cnt, stride in runs]
+                for run in runs:
+                    n += run[2]
+                if self._sink is not None:
+                    self._sink(buf, runs)
+                else:
+                    cb = self._callback
+                    assert cb is not None
+                    for rec in iter_records(buf, runs):
+                        cb(rec)
+        finally:
+            if not self._copy:
+                buf.release()
         if not self._copy:
-            buf.release()
+            # committed only once delivered: a sink that raised sees the same records again
             self._cons = new
             self._cons_pos.value = new
+        self.records += n
         return n
 
     def wait(self, timeout_ms: int) -> bool:

@@ -139,3 +139,20 @@ def test_adaptive_wakeup_wakes_the_waiter() -> None:
             os.getppid()
             assert rb.wait(1000) is True
             assert rb.drain() == 1
+
+
+def test_a_sink_that_raises_gets_the_same_records_again(flood: Collection) -> None:
+    calls: List[int] = []
+
+    def sink(buf: Any, runs: List[Run]) -> None:
+        calls.append(sum(r[2] for r in runs))
+        if len(calls) == 1:
+            raise ValueError("not now")
+
+    with RingBuffer(flood.maps["events"], sink=sink) as rb:
+        flood.programs["flood"].test_run(data_in=bytes(64), repeat=5)
+        with pytest.raises(ValueError):
+            rb.drain()
+        assert rb.available() > 0
+        assert rb.drain() == 5 and rb.available() == 0
+    assert calls == [5, 5]
