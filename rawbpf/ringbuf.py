@@ -26,7 +26,8 @@ most its timeout: a timer-driven drain.
 
 Memory ordering: the producer publishes a record by clearing BUSY with a release store after writing the data;
 reading the header before the data is enough on strongly ordered CPUs (x86-64). Python cannot issue acquire
-loads, so weakly ordered CPUs rely on the data being written long before it is read.
+loads: on weakly ordered CPUs (arm64) a record could in theory be read before its data is visible; this reader
+is only tested on x86-64.
 """
 
 from __future__ import annotations
