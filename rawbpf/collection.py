@@ -162,7 +162,8 @@ class Collection:
         self.btf: Optional[FD] = None
         self.variables = Variables(self)
         self.kernel_core = False
-        self._pins: List[str] = []  # pins this collection created (removed on close)
+        self._pins: List[str] = []  # pins made by pin() (removed on close)
+        self._by_name_pins: List[str] = []  # maps pinned by name at load (kept for the next load)
         self._pin_dirs: List[str] = []  # directories it created (removed on close when empty)
         self._closed = False
 
@@ -207,7 +208,7 @@ class Collection:
         try:
             coll._load(wanted, pin_dir, kernel_core, log_level)
         except BaseException:
-            coll.close(unpin=True)
+            coll.close(unpin=True, keep_pinned_maps=False)
             raise
         return coll
 
@@ -280,7 +281,7 @@ class Collection:
                     continue
                 m = self._create_map(mspec)
                 self.maps[mspec.name] = m
-                self._pin(m.fd, path, f"pin map '{mspec.name}'")
+                self._pin(m.fd, path, f"pin map '{mspec.name}'", by_name=True)
                 continue
             self.maps[mspec.name] = self._create_map(mspec)
 
@@ -539,7 +540,7 @@ class Collection:
 
     # -- pinning -------------------------------------------------------------------------------------------
 
-    def _pin(self, fd: int, path: str, what: str) -> None:
+    def _pin(self, fd: int, path: str, what: str, *, by_name: bool = False) -> None:
         parent = os.path.dirname(path)
         missing: List[str] = []
         p = parent
@@ -547,8 +548,13 @@ class Collection:
             missing.append(p)
             p = os.path.dirname(p)
         bpffs.pin(fd, path, what)
-        self._pins.append(path)
+        (self._by_name_pins if by_name else self._pins).append(path)
         self._pin_dirs.extend(missing)
+
+    @property
+    def pins(self) -> List[str]:
+        """Every pin this collection created: maps pinned by name at load, then those made by :meth:`pin`."""
+        return [*self._by_name_pins, *self._pins]
 
     def pin(self, directory: str) -> List[str]:
         """Pin every map (``dir/<map>``), program (``dir/progs/<prog>``) and link (``dir/links/<prog>``);
@@ -560,7 +566,7 @@ class Collection:
         new: List[str] = []
         for name, m in self.maps.items():
             path = os.path.join(directory, pin_name(name))
-            if path in self._pins or os.path.exists(path):
+            if path in self.pins or os.path.exists(path):
                 continue
             self._pin(m.fd, path, f"pin map '{name}'")
             new.append(path)
@@ -580,8 +586,11 @@ class Collection:
 
     # -- lifetime ------------------------------------------------------------------------------------------
 
-    def close(self, *, unpin: bool = True) -> None:
-        """Detach links, remove the pins this collection made (``unpin``), close programs, maps and BTF."""
+    def close(self, *, unpin: bool = True, keep_pinned_maps: bool = True) -> None:
+        """Detach links, remove the pins :meth:`pin` made (``unpin``), close programs, maps and BTF.
+
+        Maps declared ``pinning: LIBBPF_PIN_BY_NAME`` stay pinned for the next load, as with libbpf, unless
+        ``keep_pinned_maps=False`` (a failed load never leaves them behind)."""
         if self._closed:
             return
         self._closed = True
@@ -590,7 +599,8 @@ class Collection:
             _quiet_close(lnk)
         self.links.clear()
         if unpin:
-            for path in reversed(self._pins):
+            doomed = self._pins if keep_pinned_maps else self.pins
+            for path in reversed(doomed):
                 try:
                     bpffs.unpin(path)
                 except RawBPFError as err:
@@ -601,6 +611,7 @@ class Collection:
                 except OSError:
                     pass
         self._pins.clear()
+        self._by_name_pins.clear()
         for p in self.programs.values():
             _quiet_close(p)
         self.programs.clear()

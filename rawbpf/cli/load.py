@@ -92,7 +92,8 @@ def load_and_run(obj: str, *, pin_root: str, attach: bool = True,
     stop = stop or threading.Event()
     old = _install_stop_handlers(stop) if threading.current_thread() is threading.main_thread() else {}
     try:
-        with Collection.load(spec, pin_dir=target, constants=constants, kernel_core=kernel_core) as coll:
+        coll = Collection.load(spec, pin_dir=target, constants=constants, kernel_core=kernel_core)
+        try:
             core = "kernel" if coll.kernel_core else "user space"
             echo(f"loaded {spec.name}: {len(coll.programs)} programs, {len(coll.maps)} maps"
                  + (f", CO-RE in {core}" if spec.core_relo_count() else ""))
@@ -105,7 +106,8 @@ def load_and_run(obj: str, *, pin_root: str, attach: bool = True,
 
                     echo(f"attached {name} → {_attach_text(spec.programs[name])}")
                     result.attached.append(name)
-            result.pins = coll.pin(target)
+            coll.pin(target)
+            result.pins = coll.pins
             result.seconds_to_attached = time.monotonic() - t0
             not_attached = [n for n in coll.programs if n not in coll.links]
             echo(f"pinned {len(result.pins)} objects under {target}")
@@ -117,6 +119,8 @@ def load_and_run(obj: str, *, pin_root: str, attach: bool = True,
                 echo(f"loaded without attaching in {result.seconds_to_attached:.3f} s; "
                      "Ctrl-C or SIGTERM to stop")
             runner(coll, stop)
+        finally:
+            coll.close(keep_pinned_maps=False)  # rawbpf load leaves nothing pinned behind
         echo(f"stopped: detached {len(result.attached)} programs, unpinned {len(result.pins)} objects")
     finally:
         for sig, handler in old.items():

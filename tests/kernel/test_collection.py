@@ -171,6 +171,15 @@ def test_maps_created_as_declared(pin_dir: Path) -> None:
             m["pinned_hash"].update(7, bytes(16))
             assert c2.maps["pinned_hash"].lookup(7) == bytes(16)
         assert (pin_dir / "pinned_hash").exists()
+    # pinned by name: it outlives the collection (libbpf semantics) and keeps its contents for the next load
+    assert (pin_dir / "pinned_hash").exists()
+    with load("maps_btf.o", pin_dir=str(pin_dir)) as c3:
+        assert c3.maps["pinned_hash"].lookup(7) == bytes(16)
+    assert bpffs.unpin(pin_dir / "pinned_hash")
+    # a load that creates the pin and is closed with keep_pinned_maps=False removes it again
+    c4 = load("maps_btf.o", pin_dir=str(pin_dir))
+    assert (pin_dir / "pinned_hash").exists() and str(pin_dir / "pinned_hash") in c4.pins
+    c4.close(keep_pinned_maps=False)
     assert not (pin_dir / "pinned_hash").exists()
 
 

@@ -71,6 +71,9 @@ def test_tags_equal_libbpf(
     want = libbpf_tags(libbpf_loader, path, pin_dir, programs)
     assert want, "libbpf loaded no programs"
     spec = load_spec(path)
-    with Collection.load(spec, pin_dir=str(pin_dir), kernel_core=kernel_core, programs=programs) as coll:  # type: ignore[arg-type]
+    coll = Collection.load(spec, pin_dir=str(pin_dir), kernel_core=kernel_core, programs=programs)  # type: ignore[arg-type]
+    try:
         got = {name: p.info().tag.hex() for name, p in coll.programs.items()}
+    finally:
+        coll.close(keep_pinned_maps=False)
     assert got == want
