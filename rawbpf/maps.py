@@ -237,29 +237,33 @@ class Map(FD):
 
     @classmethod
     def from_fd(cls, fd: int, owned: bool = True) -> Map:
-        """Wrap an existing map fd (``owned``: close it with the Map)."""
+        """Wrap an existing map fd (``owned``: close it with the Map). A non-map fd is refused, left open."""
+        kind = _sys.fd_kind(fd)
+        if kind != "map":
+            raise ConfigError(f"wrap fd {fd} as a map: not a map (a {kind or 'non-bpf'} object)")
         return cls(fd, owned=owned)
 
     @classmethod
     def from_pin(cls, path: Union[str, os.PathLike[str]], *, flags: int = 0) -> Map:
         """Open the map pinned at ``path``."""
-        fd = bpffs.get(path, f"open map pinned at {os.fspath(path)}", flags)
-        return cls._wrap_new(fd)
+        what = f"open map pinned at {os.fspath(path)}"
+        return cls._wrap_new(bpffs.get(path, what, flags), what)
 
     @classmethod
     def from_id(cls, map_id: int) -> Map:
         """Open a map by its kernel id."""
-        fd = _sys.get_fd_by_id(Cmd.MAP_GET_FD_BY_ID, map_id, f"open map id {map_id}")
-        return cls._wrap_new(fd)
+        what = f"open map id {map_id}"
+        return cls._wrap_new(_sys.get_fd_by_id(Cmd.MAP_GET_FD_BY_ID, map_id, what), what)
 
     @classmethod
-    def _wrap_new(cls, fd: int) -> Map:
+    def _wrap_new(cls, fd: int, what: str) -> Map:
+        """Own a freshly opened fd: check it is a map (closing it if not) and read its info."""
         kind = _sys.fd_kind(fd)
         if kind != "map":
             _sys.close(fd)
-            raise ConfigError(f"open map fd {fd}: not a map (a {kind or 'non-bpf'} object)")
+            raise ConfigError(f"{what}: not a map (a {kind or 'non-bpf'} object)")
         try:
-            info = _info(fd, f"inspect map fd {fd}")
+            info = _info(fd, what)
         except BaseException:
             _sys.close(fd)
             raise

@@ -212,7 +212,11 @@ class Program(FD):
 
     @classmethod
     def from_fd(cls, fd: int, owned: bool = True) -> Program:
-        """Wrap an existing program fd (``owned``: close it with the Program)."""
+        """Wrap an existing program fd (``owned``: close it with the Program). A non-program fd is refused
+        and left open."""
+        kind = _sys.fd_kind(fd)
+        if kind != "program":
+            raise ConfigError(f"wrap fd {fd} as a program: not a program (a {kind or 'non-bpf'} object)")
         return cls(fd, owned=owned)
 
     @classmethod

@@ -338,3 +338,16 @@ def test_numa_node_zero() -> None:
     with Map.create(MapType.HASH, 4, 4, 4, name=uniq("numa"), numa_node=0) as m:
         m.update(1, 1)
         assert m.lookup_int(1) == 1
+
+
+def test_from_fd_refuses_other_objects_and_leaves_them_open() -> None:
+    with Map.create(MapType.ARRAY, 4, 4, 1, name=uniq("kind")) as m:
+        r, w = os.pipe()
+        try:
+            with pytest.raises(ConfigError, match=f"wrap fd {r} as a map: not a map \\(a non-bpf object\\)"):
+                Map.from_fd(r)
+            os.fstat(r)  # still open: the caller keeps it
+        finally:
+            os.close(r)
+            os.close(w)
+        assert Map.from_fd(m.fd, owned=False).id == m.id

@@ -64,7 +64,7 @@ def test_program_pin_round_trip(pin_dir: Path) -> None:
     with Program.from_pin(path) as again:
         assert again.id == pid and again.name == "pinned_prog"
         assert again.test_run(b"\0" * 16).retval == 0
-    with pytest.raises(ConfigError, match="not a map \\(a program object\\)"):
+    with pytest.raises(ConfigError, match=r"pinned at .*: not a map \(a program object\)"):
         Map.from_pin(path)
     with pytest.raises(ConfigError, match="not a link"):
         Link.from_pin(path)
