@@ -181,3 +181,14 @@ def test_refuses_a_pin_dir_in_use(pin_dir: Path) -> None:
     finally:
         code, _out, _err = stop(proc, signal.SIGINT)
     assert code == 0
+
+
+@pytest.mark.parametrize(("flag", "where"), [("--kernel-core", "kernel"), ("--user-core", "user space")])
+def test_core_placement_flag(pin_dir: Path, flag: str, where: str) -> None:
+    proc = start(str(DATA / "tracepoints5.o"), "--pin-dir", str(pin_dir), flag)
+    try:
+        lines = wait_attached(proc)
+        assert lines[0] == f"loaded tracepoints5: 5 programs, 1 maps, CO-RE in {where}"
+    finally:
+        code, _out, _err = stop(proc, signal.SIGINT)
+    assert code == 0
