@@ -36,11 +36,19 @@ class BtfInfo:
 
 
 def _reason(log: str) -> str:
-    """The line of a BTF log that says what is wrong (its last line that is not the header dump)."""
-    lines = [ln.strip() for ln in log.splitlines() if ln.strip()]
-    for ln in reversed(lines):
-        if not ln.startswith(_NOISE):
-            return ln
+    """What a BTF log says is wrong: its last line that is not the header dump, prefixed with the type being
+    checked (``[2] STRUCT s size=4 vlen=1: m type_id=9 bits_offset=0 Invalid member``) when that line is one
+    of the type's indented members."""
+    lines = [ln for ln in log.splitlines() if ln.strip()]
+    for i in range(len(lines) - 1, -1, -1):
+        ln = lines[i]
+        if ln.strip().startswith(_NOISE):
+            continue
+        if ln[:1].isspace():
+            header = next((h.strip() for h in reversed(lines[:i]) if h.startswith("[")), "")
+            if header:
+                return f"{header}: {ln.strip()}"
+        return ln.strip()
     return ""
 
 

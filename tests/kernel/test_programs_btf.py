@@ -49,6 +49,16 @@ def test_refusal_quotes_the_kernel() -> None:
         KernelBTF.load(b"")
 
 
+def test_refusal_names_the_type_of_a_bad_member() -> None:
+    b = _Blob()
+    b.int32()
+    b.t("s", 4, 1, 4, b.s("m"), 9, 0)  # [2] struct s { <type 9> m; }: no type 9
+    with pytest.raises(BTFLoadError) as ei:
+        KernelBTF.load(b.raw(), name="badmember")
+    assert str(ei.value) == ("load btf 'badmember': kernel refused btf: [2] STRUCT s size=4 vlen=1: "
+                             "m type_id=9 bits_offset=0 Invalid member")
+
+
 def test_success_with_log_level_keeps_the_log() -> None:
     with KernelBTF.load(int_blob(), log_level=1) as btf:
         assert btf.log.strip()

@@ -80,6 +80,13 @@ def test_btf_load_error_and_reason() -> None:
     assert err.tail(1) == "type_id=9 Invalid type_id" and "--- btf log ---" in err.detail()
 
 
+def test_btf_reason_names_the_type_of_a_bad_member() -> None:
+    log = ("magic: 0xeb9f\n[1] INT int size=4\n[2] STRUCT s size=4 vlen=1\n"
+           "\tm type_id=9 bits_offset=0 Invalid member\n")
+    assert _reason(log) == "[2] STRUCT s size=4 vlen=1: m type_id=9 bits_offset=0 Invalid member"
+    assert _reason("magic: 0xeb9f\nversion: 1\n") == ""
+
+
 def test_not_supported_names_release() -> None:
     e = NotSupportedError("BPF ring buffer maps", "5.8")
     assert str(e) == "BPF ring buffer maps is not supported by this kernel (needs Linux 5.8 or later)"
