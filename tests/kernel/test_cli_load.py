@@ -192,3 +192,56 @@ def test_core_placement_flag(pin_dir: Path, flag: str, where: str) -> None:
     finally:
         code, _out, _err = stop(proc, signal.SIGINT)
     assert code == 0
+
+
+MISSING_TP = r"""
+#include "mini_vmlinux.h"
+#include <bpf/bpf_helpers.h>
+
+SEC("tp/syscalls/sys_enter_getppid")
+int fine(void *ctx) { return 0; }
+
+SEC("tp/syscalls/sys_enter_rawbpf_no_such_syscall")
+int nowhere(void *ctx) { return 0; }
+
+char LICENSE[] SEC("license") = "GPL";
+"""
+
+
+def test_missing_tracepoint_exits_1_leaving_nothing(tmp_path: Path, pin_dir: Path) -> None:
+    import platform
+
+    src, obj = tmp_path / "missing_tp.c", tmp_path / "missing_tp.o"
+    src.write_text(MISSING_TP)
+    subprocess.run(
+        [
+            "clang",
+            "-O2",
+            "-g",
+            "-target",
+            "bpf",
+            "-D__TARGET_ARCH_x86",
+            f"-I{DATA / 'include'}",
+            "-idirafter",
+            f"/usr/include/{platform.machine()}-linux-gnu",
+            "-c",
+            str(src),
+            "-o",
+            str(obj),
+        ],
+        check=True,
+    )
+    r = subprocess.run(
+        [sys.executable, "-m", "rawbpf", "load", str(obj), "--pin-dir", str(pin_dir)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert r.returncode == 1
+    lines = r.stderr.strip().splitlines()
+    assert lines[0].startswith(
+        "rawbpf: object 'missing_tp': section 'tp/syscalls/sys_enter_rawbpf_no_such_syscall'"
+    )
+    assert "sys_enter_rawbpf_no_such_syscall" in lines[0]
+    assert not pin_dir.exists() or list(pin_dir.rglob("*")) == []
