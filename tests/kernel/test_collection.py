@@ -289,3 +289,32 @@ def test_kernel_refusal_names_object_and_section() -> None:
     ) as info:
         load("sections_misc.o", programs=["misc_socket", "misc_fentry"])
     assert "\n" not in info.value.summary()
+
+
+def test_old_kernel_paths_on_this_kernel(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Pretend the kernel lacks BTF FUNC/DATASEC/…, kernel CO-RE and mmapable arrays: BTF is sanitised,
+    func/line info dropped, CO-RE done in user space, globals read through syscalls; programs still work."""
+    from rawbpf import features
+
+    real = features.has
+    missing = {"kernel_core", "mmapable_array"}
+
+    def has(name: str) -> bool:
+        if name in missing or (name.startswith("btf_") and name != "btf"):
+            return False
+        return real(name)
+
+    monkeypatch.setattr(features, "has", has)
+    with load("globals.o", constants={"cfg_u32": 5}) as c:
+        assert not c.maps["globals.bss"].flags & BPF_F_MMAPABLE
+        assert c.programs["copy_globals"].test_run(PACKET).retval == 5
+        assert c.variables["bss_u32"] == 5
+        c.variables["data_counter"] = 7
+        assert c.variables["data_counter"] == 7
+    with load("core.o") as c:
+        assert not c.kernel_core
+        c.variables["target_tgid"] = os.getpid()
+        c.attach_all()
+        os.getppid()
+        r = _core_result(c.variables.raw("result"))
+    assert (r["ran"], r["tgid"], r["parent_tgid"]) == (1, os.getpid(), os.getppid())
