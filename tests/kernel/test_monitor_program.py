@@ -312,3 +312,29 @@ def test_rename_of_another_thread_through_proc(tmp_path: Path) -> None:
                     and r["filename"] == str(bindir / "claude"))
     assert rec["pid"] == root["pid"] and rec["root_pid"] == root["pid"] and rec["pid"] != tid
     assert rec["old_comm"] == "claude" and rec["comm"] == "claude" and rec["uid"] == os.getuid()
+
+
+def test_exit_by_a_core_dumping_signal(tmp_path: Path) -> None:
+    """signal and core flag as the parent's wait status reports them."""
+    import resource
+    import signal
+    import subprocess
+
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    (bindir / "claude").symlink_to("/bin/sleep")
+
+    def allow_core() -> None:
+        resource.setrlimit(resource.RLIMIT_CORE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+
+    with monitor() as mon:
+        proc = subprocess.Popen([str(bindir / "claude"), "30"], cwd=tmp_path, preexec_fn=allow_core)
+        mon.wait_for(lambda r: r["type"] == "exec" and r["pid"] == proc.pid)
+        os.kill(proc.pid, signal.SIGQUIT)
+        _, status = os.waitpid(proc.pid, 0)
+        proc.returncode = 0  # reaped here
+        rec = mon.wait_for(lambda r: r["type"] == "exit" and r["pid"] == proc.pid)
+    assert os.WIFSIGNALED(status) and rec["signal"] == os.WTERMSIG(status) == signal.SIGQUIT
+    assert rec["core_dumped"] == os.WCOREDUMP(status) and rec["exit_code"] == 0
+    if Path("/proc/sys/kernel/core_pattern").read_text().strip() == "core":
+        assert rec["core_dumped"] is True
