@@ -419,24 +419,16 @@ class Collection:
     def _explain_core_failure(self, prog: ProgramSpec, err: VerifierError) -> Optional[RelocationError]:
         """A reachable instruction CO-RE could not relocate (poisoned with libbpf's ``call 0xbad2310``)
         becomes an error naming the type, the field path and the C source line."""
-        if "unknown#195896080" not in err.log or self.spec.btf is None:
+        if "unknown#195896080" not in err.log or self.spec.btf is None or err.insn_index is None:
             return None
         from rawbpf.btf import core as _core
 
-        linked = link(self.spec, prog.name)
-        try:
-            applied = _core.relocate_program(linked.insns, linked.core_relos, self.spec.btf,
-                                             line_of=linked.source_line, prog_name=prog.name)
-        except RawBPFError as core_err:
-            return RelocationError(f"object '{self.spec.name}': section '{prog.section}': {core_err}")
-        poisoned = [a for a in applied if a.poisoned]
-        if not poisoned:
+        linked = self.linked.get(prog.name) or link(self.spec, prog.name)
+        why = _core.explain_poison(linked.core_relos, self.spec.btf, err.insn_index,
+                                   line_of=linked.source_line, prog_name=prog.name)
+        if not why:
             return None
-        hit = next((a for a in poisoned if a.insn == err.insn_index), poisoned[0])
-        where = f" at {hit.source}" if hit.source else ""
-        return RelocationError(
-            f"object '{self.spec.name}': section '{prog.section}': program '{prog.name}': CO-RE relocation "
-            f"failed: {hit.kind.name.lower()} of {hit.local}{where}: {hit.reason}")
+        return RelocationError(f"object '{self.spec.name}': section '{prog.section}': {why}")
 
     def _program_load(self, prog: ProgramSpec, linked: LinkedProgram, attach_btf_id: int, btf_fd: int,
                       core: bytes, log_level: int) -> Program:
