@@ -203,6 +203,9 @@ def disasm_lines(spec: CollectionSpec, name: str) -> List[str]:
             continue
         fname = rec.file.rsplit("/", 1)[-1] if rec.file else "?"
         lines_at[idx] = f"{fname}:{rec.line}: {rec.text.strip()}"
+    core_at: Dict[int, str] = {}
+    for idx, cr in linked.core_relos:
+        core_at[idx] = f"CO-RE {_core_text(spec, cr.type_id, cr.access, cr.kind)}"
     out: List[str] = []
     names = {i: n for n, i in ids.items()}
     last = ""
@@ -214,8 +217,28 @@ def disasm_lines(spec: CollectionSpec, name: str) -> List[str]:
         if src and src != last:
             out.append(f"    ; {src}")
             last = src
+        if idx in core_at:
+            out.append(f"    ; {core_at[idx]}")
         out.append(f"{idx:6d}: {text}")
     return out
+
+
+def _core_text(spec: CollectionSpec, type_id: int, access: str, kind: int) -> str:
+    """``field_byte_offset struct task_struct.pid`` for a CO-RE record (raw ids when BTF cannot say)."""
+    from rawbpf.btf.ext import CoreReloKind
+
+    try:
+        k = CoreReloKind(kind)
+    except ValueError:
+        return f"kind {kind} [{type_id}] {access}"
+    if spec.btf is not None:
+        try:
+            from rawbpf.btf.core import parse_spec
+
+            return f"{k.name.lower()} {parse_spec(spec.btf, type_id, access, k).describe()}"
+        except Exception:  # a record the local BTF cannot explain still gets printed
+            pass
+    return f"{k.name.lower()} [{type_id}] {access}"
 
 
 @click.command("disasm")

@@ -117,3 +117,11 @@ def test_describe_and_disasm_every_corpus_object(name: str) -> None:
         assert lines and not any("<unknown>" in ln for ln in lines), prog
         n_insn = sum(1 for ln in lines if ln.strip()[:1].isdigit())
         assert n_insn > 0
+
+
+def test_disasm_names_core_relocations() -> None:
+    r = run("disasm", str(DATA / "core.o"))
+    assert r.returncode == 0
+    assert "; CO-RE field_byte_offset struct task_struct.pid" in r.stdout
+    assert "; CO-RE enumval_value enum pid_type::PIDTYPE_SID" in r.stdout
+    assert "; CO-RE field_lshift_u64 struct task_struct.in_execve" in r.stdout
