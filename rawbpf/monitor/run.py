@@ -175,7 +175,7 @@ def run_monitor(obj: str, cfg: MonitorConfig, *, pin_root: str, log_dir: str, at
         from rawbpf.daemon import Daemon, DaemonOptions
         from rawbpf.programs import enable_stats
 
-        pin_dir = os.path.join(pin_root, coll.spec.name)
+        pin_dir = os.path.abspath(os.path.join(pin_root, coll.spec.name))
         try:
             stats: Optional[Any] = enable_stats()
         except (NotSupportedError, OSError) as err:
@@ -199,7 +199,12 @@ def run_monitor(obj: str, cfg: MonitorConfig, *, pin_root: str, log_dir: str, at
                                 status_interval=status_interval, rings=["events"],
                                 header={"monitor": summary, "object_path": os.path.abspath(obj)},
                                 **(log_options or {}))
-        daemon = Daemon(coll, options)
+        try:
+            daemon = Daemon(coll, options)
+        except BaseException:
+            if stats is not None:
+                stats.close()
+            raise
         try:
             if attach and seed_from_proc:
                 entries = seed(coll, cfg, proc_root=proc_root)
