@@ -129,6 +129,8 @@ class Shaper:
 
     def __call__(self, rec: Dict[str, Any]) -> Dict[str, Any]:
         kind = self.catalog.kind_of(rec.get("type", 0))
+        if kind not in self.catalog.kinds.values():
+            return rec  # not a monitor record (e.g. the decoder's "raw" for bytes it could not decode): as is
         flags = int(rec.get("flags", 0))
         out: Dict[str, Any] = {"type": kind, "ts": int(rec.get("ts", 0)) + self.boot_offset_ns}
         for k in _HEADER:

@@ -82,3 +82,8 @@ def test_split_argv_edges() -> None:
     assert split_argv(b"", 0) == []
     assert split_argv(b"a\0b\0", 4) == ["a", "b"]
     assert split_argv(b"a\0bcd", 4) == ["a", "bc"]
+
+
+def test_records_of_other_kinds_pass_unchanged(catalog: Catalog) -> None:
+    raw = {"type": "raw", "ts": 1, "map": "events", "data": b"\x09\x00"}
+    assert Shaper(catalog, 0)(dict(raw)) == raw
