@@ -14,7 +14,7 @@ import errno as _errno
 import os
 import shutil
 from dataclasses import dataclass
-from typing import List, Optional, Tuple, Union
+from typing import Iterator, List, Optional, Tuple, Union
 
 from rawbpf import _sys, bpffs
 from rawbpf._fd import FD
@@ -171,6 +171,17 @@ class Link(FD):
         state = "closed" if self._fd < 0 else f"fd={self._fd}"
         how = " ioctl" if self.via_ioctl else ""
         return f"<Link {self.label!r}{how} {state}>"
+
+
+def iter_link_ids() -> Iterator[int]:
+    """Ids of every BPF link in the kernel right now (BPF_LINK_GET_NEXT_ID)."""
+    cur = 0
+    while True:
+        nxt = _sys.next_id(Cmd.LINK_GET_NEXT_ID, cur)
+        if nxt is None:
+            return
+        yield nxt
+        cur = nxt
 
 
 # --- perf events ---------------------------------------------------------------------------------

@@ -548,6 +548,20 @@ class Map(FD):
         self._need_keyless("push")
         self.update(None, value, flags)
 
+    def lookup_and_delete(self, key: KeyLike) -> Optional[bytes]:
+        """Hash-like maps (Linux 5.14+): remove ``key`` and return its value in one step (None if absent)."""
+        kbuf = self._key(key)
+        vbuf = ctypes.create_string_buffer(max(self._bufsize, 1))
+        attr = MapElemAttr(map_fd=self.fd, key=ptr(kbuf), value=ptr(vbuf))
+        try:
+            _sys.bpf(Cmd.MAP_LOOKUP_AND_DELETE_ELEM, attr, f"look up and delete in {self._label}",
+                     hints=_ELEM_HINTS)
+        except SyscallError as err:
+            if err.errno == _errno.ENOENT:
+                return None
+            raise
+        return vbuf.raw[: self._bufsize]
+
     def pop(self) -> Optional[bytes]:
         """Queue/stack: remove and return the next value, or None if empty."""
         self._need_keyless("pop")
@@ -703,6 +717,17 @@ class MapView:
 
     def to_dict(self) -> Dict[object, object]:
         return dict(self.items())
+
+
+def iter_ids() -> Iterator[int]:
+    """Ids of every map in the kernel right now (BPF_MAP_GET_NEXT_ID); maps may vanish while iterating."""
+    cur = 0
+    while True:
+        nxt = _sys.next_id(Cmd.MAP_GET_NEXT_ID, cur)
+        if nxt is None:
+            return
+        yield nxt
+        cur = nxt
 
 
 def _map_type(t: int) -> MapType:

@@ -15,11 +15,11 @@ import logging
 import os
 import re
 from dataclasses import dataclass, field
-from typing import Callable, List, Optional, Sequence, Tuple, Union
+from typing import Callable, Iterator, List, Optional, Sequence, Tuple, Union
 
 from rawbpf import _sys, bpffs
 from rawbpf._fd import FD
-from rawbpf._types import EnableStatsAttr, ProgInfoStruct, ProgLoadAttr, TestRunAttr, ptr
+from rawbpf._types import EnableStatsAttr, ProgBindMapAttr, ProgInfoStruct, ProgLoadAttr, TestRunAttr, ptr
 from rawbpf.consts import BPF_STATS_RUN_TIME, Cmd, ProgType
 from rawbpf.errors import ConfigError, SyscallError, VerifierError
 from rawbpf.maps import ENOTSUPP, sanitize_name
@@ -276,6 +276,12 @@ class Program(FD):
         """Pin at ``path`` on bpffs (the program stays loaded until unpinned)."""
         bpffs.pin(self.fd, path, f"pin {self.label} at {os.fspath(path)}")
 
+    def bind_map(self, m: FD) -> None:
+        """BPF_PROG_BIND_MAP: keep map ``m`` alive as long as this program, even if no instruction uses it
+        (e.g. a metadata .rodata); Linux 5.10+."""
+        attr = ProgBindMapAttr(prog_fd=self.fd, map_fd=m.fd)
+        _sys.bpf(Cmd.PROG_BIND_MAP, attr, f"bind map to {self.label}")
+
     def test_run(self, data_in: bytes = b"", ctx_in: bytes = b"", repeat: int = 1,
                  data_out_size: Optional[int] = None, *, ctx_out_size: int = 0, flags: int = 0,
                  cpu: int = 0) -> TestRunResult:
@@ -363,6 +369,17 @@ def _load_with_log(attr: ProgLoadAttr, what: str, hints: dict, log_level: int,
         if first_err is not None:
             log.debug("%s: failed without a log (%s) but loaded with one", what, first_err)
         return fd, text
+
+
+def iter_ids() -> Iterator[int]:
+    """Ids of every program loaded in the kernel right now (BPF_PROG_GET_NEXT_ID)."""
+    cur = 0
+    while True:
+        nxt = _sys.next_id(Cmd.PROG_GET_NEXT_ID, cur)
+        if nxt is None:
+            return
+        yield nxt
+        cur = nxt
 
 
 def enable_stats() -> FD:

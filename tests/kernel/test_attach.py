@@ -280,3 +280,11 @@ def test_library_names_resolve_like_the_loader() -> None:
     assert os.path.isabs(libc) and os.path.isfile(libc)
     assert symbol_offset(libc, "getpid") > 0
     assert resolve_binary("true") == os.path.abspath(shutil.which("true") or "")
+
+
+def test_link_ids_list_a_live_link(hits: Map) -> None:
+    from rawbpf.attach import iter_link_ids
+
+    with Program.load(ProgType.RAW_TRACEPOINT, counter(hits), name="linkids") as prog, \
+            attach_raw_tracepoint(prog, "sys_exit") as link:
+        assert link.id in set(iter_link_ids())

@@ -351,3 +351,14 @@ def test_from_fd_refuses_other_objects_and_leaves_them_open() -> None:
             os.close(r)
             os.close(w)
         assert Map.from_fd(m.fd, owned=False).id == m.id
+
+
+def test_lookup_and_delete_and_map_ids() -> None:
+    from rawbpf.maps import iter_ids
+
+    with Map.create(MapType.HASH, 4, 8, 4, name=uniq("lad")) as m:
+        m.update(5, 55)
+        assert m.lookup_and_delete(5) == (55).to_bytes(8, "little")
+        assert m.lookup_and_delete(5) is None
+        assert m.lookup(5) is None
+        assert m.id in set(iter_ids())

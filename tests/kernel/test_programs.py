@@ -196,3 +196,16 @@ def test_failing_insn_parser() -> None:
     log = "func#0 @0\n0: R1=ctx() R10=fp0\n0: (b7) r1 = 0\n1: (95) exit\nR0 !read_ok\n"
     assert failing_insn(log) == 1
     assert failing_insn("nothing here") is None
+
+
+def test_bind_map_keeps_an_unused_map_alive_and_ids_list_it() -> None:
+    from rawbpf.programs import iter_ids
+
+    with Program.load(ProgType.SOCKET_FILTER, RET0, name="binder") as prog:
+        with Map.create(MapType.ARRAY, 4, 4, 1, name=f"bound_{uuid.uuid4().hex[:6]}") as m:
+            mid = m.id
+            prog.bind_map(m)
+        assert prog.info().map_ids == (mid,)
+        with Map.from_id(mid) as again:  # still alive: the program holds it
+            assert again.id == mid
+        assert prog.id in set(iter_ids())
