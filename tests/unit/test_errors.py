@@ -152,3 +152,18 @@ def test_valid_map_parameters_pass() -> None:
                  (MapType.RINGBUF, 0, 0, 1 << 16, 0), (MapType.ARRAY, 4, 8, 1, BPF_F_MMAPABLE),
                  (MapType.LPM_TRIE, 8, 4, 4, 1)):
         _check_create("map 'ok'", *args, -1)
+
+
+def test_only_the_choke_point_touches_libc() -> None:
+    from pathlib import Path
+
+    pkg = Path(__file__).resolve().parents[2] / "rawbpf"
+    offenders = []
+    for path in pkg.rglob("*.py"):
+        if path.name == "_sys.py" and path.parent == pkg:
+            continue
+        text = path.read_text()
+        for needle in ("ctypes.CDLL", "CDLL(", "find_library", ".syscall(", "use_errno"):
+            if needle in text:
+                offenders.append(f"{path.relative_to(pkg)}: {needle}")
+    assert offenders == [], "only rawbpf/_sys.py may call libc"
