@@ -1,8 +1,8 @@
 """Test-suite policy shared by unit and kernel tests.
 
 Kernel tests live in tests/kernel and are marked ``kernel`` automatically. They skip only on a proven reason
-(not root, no BPF); with ``RAWBPF_REQUIRE_KERNEL=1`` every skip of a kernel test is turned into a failure, so CI
-cannot pass by skipping.
+(not root, no BPF); with ``RAWBPF_REQUIRE_KERNEL=1`` every skip of a kernel test is turned into a failure, so
+CI cannot pass by skipping.
 """
 
 from __future__ import annotations
