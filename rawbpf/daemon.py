@@ -41,7 +41,6 @@ from rawbpf.logfile import (
     DEFAULT_MAX_AGE,
     DEFAULT_MAX_BYTES,
     LogWriter,
-    pack_records,
 )
 from rawbpf.records import RingDecoder, ring_decoder
 from rawbpf.ringbuf import RingBuffer, Run
@@ -220,8 +219,7 @@ class RingPipeline:
         try:
             if self.transform is None:
                 seq = w.reserve(n, len(buf))
-                recs = self.decoder.decode_runs(buf, runs, seq, now)
-                w.write_packed(pack_records(recs), n)
+                w.write_packed(self.decoder.pack_runs(buf, runs, seq, now), n)
             else:
                 recs = self.decoder.decode_runs(buf, runs, 0, now)
                 out = []

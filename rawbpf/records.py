@@ -55,6 +55,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
+import msgpack
+
 from rawbpf.btf import BTF, BtfType, Kind
 from rawbpf.errors import BTFError
 
@@ -371,6 +373,126 @@ def compile_struct(btf: BTF, type_id: int, *, size: int = 0, sub_offset: int = 0
     return fn
 
 
+_MARK_U = {1: 0xCC, 2: 0xCD, 4: 0xCE, 8: 0xCF}
+_MARK_S = {1: 0xD0, 2: 0xD1, 4: 0xD2, 8: 0xD3}
+_MARK_F = {4: 0xCA, 8: 0xCB}
+_REP: Dict[int, int] = {}
+_IOTA = b""
+
+
+def _rep(n: int) -> int:
+    """The integer whose ``n`` little-endian 64-bit lanes are all 1 (cached)."""
+    r = _REP.get(n)
+    if r is None:
+        r = int.from_bytes(b"\x01\0\0\0\0\0\0\0" * n, "little")
+        if len(_REP) > 64:
+            _REP.clear()
+        _REP[n] = r
+    return r
+
+
+def _iota(n: int) -> bytes:
+    """0, 1, … n-1 as little-endian u64 lanes."""
+    global _IOTA
+    if len(_IOTA) < 8 * n:
+        _IOTA = b"".join(i.to_bytes(8, "little") for i in range(max(n, 4096)))
+    return _IOTA[: 8 * n]
+
+
+class ColumnEncoder:
+    """Packs runs of fixed-width numeric records straight into msgpack maps, a column at a time; pure.
+
+    When every field of a record struct is an integer or a float (no strings, enums, arrays, nested structs
+    or bitfields), every record's map has the same layout once each number is written at its full width
+    (msgpack allows any width; readers get the same values). The map is then a template repeated per record,
+    and each field's bytes are scattered into it by strided slice assignments straight from the ring's
+    little-endian bytes into big-endian order. ``seq`` and the wall-clock ``ts`` are computed for a whole run
+    at once: the run's column is read as one big integer of 64-bit lanes and the offset added to every lane
+    in one addition (no lane can carry: stamps and offsets stay far below 2**63). The bytes unpack to exactly
+    the dicts :class:`RecordDecoder` builds.
+    """
+
+    def __init__(self, template: bytes, fields: List[Tuple[int, int, int]], seq_at: int, ts_at: int,
+                 ts_src: int) -> None:
+        self.template = template
+        self.size = len(template)
+        self.fields = fields  # (source offset in the slot, width, value offset in the template)
+        self.seq_at = seq_at
+        self.ts_at = ts_at
+        self.ts_src = ts_src  # slot offset of the kernel stamp, or -1: the read time
+
+    @classmethod
+    def build(cls, btf: BTF, t: BtfType, kind: str, disc: str) -> Optional[ColumnEncoder]:
+        keys: List[Tuple[str, int, int, int]] = []  # (key, marker, width, slot offset)
+        ts_src = -1
+        for m in sorted(t.members, key=lambda m: m.bits_offset):
+            if m.bitfield_size or m.bits_offset % 8 or not m.name:
+                return None
+            if (disc and m.name == disc) or _PAD.match(m.name):
+                continue
+            mt = btf.resolved(m.type)
+            off = HDR_SIZE + m.bits_offset // 8
+            if mt.kind == Kind.INT and mt.size in _MARK_U and not mt.int_encoding & 4:
+                marker = (_MARK_S if mt.signed else _MARK_U)[mt.size]
+            elif mt.kind == Kind.FLOAT and mt.size in _MARK_F:
+                marker = _MARK_F[mt.size]
+            else:
+                return None
+            if m.name == "ts" and mt.kind == Kind.INT:
+                if mt.size != 8:
+                    return None
+                ts_src = off
+                continue
+            keys.append((_RESERVED.get(m.name, m.name), marker, mt.size, off))
+        entries = 3 + len(keys)
+        tpl = bytearray(bytes([0x80 | entries]) if entries < 16 else b"\xde" + entries.to_bytes(2, "big"))
+        packer = msgpack.Packer(use_bin_type=True)
+        tpl += packer.pack("seq") + b"\xcf"
+        seq_at = len(tpl)
+        tpl += bytes(8) + packer.pack("ts") + b"\xcf"
+        ts_at = len(tpl)
+        tpl += bytes(8) + packer.pack("type") + packer.pack(kind)
+        fields = []
+        for key, marker, width, src in keys:
+            tpl += packer.pack(key) + bytes([marker])
+            fields.append((src, width, len(tpl)))
+            tpl += bytes(width)
+        return cls(bytes(tpl), fields, seq_at, ts_at, ts_src)
+
+    def encode(self, buf: Any, off: int, count: int, stride: int, seq: int, tsoff: int, now: int
+               ) -> Optional[bytes]:
+        """The msgpack maps of ``count`` ring slots at ``off`` every ``stride`` bytes, ``seq`` numbered."""
+        size = self.size
+        out = bytearray(self.template * count)
+        ov = memoryview(out)
+        rv = memoryview(buf)[off:off + count * stride]
+        for src, width, dst in self.fields:
+            last = width - 1
+            for k in range(width):
+                ov[dst + k::size] = rv[src + last - k::stride]
+        rep = _rep(count)
+        self._lanes(ov, self.seq_at, (int.from_bytes(_iota(count), "little") + seq * rep)
+                    .to_bytes(8 * count, "little"))
+        if self.ts_src >= 0:
+            if max(rv[self.ts_src + 7::stride].tobytes()) >= 0x40:
+                return None  # a stamp past 2**62 ns (not a kernel clock): lanes could carry
+            col = bytearray(8 * count)
+            cv = memoryview(col)
+            for k in range(8):
+                cv[k::8] = rv[self.ts_src + k::stride]
+            stamps = int.from_bytes(col, "little") + tsoff * rep
+        else:
+            stamps = now * rep
+        self._lanes(ov, self.ts_at, stamps.to_bytes(8 * count, "little"))
+        return bytes(out)
+
+    def _lanes(self, ov: memoryview, dst: int, le: bytes) -> None:
+        lv = memoryview(le)
+        size = self.size
+        for k in range(8):
+            ov[dst + k::size] = lv[7 - k::8]
+
+
 class RecordDecoder:
     """A compiled decoder for one struct (one record kind).
 
@@ -422,6 +544,8 @@ class RecordDecoder:
         self._many: Callable[[Any, int, int, int], List[Dict[str, Any]]] = ns["_many"]
         self._run_structs: Dict[Tuple[int, int], struct.Struct] = {}
         self._source = src
+        #: the column encoder when every field is a fixed-width number (see :class:`ColumnEncoder`)
+        self.columns = ColumnEncoder.build(btf, t, self.kind, disc) if choose is None else None
         # a trailing flexible array member (``__u8 data[]``) takes the bytes past the struct
         self.flex = ""
         self._flex_str = False
@@ -484,6 +608,21 @@ class RecordDecoder:
         """Tuples of the raw field values of ``count`` records (only for ``length == size``)."""
         st = self.run_struct(length, stride)
         return list(st.iter_unpack(memoryview(buf)[off:off + count * stride]))
+
+    def pack_run(self, buf: Any, off: int, count: int, length: int, stride: int, seq: int,
+                 now: int) -> bytes:
+        """The msgpack bytes of :meth:`decode_run`'s dicts (column-encoded when the layout allows)."""
+        cols = self.columns
+        if cols is not None and length == self.size:
+            if self.has_ts and self.time_base.clock == "auto":
+                p = off + HDR_SIZE
+                self._tsoff(self._stamp(bytes(memoryview(buf)[p:p + length])))
+            tsoff = self.time_base.offset
+            if 0 <= tsoff < 1 << 62:
+                data = cols.encode(buf, off, count, stride, seq, tsoff, now)
+                if data is not None:
+                    return data
+        return _pack(self.decode_run(buf, off, count, length, stride, seq, now))
 
     def decode_run(self, buf: Any, off: int, count: int, length: int, stride: int, seq: int,
                    now: Optional[int] = None) -> List[Dict[str, Any]]:
@@ -669,6 +808,47 @@ class RingDecoder:
                                 "data": bytes(buf[p + HDR_SIZE:p + HDR_SIZE + length])})
                 i = j
         return out
+
+
+    def pack_runs(self, buf: Any, runs: Sequence[Tuple[int, int, int, int]], seq: int,
+                  now: Optional[int] = None) -> bytes:
+        """The msgpack bytes of :meth:`decode_runs`' records, column-encoded where a run allows it."""
+        now = time.time_ns() if now is None else now
+        parts: List[bytes] = []
+        s = seq
+        for run in runs:
+            off, length, count, stride = run
+            dec = self.single if self.single is not None else self._uniform_kind(buf, run)
+            if dec is not None:
+                parts.append(dec.pack_run(buf, off, count, length, stride, s, now))
+            else:
+                parts.append(_pack(self.decode_runs(buf, [run], s, now)))
+            s += count
+        return b"".join(parts)
+
+    def _uniform_kind(self, buf: Any, run: Tuple[int, int, int, int]) -> Optional[RecordDecoder]:
+        """The decoder of a run whose records are all of one kind (checked with one strided compare)."""
+        off, length, count, stride = run
+        w = self.disc_size
+        start = off + HDR_SIZE + self.disc_off
+        if not self.kinds or length < self.disc_off + w or w not in (1, 2, 4, 8) or start % w or stride % w:
+            return None
+        fmt: Any = {1: "B", 2: "H", 4: "I", 8: "Q"}[w]
+        col = memoryview(buf).cast("B").cast(fmt)[start // w::stride // w]
+        col = col[:count]
+        first = col[0]
+        dec = self.kinds.get(first)
+        if dec is None:
+            return None
+        if count > 1 and col.tobytes() != first.to_bytes(w, "little") * count:
+            return None
+        return dec
+
+
+def _pack(records: List[Dict[str, Any]]) -> bytes:
+    from rawbpf.logfile import pack_records
+
+    return pack_records(records)
 
 
 def ring_decoder(btf: Optional[BTF], map_name: str, record_type: Optional[str] = None, *,

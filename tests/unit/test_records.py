@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import functools
+import io
 import struct
 import time
 from pathlib import Path
-from typing import Any, Dict
+from typing import Any, Dict, List
 
+import msgpack
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -211,3 +213,50 @@ def test_decoders_never_crash_on_any_bytes(data: bytes) -> None:
 
 
 _decoders: Dict[str, Any] = {}
+
+
+def _unpack_all(data: bytes) -> List[Dict[str, Any]]:
+    return list(msgpack.Unpacker(io.BytesIO(data), raw=False))
+
+
+def test_column_encoder_only_for_all_numeric_structs(flood: BTF, layouts: BTF) -> None:
+    fam = ring_decoder(flood, "events")
+    assert {d.kind: d.columns is not None for d in fam.kinds.values()} == {"tick": True, "note": False}
+    assert ring_decoder(layouts, "samples").single.columns is None  # type: ignore[union-attr]
+    assert RecordDecoder.from_btf(layouts, "point").columns is not None
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from([1, 2, 3]), st.binary(min_size=72, max_size=72)), max_size=30),
+       st.integers(0, 1 << 40))
+def test_packed_runs_unpack_to_the_decoded_dicts(recs: List[Any], seq: int) -> None:
+    """The column encoder (ticks) and the dict path (notes, unknown kinds) give identical records."""
+    dec = _decoders.setdefault("fam", ring_decoder(btf_of(DATA / "ringbuf" / "flood.o"), "events",
+                                                   clock="boottime"))
+    buf = b""
+    runs = []
+    for kind, body in recs:
+        size = 32 if kind == 1 else 72
+        payload = bytearray(struct.pack("<I", kind) + body[4:size])
+        payload[15] &= 0x3F  # kernel stamps stay below 2**62 ns
+        s = slot(bytes(payload))
+        if runs and runs[-1][1] == size:
+            o, ln, c, stt = runs[-1]
+            runs[-1] = (o, ln, c + 1, stt)
+        else:
+            runs.append((len(buf), size, 1, len(s)))
+        buf += s
+    now = time.time_ns()
+    want = dec.decode_runs(buf, runs, seq, now)
+    got = _unpack_all(dec.pack_runs(buf, runs, seq, now))
+    assert got == want
+    assert [list(g) for g in got] == [list(w) for w in want]
+
+
+def test_packed_rec_runs_match_and_use_full_width_ints(flood: BTF) -> None:
+    dec = ring_decoder(flood, "events", "rec", clock="monotonic")
+    rec = struct.pack("<QQII40s", 1, 2, 3, 4, b"")
+    buf = slot(rec) * 3
+    data = dec.pack_runs(buf, [(0, len(rec), 3, len(slot(rec)))], 5, now=1)
+    assert _unpack_all(data) == dec.decode_runs(buf, [(0, len(rec), 3, len(slot(rec)))], 5, now=1)
+    assert len(data) == 3 * len(data) // 3 and data[:1] == b"\x86"
