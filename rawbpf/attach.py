@@ -23,6 +23,8 @@ from rawbpf._types import (
     BPF_LINK_TYPE_RAW_TRACEPOINT,
     BPF_LINK_TYPE_TRACING,
     BPF_PERF_EVENT_TRACEPOINT,
+    BPF_PERF_EVENT_UPROBE,
+    BPF_PERF_EVENT_URETPROBE,
     PERF_EVENT_IOC_DISABLE,
     PERF_EVENT_IOC_ENABLE,
     PERF_EVENT_IOC_SET_BPF,
@@ -41,6 +43,8 @@ from rawbpf.programs import Program
 
 TRACEFS_DIRS = ("/sys/kernel/tracing", "/sys/kernel/debug/tracing")
 UPROBE_PMU = "/sys/bus/event_source/devices/uprobe"
+
+_NAMED_PERF_EVENTS = (BPF_PERF_EVENT_TRACEPOINT, BPF_PERF_EVENT_UPROBE, BPF_PERF_EVENT_URETPROBE)
 
 # errnos meaning "this kernel has no BPF perf link": fall back to the ioctls
 _NO_PERF_LINK = (_errno.EINVAL, _errno.EOPNOTSUPP, ENOTSUPP, _errno.E2BIG)
@@ -123,12 +127,15 @@ class Link(FD):
             raw2.tp_name, raw2.tp_name_len = ctypes.addressof(name), 256
             _sys.obj_get_info(self.fd, raw2, what)
             target = name.value.decode(errors="replace")
-        elif raw.type == BPF_LINK_TYPE_PERF_EVENT and raw.perf_event_type == BPF_PERF_EVENT_TRACEPOINT:
+        elif raw.type == BPF_LINK_TYPE_PERF_EVENT and raw.perf_event_type in _NAMED_PERF_EVENTS:
+            # tracepoint.tp_name and uprobe.file_name share the offset (and so do their lengths)
             raw2 = LinkInfoStruct()
             raw2.perf_name, raw2.perf_name_len = ctypes.addressof(name), 256
             try:
                 _sys.obj_get_info(self.fd, raw2, what)
                 target = name.value.decode(errors="replace")
+                if raw.perf_event_type != BPF_PERF_EVENT_TRACEPOINT:
+                    target += f":{raw2.perf_uprobe_offset:#x}"
             except SyscallError:
                 target = ""
         return LinkInfo(id=raw.id, type=raw.type, prog_id=raw.prog_id, target=target,

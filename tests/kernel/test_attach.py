@@ -229,7 +229,9 @@ def test_uprobe_fires(hits: Map, target_binary: Path, retprobe: bool, use_perf_l
             subprocess.run([str(target_binary), "13"], check=True, capture_output=True)
             assert count(hits) == 13
             if not link.via_ioctl:
-                assert link.info().prog_id == prog.id
+                info = link.info()
+                assert info.prog_id == prog.id and info.perf_event_type == (2 if retprobe else 1)
+                assert info.target == f"{target_binary}:{_nm_offset(target_binary, 'rawbpf_target'):#x}"
         subprocess.run([str(target_binary), "4"], check=True, capture_output=True)
         assert count(hits) == 13
 
