@@ -87,7 +87,7 @@ def prepare(coll: Any, cfg: MonitorConfig) -> None:
 
 def seed(coll: Any, cfg: MonitorConfig, *, proc_root: str = "/proc",
          exclude: Iterable[int] = ()) -> List[SeedEntry]:
-    """Track the Claude trees already running; returns the entries seeded.
+    """Track the Claude trees already running; returns the entries this call made.
 
     Call after attaching: a process forked after its parent was seeded is then tracked by the kernel. A second
     scan picks up children forked between the first scan and the map updates. Entries the kernel already
@@ -99,9 +99,12 @@ def seed(coll: Any, cfg: MonitorConfig, *, proc_root: str = "/proc",
     skip = {os.getpid(), *exclude}
     done: Dict[int, SeedEntry] = {}
 
+    seeded: List[SeedEntry] = []
+
     def insert(e: SeedEntry) -> None:
-        track(coll, e.proc.pid, start_ns=e.start_ns, root_pid=e.root_pid, depth=e.depth, flags=flags,
-              replace=False)
+        if track(coll, e.proc.pid, start_ns=e.start_ns, root_pid=e.root_pid, depth=e.depth, flags=flags,
+                 replace=False):
+            seeded.append(e)  # (a process the kernel already tracks has its own exec record)
         done[e.proc.pid] = e
 
     for e in find_trees(cfg, scan(proc_root), exclude=skip):
@@ -116,7 +119,7 @@ def seed(coll: Any, cfg: MonitorConfig, *, proc_root: str = "/proc",
                 if parent is not None and p.pid not in done and p.pid not in skip:
                     insert(SeedEntry(p, parent.root_pid, parent.depth + 1, None))
                     changed = True
-    return list(done.values())
+    return seeded
 
 
 def seed_records(entries: Iterable[SeedEntry], *, redact: bool = True) -> List[Dict[str, Any]]:
