@@ -34,7 +34,7 @@ from rawbpf.errors import ConfigError, RawBPFError, SyscallError
 ENOTSUPP = 524  # kernel-internal "operation not supported", leaks to user space from some commands
 
 KeyLike = Union[bytes, bytearray, memoryview, int]
-ValueLike = Union[bytes, bytearray, memoryview, int, "Map", Sequence[Union[bytes, int]]]
+ValueLike = Union[bytes, bytearray, memoryview, int, FD, Sequence[Union[bytes, int]]]
 
 _NAME_OK = re.compile(r"[^A-Za-z0-9_.]")
 
@@ -322,8 +322,9 @@ class Map(FD):
         return ctypes.create_string_buffer(data, self.key_size or 1)
 
     def _value_bytes(self, value: ValueLike) -> bytes:
-        """Pack a user value: bytes, int, a Map (its fd), or for per-CPU maps a sequence (one per CPU)."""
-        if isinstance(value, Map):
+        """Pack a user value: bytes, int, an fd owner such as a Map or Program (its fd: map-in-map, prog
+        array), or for per-CPU maps a sequence (one per CPU)."""
+        if isinstance(value, FD):
             value = value.fd
         if self._per_cpu:
             if isinstance(value, (list, tuple)):

@@ -209,3 +209,22 @@ def test_bind_map_keeps_an_unused_map_alive_and_ids_list_it() -> None:
         with Map.from_id(mid) as again:  # still alive: the program holds it
             assert again.id == mid
         assert prog.id in set(iter_ids())
+
+
+def test_tail_call_through_a_prog_array(slot_map: Map) -> None:
+    callee_insns = store_in_slot0(ld_map(1, slot_map.fd), 77)
+    with Program.load(ProgType.SOCKET_FILTER, callee_insns, name="callee") as callee, \
+            Map.create(MapType.PROG_ARRAY, 4, 4, 2, name=f"jmp_{uuid.uuid4().hex[:6]}") as jmp:
+        jmp.update(0, callee)
+        assert jmp.lookup_int(0) == callee.id
+        caller_insns = b"".join([
+            ld_map(2, jmp.fd),              # r2 = prog array (r1 is still the context)
+            I(0xB7, 3, 0, 0, 0),            # r3 = 0
+            I(0x85, 0, 0, 0, 12),           # call bpf_tail_call
+            I(0xB7, 0, 0, 0, 1), I(0x95),   # only reached if the tail call failed
+        ])
+        with Program.load(ProgType.SOCKET_FILTER, caller_insns, name="caller") as caller:
+            assert caller.test_run(b"\0" * 32).retval == 7
+            assert slot_map.lookup_int(0) == 77
+            jmp.delete(0)
+            assert caller.test_run(b"\0" * 32).retval == 1
