@@ -290,3 +290,34 @@ def test_link_ids_list_a_live_link(hits: Map) -> None:
     with Program.load(ProgType.RAW_TRACEPOINT, counter(hits), name="linkids") as prog, \
             attach_raw_tracepoint(prog, "sys_exit") as link:
         assert link.id in set(iter_link_ids())
+
+
+def test_stack_trace_map_holds_kernel_stacks(hits: Map) -> None:
+    depth = 32
+    with Map.create(MapType.STACK_TRACE, 4, 8 * depth, 64, name=f"stk_{uuid.uuid4().hex[:6]}") as stacks:
+        insns = b"".join([
+            I(0xBF, 6, 1),                                      # 0: r6 = ctx
+            I(0x85, 0, 0, 0, 14), I(0x77, 0, 0, 0, 32),         # 1-2: r0 = tgid
+            I(0x55, 0, 0, 15, os.getpid()),                     # 3: if r0 != our pid goto 19
+            I(0x18, 2, 1, 0, stacks.fd), I(0),                  # 4-5: r2 = stack map
+            I(0xBF, 1, 6), I(0xB7, 3, 0, 0, 0),                 # 6-7: r1 = ctx, r3 = 0
+            I(0x85, 0, 0, 0, 27),                               # 8: call bpf_get_stackid
+            I(0xBF, 7, 0),                                      # 9: r7 = stack id
+            I(0xC5, 7, 0, 8, 0),                                # 10: if r7 s< 0 goto 19
+            I(0x18, 1, 1, 0, hits.fd), I(0),                    # 11-12: r1 = hits
+            I(0x62, 10, 0, -4, 0), I(0xBF, 2, 10), I(0x07, 2, 0, 0, -4),  # 13-15: key 0
+            I(0x85, 0, 0, 0, 1),                                # 16: call bpf_map_lookup_elem
+            I(0x15, 0, 0, 1, 0),                                # 17: if r0 == 0 goto 19
+            I(0x7B, 0, 7, 0, 0),                                # 18: *(u64 *)(r0 + 0) = r7
+            I(0xB7, 0, 0, 0, 0), I(0x95),                       # 19-20: return 0
+        ])
+        hits.update(0, (1 << 64) - 1)
+        with Program.load(ProgType.TRACEPOINT, insns, name="stackid") as prog, \
+                attach_tracepoint(prog, "syscalls", "sys_enter_getppid"):
+            os.getppid()
+        stack_id = hits.lookup_int(0)
+        assert stack_id is not None and stack_id < 64
+        frames = struct.unpack(f"<{depth}Q", stacks.lookup(stack_id) or b"")
+        assert frames[0] >= 0xFFFF800000000000, "the first frame is a kernel address"
+        assert stack_id.to_bytes(4, "little") in set(stacks.keys())
+        assert stacks.delete(stack_id) and stacks.lookup(stack_id) is None
