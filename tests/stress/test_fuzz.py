@@ -3,7 +3,8 @@
 Mutations are structure-aware: most land in the ELF header, the section header table and the .BTF/.BTF.ext,
 symbol, relocation and map sections of real objects (tests/data and the monitor), where a byte changes what
 the parser believes; the rest are random byte writes, truncations and splices. ``RAWBPF_FUZZ_EXAMPLES`` sets
-the inputs per target (default 34 000: three targets make more than 100 000).
+the inputs per target (default 34 000: three targets make more than 100 000). Time is the parsing thread's CPU
+time, so other load on this shared machine does not make an input "slow".
 
 load_spec turns unexpected exceptions into ObjectError; those raised by rawbpf's own code (not by pyelftools)
 are also counted here by type and line (``masked``): each one is a parser bug reported as "malformed ELF".
@@ -107,9 +108,10 @@ class Tally:
         self.masked: Counter[str] = collections.Counter()
 
 
-def _check(tally: Tally, fn: Callable[[], object]) -> None:
-    tally.inputs += 1
-    t0 = time.perf_counter()
+def _run(tally: Tally, fn: Callable[[], object]) -> float:
+    """Run one input; returns the CPU seconds it took (this thread only: other load on a shared machine does
+    not count, an input that is really slow does)."""
+    t0 = time.thread_time()
     try:
         fn()
     except RawBPFError as err:
@@ -120,9 +122,16 @@ def _check(tally: Tally, fn: Callable[[], object]) -> None:
             if frames and "/rawbpf/" in frames[-1].filename:  # raised by rawbpf itself, not by pyelftools
                 where = f"{Path(frames[-1].filename).name}:{frames[-1].lineno}"
                 tally.masked[f"{type(cause).__name__} at {where}"] += 1
-    took = time.perf_counter() - t0
+    return time.thread_time() - t0
+
+
+def _check(tally: Tally, fn: Callable[[], object]) -> None:
+    tally.inputs += 1
+    took = _run(tally, fn)
+    if took >= LIMIT_S:  # a garbage collection or a page-fault storm may land on any input: confirm once
+        took = min(took, _run(Tally(), fn))
     tally.slowest = max(tally.slowest, took)
-    assert took < LIMIT_S, f"one input took {took:.2f}s"
+    assert took < LIMIT_S, f"one input took {took:.2f}s of CPU"
 
 
 _SETTINGS = settings(max_examples=EXAMPLES, deadline=None, database=None, derandomize=False,
