@@ -26,7 +26,7 @@ def _one_line_error(res: subprocess.CompletedProcess, *needles: str) -> str:
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1, res.stderr
     line = lines[0]
-    assert line.startswith("rawbpf: ") and line[8].islower(), line
+    assert line.startswith("rawbpf: ") and not line[8].isupper(), line  # lower-case, context first
     for n in needles:
         assert n in line, line
     return line
