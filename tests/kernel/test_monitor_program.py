@@ -338,3 +338,35 @@ def test_exit_by_a_core_dumping_signal(tmp_path: Path) -> None:
     assert rec["core_dumped"] == os.WCOREDUMP(status) and rec["exit_code"] == 0
     if Path("/proc/sys/kernel/core_pattern").read_text().strip() == "core":
         assert rec["core_dumped"] is True
+
+
+def test_concurrent_connects_from_many_threads(tmp_path: Path) -> None:
+    """Every connect of 8 threads x 200 is recorded exactly once, with its own thread, port and result."""
+    import subprocess
+    import sys
+
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    (bindir / "claude").symlink_to(sys.executable)
+    code = ("import socket, threading, json\n"
+            "out = {}\n"
+            "def run(k):\n"
+            "    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); tids = []\n"
+            "    for i in range(200): s.connect(('127.0.0.1', 1000 + k))\n"
+            "    out[threading.get_native_id()] = 1000 + k\n"
+            "ts = [threading.Thread(target=run, args=(k,)) for k in range(8)]\n"
+            "[t.start() for t in ts]; [t.join() for t in ts]\n"
+            "print(json.dumps(out))\n")
+    with monitor() as mon:
+        res = subprocess.run([str(bindir / "claude"), "-c", code], capture_output=True, text=True, check=True)
+        ports = {int(k): v for k, v in json.loads(res.stdout).items()}
+        mon.wait_for(lambda r: r["type"] == "exit" and r["comm"] == "claude" and r["depth"] == 0)
+        mon.drain()
+        recs = [r for r in mon.records if r["type"] == "connect" and r["tid"] in ports]
+        lost = sum(k["lost"] for k in mon.counters()["kinds"].values())
+    assert lost == 0
+    assert len(recs) == 8 * 200
+    for tid, port in ports.items():
+        mine = [r for r in recs if r["tid"] == tid]
+        assert len(mine) == 200
+        assert {(r["port"], r["ret"], r["addr"]) for r in mine} == {(port, 0, "127.0.0.1")}
