@@ -133,7 +133,7 @@ def mount(source: str, target: str, fstype: str, what: str, flags: int = 0) -> N
     ret = libc().mount(source.encode(), target.encode(), fstype.encode(), flags, None)
     if ret != 0:
         err = ctypes.get_errno()
-        raise _fail(what, err, {_errno.EPERM: "need root (CAP_SYS_ADMIN)"})
+        raise _fail(what, err, {_errno.EPERM: "need root or CAP_SYS_ADMIN"})
 
 
 class _Statfs(ctypes.Structure):
