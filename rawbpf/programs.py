@@ -14,7 +14,7 @@ import errno as _errno
 import logging
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Iterator, List, Optional, Sequence, Tuple, Union
 
 from rawbpf import _sys, bpffs
@@ -316,16 +316,6 @@ class Program(FD):
             data_out=dbuf.raw[: min(int(attr.data_size_out), dout)] if dout else b"",
             ctx_out=cbuf.raw[: min(int(attr.ctx_size_out), ctx_out_size)] if ctx_out_size else b"",
         )
-
-
-@dataclass
-class _LogAttempt:
-    level: int
-    size: int
-    log: str = ""
-    err: Optional[SyscallError] = None
-    true_size: int = 0
-    history: List[Tuple[int, int]] = field(default_factory=list)
 
 
 def _load_with_log(attr: ProgLoadAttr, what: str, hints: dict, log_level: int,
