@@ -1,6 +1,6 @@
-"""Attach loaded programs: tracepoints, raw tracepoints, tp_btf, uprobes; the Link that owns an attachment.
+"""Attach programs to tracepoints, raw tracepoints, tp_btf and uprobes through a Link. Touches the kernel.
 
-Touches the kernel. Every attach function returns a :class:`Link`; closing the Link detaches the program
+Every attach function returns a :class:`Link`; closing the Link detaches the program
 (unless the link is pinned). Tracepoints and uprobes go through a perf event: a BPF perf link
 (``BPF_LINK_CREATE`` with attach type ``BPF_PERF_EVENT``, Linux 5.15+) when the kernel has it, otherwise the
 older ``PERF_EVENT_IOC_SET_BPF`` + ``PERF_EVENT_IOC_ENABLE`` ioctls, in which case the Link owns the perf

@@ -1,6 +1,6 @@
-"""Cached probes of what the running kernel supports, each answered by a tiny real kernel operation.
+"""Cached probes of what the running kernel supports, each a tiny real kernel operation. Touches the kernel.
 
-Touches the kernel. Every probe creates the smallest object that proves the feature (a map, a two-instruction
+Every probe creates the smallest object that proves the feature (a map, a two-instruction
 program, a three-type BTF blob), closes every fd it opened, and is cached per process: ``has("ringbuf")``.
 ``require(name)`` raises :class:`~rawbpf.errors.NotSupportedError` naming the first kernel release with it.
 A probe that fails for a reason other than "the kernel lacks it" (e.g. no privileges) raises instead of

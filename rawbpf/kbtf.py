@@ -1,6 +1,6 @@
-"""BTF objects in the kernel: load a raw BTF blob (BPF_BTF_LOAD), open one by id, read its info and bytes.
+"""Kernel BTF objects: load a raw blob (BPF_BTF_LOAD), open one by id, read its info. Touches the kernel.
 
-Touches the kernel. A :class:`KernelBTF` owns the BTF fd that maps and programs reference (``btf_fd``);
+A :class:`KernelBTF` owns the BTF fd that maps and programs reference (``btf_fd``);
 closing it drops this process's reference. Loading follows the program-load log strategy: no log first, then
 a level-1 log in a buffer that grows on ENOSPC, and a :class:`~rawbpf.errors.BTFError` that quotes the
 kernel's reason and the log's tail.

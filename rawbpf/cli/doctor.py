@@ -1,5 +1,6 @@
-"""``rawbpf doctor``: can this machine run rawbpf? Privileges, kernel, bpffs, tracefs, BTF, lockdown, and
-every feature probe, as a table or JSON. Touches the kernel (the probes load tiny maps and programs).
+"""``rawbpf doctor``: can this machine run rawbpf? Touches the kernel (probes load tiny maps and programs).
+
+Reports privileges, kernel, bpffs, tracefs, BTF, lockdown and every feature probe, as a table or JSON.
 
 Exit status 1 when something rawbpf needs is missing; optional features only warn.
 """
