@@ -362,3 +362,17 @@ def test_lookup_and_delete_and_map_ids() -> None:
         assert m.lookup_and_delete(5) is None
         assert m.lookup(5) is None
         assert m.id in set(iter_ids())
+
+
+def test_frozen_mmapable_array_maps_read_only() -> None:
+    with Map.create(MapType.ARRAY, 4, 8, 2, name=uniq("frzmm"), flags=BPF_F_MMAPABLE) as m:
+        m.update(1, 0x55)
+        m.freeze()
+        with pytest.raises(SyscallError) as ei:
+            m.mmap()
+        assert ei.value.errno == errno.EPERM and "read-only" in str(ei.value)
+        mm = m.mmap(writable=False)
+        try:
+            assert int.from_bytes(mm[8:16], "little") == 0x55
+        finally:
+            mm.close()
