@@ -83,6 +83,12 @@ def load_and_run(obj: str, *, pin_root: str, attach: bool = True,
                               f"(known: {known})")
     if _under_default_bpffs(pin_root):
         bpffs.ensure_mounted("/sys/fs/bpf")
+    existing = os.path.abspath(pin_root)
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not bpffs.is_bpffs(existing):
+        raise ConfigError(f"--pin-dir {pin_root}: {existing} is not on a bpffs mount (pins need one; "
+                          "mount one with: mount -t bpf bpf DIR)")
     target = os.path.join(pin_root, spec.name)
     if os.path.isdir(target) and os.listdir(target):
         raise ConfigError(f"pin directory {target} is not empty: '{spec.name}' is already loaded (or left "

@@ -245,3 +245,12 @@ def test_missing_tracepoint_exits_1_leaving_nothing(tmp_path: Path, pin_dir: Pat
     )
     assert "sys_enter_rawbpf_no_such_syscall" in lines[0]
     assert not pin_dir.exists() or list(pin_dir.rglob("*")) == []
+
+
+def test_pin_dir_off_bpffs_is_refused_before_loading(tmp_path: Path) -> None:
+    r = subprocess.run([sys.executable, "-m", "rawbpf", "load", str(DATA / "globals.o"), "--pin-dir",
+                        str(tmp_path / "pins")], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1 and r.stdout == ""
+    assert r.stderr.strip() == (f"rawbpf: --pin-dir {tmp_path / 'pins'}: {tmp_path} is not on a bpffs mount "
+                                "(pins need one; mount one with: mount -t bpf bpf DIR)")
+    assert not (tmp_path / "pins").exists()
