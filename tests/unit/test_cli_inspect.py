@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 import mmap
+import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -125,3 +128,55 @@ def test_disasm_names_core_relocations() -> None:
     assert "; CO-RE field_byte_offset struct task_struct.pid" in r.stdout
     assert "; CO-RE enumval_value enum pid_type::PIDTYPE_SID" in r.stdout
     assert "; CO-RE field_lshift_u64 struct task_struct.in_execve" in r.stdout
+
+
+def _as_nobody(args: list) -> tuple:
+    """Run the CLI in a forked child that dropped root (so any bpf() call would fail with EPERM)."""
+    import rawbpf.cli.inspect  # noqa: F401  (imported before dropping privileges)
+    from rawbpf.cli import main
+
+    rfd, wfd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child
+        code = 99
+        try:
+            os.close(rfd)
+            os.setgroups([])
+            os.setresgid(65534, 65534, 65534)
+            os.setresuid(65534, 65534, 65534)
+            os.dup2(wfd, 1)
+            os.dup2(wfd, 2)
+            sys.stdout = open(1, "w", closefd=False)  # noqa: SIM115 (the test runner replaced them)
+            sys.stderr = open(2, "w", closefd=False)  # noqa: SIM115
+            main(args)
+            code = 0
+        except SystemExit as e:
+            code = e.code if isinstance(e.code, int) else 1
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
+    os.close(wfd)
+    with os.fdopen(rfd) as f:
+        out = f.read()
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status), out
+
+
+def test_inspect_and_disasm_need_no_privileges() -> None:
+    if os.geteuid() != 0:  # already unprivileged
+        assert run("inspect", str(DATA / "core.o")).returncode == 0
+        return
+    base = Path(tempfile.mkdtemp(prefix="rawbpf-inspect-"))
+    try:
+        os.chmod(base, 0o755)
+        obj = base / "core.o"
+        shutil.copy(DATA / "core.o", obj)
+        os.chmod(obj, 0o644)
+        code, out = _as_nobody(["inspect", str(obj), "--json"])
+        assert code == 0, out
+        assert json.loads(out)["core_relos"] > 10
+        code, out = _as_nobody(["disasm", str(obj)])
+        assert code == 0 and "CO-RE field_byte_offset struct task_struct.pid" in out, out
+    finally:
+        shutil.rmtree(base)
