@@ -139,3 +139,12 @@ def test_ptr_of_none_is_null() -> None:
     assert T.ptr(None) == 0
     buf = ctypes.create_string_buffer(4)
     assert T.ptr(buf) == ctypes.addressof(buf)
+
+
+def test_perf_ioctl_numbers_follow_the_ioc_encoding() -> None:
+    def ioc(direction: int, nr: int, size: int) -> int:
+        return direction << 30 | size << 16 | ord("$") << 8 | nr
+
+    assert ioc(0, 0, 0) == T.PERF_EVENT_IOC_ENABLE
+    assert ioc(0, 1, 0) == T.PERF_EVENT_IOC_DISABLE
+    assert ioc(1, 8, 4) == T.PERF_EVENT_IOC_SET_BPF  # _IOW('$', 8, __u32)
