@@ -422,6 +422,8 @@ class Map(FD):
 
     def next_key(self, key: Optional[KeyLike]) -> Optional[bytes]:
         """The key after ``key`` (the first key for None), or None at the end."""
+        if self.key_size == 0:
+            raise ConfigError(f"{self._label}: {self.type.name.lower()} maps have no keys to iterate")
         kbuf = self._key(key)
         nbuf = ctypes.create_string_buffer(max(self.key_size, 1))
         attr = MapElemAttr(map_fd=self.fd, key=ptr(kbuf), value=ptr(nbuf))

@@ -376,3 +376,11 @@ def test_frozen_mmapable_array_maps_read_only() -> None:
             assert int.from_bytes(mm[8:16], "little") == 0x55
         finally:
             mm.close()
+
+
+def test_keyless_maps_refuse_iteration() -> None:
+    with Map.create(MapType.QUEUE, 0, 4, 4, name=uniq("noiter")) as q:
+        with pytest.raises(ConfigError, match="queue maps have no keys to iterate"):
+            list(q.keys())
+        with pytest.raises(ConfigError, match="no keys"):
+            len(q)
