@@ -4,8 +4,9 @@
 sanitised) → maps (pinned-by-name maps reused after a compatibility check, global data written, read-only
 data frozen) → per program: subprograms appended, data references patched, CO-RE applied (by the kernel, or
 in user space against vmlinux BTF) → BPF_PROG_LOAD. Any failure closes everything created so far and removes
-the pins this load made; nothing is left behind. Closing the Collection detaches its links, unpins what it
-pinned, and releases its maps and programs.
+the pins this load made; nothing is left behind. Closing the Collection detaches its links, unpins what
+:meth:`Collection.pin` pinned, and releases its maps and programs; maps pinned by name stay pinned, as with
+libbpf, for the next load to reuse.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from __future__ import annotations
 import copy
 import logging
 import os
-from dataclasses import dataclass
 from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional
 
 from rawbpf import bpffs
@@ -63,14 +63,6 @@ _NO_BTF_KV = frozenset(
         MapType.RINGBUF,
     }
 )
-
-
-@dataclass
-class LoadOptions:
-    """Knobs of :meth:`Collection.load` beyond the common ones."""
-
-    log_level: int = 0
-    vmlinux_btf: str = "/sys/kernel/btf/vmlinux"
 
 
 class Variables(Mapping[str, Any]):

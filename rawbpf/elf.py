@@ -749,8 +749,6 @@ class _Reader:
         if target not in self.funcs:
             return  # .rel.maps (prog array / map-in-map values) is handled by _resolve_map_values
         tname = self.sec_names[target]
-        code = b"".join(p.insns for p in self.funcs[target])  # only used for length checks
-        del code
         for rel in self._iter_rels(sec):
             off, sym_idx = rel
             if off % INSN_SIZE:
