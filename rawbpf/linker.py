@@ -247,9 +247,4 @@ def _fd(linked: LinkedProgram, map_fds: Dict[str, int], r: Relocation) -> int:
     return fd
 
 
-def call_targets(spec: CollectionSpec, name: str) -> List[str]:
-    """Subprograms appended to ``name``, in libbpf order (for inspect)."""
-    return [f for f, _ in link(spec, name).layout[1:]]
-
-
-__all__ = ["ExternValue", "LinkedProgram", "call_targets", "decode", "link", "patch_data", "BPF_PSEUDO_CALL"]
+__all__ = ["ExternValue", "LinkedProgram", "decode", "link", "patch_data"]
