@@ -75,6 +75,7 @@ def main() -> int:
     ap.add_argument("--object", default=str(ROOT / "tests" / "data" / "ringbuf" / "flood.o"),
                     help="object whose BTF describes the records")
     ap.add_argument("--record-type", default="rec")
+    ap.add_argument("--chunk", type=int, default=0, help="records per sink call and commit (0: the default)")
     ap.add_argument("--copy", action="store_true",
                     help="copy each drain out of the ring and commit before decoding")
     a = ap.parse_args()
@@ -116,6 +117,8 @@ def main() -> int:
             count[0] = pipe.records
 
     rb = RingBuffer(a.ring, sink=sink, copy=a.copy)
+    if a.chunk:
+        rb.chunk = a.chunk
     gc.freeze()  # startup objects never need collecting again
     while rb.drain():  # leftovers of an earlier run
         pass
