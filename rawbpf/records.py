@@ -790,6 +790,10 @@ class RingDecoder:
                 recs = single.decode_run(buf, off, count, length, stride, seq + len(out), now)
                 out.extend(recs)
                 continue
+            uniform = self._uniform_kind(buf, (off, length, count, stride))
+            if uniform is not None:
+                out.extend(uniform.decode_run(buf, off, count, length, stride, seq + len(out), now))
+                continue
             i = 0
             while i < count:
                 p = off + i * stride
