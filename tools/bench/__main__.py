@@ -52,7 +52,7 @@ def _verdict(section: Dict[str, Any], value: Any, goal: Any, sense: str) -> str:
     if not sense or not isinstance(value, (int, float)) or not isinstance(goal, (int, float)):
         return ""
     ok = value >= goal if sense == "min" else value <= goal
-    return f"{'ok' if ok else 'MISS'} ({'≥' if sense == 'min' else '≤'} {goal:g})"
+    return f"{'ok' if ok else 'MISS'} ({'≥' if sense == 'min' else '≤'} {_fmt(goal)})"
 
 
 def _fmt(value: Any) -> str:

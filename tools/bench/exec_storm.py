@@ -1,7 +1,9 @@
 """The highest exec rate of a tracked tree logged with zero dropped records; kernel.
 
 A tracked root ("claude") spawns a static no-op program at a target rate from two workers; after each step the
-log must hold one exec record per successful spawn, and no `lost` record may have appeared. The rate climbs
+log must hold one exec record per successful spawn, and no `lost` record may have appeared. A step's
+``dropped`` is the larger of the missing exec records and the records the kernel reported lost (of every kind,
+so the two are not added). The rate climbs
 until a step drops records or the machine cannot spawn faster (then one unpaced step with four workers);
 the figure is the best achieved rate of a step without drops.
 """
@@ -36,7 +38,7 @@ def _step(storm: str, tiny: str, logs: Path, rate: int, secs: str, workers: int,
     logged = counts.get("exec", 0)
     return {"target": rate or "max", "workers": workers, "achieved": round(float(res["rate"])),
             "execs": int(res["execs"]), "spawn_failed": int(res["failed"]), "logged": logged,
-            "lost": lost, "dropped": max(0, int(res["execs"]) - logged) + lost,
+            "lost": lost, "dropped": max(int(res["execs"]) - logged, lost),  # lost counts every kind
             "extra_logged": max(0, logged - int(res["execs"])), "lost_total": counts["lost"]}
 
 
