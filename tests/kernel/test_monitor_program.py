@@ -29,8 +29,8 @@ def observed(tmp_path_factory: pytest.TempPathFactory) -> Dict[str, Any]:
         mon.wait_for(lambda r: r["type"] == "exit" and r["pid"] == claude)
         mon.wait_for(lambda r: r["type"] == "exit" and r["pid"] == renamer)
         time.sleep(0.1)
+        counters = mon.counters()  # before the last drain: every record it counts is then in `records`
         mon.drain()
-        counters = mon.counters()
         records = list(mon.records)
     return {"manifest": manifest, "records": records, "counters": counters, "t0": t0, "t1": time.time_ns()}
 
@@ -158,8 +158,13 @@ def test_counters_account_for_every_record(observed: Dict[str, Any]) -> None:
     for name, k in kinds.items():
         n = sum(1 for r in observed["records"] if r["type"] == name)
         assert k["lost"] == 0
-        assert k["emitted"] == n, name
+        # equal on a quiet host; processes named claude started by anything else are tracked too
+        assert 0 < k["emitted"] <= n, name
         assert k["seen"] >= k["tracked"] >= k["emitted"], name
+    ours = {observed["manifest"]["claude"]["pid"], observed["manifest"]["renamer"]["pid"]}
+    if all(r["root_pid"] in ours for r in observed["records"]):
+        for name, k in kinds.items():
+            assert k["emitted"] == sum(1 for r in observed["records"] if r["type"] == name), name
     assert kinds["connect"]["seen"] >= 50  # the busy process's connects were seen and ignored
     assert observed["counters"]["tracked_full"] == 0
 

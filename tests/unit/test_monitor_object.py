@@ -24,9 +24,9 @@ def test_programs_and_their_attach_points(spec: Any) -> None:
     got = {n: (p.attach_kind, p.attach_to) for n, p in spec.programs.items()}
     assert got == {
         "handle_exec": ("tracepoint", "sched/sched_process_exec"),
-        "handle_fork": ("raw_tracepoint", "sched_process_fork"),
+        "handle_fork": ("tracing", "sched_process_fork"),
         "handle_exit": ("tracepoint", "sched/sched_process_exit"),
-        "handle_rename": ("raw_tracepoint", "task_rename"),
+        "handle_rename": ("tracing", "task_rename"),
         "handle_connect_enter": ("tracepoint", "syscalls/sys_enter_connect"),
         "handle_connect_exit": ("tracepoint", "syscalls/sys_exit_connect"),
     }
