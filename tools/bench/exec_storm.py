@@ -2,10 +2,10 @@
 
 A tracked root ("claude") spawns a static no-op program at a target rate from two workers; after each step the
 log must hold one exec record per successful spawn, and no `lost` record may have appeared. A step's
-``dropped`` is the larger of the missing exec records and the records the kernel reported lost (of every kind,
-so the two are not added). The rate climbs
-until a step drops records or the machine cannot spawn faster (then one unpaced step with four workers);
-the figure is the best achieved rate of a step without drops.
+``dropped`` is the larger of the missing exec records and the records the kernel reported lost (those count
+every kind, so the two are not added). The rate climbs until a step drops records or the machine cannot spawn
+faster (then one unpaced step with four workers); the figure is the best achieved rate of a step without
+drops.
 """
 
 from __future__ import annotations
