@@ -14,7 +14,7 @@ from __future__ import annotations
 import copy
 import logging
 import os
-from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional
+from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Set
 
 from rawbpf import bpffs
 from rawbpf._fd import FD
@@ -156,6 +156,7 @@ class Collection:
         self.kernel_core = False
         self._pins: List[str] = []  # pins made by pin() (removed on close)
         self._by_name_pins: List[str] = []  # maps pinned by name at load (kept for the next load)
+        self._reused: Set[str] = set()  # maps taken over from an existing pin
         self._pin_dirs: List[str] = []  # directories it created (removed on close when empty)
         self._closed = False
 
@@ -270,6 +271,7 @@ class Collection:
                     m = Map.from_pin(path)
                     self.maps[mspec.name] = m
                     self._check_compatible(mspec, m, path)
+                    self._reused.add(mspec.name)  # its contents are its own: .values are not written again
                     continue
                 m = self._create_map(mspec)
                 self.maps[mspec.name] = m
@@ -352,6 +354,8 @@ class Collection:
 
     def _fill_map_values(self) -> None:
         for mspec in self.spec.maps.values():
+            if mspec.name in self._reused:
+                continue
             for slot, target in mspec.contents:
                 m = self.maps[mspec.name]
                 if mspec.type == MapType.PROG_ARRAY:
