@@ -66,16 +66,22 @@ def load_and_run(obj: str, *, pin_root: str, attach: bool = True,
                  constants: Optional[Dict[str, Any]] = None, kernel_core: Optional[bool] = None,
                  runner: Runner = wait_for_signal, echo: Callable[[str], None] = click.echo,
                  stop: Optional[threading.Event] = None,
-                 prepare: Optional[Callable[[Any], None]] = None) -> LoadResult:
+                 prepare: Optional[Callable[[Any], None]] = None,
+                 map_sizes: Optional[Dict[str, int]] = None) -> LoadResult:
     """Load ``obj``, attach (unless ``attach=False``), pin under ``pin_root/<object>``, run ``runner``
     until it returns (the default returns on SIGINT/SIGTERM), then detach and unpin everything.
-    ``prepare(collection)`` runs after load and before attach (e.g. to fill maps the programs read)."""
+    ``prepare(collection)`` runs after load and before attach (e.g. to fill maps the programs read);
+    ``map_sizes`` overrides the max_entries of maps by name (e.g. a ring buffer's size in bytes)."""
     from rawbpf import bpffs
     from rawbpf.collection import Collection
     from rawbpf.elf import load_spec
 
     t0 = time.monotonic()
     spec = load_spec(obj)
+    for name, size in (map_sizes or {}).items():
+        if name not in spec.maps:
+            raise ConfigError(f"object '{spec.name}': no map '{name}' to resize")
+        spec.maps[name].max_entries = size
     for name in constants or {}:
         if name not in spec.variables:
             known = ", ".join(sorted(spec.variables)) or "none"

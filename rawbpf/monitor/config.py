@@ -67,6 +67,7 @@ class MonitorConfig:
     argv_max_args: int = DEFAULT_ARGV_MAX_ARGS
     argv_max_bytes: int = DEFAULT_ARGV_MAX_BYTES
     wakeup_bytes: int = DEFAULT_WAKEUP_BYTES
+    ring_bytes: Optional[int] = None  # the ring buffer's size; None keeps the object's (4 MiB)
 
     def validate(self) -> MonitorConfig:
         """Check every limit the kernel program relies on; raises ConfigError naming the bad value."""
@@ -88,6 +89,9 @@ class MonitorConfig:
             raise ConfigError(f"argv max bytes: {self.argv_max_bytes} is not in 16..{ARGV_BUF}")
         if self.wakeup_bytes < 0:
             raise ConfigError(f"wakeup bytes: {self.wakeup_bytes} is negative")
+        rb = self.ring_bytes
+        if rb is not None and (rb < 4096 or rb & (rb - 1) or rb > 1 << 30):
+            raise ConfigError(f"ring bytes: {rb} is not a power of two from 4096 to 1 GiB")
         return self
 
     # -- encoding for the kernel ---------------------------------------------------------------------------
@@ -191,6 +195,7 @@ def build_config(
     only_endpoints: bool = False,
     argv_max_args: Optional[int] = None,
     argv_max_bytes: Optional[int] = None,
+    ring_bytes: Optional[int] = None,
 ) -> MonitorConfig:
     """A validated MonitorConfig from command-line style values.
 
@@ -214,6 +219,7 @@ def build_config(
         only_endpoints=only_endpoints,
         argv_max_args=base.argv_max_args if argv_max_args is None else argv_max_args,
         argv_max_bytes=base.argv_max_bytes if argv_max_bytes is None else argv_max_bytes,
+        ring_bytes=ring_bytes,
     )
     return cfg.validate()
 

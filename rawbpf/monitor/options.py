@@ -31,6 +31,8 @@ _OPTIONS = [
                  help="[claude_monitor] Drop the built-in anthropic-api endpoints."),
     click.option("--only-endpoints", is_flag=True,
                  help="[claude_monitor] Record only connections to named endpoints (kernel-side filter)."),
+    click.option("--ring-bytes", type=int, default=None, metavar="N",
+                 help="[claude_monitor] Size of the kernel ring buffer (power of two; default 4 MiB)."),
     click.option("--no-seed", is_flag=True,
                  help="[claude_monitor] Do not look for Claude processes already running (/proc)."),
     click.option("--argv-max-args", type=int, default=None, metavar="N",
@@ -40,7 +42,8 @@ _OPTIONS = [
 ]
 
 OPTION_NAMES = ("match_comm", "match_path", "match_name", "no_default_rules", "endpoints",
-                "no_default_endpoints", "only_endpoints", "no_seed", "argv_max_args", "argv_max_bytes")
+                "no_default_endpoints", "only_endpoints", "ring_bytes", "no_seed", "argv_max_args",
+                "argv_max_bytes")
 
 
 def monitor_options(f: F) -> F:
@@ -83,6 +86,7 @@ def maybe_run_monitor(obj: str, values: Dict[str, Any], **load_kwargs: Any) -> b
         no_default_endpoints=bool(values.get("no_default_endpoints")),
         only_endpoints=bool(values.get("only_endpoints")),
         argv_max_args=values.get("argv_max_args"), argv_max_bytes=values.get("argv_max_bytes"),
+        ring_bytes=values.get("ring_bytes"),
     )
     run_monitor(obj, cfg, seed_from_proc=not values.get("no_seed"), **load_kwargs)
     return True

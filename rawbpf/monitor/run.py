@@ -171,6 +171,7 @@ def run_monitor(obj: str, cfg: MonitorConfig, *, pin_root: str, log_dir: str, at
         "path_rules": [("basename:" if r.basename else "") + r.text for r in cfg.path_rules],
         "endpoints": cfg.endpoint_names(), "only_endpoints": cfg.only_endpoints,
         "argv_max_args": cfg.argv_max_args, "argv_max_bytes": cfg.argv_max_bytes,
+        "ring_bytes": cfg.ring_bytes,
     }
     started = time.time_ns()
 
@@ -226,7 +227,8 @@ def run_monitor(obj: str, cfg: MonitorConfig, *, pin_root: str, log_dir: str, at
 
     try:
         return load_and_run(obj, pin_root=pin_root, attach=attach, constants=consts, kernel_core=kernel_core,
-                            runner=runner, echo=echo, stop=stop, prepare=lambda coll: prepare(coll, cfg))
+                            runner=runner, echo=echo, stop=stop, prepare=lambda coll: prepare(coll, cfg),
+                            map_sizes={"events": cfg.ring_bytes} if cfg.ring_bytes else None)
     except BaseException:
         if created_log_dir:
             try:

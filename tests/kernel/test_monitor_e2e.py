@@ -68,7 +68,7 @@ def daemon(tmp_path: Path, pin_dir: Path) -> Iterator[Daemon]:
         d.stop()
 
 
-def _wait_records(d: Daemon, pred: Any, timeout: float = 10.0) -> List[Dict[str, Any]]:
+def _wait_records(d: Daemon, pred: Any, timeout: float = 30.0) -> List[Dict[str, Any]]:
     deadline = time.monotonic() + timeout
     while True:
         recs = d.records()
@@ -176,14 +176,17 @@ def test_claude_already_running_is_seeded(tmp_path: Path, pin_dir: Path) -> None
 
 
 def test_log_options_reach_the_monitor(tmp_path: Path, pin_dir: Path) -> None:
-    """--max-bytes/--backups/--flush-interval apply to the monitor's log too: small files rotate."""
+    """--max-bytes/--backups/--flush-interval apply to the monitor's log too (small files rotate), and
+    --ring-bytes sizes its ring."""
     d = Daemon(tmp_path / "logs", pin_dir, "--no-seed", "--max-bytes", "4096", "--backups", "50",
-               "--flush-interval", "0")
+               "--flush-interval", "0", "--ring-bytes", "65536")
     man = run_workload(tmp_path, busy_rounds=2)
     _wait_records(d, lambda r: r.get("type") == "exit" and r.get("pid") == man["claude"]["pid"])
+    st = d.status()
     assert d.stop().returncode == 0
+    assert st["ring"]["size"] == 65536 and st["config"]["ring_bytes"] == 65536
     files = sorted(p for p in (tmp_path / "logs").iterdir() if p.suffix == ".mlog")
-    assert len(files) > 2
+    assert len(files) >= 2  # how many depends on how the drains batch the records
     recs = d.records()
     assert sum(1 for r in recs if r["type"] == "header") == len(files)
     assert all(r["object_path"] == str(OBJ) for r in recs if r["type"] == "header")

@@ -63,6 +63,9 @@ def test_rodata_defaults_match_the_compiled_program() -> None:
         ({"argv_max_args": 65}, "argv max args: 65"),
         ({"argv_max_bytes": 5000}, "argv max bytes: 5000"),
         ({"match_path": [f"/p{i}/" for i in range(13)]}, "path rules: at most 16"),
+        ({"ring_bytes": 3000}, "ring bytes: 3000"),
+        ({"ring_bytes": 12288}, "ring bytes: 12288"),
+        ({"ring_bytes": 1 << 31}, "ring bytes: 2147483648"),
     ],
 )
 def test_bad_values_are_one_line_config_errors(kwargs: dict, needle: str) -> None:
