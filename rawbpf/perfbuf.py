@@ -46,8 +46,7 @@ PERF_RECORD_LOST = 2
 PERF_RECORD_SAMPLE = 9
 PERF_EVENT_IOC_ENABLE = 0x2400
 _HEAD_OFF = 1024  # struct perf_event_mmap_page: data_head, data_tail, data_offset, data_size
-_META = struct.Struct("<QQQQ")
-_HDR = struct.Struct("<IHH")
+_HDR = struct.Struct("=IHH")
 
 LostCallback = Callable[[int, int], object]
 SampleCallback = Callable[[int, bytes], object]
@@ -68,10 +67,10 @@ def parse_records(data: bytes) -> Tuple[List[bytes], int, int]:
         if size < 8 or pos + size > n:
             break
         if rtype == PERF_RECORD_SAMPLE and size >= 12:
-            raw = struct.unpack_from("<I", data, pos + 8)[0]
+            raw = struct.unpack_from("=I", data, pos + 8)[0]
             samples.append(bytes(data[pos + 12:pos + 12 + min(raw, size - 12)]))
         elif rtype == PERF_RECORD_LOST and size >= 24:
-            lost += struct.unpack_from("<Q", data, pos + 16)[0]
+            lost += struct.unpack_from("=Q", data, pos + 16)[0]
         pos += size
     return samples, lost, pos
 
@@ -84,7 +83,7 @@ def frame(samples: List[bytes]) -> Tuple[bytes, List[Run]]:
     for s in samples:
         length = len(s)
         stride = (length + 8 + 7) & ~7
-        parts.append(struct.pack("<II", length, 0) + s + bytes(stride - 8 - length))
+        parts.append(struct.pack("=II", length, 0) + s + bytes(stride - 8 - length))
         if runs and runs[-1][1] == length:
             o, ln, c, st = runs[-1]
             runs[-1] = (o, ln, c + 1, st)
@@ -105,7 +104,7 @@ class _CPUBuffer:
 
     def read(self) -> bytes:
         """Everything between data_tail and data_head, linearised; advances data_tail."""
-        head = struct.unpack_from("<Q", self.mm, _HEAD_OFF)[0]
+        head = struct.unpack_from("=Q", self.mm, _HEAD_OFF)[0]
         tail = int(self.tail.value)
         if head == tail:
             return b""
@@ -199,7 +198,7 @@ class PerfBuffer(FD):
                 raise RawBPFError(f"perf buffer '{self.name}': mmap cpu {cpu}: {why}") from err
             buf = _CPUBuffer(cpu, fd, mm, page * self._pages)
             self._bufs[cpu] = buf
-            m.update(cpu, struct.pack("<I", fd))
+            m.update(cpu, struct.pack("=I", fd))
             _sys.ioctl(fd, PERF_EVENT_IOC_ENABLE, 0, f"perf buffer '{self.name}': enable cpu {cpu}")
             self._epoll.register(fd, select.EPOLLIN)
         if not self._bufs:

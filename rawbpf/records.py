@@ -38,7 +38,8 @@ first stamp unless told). Records without one get the time they were read. A fie
 ``seq_`` and a non-discriminant field named ``type`` as ``type_``, since ``seq`` and ``type`` belong to the
 log.
 
-Records shorter than their struct are zero-filled; longer ones ignore the excess (a trailing flexible array
+Records come from the running kernel, so they are decoded in the host's byte order. Records shorter than
+their struct are zero-filled; longer ones ignore the excess (a trailing flexible array
 member takes it). Speed: :meth:`RecordDecoder.decode_run` unpacks a whole run of equal-length records with one
 ``struct.iter_unpack`` and builds the dicts in one generated comprehension.
 """
@@ -51,6 +52,7 @@ import itertools
 import re
 import signal as _signal
 import struct
+import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
@@ -190,7 +192,7 @@ class _Gen:
         if offset > self.pos:
             self.fmt.append(f"{offset - self.pos}x")
         self.fmt.append(code)
-        self.pos = offset + struct.calcsize("<" + code)
+        self.pos = offset + struct.calcsize("=" + code)
         v = f"v{self.nslots}"
         self.nslots += 1
         return v
@@ -250,6 +252,14 @@ class _Layout:
             if elem.kind == Kind.INT and esize == 1 and elem.int_encoding & 4 == 0:
                 v = g.slot(offset, f"{n}s")
                 return f"_cstr({v})" if _is_char(elem) else v
+            cast: Optional[str] = None
+            if elem.kind == Kind.INT and not elem.int_encoding & 4:
+                cast = _INT_CODES.get((esize, elem.signed))
+            elif elem.kind == Kind.FLOAT:
+                cast = {4: "f", 8: "d"}.get(esize)
+            if cast is not None and n > 16:  # a long array of numbers: one slot, one cast
+                v = g.slot(offset, f"{n * esize}s")
+                return f"memoryview({v}).cast({cast!r}).tolist()"
             items = [self.value(t.array.type, offset + i * esize, depth + 1) for i in range(n)]
             return "[" + ", ".join(items) + "]"
         if k == Kind.STRUCT:
@@ -361,7 +371,7 @@ def compile_struct(btf: BTF, type_id: int, *, size: int = 0, sub_offset: int = 0
     lay = _Layout(btf, gen)
     expr = lay.value(type_id, sub_offset, 0)
     total = max(size, gen.pos)
-    fmt = "<" + "".join(gen.fmt) + (f"{total - gen.pos}x" if total > gen.pos else "")
+    fmt = "=" + "".join(gen.fmt) + (f"{total - gen.pos}x" if total > gen.pos else "")
     st = struct.Struct(fmt)
     names = ", ".join(f"v{i}" for i in range(gen.nslots)) + ("," if gen.nslots == 1 else "")
     src = f"def _f(b):\n    ({names}) = _st.unpack_from(b.ljust({total}, b'\\0'))\n    return {expr}\n"
@@ -518,7 +528,7 @@ class RecordDecoder:
         if gen.pos > t.size:
             raise BTFError(f"record type {t.name}: fields extend past the struct's size")
         self.body_format = "".join(gen.fmt) + (f"{t.size - gen.pos}x" if t.size > gen.pos else "")
-        self.struct = struct.Struct("<" + self.body_format)
+        self.struct = struct.Struct("=" + self.body_format)
         self.has_ts = any(s.startswith("'ts': (") for s in items)
         self.fields = [s.split(":", 1)[0].strip("'*") for s in items]
         names = ", ".join(f"v{i}" for i in range(gen.nslots))
@@ -545,7 +555,8 @@ class RecordDecoder:
         self._run_structs: Dict[Tuple[int, int], struct.Struct] = {}
         self._source = src
         #: the column encoder when every field is a fixed-width number (see :class:`ColumnEncoder`)
-        self.columns = ColumnEncoder.build(btf, t, self.kind, disc) if choose is None else None
+        little = sys.byteorder == "little"  # the encoder reorders little-endian ring bytes
+        self.columns = ColumnEncoder.build(btf, t, self.kind, disc) if choose is None and little else None
         # a trailing flexible array member (``__u8 data[]``) takes the bytes past the struct
         self.flex = ""
         self._flex_str = False
@@ -600,7 +611,7 @@ class RecordDecoder:
         key = (length, stride)
         st = self._run_structs.get(key)
         if st is None:
-            st = struct.Struct(f"<{HDR_SIZE}x{self.body_format}{stride - HDR_SIZE - self.size}x")
+            st = struct.Struct(f"={HDR_SIZE}x{self.body_format}{stride - HDR_SIZE - self.size}x")
             self._run_structs[key] = st
         return st
 
@@ -757,7 +768,7 @@ class RingDecoder:
                                                       disc=dm.name, time_base=self.time_base)
             else:
                 self.single = RecordDecoder(btf, layout.struct_id, time_base=self.time_base)
-        self._disc = struct.Struct("<" + {1: "B", 2: "H", 4: "I", 8: "Q"}.get(self.disc_size, "I"))
+        self._disc = struct.Struct("=" + {1: "B", 2: "H", 4: "I", 8: "Q"}.get(self.disc_size, "I"))
         #: records that became ``raw`` because no decoder matched
         self.undecoded = 0
 

@@ -72,7 +72,7 @@ def _pattern(length: int, n: int) -> bytes:
     """``n`` little-endian copies of the u32 ``length`` (cached, grown on demand)."""
     pat = _PATTERNS.get(length)
     if pat is None or len(pat) < 4 * n:
-        pat = struct.pack("<I", length) * max(n, 64)
+        pat = struct.pack("=I", length) * max(n, 64)
         _PATTERNS[length] = pat
     return pat
 
@@ -241,7 +241,7 @@ class RingBuffer(FD):
 
     def producer_position(self) -> int:
         assert self._prod_mm is not None
-        return int(struct.unpack_from("<Q", self._prod_mm, 0)[0])
+        return int(struct.unpack_from("=Q", self._prod_mm, 0)[0])
 
     def consumer_position(self) -> int:
         return self._cons
@@ -271,7 +271,7 @@ class RingBuffer(FD):
         if data is None:
             raise RawBPFError(f"ring buffer '{self.name}' is closed")
         assert self._prod_mm is not None and self._cons_pos is not None
-        prod = struct.unpack_from("<Q", self._prod_mm, 0)[0]
+        prod = struct.unpack_from("=Q", self._prod_mm, 0)[0]
         cons = self._cons
         if prod == cons:
             return 0

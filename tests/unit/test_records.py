@@ -260,3 +260,12 @@ def test_packed_rec_runs_match_and_use_full_width_ints(flood: BTF) -> None:
     data = dec.pack_runs(buf, [(0, len(rec), 3, len(slot(rec)))], 5, now=1)
     assert _unpack_all(data) == dec.decode_runs(buf, [(0, len(rec), 3, len(slot(rec)))], 5, now=1)
     assert len(data) == 3 * len(data) // 3 and data[:1] == b"\x86"
+
+
+def test_long_numeric_arrays(layouts: BTF) -> None:
+    dec = RecordDecoder.from_btf(layouts, "histo")
+    body = (struct.pack("=64I", *range(64)) + struct.pack("=20q", *range(-10, 10))
+            + struct.pack("=17d", *[i / 2 for i in range(17)]) + struct.pack("=3H", 7, 8, 9))
+    rec = dec.decode(body.ljust(dec.size, b"\0"))
+    assert rec["buckets"] == list(range(64)) and rec["sums"] == list(range(-10, 10))
+    assert rec["avg"] == [i / 2 for i in range(17)] and rec["few"] == [7, 8, 9]

@@ -1,6 +1,7 @@
 /* layouts.o: record shapes for the BTF-driven decoder (never loaded): a single struct named after its ring,
  * a struct with a discriminated union, nested structs and arrays, enums, bitfields, bool, signed and
- * floating types, a char array sized by a `<name>_len` sibling, anonymous members, and a flexible array.
+ * floating types, a char array sized by a `<name>_len` sibling, anonymous members, a flexible array, and
+ * long numeric arrays.
  */
 #include <linux/bpf.h>
 #include <stdbool.h>
@@ -66,6 +67,14 @@ struct msgs {
 	};
 };
 
+/* long arrays of numbers decode through one cast */
+struct histo {
+	__u32 buckets[64];
+	__s64 sums[20];
+	double avg[17];
+	__u16 few[3];
+};
+
 struct blob {
 	__u32 size;
 	__u8 data[];
@@ -84,6 +93,7 @@ struct {
 struct sample *sample_type __attribute__((unused));
 struct msgs *msgs_type __attribute__((unused));
 struct blob *blob_type __attribute__((unused));
+struct histo *histo_type __attribute__((unused));
 
 SEC("socket")
 int noop(struct __sk_buff *skb)
