@@ -7,6 +7,7 @@ compared, type by type, with rawbpf's parse → fixup_externs → fill_datasecs 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -21,13 +22,22 @@ from rawbpf.kbtf import KernelBTF
 
 pytestmark = pytest.mark.skipif(shutil.which("bpftool") is None, reason="bpftool not installed")
 
+BPFFS_ROOT = "/sys/fs/bpf"
+
 
 @pytest.fixture()
 def libbpf_pins(pin_dir: Path) -> Iterator[Path]:
+    # bpftool pins maps declared LIBBPF_PIN_BY_NAME under libbpf's default root, not under pin_dir:
+    # remove any such pin the test created there.
+    before = set(os.listdir(BPFFS_ROOT))
     yield pin_dir
     if pin_dir.exists():
         for p in pin_dir.iterdir():
             p.unlink()
+    for name in set(os.listdir(BPFFS_ROOT)) - before:
+        path = Path(BPFFS_ROOT, name)
+        if not path.is_dir():
+            path.unlink()
 
 
 # libbpf refuses these on purpose: an ambiguous CO-RE relocation, legacy maps (gone in libbpf 1.0),

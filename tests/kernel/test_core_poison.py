@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from rawbpf.btf import core
-from rawbpf.errors import VerifierError
+from rawbpf.errors import RelocationError, VerifierError
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 
@@ -18,10 +18,16 @@ def test_explain_poison_names_type_field_and_line(kernel_core: bool) -> None:
     from rawbpf.elf import load_spec
 
     spec = load_spec(str(DATA / "btf" / "core_unguarded.o"))
-    with pytest.raises(VerifierError) as err:
+    with pytest.raises(RelocationError) as err:
         Collection.load(spec, kernel_core=kernel_core).close()
-    assert "unknown#195896080" in str(err.value)  # both CO-RE paths poison the same way
-    insn = err.value.insn_index
+    # The loader answers the riddle itself: type, field path and source line, one line.
+    msg = str(err.value)
+    assert "struct task_struct___nope.rawbpf_absent" in msg and "core_unguarded.c:" in msg
+    assert "\n" not in msg
+    riddle = err.value.__cause__
+    assert isinstance(riddle, VerifierError)
+    assert "unknown#195896080" in str(riddle)  # both CO-RE paths poison the same way
+    insn = riddle.insn_index
     assert insn is not None
     prog = spec.programs["unguarded"]
     assert spec.btf is not None and spec.btf_ext is not None
