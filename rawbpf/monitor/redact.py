@@ -21,6 +21,11 @@ SECRET_OPTIONS = frozenset(
 _PATTERNS: Tuple[Tuple[re.Pattern[str], str], ...] = (
     # Anthropic keys anywhere (sk-ant-api03-…, sk-ant-admin01-…, sk-ant-oat01-…)
     (re.compile(r"sk-ant-[A-Za-z0-9_\-]{4,}"), MARK),
+    # other well-known token formats Claude's children handle: GitHub, GitLab, Slack, AWS access key ids
+    (re.compile(r"\b(?:gh[pousr]_[A-Za-z0-9]{20,}|github_pat_[A-Za-z0-9_]{20,}|glpat-[A-Za-z0-9_\-]{20,}"
+                r"|xox[abpors]-[A-Za-z0-9\-]{10,}|AKIA[0-9A-Z]{16})\b"), MARK),
+    # the password of a URL's user info: https://user:secret@host/
+    (re.compile(r"\b([a-z][a-z0-9+.\-]*://[^/:@\s'\"]+):[^@/\s'\"]+@", re.I), r"\1:" + MARK + "@"),
     # HTTP credentials headers, up to a quote or the end of the line
     (re.compile(r"(?i)\b(authorization|proxy-authorization)(\s*:\s*)[^'\"\r\n]+"), r"\1\2" + MARK),
     (re.compile(r"(?i)\b(x-api-key)(\s*:\s*)[^'\"\s]+"), r"\1\2" + MARK),
