@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import os
 import re
 import sys
 import time
@@ -132,6 +133,9 @@ def tail(follow: bool, as_json: bool, types: Sequence[str], pids: Sequence[int],
     from rawbpf.logfile import LogReader
 
     since_ns = parse_since(since) if since else None
+    if follow:
+        while not os.path.isdir(log_dir):  # like tail -F: wait for the log to appear
+            time.sleep(poll_interval)
     tset, pset = set(types), set(pids)
     out = sys.stdout
     emit = (lambda r: out.write(json.dumps(_jsonable(r), ensure_ascii=False) + "\n")) if as_json else (

@@ -189,3 +189,18 @@ def test_a_non_root_user_reads_a_readable_log(tmp_path: Path) -> None:
         assert [json.loads(x)["type"] for x in out.splitlines()] == ["exec", "connect", "exit", "lost"]
     finally:
         shutil.rmtree(base)
+
+
+def test_follow_waits_for_the_log_to_appear(tmp_path: Path) -> None:
+    d = tmp_path / "later"
+    p = subprocess.Popen([sys.executable, "-m", "rawbpf", "tail", "-f", "--json", "--log-dir", str(d),
+                          "--poll-interval", "0.01"], stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    try:
+        time.sleep(0.3)
+        assert p.poll() is None
+        make_log(d)
+        assert p.stdout is not None
+        assert json.loads(p.stdout.readline())["type"] == "exec"
+    finally:
+        p.terminate()
+        p.wait(10)
