@@ -1,8 +1,9 @@
 """The Claude Code monitor built on programs/claude_monitor.o: configuration, /proc seeding, record shaping,
 secret redaction, the status file and the daemon glue.
 
-Pure modules (``config``, ``redact``, ``shape``) make no syscalls; ``seed`` and ``status`` read and write
-files; ``run`` loads the program into the kernel.
+Pure modules (``config``, ``redact``, ``shape``, and ``options``, the ``rawbpf load`` option group) make no
+syscalls; ``seed`` reads /proc; ``status`` writes the status file and reads the pinned objects; ``run`` loads
+the program into the kernel.
 """
 
 from __future__ import annotations
