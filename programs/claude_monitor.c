@@ -126,8 +126,9 @@ struct rec_connect {
 	__s32 ret;		/* 0 or -errno from the syscall's exit */
 	__u32 path_len;		/* bytes of path (unix; a leading NUL marks an abstract socket) */
 	__u8 addr[16];		/* inet: 4 bytes, inet6: 16 bytes, network order */
-	__u8 path[UNIX_PATH_LEN];	/* bytes, not a C string: abstract names start with NUL */
 	char endpoint[ENDPOINT_LEN];	/* name of the matching endpoint CIDR, or empty */
+	__u8 path[UNIX_PATH_LEN];	/* bytes, not a C string: abstract names start with NUL; inet records
+					 * are sent without it (decoders zero-fill short records) */
 };
 
 struct rec_rename {
@@ -900,6 +901,7 @@ int handle_connect_exit(struct syscall_exit_args *ctx)
 	struct pending_connect *pc;
 	struct proc_info *p;
 	struct rec_connect *r;
+	__u32 size;
 
 	if (!maybe_tracked(tgid))
 		return 0;
@@ -910,7 +912,15 @@ int handle_connect_exit(struct syscall_exit_args *ctx)
 	pc->valid = 0;
 	p = &pc->proc;
 	count_tracked(REC_CONNECT);
-	r = bpf_ringbuf_reserve(&events, sizeof(*r), 0);
+	if (pc->family == AF_UNIX) {
+		size = sizeof(*r);
+		r = bpf_ringbuf_reserve(&events, sizeof(*r), 0);
+		if (r)
+			__builtin_memcpy(r->path, pc->path, sizeof(r->path));
+	} else {
+		size = __builtin_offsetof(struct rec_connect, path);
+		r = bpf_ringbuf_reserve(&events, __builtin_offsetof(struct rec_connect, path), 0);
+	}
 	if (!r) {
 		count_emit(REC_CONNECT, -1);
 		return 0;
@@ -921,12 +931,8 @@ int handle_connect_exit(struct syscall_exit_args *ctx)
 	r->ret = ctx->ret;
 	r->path_len = pc->path_len;
 	__builtin_memcpy(r->addr, pc->addr, sizeof(r->addr));
-	if (pc->family == AF_UNIX)
-		__builtin_memcpy(r->path, pc->path, sizeof(r->path));
-	else
-		__builtin_memset(r->path, 0, sizeof(r->path));
 	__builtin_memcpy(r->endpoint, pc->endpoint, sizeof(r->endpoint));
-	bpf_ringbuf_submit(r, wake_flag(sizeof(*r), true));
+	bpf_ringbuf_submit(r, wake_flag(size, true));
 	count_emit(REC_CONNECT, 0);
 	return 0;
 }
