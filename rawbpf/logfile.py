@@ -258,13 +258,16 @@ class LogWriter:
         stamped = [self._stamp(r) for r in records]
         if not stamped:
             return
-        for _ in range(2):
+        for i, r in enumerate(stamped):
+            r["seq"] = self.seq + i
+        data = pack_records(stamped)
+        if self._needs_rotation(len(data)):
+            # Rotate once: a batch larger than max_bytes goes whole into the new file rather than leaving
+            # a file that holds only its header. The new header takes a seq, so stamp again.
+            self.rotate()
             for i, r in enumerate(stamped):
                 r["seq"] = self.seq + i
             data = pack_records(stamped)
-            if not self._needs_rotation(len(data)):
-                break
-            self.rotate()
         self.seq += len(stamped)
         self._add(data, len(stamped))
 

@@ -338,3 +338,17 @@ def test_writing_after_close_is_an_error(tmp_path: Path) -> None:
     w.close()
     with pytest.raises(ConfigError, match="the writer is closed"):
         w.write({"type": "x"})
+
+
+def test_batches_larger_than_a_file_keep_seq_contiguous(tmp_path: Path) -> None:
+    w = LogWriter(str(tmp_path), max_bytes=1024, backups=50)
+    for _ in range(3):
+        w.write_many([{"type": "x", "data": "a" * 80} for _ in range(12)])
+    w.close()
+    recs = list(LogReader(str(tmp_path)).records())
+    seqs = [r["seq"] for r in recs]
+    assert seqs == list(range(seqs[0], seqs[0] + len(recs)))
+    assert sum(r["type"] == "x" for r in recs) == 36
+    # no file holds only its header
+    types = [r["type"] for r in recs]
+    assert all(not (a == "header" and b == "header") for a, b in zip(types, types[1:]))
