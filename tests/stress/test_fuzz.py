@@ -199,6 +199,20 @@ def test_fuzz_btf_ext_parse() -> None:
     assert tally.inputs >= EXAMPLES
 
 
+@pytest.mark.parametrize("size", [1 << 31, 1 << 40, (1 << 64) - 1])
+def test_huge_bss_size_is_refused_without_allocating_it(size: int) -> None:
+    """A .bss header claiming gigabytes must be refused (no kernel map could hold it), not zero-filled."""
+    data = bytearray(OBJECTS["globals.o"])
+    elf = ELFFile(io.BytesIO(bytes(data)))
+    idx = next(i for i, sec in enumerate(elf.iter_sections()) if sec.name == ".bss")
+    at = elf["e_shoff"] + idx * elf["e_shentsize"] + 32  # Elf64_Shdr.sh_size
+    data[at:at + 8] = size.to_bytes(8, "little")
+    t0 = time.thread_time()
+    with pytest.raises(RawBPFError, match="bss"):
+        load_spec(bytes(data), "globals")
+    assert time.thread_time() - t0 < 0.1
+
+
 @pytest.mark.parametrize("name", sorted(OBJECTS))
 def test_unmutated_corpus_parses(name: str) -> None:
     """The fuzz bases themselves parse (else the fuzzing would only ever test the first error path)."""
