@@ -145,6 +145,7 @@ class LogWriter:
         self._fd = -1
         self._name = ""
         self._size = 0  # bytes of complete records in the current file
+        self._header_bytes = 0  # size of the current file's header record
         self._opened = 0.0
         self._pending: List[bytes] = []
         self._pending_bytes = 0
@@ -205,6 +206,7 @@ class LogWriter:
         self.seq += 1
         self._add(self._packer.pack(hdr), 1)
         self._flush_pending()
+        self._header_bytes = self._size
         self._prune()
 
     def _prune(self) -> None:
@@ -230,7 +232,8 @@ class LogWriter:
         size = self._size + self._pending_bytes
         if self._retry_rotate and time.monotonic() < self._retry_rotate:
             return False
-        return size > 0 and (size + incoming > self.max_bytes
+        # A file holding only its header is never rotated away: the batch goes into it, however large.
+        return size > self._header_bytes and (size + incoming > self.max_bytes
                              or (self.max_age > 0 and time.monotonic() - self._opened >= self.max_age))
 
     def _stamp(self, record: Dict[str, Any]) -> Dict[str, Any]:
