@@ -65,6 +65,8 @@ def run_section(ctx: Context) -> Dict[str, Any]:
             steps.append(step)
             if not step["dropped"]:
                 best = max(best, step["achieved"])
-    dropped = [s for s in steps if s["dropped"]]
-    return {"execs_per_s": best, "dropped": dropped[0]["dropped"] if dropped else 0,
-            "dropped_at_rate": dropped[0]["achieved"] if dropped else None, "steps": steps}
+    clean = [s for s in steps if not s["dropped"] and s["achieved"] == best]
+    failed = [s for s in steps if s["dropped"]]
+    first = {"rate": failed[0]["achieved"], "dropped": failed[0]["dropped"]} if failed else None
+    return {"execs_per_s": best, "dropped": clean[0]["dropped"] if clean else None, "first_drop": first,
+            "steps": steps}
