@@ -7,6 +7,7 @@ traceback, never a pin or attachment left behind. Mount changes happen only insi
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import shlex
@@ -136,8 +137,25 @@ def test_without_capabilities(drop: str, pins: Path, tmp_path: Path) -> None:
     assert cp.returncode == 0, cp.stderr  # inspecting needs no privilege at all
 
 
+def _log_losses(view: Path, timeout: float = 15.0) -> int:
+    """Records the daemon reports it could not write (its status file, refreshed every few seconds)."""
+    deadline = time.monotonic() + timeout
+    lost = 0
+    while time.monotonic() < deadline:
+        for status in view.glob("*.status.json"):
+            try:
+                lost = int(json.loads(status.read_text()).get("log", {}).get("lost_log", 0))
+            except (OSError, ValueError):
+                continue
+        if lost:
+            return lost
+        time.sleep(0.5)
+    return lost
+
+
 def test_full_disk_log(pins: Path, tmp_path: Path) -> None:
-    """The log directory is a 64 KiB tmpfs while a tracked tree floods events: the daemon keeps running."""
+    """The log directory is a 64 KiB tmpfs while a tracked tree floods events: the daemon keeps running,
+    counts the records the disk refused (status ``lost_log``), and stops cleanly."""
     log = tmp_path / "log"
     log.mkdir()
     cmd = [*PY, "load", str(MONITOR), "--pin-dir", str(pins), "--log-dir", str(log)]
@@ -159,6 +177,10 @@ def test_full_disk_log(pins: Path, tmp_path: Path) -> None:
         assert flood.returncode == 0
         time.sleep(1.5)
         assert proc.poll() is None, f"daemon died on a full disk: {proc.stderr.read() if proc.stderr else ''}"
+        view = Path(f"/proc/{proc.pid}/root{log}")  # the daemon's view: its private 64 KiB tmpfs
+        seen = os.statvfs(view)
+        assert seen.f_blocks * seen.f_frsize <= 64 * 1024, "the log is not on the small tmpfs"
+        assert _log_losses(view) > 0, "the flood never hit the full disk (or its losses went uncounted)"
     finally:
         if proc.poll() is None:
             proc.send_signal(signal.SIGINT)
