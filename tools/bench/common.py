@@ -29,7 +29,7 @@ HELPERS = Path(__file__).resolve().parent / "helpers"
 PEERS = ROOT.parent / "shared" / "peers"
 MONITOR_OBJ = ROOT / "programs" / "claude_monitor.o"
 BPFFS = Path("/sys/fs/bpf")
-_ATTACHED = re.compile(r"^attached \d+ programs? ")
+_ATTACHED = re.compile(r"^attached \d+ programs? in (?P<s>[0-9.]+) s")
 
 
 class Unavailable(Exception):
@@ -133,10 +133,12 @@ def peak_rss_mb(pid: int) -> float:
 
 @dataclass
 class Daemon:
-    """A running ``rawbpf load`` process; ``attached_s`` is the wall time from spawn to "attached"."""
+    """A running ``rawbpf load`` process. ``attached_s``: wall time from spawn to "attached" (interpreter
+    start-up included); ``reported_s``: the time rawbpf itself reports (from its start, imports excluded)."""
 
     proc: subprocess.Popen
     attached_s: float
+    reported_s: float
     rss_mb: float
     pin_dir: Path
     log_dir: Path
@@ -161,6 +163,7 @@ def rawbpf_load(obj: Path, pin_root: Path, log_dir: Path, *, extra: Sequence[str
         fd = proc.stdout.fileno()
         deadline = t0 + timeout
         attached = None
+        reported = float("nan")
         pending = b""
         while attached is None:
             left = deadline - time.perf_counter()
@@ -178,11 +181,13 @@ def rawbpf_load(obj: Path, pin_root: Path, log_dir: Path, *, extra: Sequence[str
             for raw in lines:
                 line = raw.decode(errors="replace").rstrip()
                 output.append(line)
-                if attached is None and (_ATTACHED.match(line) or "ctrl-c" in line.lower()):
+                match = _ATTACHED.match(line)
+                if attached is None and (match or "ctrl-c" in line.lower()):
                     attached = time.perf_counter() - t0
+                    reported = float(match.group("s")) if match else reported
         rss = peak_rss_mb(proc.pid)
         threading.Thread(target=_drain, args=(fd, output), daemon=True).start()  # a full pipe would stall it
-        yield Daemon(proc, attached, rss, pin_root, log_dir, output)
+        yield Daemon(proc, attached, reported, rss, pin_root, log_dir, output)
     finally:
         stop(proc)
 
