@@ -83,6 +83,13 @@ def run(workdir: Optional[Path] = None, *, exit_code: int = 3, busy_rounds: int 
         if link.is_symlink() or link.exists():
             link.unlink()
         link.symlink_to(HERE / "claude_like.py")
+    # `#!/usr/bin/env python3` must find one real interpreter, not a wrapper script (pyenv shims, say):
+    # the workload's exec records are exact, and every interpreter started here has comm "python3".
+    python3 = bindir / "python3"
+    if python3.is_symlink() or python3.exists():
+        python3.unlink()
+    python3.symlink_to(os.path.realpath(sys.executable))
+    env = dict(os.environ, PATH=f"{bindir}{os.pathsep}{os.environ.get('PATH', os.defpath)}")
     listeners = _Listeners(workdir)
     try:
         def args(report: Path, code: int) -> List[str]:
@@ -90,13 +97,14 @@ def run(workdir: Optional[Path] = None, *, exit_code: int = 3, busy_rounds: int 
                     "--unix", listeners.unix, "--abstract", listeners.abstract, "--report", str(report),
                     "--api-key", API_KEY, "--exit-code", str(code)]
 
-        busy = subprocess.Popen([sys.executable, str(HERE / "busy.py"), str(listeners.port),
-                                 str(busy_rounds)])
-        not_claude = subprocess.Popen([str(bindir / "claude-not"), *args(workdir / "claude-not.json", 0)])
+        busy = subprocess.Popen([str(python3), str(HERE / "busy.py"), str(listeners.port),
+                                 str(busy_rounds)], env=env)
+        not_claude = subprocess.Popen([str(bindir / "claude-not"), *args(workdir / "claude-not.json", 0)],
+                                      env=env)
         claude_argv = [str(bindir / "claude"), *args(workdir / "claude.json", exit_code)]
-        claude = subprocess.Popen(claude_argv)
-        renamer = subprocess.Popen([sys.executable, str(HERE / "renamer.py"), str(listeners.port),
-                                    str(workdir / "renamer.json")])
+        claude = subprocess.Popen(claude_argv, env=env)
+        renamer = subprocess.Popen([str(python3), str(HERE / "renamer.py"), str(listeners.port),
+                                    str(workdir / "renamer.json")], env=env)
         codes = {name: p.wait(timeout=60) for name, p in
                  (("claude", claude), ("claude-not", not_claude), ("busy", busy), ("renamer", renamer))}
     finally:
