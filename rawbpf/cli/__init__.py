@@ -13,7 +13,7 @@ from typing import Any, List, Optional
 import click
 
 from rawbpf import __version__
-from rawbpf.errors import RawBPFError
+from rawbpf.errors import RawBPFError, VerifierError
 
 _COMMANDS = {
     # name: (module, attribute)
@@ -69,11 +69,23 @@ def main(argv: Optional[List[str]] = None) -> Any:
         err.show()
         sys.exit(err.exit_code)
     except RawBPFError as err:
-        click.echo(f"rawbpf: {err.detail() if verbose else err.summary()}", err=True)
-        if not verbose and err.detail() != str(err):
-            click.echo("rawbpf: (run with --verbose for the full detail)", err=True)
+        _report(err, verbose)
         sys.exit(1)
     except KeyboardInterrupt:
         sys.exit(130)
     except BrokenPipeError:
         sys.exit(0)
+
+
+def _report(err: RawBPFError, verbose: bool) -> None:
+    """One line on stderr; a verifier rejection adds the tail of its log (all of it with --verbose)."""
+    if verbose:
+        click.echo(f"rawbpf: {err.detail()}", err=True)
+        return
+    click.echo(f"rawbpf: {err.summary()}", err=True)
+    verifier = err if isinstance(err, VerifierError) else err.__cause__
+    if isinstance(verifier, VerifierError) and verifier.log.strip():
+        for line in verifier.tail().splitlines():
+            click.echo(f"  | {line}", err=True)
+        click.echo("  (the full verifier log: --verbose)", err=True)
+

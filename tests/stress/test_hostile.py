@@ -55,8 +55,7 @@ def assert_clean(cp: subprocess.CompletedProcess, *, allow_ok: bool = True, ment
     assert cp.returncode in ((0, 1) if allow_ok else (1,)), f"exit {cp.returncode}: {both[-600:]}"
     if cp.returncode == 0:
         return ""
-    # one error line; the CLI may add its "(run with --verbose …)" hint
-    lines = [ln for ln in cp.stderr.splitlines() if ln.strip() and not ln.startswith("rawbpf: (")]
+    lines = [ln for ln in cp.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1, f"want one error line, got: {lines}"
     if mention:
         assert mention.lower() in lines[0].lower(), lines[0]
