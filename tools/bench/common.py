@@ -97,9 +97,16 @@ def rawbpf_cmd() -> List[str]:
     return [sys.executable, "-m", "rawbpf"]
 
 
+PYCACHE = os.path.join(tempfile.gettempdir(), "rawbpf-bench-pycache")
+
+
 def child_env() -> Dict[str, str]:
     env = dict(os.environ)
     env["PYTHONUNBUFFERED"] = "1"  # progress lines must arrive as printed, not at exit
+    # An installed package runs from compiled bytecode; a shell with PYTHONDONTWRITEBYTECODE=1 would make
+    # every start compile rawbpf from source. Keep the cache out of the checkout.
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    env["PYTHONPYCACHEPREFIX"] = PYCACHE
     env["PYTHONPATH"] = str(ROOT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     return env
 
