@@ -70,7 +70,9 @@ class DaemonOptions:
     backups: int = DEFAULT_BACKUPS
     max_age: float = DEFAULT_MAX_AGE
     flush_interval: float = DEFAULT_FLUSH_INTERVAL
-    poll_interval: float = 0.1  # the timer drain: programs that submit with BPF_RB_NO_WAKEUP
+    #: the timer drain, for programs that submit with BPF_RB_NO_WAKEUP: with the log's flush interval it
+    #: bounds the event-to-log latency (about poll_interval + flush_interval)
+    poll_interval: float = 0.05
     record_types: Dict[str, str] = field(default_factory=dict)  # "" applies to every ring
     clock: str = "auto"
     header: Dict[str, Any] = field(default_factory=dict)
@@ -351,6 +353,9 @@ class Daemon:
         n = self.drain()
         if not n and self._epoll is not None:
             t = self.options.poll_interval if timeout is None else timeout
+            due = self.writer.flush_due()
+            if due is not None and due < t:
+                t = due  # wake up for the flush, not a timer tick later
             try:
                 if self._epoll.poll(t):
                     n = self.drain()

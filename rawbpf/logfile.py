@@ -12,11 +12,11 @@ Every record, headers included, has ``seq`` (+1 for each record of the stream, a
 :func:`boot_offset_ns`).
 
 Durability. Records are packed at once and written with one ``write(2)`` per flush (``flush_interval``,
-default 1 s, or sooner when 1 MiB is pending). After a crash the newest file may end in a torn record: the
-reader skips it (and counts it in :attr:`LogReader.torn`), and a restarted writer resumes ``seq`` after the
-last complete record, in a new file. A failed write (full disk, I/O error) is truncated back to the last
-complete record, the records are counted as lost, and a ``lost`` record (``reason``: the error) is written
-once writing works again: never a crash, never silent.
+default 100 ms, or sooner when 1 MiB is pending; nothing pending, no write). After a crash the newest file
+may end in a torn record: the reader skips it (and counts it in :attr:`LogReader.torn`), and a restarted
+writer resumes ``seq`` after the last complete record, in a new file. A failed write (full disk, I/O error)
+is truncated back to the last complete record, the records are counted as lost, and a ``lost`` record
+(``reason``: the error) is written once writing works again: never a crash, never silent.
 
 Safety. Files are created 0600 with ``O_EXCL | O_NOFOLLOW`` relative to a directory fd opened with
 ``O_NOFOLLOW``: a symlink in place of the directory or of a file is refused.
@@ -52,7 +52,7 @@ DEFAULT_PREFIX = "rawbpf"
 DEFAULT_MAX_BYTES = 10 * 1000 * 1000
 DEFAULT_BACKUPS = 5
 DEFAULT_MAX_AGE = 24 * 3600.0
-DEFAULT_FLUSH_INTERVAL = 1.0
+DEFAULT_FLUSH_INTERVAL = 0.1  # seconds; a record waits at most this long in memory
 _FLUSH_BYTES = 1 << 20
 _NAME = re.compile(r"^(?P<prefix>.+)-(?P<seq>\d{16})-(?P<t>\d{19})" + re.escape(SUFFIX) + "$")
 _O_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | getattr(os, "O_NOFOLLOW", 0) | getattr(
@@ -305,8 +305,17 @@ class LogWriter:
             rec.update(extra)
             self.write(rec)
 
+    def flush_due(self, now: Optional[float] = None) -> Optional[float]:
+        """Seconds until :meth:`maybe_flush` will write what is pending (0 when overdue); None when nothing
+        is pending. Lets a caller sleep exactly until then."""
+        if not self._pending and not self._unreported_lost:
+            return None
+        now = time.monotonic() if now is None else now
+        return max(0.0, self._last_flush + self.flush_interval - now)
+
     def maybe_flush(self, now: Optional[float] = None) -> bool:
-        """Flush if ``flush_interval`` has passed since the last flush (cheap to call often)."""
+        """Flush if ``flush_interval`` has passed since the last flush (cheap to call often; no write when
+        nothing is pending)."""
         now = time.monotonic() if now is None else now
         if now - self._last_flush < self.flush_interval:
             return False
