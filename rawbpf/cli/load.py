@@ -7,6 +7,7 @@ everything around it — load, attach, pin, and the cleanup on the way out — s
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import threading
@@ -18,9 +19,13 @@ import click
 
 from rawbpf.cli.common import log_dir_option, pin_dir_option
 from rawbpf.errors import ConfigError
+from rawbpf.logfile import DEFAULT_FLUSH_INTERVAL
 from rawbpf.monitor.options import maybe_run_monitor, monitor_options
+from rawbpf.owner import PinDirLock
 
 Runner = Callable[[Any, threading.Event], None]
+
+log = logging.getLogger("rawbpf")
 
 
 @dataclass
@@ -96,14 +101,17 @@ def load_and_run(obj: str, *, pin_root: str, attach: bool = True,
         raise ConfigError(f"--pin-dir {pin_root}: {existing} is not on a bpffs mount (pins need one; "
                           "mount one with: mount -t bpf bpf DIR)")
     target = os.path.join(pin_root, spec.name)
-    if os.path.isdir(target) and os.listdir(target):
-        raise ConfigError(f"pin directory {target} is not empty: '{spec.name}' is already loaded (or left "
-                          f"over; remove it with: rm -r {target})")
-    created_target = not os.path.exists(target)
+    lock = PinDirLock(target, spec.name)
+    owner = lock.acquire()  # refuses a live owner; removes the pins of a dead one
     result = LoadResult(object=spec.name, pin_dir=target)
     stop = stop or threading.Event()
-    old = _install_stop_handlers(stop) if threading.current_thread() is threading.main_thread() else {}
+    old = {}
     try:
+        if owner.stale_pid is not None:
+            log.warning("pin directory %s: removed %d stale pins of '%s' left by pid %d (no longer running)",
+                        target, owner.stale_pins, spec.name, owner.stale_pid)
+        if threading.current_thread() is threading.main_thread():
+            old = _install_stop_handlers(stop)
         coll = Collection.load(spec, pin_dir=target, constants=constants, kernel_core=kernel_core)
         try:
             core = "kernel" if coll.kernel_core else "user space"
@@ -137,11 +145,7 @@ def load_and_run(obj: str, *, pin_root: str, attach: bool = True,
     finally:
         for sig, handler in old.items():
             signal.signal(sig, handler)
-        if created_target:
-            try:
-                os.rmdir(target)
-            except OSError:
-                pass
+        lock.release()  # the owner record, the directories it made; then the lock
     return result
 
 
@@ -164,8 +168,10 @@ def _under_default_bpffs(path: str) -> bool:
               help="Start a new log file when the current one would pass this size.")
 @click.option("--backups", type=click.IntRange(min=0), default=5, show_default=True,
               help="Older log files to keep.")
-@click.option("--flush-interval", type=click.FloatRange(min=0), default=1.0, show_default=True,
-              help="Seconds between writes of buffered records to the log.")
+@click.option("--flush-interval", type=click.FloatRange(min=0), default=DEFAULT_FLUSH_INTERVAL,
+              show_default=True,
+              help="Most seconds a record waits in memory before it is written to the log (no writes while "
+                   "nothing is pending; 0 writes at every drain).")
 @click.option("--record-type", "record_types", multiple=True, metavar="[RING=]STRUCT",
               help="The struct of a ring's records (default: found by naming convention); repeatable.")
 @monitor_options

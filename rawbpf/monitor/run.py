@@ -21,6 +21,7 @@ from rawbpf.monitor.redact import redact_argv
 from rawbpf.monitor.seed import SeedEntry, find_trees, scan
 from rawbpf.monitor.shape import Catalog, Shaper
 from rawbpf.monitor.status import remove_status, write_status
+from rawbpf.owner import process_start
 
 log = logging.getLogger("rawbpf")
 
@@ -174,6 +175,7 @@ def run_monitor(obj: str, cfg: MonitorConfig, *, pin_root: str, log_dir: str, at
         "ring_bytes": cfg.ring_bytes,
     }
     started = time.time_ns()
+    pid_start = process_start(os.getpid())  # with the pid: a reused pid cannot pass for this daemon
 
     def runner(coll: Any, stop_event: threading.Event) -> None:
         from rawbpf.daemon import Daemon, DaemonOptions
@@ -190,7 +192,8 @@ def run_monitor(obj: str, cfg: MonitorConfig, *, pin_root: str, log_dir: str, at
         def on_status(d: Dict[str, Any]) -> None:
             files = sorted(f for f in os.listdir(log_dir) if f.endswith(".mlog"))
             write_status(log_dir, {
-                "pid": os.getpid(), "object": coll.spec.name, "object_path": os.path.abspath(obj),
+                "pid": os.getpid(), "pid_start": pid_start, "object": coll.spec.name,
+                "object_path": os.path.abspath(obj),
                 "pin_dir": pin_dir, "log_dir": log_dir, "started": started, "updated": time.time_ns(),
                 "seeded": state["seeded"], "config": summary, "stats_enabled": stats is not None,
                 "log": {"records": d.get("log_records", 0), "current": d.get("log_file", ""),

@@ -57,21 +57,71 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def read_status(log_dir: str) -> Dict[str, Any]:
-    """The daemon's status file; ConfigError when no monitor runs with this log directory."""
+def _running(data: Dict[str, Any], pin_dir: str) -> bool:
+    """Whether the daemon that wrote ``data`` still runs: the pin directory's lock holder or owner record
+    first (what ``rawbpf load`` keeps), else the recorded pid and its start time (a reused pid fails)."""
+    from rawbpf import owner
+
+    if pin_dir and os.path.isdir(pin_dir):
+        if owner.running(pin_dir) is not None:
+            return True
+        if owner.read_owner(pin_dir) is not None:
+            return False  # the record's process is gone
+    pid = int(data.get("pid", 0))
+    if pid <= 0:
+        return False
+    start = data.get("pid_start")
+    if start:
+        return owner.process_start(pid) == int(start)
+    return _alive(pid)
+
+
+def _has_pins(pin_dir: str) -> bool:
+    from rawbpf.owner import RECORD_PREFIX
+
+    try:
+        return any(not n.startswith(RECORD_PREFIX) for n in os.listdir(pin_dir))
+    except OSError:
+        return False
+
+
+def read_status(log_dir: str, default_pin_root: str = "/sys/fs/bpf/rawbpf") -> Dict[str, Any]:
+    """The daemon's status file; ConfigError when no monitor runs with this log directory (saying so when a
+    dead daemon left its pins behind)."""
+    from rawbpf.monitor import OBJECT_NAME
+
     path = status_path(log_dir)
     try:
         with open(path) as f:
             data: Dict[str, Any] = json.load(f)
     except FileNotFoundError:
+        pins = os.path.join(default_pin_root, OBJECT_NAME)
+        _refuse_stale(pins, None)
         raise ConfigError(f"status: no monitor is running with log directory {log_dir} (no {STATUS_NAME})") \
             from None
     except (OSError, ValueError) as err:
         raise ConfigError(f"status: cannot read {path}: {err}") from err
     pid = int(data.get("pid", 0))
-    if pid <= 0 or not _alive(pid):
+    pin_dir = str(data.get("pin_dir") or "")
+    if not _running(data, pin_dir):
+        _refuse_stale(pin_dir or os.path.join(default_pin_root, OBJECT_NAME), pid)
         raise ConfigError(f"status: the monitor (pid {pid}) is not running; {path} is stale")
     return data
+
+
+def _refuse_stale(pin_dir: str, pid: Optional[int]) -> None:
+    """Raise "not running (stale pins from pid N)" when a dead daemon left pins in ``pin_dir``."""
+    from rawbpf import owner
+    from rawbpf.monitor import OBJECT_NAME
+
+    if not os.path.isdir(pin_dir) or not _has_pins(pin_dir) or owner.running(pin_dir) is not None:
+        return
+    rec = owner.read_owner(pin_dir)
+    who = rec.pid if rec is not None else pid
+    if who is None:
+        return
+    raise ConfigError(f"status: {OBJECT_NAME} is not running (stale pins from pid {who} in {pin_dir}; "
+                      "the next rawbpf load removes them)")
 
 
 def _sum(values: List[Any]) -> Any:
@@ -144,7 +194,7 @@ def ring_fill(pin_dir: str) -> Dict[str, int]:
 
 def collect(log_dir: str, default_pin_root: str = "/sys/fs/bpf/rawbpf") -> Dict[str, Any]:
     """Everything ``rawbpf status`` shows: the status file plus live reads of the pinned objects."""
-    data = read_status(log_dir)
+    data = read_status(log_dir, default_pin_root)
     pin_dir = data.get("pin_dir") or os.path.join(default_pin_root, "claude_monitor")
     if not pin_dir or not os.path.isdir(pin_dir):
         raise ConfigError(f"status: the monitor's pin directory {pin_dir or '(none)'} is missing")
