@@ -13,7 +13,8 @@
  * Costs: every handler first reads the tgid's byte in `tracked_pids` (an inlined array lookup) and returns
  * when the process is not tracked; exec alone must look further (the identification rules). Records are
  * submitted with BPF_RB_NO_WAKEUP (the consumer drains on a timer) and force a wakeup when the ring fills
- * past `wakeup_bytes`. A failed reserve is counted per record kind (the kernel keeps no ring-buffer drop
+ * past `wakeup_bytes` (each CPU checks the fill once per 1/64 of it queued). Connect runs at the syscall's
+ * exit only, reading the arguments from the thread's saved registers. A failed reserve is counted per record kind (the kernel keeps no ring-buffer drop
  * count) in counters.kind[].lost, which the consumer turns into `lost` records.
  */
 #include "claude_monitor_kernel.h"
@@ -182,19 +183,22 @@ struct proc_info {
 	__u32 pad;
 };
 
-/* A connect between its syscall's entry and exit, one slot per thread, reused in place: `valid` marks a
- * connect whose exit is still to come. */
-struct pending_connect {
-	__u32 valid;
+/* A thread's connect state, made at its first tracked connect: a copy of its process's tracked entry (its
+ * later connects need no hash lookup: a live process's entry does not change), and the endpoint lookup of
+ * its last inet connect (a thread that reconnects to the same address needs no LPM lookup: `endpoints` is
+ * filled before the programs attach and not changed while they run). */
+struct thread_proc {
+	struct proc_info proc;
+	__u8 last_addr[16];	/* IPv6 or IPv4-mapped address of the last inet connect */
+	__u32 last_state;	/* LAST_* */
 	__u32 pad;
-	struct proc_info proc;	/* copy of the process's tracked entry: later connects of this thread and the
-				 * exit need no hash lookup (a live process's entry does not change) */
-	__u16 family;
-	__u16 port;
-	__u32 path_len;
-	__u8 addr[16];
-	__u8 path[UNIX_PATH_LEN];
-	char endpoint[ENDPOINT_LEN];
+	char last_endpoint[ENDPOINT_LEN];
+};
+
+enum last_state {
+	LAST_NONE = 0,		/* no lookup cached */
+	LAST_NO_ENDPOINT = 1,	/* last_addr matched no endpoint */
+	LAST_ENDPOINT = 2,	/* last_addr is in last_endpoint */
 };
 
 /* LPM key: IPv4 is stored IPv4-mapped (::ffff:a.b.c.d, prefix + 96), so one trie serves both families. */
@@ -259,14 +263,13 @@ struct {
 	__type(value, __u64);
 } tracked_pids SEC(".maps");
 
-/* Task-local storage: a lookup is a pointer read on the task, a thread that never connected while tracked
- * has none (the untracked exit path returns at once), and the slot goes away with the thread. */
+/* Task-local storage: a lookup is a pointer read on the task, and the slot goes away with the thread. */
 struct {
 	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, int);
-	__type(value, struct pending_connect);
-} pending_connects SEC(".maps");
+	__type(value, struct thread_proc);
+} thread_procs SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
@@ -296,6 +299,16 @@ struct {
 	__type(key, __u32);
 	__type(value, struct exec_scratch);
 } exec_scratch SEC(".maps");
+
+#define WAKE_CHECK_SHIFT 6	/* a CPU checks the ring's fill after queuing 1/64 of wakeup_bytes (see wake_flag) */
+
+/* Bytes of records this CPU queued since it last checked the ring's fill. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} unchecked_bytes SEC(".maps");
 
 static __always_inline struct counters *cnt(void)
 {
@@ -337,17 +350,36 @@ static __always_inline void count_emit(__u32 kind, long err)
  * NO_WAKEUP normally; FORCE_WAKEUP for the record that takes the ring past wakeup_bytes. Waking once per
  * crossing, not for every record above it, keeps a consumer that is already awake from costing each producer
  * a wakeup (about a microsecond); a wakeup lost to a race between CPUs is covered by the consumer's timer.
+ * A CPU looks at the ring's fill (bpf_ringbuf_query) only once it has queued WAKE_CHECK_SHIFT's share of
+ * wakeup_bytes since it last looked (every record when that is less than a record: an exec record, or a
+ * small wakeup_bytes), and then counts a crossing by everything it queued since: the wakeup comes at most
+ * 1/64 of wakeup_bytes late, and small records (connects) skip the query most of the time.
  * `size` is the record's payload; `reserved` says whether the ring already counts it (reserve/submit) or not
  * yet (bpf_ringbuf_output). wakeup_bytes = 0 leaves draining to the timer alone.
  */
 static __always_inline __u64 wake_flag(__u32 size, bool reserved)
 {
 	__u64 rec = ((__u64)size + 8 + 7) & ~7ULL;
-	__u64 avail = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA);
-	__u64 before = reserved ? (avail > rec ? avail - rec : 0) : avail;
+	__u32 zero = 0;
+	__u64 *unchecked, since, avail, before;
 	struct counters *c;
 
-	if (before >= wakeup_bytes || before + rec < wakeup_bytes)
+	if (!wakeup_bytes)
+		return BPF_RB_NO_WAKEUP;
+	unchecked = bpf_map_lookup_elem(&unchecked_bytes, &zero);
+	if (!unchecked)
+		return BPF_RB_NO_WAKEUP;
+	since = *unchecked + rec;
+	if (since < (wakeup_bytes >> WAKE_CHECK_SHIFT)) {
+		*unchecked = since;
+		return BPF_RB_NO_WAKEUP;
+	}
+	*unchecked = 0;
+	avail = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA);
+	if (!reserved)
+		avail += rec;
+	before = avail > since ? avail - since : 0;
+	if (before >= wakeup_bytes || avail < wakeup_bytes)
 		return BPF_RB_NO_WAKEUP;
 	c = cnt();
 	if (c)
@@ -795,145 +827,153 @@ int BPF_PROG(handle_rename, struct task_struct *task, const char *comm)
 
 /* ---- connect ------------------------------------------------------------------------------------------- */
 
-SEC("tp/syscalls/sys_enter_connect")
-int handle_connect_enter(struct syscall_enter_connect_args *ctx)
+#define SA_LEN 110		/* sizeof(struct sockaddr_un); covers sockaddr_in (16) and sockaddr_in6 (28) */
+
+/* Are the 16-byte addresses at a and b (4-byte aligned) equal? */
+static __always_inline bool same_addr(const __u8 *a, const __u8 *b)
 {
-	__u64 id = bpf_get_current_pid_tgid();
-	__u32 tgid = id >> 32;
-	const void *uaddr = (const void *)ctx->uservaddr;
-	long alen = ctx->addrlen;
+	const __u32 *x = (const __u32 *)a, *y = (const __u32 *)b;
+
+	return ((x[0] ^ y[0]) | (x[1] ^ y[1]) | (x[2] ^ y[2]) | (x[3] ^ y[3])) == 0;
+}
+
+/*
+ * One program, at the syscall's exit: the syscall's arguments are still in the thread's saved user registers
+ * (x86-64: si = uservaddr, dx = addrlen, the values the entry tracepoint reports; ia32 and x32 syscalls fire
+ * no syscalls tracepoint), so nothing is carried from the entry and an untracked connect runs one program,
+ * not two. A tracked connect costs one sockaddr read (a fixed cost, whatever its size: one read of up to
+ * SA_LEN bytes serves every family), one task-storage lookup (a hash lookup on a thread's first connect), an
+ * LPM lookup for an inet address other than the thread's last one, and one lookup of the per-CPU counters.
+ * tracked_connect is that path; its locals are set up only once the process is known to be tracked.
+ */
+static __always_inline void tracked_connect(struct syscall_exit_args *ctx, struct counters *c, __u32 tgid)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	__u64 start = leader_start(task);
+	__u64 buf[14] = {};	/* the sockaddr is read to buf + 2, so that a unix path is 4-byte aligned */
+	__u8 *sa = (__u8 *)buf + 2;
 	struct endpoint_key key = {};
-	struct pending_connect *pc;
 	struct endpoint_value *ep;
-	struct task_struct *task;
+	struct thread_proc *tp;
 	struct proc_info *p;
-	struct counters *c;
-	__u64 start;
+	struct pt_regs *regs;
+	struct rec_connect *r;
+	__u32 size;
 	__u16 family;
-	__u8 sa[32];
 	long n;
 
-	count_seen(REC_CONNECT);
-	if (!maybe_tracked(tgid))
-		return 0;
-	task = bpf_get_current_task_btf();
-	start = leader_start(task);
-	pc = bpf_task_storage_get(&pending_connects, task, 0, 0);
-	if (!pc || !same_process(&pc->proc, start)) {
-		p = lookup_tracked(tgid, start);
+	tp = bpf_task_storage_get(&thread_procs, task, 0, 0);
+	if (tp && same_process(&tp->proc, start)) {
+		p = &tp->proc;
+	} else {
+		p = bpf_map_lookup_elem(&tracked, &tgid);
 		if (!p)
-			return 0;
-		pc = bpf_task_storage_get(&pending_connects, task, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
-		if (!pc)
-			return 0;
-		pc->proc = *p;
+			return;
+		if (!same_process(p, start)) {
+			stop_tracking(tgid);
+			return;
+		}
+		tp = bpf_task_storage_get(&thread_procs, task, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+		if (tp) {
+			tp->proc = *p;
+			tp->last_state = LAST_NONE;
+		}
 	}
-	pc->valid = 0;
-	/* one read covers sockaddr_in and the part of sockaddr_in6 up to the address */
-	n = alen < 24 ? alen : 24;
-	if (n < 2 || bpf_probe_read_user(sa, n & 31, uaddr))
+	regs = (struct pt_regs *)bpf_task_pt_regs(task);
+	n = regs->dx;		/* addrlen */
+	if (n > SA_LEN)
+		n = SA_LEN;
+	if (n < 2 || bpf_probe_read_user(sa, n & 127, (const void *)regs->si))
 		goto read_error;
 	family = sa[0] | (sa[1] << 8);
 	if (family == AF_INET) {
 		if (n < 8)
 			goto read_error;
-		pc->port = (sa[2] << 8) | sa[3];
-		__builtin_memcpy(pc->addr, &sa[4], 4);
-		__builtin_memset(&pc->addr[4], 0, 12);
 		key.addr[10] = 0xff;
 		key.addr[11] = 0xff;
 		__builtin_memcpy(&key.addr[12], &sa[4], 4);
-		pc->path_len = 0;
 	} else if (family == AF_INET6) {
 		if (n < 24)
 			goto read_error;
-		pc->port = (sa[2] << 8) | sa[3];
-		__builtin_memcpy(pc->addr, &sa[8], 16);
 		__builtin_memcpy(key.addr, &sa[8], 16);
-		pc->path_len = 0;
 	} else if (family == AF_UNIX) {
-		long plen = alen - 2;
-
 		if (only_endpoints)
 			goto filtered;
-		if (plen > UNIX_PATH_LEN)
-			plen = UNIX_PATH_LEN;
-		__builtin_memset(pc->path, 0, sizeof(pc->path));
-		if (plen > 0 && bpf_probe_read_user(pc->path, plen & 127, uaddr + 2))
-			goto read_error;
-		pc->path_len = plen > 0 ? plen : 0;
-		pc->port = 0;
-		__builtin_memset(pc->addr, 0, sizeof(pc->addr));
-		__builtin_memset(pc->endpoint, 0, sizeof(pc->endpoint));
 	} else {
-		return 0;
+		return;
 	}
+	ep = NULL;
 	if (family != AF_UNIX) {
-		key.prefixlen = 128;
-		ep = bpf_map_lookup_elem(&endpoints, &key);
-		if (ep)
-			__builtin_memcpy(pc->endpoint, ep->name, sizeof(pc->endpoint));
-		else if (only_endpoints)
+		if (tp && tp->last_state != LAST_NONE && same_addr(tp->last_addr, key.addr)) {
+			if (tp->last_state == LAST_ENDPOINT)
+				ep = (struct endpoint_value *)tp->last_endpoint;
+		} else {
+			key.prefixlen = 128;
+			ep = bpf_map_lookup_elem(&endpoints, &key);
+			if (tp) {
+				__builtin_memcpy(tp->last_addr, key.addr, sizeof(tp->last_addr));
+				tp->last_state = ep ? LAST_ENDPOINT : LAST_NO_ENDPOINT;
+				if (ep)
+					__builtin_memcpy(tp->last_endpoint, ep->name, sizeof(tp->last_endpoint));
+			}
+		}
+		if (!ep && only_endpoints)
 			goto filtered;
-		else
-			__builtin_memset(pc->endpoint, 0, sizeof(pc->endpoint));
 	}
-	pc->family = family;
-	pc->valid = 1;
-	return 0;
+	c->kind[REC_CONNECT].tracked++;
+	if (family == AF_UNIX) {
+		size = sizeof(*r);
+		r = bpf_ringbuf_reserve(&events, sizeof(*r), 0);
+	} else {
+		size = __builtin_offsetof(struct rec_connect, path);
+		r = bpf_ringbuf_reserve(&events, __builtin_offsetof(struct rec_connect, path), 0);
+	}
+	if (!r) {
+		c->kind[REC_CONNECT].lost++;
+		return;
+	}
+	fill_header(r, REC_CONNECT, task, tgid, p);
+	r->family = family;
+	r->port = (sa[2] << 8) | sa[3];
+	r->ret = ctx->ret;
+	r->path_len = 0;
+	if (family == AF_INET) {
+		__builtin_memcpy(r->addr, &sa[4], 4);
+		__builtin_memset(&r->addr[4], 0, 12);
+	} else if (family == AF_INET6) {
+		__builtin_memcpy(r->addr, key.addr, 16);
+	} else {
+		r->port = 0;
+		r->path_len = n - 2;
+		__builtin_memset(r->addr, 0, sizeof(r->addr));
+		/* bytes past addrlen are still the zeros buf started with */
+		__builtin_memcpy(r->path, (__u8 *)buf + 4, sizeof(r->path));
+	}
+	if (ep)
+		__builtin_memcpy(r->endpoint, ep->name, sizeof(r->endpoint));
+	else
+		__builtin_memset(r->endpoint, 0, sizeof(r->endpoint));
+	bpf_ringbuf_submit(r, wake_flag(size, true));
+	c->kind[REC_CONNECT].emitted++;
+	return;
 filtered:
-	c = cnt();
-	if (c)
-		c->filtered++;
-	return 0;
+	c->filtered++;
+	return;
 read_error:
-	c = cnt();
-	if (c)
-		c->read_errors++;
-	return 0;
+	c->read_errors++;
 }
 
 SEC("tp/syscalls/sys_exit_connect")
 int handle_connect_exit(struct syscall_exit_args *ctx)
 {
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
-	struct task_struct *task;
-	struct pending_connect *pc;
-	struct proc_info *p;
-	struct rec_connect *r;
-	__u32 size;
+	struct counters *c = cnt();
 
-	if (!maybe_tracked(tgid))
+	if (!c)
 		return 0;
-	task = bpf_get_current_task_btf();
-	pc = bpf_task_storage_get(&pending_connects, task, 0, 0);
-	if (!pc || !pc->valid)
-		return 0;
-	pc->valid = 0;
-	p = &pc->proc;
-	count_tracked(REC_CONNECT);
-	if (pc->family == AF_UNIX) {
-		size = sizeof(*r);
-		r = bpf_ringbuf_reserve(&events, sizeof(*r), 0);
-		if (r)
-			__builtin_memcpy(r->path, pc->path, sizeof(r->path));
-	} else {
-		size = __builtin_offsetof(struct rec_connect, path);
-		r = bpf_ringbuf_reserve(&events, __builtin_offsetof(struct rec_connect, path), 0);
-	}
-	if (!r) {
-		count_emit(REC_CONNECT, -1);
-		return 0;
-	}
-	fill_header(r, REC_CONNECT, task, tgid, p);
-	r->family = pc->family;
-	r->port = pc->port;
-	r->ret = ctx->ret;
-	r->path_len = pc->path_len;
-	__builtin_memcpy(r->addr, pc->addr, sizeof(r->addr));
-	__builtin_memcpy(r->endpoint, pc->endpoint, sizeof(r->endpoint));
-	bpf_ringbuf_submit(r, wake_flag(size, true));
-	count_emit(REC_CONNECT, 0);
+	c->kind[REC_CONNECT].seen++;
+	if (maybe_tracked(tgid))
+		tracked_connect(ctx, c, tgid);
 	return 0;
 }
 

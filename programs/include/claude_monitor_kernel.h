@@ -49,6 +49,12 @@ struct signal_struct {
 	unsigned int flags;
 };
 
+/* x86-64 saved user registers: a syscall's second and third arguments. */
+struct pt_regs {
+	unsigned long si;
+	unsigned long dx;
+};
+
 struct task_struct {
 	int exit_code;
 	unsigned int in_execve : 1;
@@ -89,14 +95,6 @@ struct trace_event_raw_sched_process_exit {
 #pragma clang attribute pop
 
 /* Syscall tracepoints are not described in vmlinux BTF; their layout is fixed by the tracing ABI. */
-struct syscall_enter_connect_args {
-	struct trace_entry ent;
-	int __syscall_nr;
-	long fd;
-	unsigned long uservaddr;
-	long addrlen;
-};
-
 struct syscall_exit_args {
 	struct trace_entry ent;
 	int __syscall_nr;

@@ -84,7 +84,7 @@ def test_workload_through_the_log_status_and_clean_stop(daemon: Daemon, tmp_path
     st = daemon.status()
     res = daemon.stop()
     assert res.returncode == 0, res.stderr
-    assert "stopped: detached 6 programs" in res.stdout
+    assert "stopped: detached 5 programs" in res.stdout
     assert not list(daemon.pin_root.rglob("*"))  # everything unpinned
     assert not (daemon.log_dir / "claude_monitor.status.json").exists()
     recs = daemon.records()
@@ -111,7 +111,7 @@ def test_workload_through_the_log_status_and_clean_stop(daemon: Daemon, tmp_path
     # status while running: programs with run counts (BPF stats on), counters, the log
     assert st["object"] == "claude_monitor" and st["pid"] == daemon.proc.pid and st["stats_enabled"]
     assert set(st["programs"]) == {"handle_exec", "handle_fork", "handle_exit", "handle_rename",
-                                   "handle_connect_enter", "handle_connect_exit"}
+                                   "handle_connect_exit"}
     for p in st["programs"].values():
         assert p["attached"] and p["run_cnt"] > 0 and p["avg_ns"] > 0
     kinds = st["counters"]["kinds"]

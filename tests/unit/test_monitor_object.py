@@ -27,7 +27,6 @@ def test_programs_and_their_attach_points(spec: Any) -> None:
         "handle_fork": ("tracing", "sched_process_fork"),
         "handle_exit": ("tracepoint", "sched/sched_process_exit"),
         "handle_rename": ("tracing", "task_rename"),
-        "handle_connect_enter": ("tracepoint", "syscalls/sys_enter_connect"),
         "handle_connect_exit": ("tracepoint", "syscalls/sys_exit_connect"),
     }
     assert spec.license == "GPL"
@@ -39,7 +38,7 @@ def test_maps(spec: Any) -> None:
     assert (m["tracked"].type, m["tracked"].key_size) == (MapType.HASH, 4)
     pids = m["tracked_pids"]
     assert (pids.type, pids.max_entries * pids.value_size) == (MapType.ARRAY, 1 << 22)  # a byte per pid
-    assert m["pending_connects"].type == MapType.TASK_STORAGE
+    assert m["thread_procs"].type == MapType.TASK_STORAGE
     assert (m["endpoints"].type, m["endpoints"].key_size) == (MapType.LPM_TRIE, 20)
     assert (m["comm_rules"].type, m["comm_rules"].key_size) == (MapType.HASH, 16)
     assert m["counters"].type == MapType.PERCPU_ARRAY
