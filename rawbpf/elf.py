@@ -36,11 +36,13 @@ from rawbpf.spec import (
 )
 
 EM_BPF = 247
+SHT_NULL = 0
 SHT_PROGBITS = 1
 SHT_SYMTAB = 2
 SHT_NOBITS = 8
 SHT_REL = 9
 SHF_EXECINSTR = 0x4
+SHF_COMPRESSED = 0x800
 SHN_UNDEF = 0
 SHN_LORESERVE = 0xFF00
 
@@ -49,6 +51,16 @@ OP_CALL = 0x85
 BPF_PSEUDO_CALL = 1
 
 PAGE_SIZE = mmap.PAGESIZE
+SHDR_SIZE = 64  # sizeof(Elf64_Shdr)
+SYM_SIZE = 24  # sizeof(Elf64_Sym)
+
+# The largest map value the kernel can ever accept: INT_MAX bytes. array_map_alloc_check()
+# (kernel/bpf/arraymap.c) refuses a larger value_size with E2BIG, the other map types stop lower (hash,
+# queue and stack values below KMALLOC_MAX_SIZE, per-CPU values at PCPU_MIN_UNIT_SIZE), and bpf(2) copies
+# every value through kvmalloc(), which refuses more than INT_MAX bytes. A global-data section
+# (.data*/.rodata*/.bss*) and the .kconfig area each become the value of a one-entry array map, so a bigger
+# one could never load: it is refused while reading, before anything is allocated for it.
+MAX_VALUE_SIZE = (1 << 31) - 1
 
 _NAMED_SYM_TYPES = ("STT_OBJECT", "STT_NOTYPE", "STT_FUNC")
 _DATA_RE = re.compile(r"^\.(data|rodata|bss)(\..+)?$")
@@ -70,6 +82,27 @@ class _Sym:
         self.bind = bind
         self.shndx = shndx
         self.visibility = visibility
+
+
+class _Shdr:
+    """The Elf64_Shdr fields checked before pyelftools builds a section from them."""
+
+    __slots__ = ("entsize", "name", "offset", "size", "type")
+
+    def __init__(self, name: int, type_: int, offset: int, size: int, entsize: int) -> None:
+        self.name = name
+        self.type = type_
+        self.offset = offset
+        self.size = size
+        self.entsize = entsize
+
+    @classmethod
+    def unpack(cls, data: bytes, at: int) -> _Shdr:
+        name, type_, _flags, _addr, offset, size, _link, _info, _align, entsize = _SHDR.unpack_from(data, at)
+        return cls(name, type_, offset, size, entsize)
+
+
+_SHDR = struct.Struct("<IIQQQQIIQQ")
 
 
 def _shndx(raw: Union[int, str]) -> int:
@@ -114,12 +147,15 @@ def load_spec(
         except OSError as err:
             raise ObjectError(f"object '{path}': {os.strerror(err.errno or 0).lower()}") from err
     label = os.path.basename(path) if path else obj
+    reader = _Reader(data, obj, label, strict)
     try:
-        spec = _Reader(data, obj, label, strict).read()
-    except RawBPFError:
+        spec = reader.read()
+    except ObjectError:
         raise
-    except Exception as err:  # pyelftools raises many kinds on corrupt input
-        raise ObjectError(f"object '{label}': malformed ELF: {_one_line(err)}") from err
+    except RawBPFError as err:  # e.g. a BTFError from a type lookup while reading a section
+        raise reader.fail(str(err), reader.where) from err
+    except Exception as err:  # pyelftools raises many kinds on corrupt input; anything else is a rawbpf bug
+        raise reader.fail(f"malformed ELF: {_describe(err)}", reader.where) from err
     spec.path = path
     return spec
 
@@ -127,6 +163,17 @@ def load_spec(
 def _one_line(err: BaseException) -> str:
     text = str(err).strip().splitlines()
     return (text[0] if text else type(err).__name__).lower()
+
+
+def _describe(err: BaseException) -> str:
+    """pyelftools' own parse errors by their message; any other exception also by its type, so an
+    OverflowError or a MemoryError is not passed off as a plain parse error."""
+    from elftools.common.exceptions import ELFError
+
+    if isinstance(err, ELFError):
+        return _one_line(err)
+    text = str(err).strip().splitlines()
+    return f"unexpected {type(err).__name__}" + (f": {text[0]}" if text else "")
 
 
 class _Reader:
@@ -146,6 +193,7 @@ class _Reader:
         self.maps_shndx = -1
         self.legacy_maps_shndx = -1
         self.text_shndx = -1
+        self.where = ""  # the section being read, named by load_spec's catch-all
 
     def fail(self, what: str, section: str = "") -> ObjectError:
         where = f"object '{self.label}'" + (f": section '{section}'" if section else "")
@@ -169,7 +217,9 @@ class _Reader:
             raise self.fail("not a little-endian 64-bit BPF object")
 
         secs: Dict[int, Any] = {}
-        for idx in range(elf.num_sections()):
+        names = self._check_section_table(elf)
+        for idx in range(len(names)):
+            self.where = names[idx]
             sec = elf.get_section(idx)
             secs[idx] = sec
             self.sec_names[idx] = sec.name
@@ -180,6 +230,7 @@ class _Reader:
         rel_secs: List[int] = []
         for idx, sec in secs.items():
             name, sh_type = sec.name, sec["sh_type"]
+            self.where = name
             sh_type = {
                 "SHT_PROGBITS": SHT_PROGBITS,
                 "SHT_NOBITS": SHT_NOBITS,
@@ -221,6 +272,7 @@ class _Reader:
                 if sym.bind != "STB_LOCAL" and sym.visibility in ("STV_HIDDEN", "STV_INTERNAL"):
                     self.spec.hidden_symbols.append(sym.name)
 
+        self.where = ""
         if not self.spec.license:
             raise self.fail('missing license (add: char LICENSE[] SEC("license") = "GPL";)', "license")
         self._read_btf(btf_data, ext_data)
@@ -241,12 +293,83 @@ class _Reader:
 
     # -- helpers -------------------------------------------------------------------------------------------
 
+    def _check_section_table(self, elf: Any) -> List[str]:
+        """The section names, once every section header has been found possible (see _check_section).
+
+        This runs before pyelftools builds any section: it reads names through the section name table as
+        the headers place it, and checks some headers only as it builds a section (and then not by name).
+        """
+        shoff, entsize, size = int(elf["e_shoff"]), int(elf["e_shentsize"]), len(self.data)
+        if shoff == 0:
+            raise self.fail("malformed ELF: no section header table")
+        if entsize != SHDR_SIZE:
+            raise self.fail(f"malformed ELF: section header size {entsize} is not {SHDR_SIZE}")
+        if shoff > size - SHDR_SIZE:
+            raise self.fail(
+                f"malformed ELF: section header table offset {shoff} lies outside the {size}-byte file"
+            )
+        count = int(elf.num_sections())  # e_shnum, or section 0's sh_size when there are 0xff00 or more
+        if count > (size - shoff) // SHDR_SIZE:
+            raise self.fail(
+                f"malformed ELF: section header table ({count} entries at offset {shoff}) runs past the end "
+                f"of the {size}-byte file"
+            )
+        strndx = int(elf.get_shstrndx())
+        if not 0 < strndx < count:
+            raise self.fail(f"malformed ELF: section name table index {strndx} is not among {count} sections")
+        headers = [_Shdr.unpack(self.data, shoff + idx * SHDR_SIZE) for idx in range(count)]
+        table = headers[strndx]
+        if table.type == SHT_NOBITS or not self._in_file(table):
+            raise self.fail(
+                f"malformed ELF: section name table (section {strndx}, {table.size} bytes at offset "
+                f"{table.offset}) lies outside the {size}-byte file"
+            )
+        names = [self._section_name(idx, hdr.name, table) for idx, hdr in enumerate(headers)]
+        for name, hdr in zip(names, headers):
+            self._check_section(name, hdr)
+        return names
+
+    def _section_name(self, idx: int, name_off: int, table: _Shdr) -> str:
+        end = self.data.find(b"\0", table.offset + min(name_off, table.size), table.offset + table.size)
+        if name_off >= table.size or end < 0:
+            raise self.fail(f"malformed ELF: section {idx}: name offset {name_off} is outside the name table")
+        return self.data[table.offset + name_off : end].decode("utf-8", errors="replace")
+
+    def _in_file(self, hdr: _Shdr) -> bool:
+        return hdr.offset <= len(self.data) and hdr.size <= len(self.data) - hdr.offset
+
+    def _check_section(self, name: str, hdr: _Shdr) -> None:
+        """Refuse a section header that cannot be true before anything reads or allocates by its size: data in
+        the file must lie within it, global data must fit the largest map value the kernel accepts."""
+        if hdr.type not in (SHT_NULL, SHT_NOBITS) and hdr.size and not self._in_file(hdr):
+            raise self.fail(
+                f"data ({hdr.size} bytes at offset {hdr.offset}) lies outside the {len(self.data)}-byte file",
+                name,
+            )
+        if _DATA_RE.match(name) and hdr.size > MAX_VALUE_SIZE:
+            raise self.fail(
+                f"size {hdr.size} exceeds the largest map value the kernel accepts ({MAX_VALUE_SIZE} bytes)",
+                name,
+            )
+        if hdr.type == SHT_SYMTAB and (hdr.entsize != SYM_SIZE or hdr.size % SYM_SIZE):
+            raise self.fail(
+                f"symbol table of {hdr.size} bytes in entries of {hdr.entsize} (an ELF64 symbol is "
+                f"{SYM_SIZE} bytes)",
+                name,
+            )
+
     def _sec_data(self, sec: Any) -> bytes:
+        # pyelftools would make up zeroes for a NOBITS section (as many as its header claims) and inflate a
+        # compressed one: neither holds what a loader reads (libbpf takes the bytes in the file as they are)
+        if sec["sh_type"] == "SHT_NOBITS":
+            raise self.fail("no data in the file (SHT_NOBITS)", sec.name)
+        if sec["sh_flags"] & SHF_COMPRESSED:
+            raise self.fail("compressed sections are not supported", sec.name)
         try:
             data: bytes = sec.data()
         except Exception as err:
             raise self.fail(f"truncated or unreadable section data: {_one_line(err)}", sec.name) from err
-        if sec["sh_type"] != "SHT_NOBITS" and len(data) != sec["sh_size"]:
+        if len(data) != sec["sh_size"]:
             raise self.fail("section data is truncated", sec.name)
         return data
 
@@ -264,6 +387,7 @@ class _Reader:
         if len(tabs) > 1:
             raise self.fail("more than one symbol table")
         tab = tabs[0]
+        self.where = tab.name
         self._sec_data(tab)
         for i, sym in enumerate(tab.iter_symbols()):
             info = sym["st_info"]
@@ -287,6 +411,7 @@ class _Reader:
             return
         from rawbpf.btf import BTF
 
+        self.where = ".BTF"
         try:
             self.spec.btf = BTF.parse(btf_data)
             self.spec.btf_raw = btf_data
@@ -315,6 +440,7 @@ class _Reader:
 
     def _read_programs(self, idx: int, sec: Any) -> None:
         name = sec.name
+        self.where = name
         code = self._sec_data(sec)
         if len(code) % INSN_SIZE:
             raise self.fail(f"code size {len(code)} is not a multiple of {INSN_SIZE}", name)
@@ -403,7 +529,7 @@ class _Reader:
     # -- maps ----------------------------------------------------------------------------------------------
 
     def _read_btf_maps(self) -> None:
-        sec = ".maps"
+        sec = self.where = ".maps"
         btf = self.spec.btf
         if btf is None:
             raise self.fail("BTF-defined maps need a .BTF section", sec)
@@ -515,6 +641,7 @@ class _Reader:
             mtype = MapType(mtype_raw)
         except ValueError as err:
             raise self.fail(f"map '{map_name}': unknown map type {mtype_raw}", sec) from err
+        self._check_value_size(map_name, value_size, sec)
         pinning = fields.get("pinning", 0)
         if inner and "pinning" in fields:
             raise self.fail(f"map '{map_name}': an inner map cannot be pinned", sec)
@@ -544,7 +671,7 @@ class _Reader:
         return spec
 
     def _read_legacy_maps(self, sec: Any) -> None:
-        name = "maps"
+        name = self.where = "maps"
         raw = self._sec_data(sec)
         syms = sorted(
             (
@@ -571,6 +698,7 @@ class _Reader:
                 mtype = MapType(mtype_raw)
             except ValueError as err:
                 raise self.fail(f"map '{s.name}': unknown map type {mtype_raw}", name) from err
+            self._check_value_size(s.name, value_size, name)
             declared = max_entries
             if mtype == MapType.RINGBUF:
                 max_entries = adjust_ringbuf_size(max_entries)
@@ -590,6 +718,14 @@ class _Reader:
             self._add_map(mspec, name)
             self.map_at[(self.legacy_maps_shndx, s.value)] = s.name
 
+    def _check_value_size(self, map_name: str, value_size: int, sec: str) -> None:
+        if value_size > MAX_VALUE_SIZE:
+            raise self.fail(
+                f"map '{map_name}': value size {value_size} exceeds the largest the kernel accepts "
+                f"({MAX_VALUE_SIZE} bytes)",
+                sec,
+            )
+
     def _add_map(self, mspec: MapSpec, sec: str) -> None:
         if mspec.name in self.spec.maps:
             raise self.fail(f"duplicate map name '{mspec.name}'", sec)
@@ -598,7 +734,7 @@ class _Reader:
     # -- global data ---------------------------------------------------------------------------------------
 
     def _read_data_section(self, idx: int, sec: Any) -> None:
-        name = sec.name
+        name = self.where = sec.name
         size = int(sec["sh_size"])
         kind = {"data": MapKind.DATA, "rodata": MapKind.RODATA, "bss": MapKind.BSS}[name[1:].split(".", 1)[0]]
         contents = bytearray(size) if kind == MapKind.BSS else bytearray(self._sec_data(sec))
@@ -680,6 +816,7 @@ class _Reader:
     # -- externs -------------------------------------------------------------------------------------------
 
     def _read_externs(self) -> None:
+        self.where = ".BTF"  # externs are the undefined symbols that BTF's .kconfig/.ksyms describe
         btf = self.spec.btf
         kconfig: Dict[str, int] = {}
         ksyms: Dict[str, int] = {}
@@ -728,6 +865,12 @@ class _Reader:
             e.offset = off
             off += e.size
         size = max(off, 1)
+        if size > MAX_VALUE_SIZE:
+            raise self.fail(
+                f"kconfig externs take {size} bytes, more than the largest map value the kernel accepts "
+                f"({MAX_VALUE_SIZE} bytes)",
+                ".kconfig",
+            )
         self.spec.maps[internal_map_name(self.obj, ".kconfig")] = MapSpec(
             name=internal_map_name(self.obj, ".kconfig"),
             type=MapType.ARRAY,
@@ -745,7 +888,7 @@ class _Reader:
 
     def _read_relocations(self, sec: Any) -> None:
         target = int(sec["sh_info"])
-        rel_name = sec.name
+        rel_name = self.where = sec.name
         if target not in self.funcs:
             return  # .rel.maps (prog array / map-in-map values) is handled by _resolve_map_values
         tname = self.sec_names[target]
@@ -835,6 +978,7 @@ class _Reader:
         for sec in secs.values():
             if sec["sh_type"] != "SHT_REL" or int(sec["sh_info"]) != self.maps_shndx:
                 continue
+            self.where = sec.name
             maps_sorted = sorted(
                 (m for m in self.spec.maps.values() if m.kind == MapKind.BTF), key=lambda m: m.offset
             )
@@ -893,6 +1037,7 @@ class _Reader:
         ext = self.spec.btf_ext
         if ext is None:
             return
+        self.where = ".BTF.ext"
         allfuncs = {self.sec_names[i]: f for i, f in self.funcs.items()}
         for secname, finfos in ext.func_info.items():
             for fi in finfos:
