@@ -12,7 +12,7 @@ import ctypes.util
 import errno as _errno
 import os
 import platform
-from typing import Callable, Mapping, Optional
+from typing import Callable, Iterator, Mapping, Optional
 
 from rawbpf.consts import Cmd
 from rawbpf.errors import NotSupportedError, SyscallError
@@ -183,6 +183,17 @@ def next_id(cmd: Cmd, start: int) -> Optional[int]:
             return None
         raise
     return int(attr.next_id)
+
+
+def iter_ids(cmd: Cmd) -> Iterator[int]:
+    """Every id the kernel has right now for a *_GET_NEXT_ID command, in increasing order."""
+    cur = 0
+    while True:
+        nxt = next_id(cmd, cur)
+        if nxt is None:
+            return
+        yield nxt
+        cur = nxt
 
 
 # /proc/self/fd link targets; a link fd is "bpf_link" when created and "bpf-link" when opened from a pin

@@ -182,13 +182,7 @@ class Link(FD):
 
 def iter_link_ids() -> Iterator[int]:
     """Ids of every BPF link in the kernel right now (BPF_LINK_GET_NEXT_ID)."""
-    cur = 0
-    while True:
-        nxt = _sys.next_id(Cmd.LINK_GET_NEXT_ID, cur)
-        if nxt is None:
-            return
-        yield nxt
-        cur = nxt
+    return _sys.iter_ids(Cmd.LINK_GET_NEXT_ID)
 
 
 # --- perf events ---------------------------------------------------------------------------------

@@ -724,13 +724,7 @@ class MapView:
 
 def iter_ids() -> Iterator[int]:
     """Ids of every map in the kernel right now (BPF_MAP_GET_NEXT_ID); maps may vanish while iterating."""
-    cur = 0
-    while True:
-        nxt = _sys.next_id(Cmd.MAP_GET_NEXT_ID, cur)
-        if nxt is None:
-            return
-        yield nxt
-        cur = nxt
+    return _sys.iter_ids(Cmd.MAP_GET_NEXT_ID)
 
 
 def _map_type(t: int) -> MapType:

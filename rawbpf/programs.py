@@ -363,13 +363,7 @@ def _load_with_log(attr: ProgLoadAttr, what: str, hints: dict, log_level: int,
 
 def iter_ids() -> Iterator[int]:
     """Ids of every program loaded in the kernel right now (BPF_PROG_GET_NEXT_ID)."""
-    cur = 0
-    while True:
-        nxt = _sys.next_id(Cmd.PROG_GET_NEXT_ID, cur)
-        if nxt is None:
-            return
-        yield nxt
-        cur = nxt
+    return _sys.iter_ids(Cmd.PROG_GET_NEXT_ID)
 
 
 def enable_stats() -> FD:
