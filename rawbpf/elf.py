@@ -14,7 +14,7 @@ import mmap
 import os
 import re
 import struct
-from typing import Any, Dict, List, Optional, Tuple, Union
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 from rawbpf import sections as _sections
 from rawbpf.consts import BPF_F_MMAPABLE, BPF_F_RDONLY_PROG, MapType, ProgType
@@ -1039,41 +1039,22 @@ class _Reader:
             return
         self.where = ".BTF.ext"
         allfuncs = {self.sec_names[i]: f for i, f in self.funcs.items()}
-        for secname, finfos in ext.func_info.items():
-            for fi in finfos:
-                prog = self._ext_owner(allfuncs, secname, fi.insn_off, ".BTF.ext func_info")
-                if prog is not None:
-                    prog.func_info.append(
-                        FuncInfoRec(fi.insn_off // INSN_SIZE - prog.section_offset, fi.type_id)
-                    )
-        for secname, linfos in ext.line_info.items():
-            for li in linfos:
-                prog = self._ext_owner(allfuncs, secname, li.insn_off, ".BTF.ext line_info")
-                if prog is not None:
-                    prog.line_info.append(
-                        LineInfoRec(
-                            li.insn_off // INSN_SIZE - prog.section_offset,
-                            li.file_name_off,
-                            li.line_off,
-                            li.line,
-                            li.col,
-                            li.file,
-                            li.line_text,
-                        )
-                    )
-        for secname, relos in ext.core_relos.items():
-            for cr in relos:
-                prog = self._ext_owner(allfuncs, secname, cr.insn_off, ".BTF.ext CO-RE")
-                if prog is not None:
-                    prog.core_relos.append(
-                        CoreReloRec(
-                            cr.insn_off // INSN_SIZE - prog.section_offset,
-                            cr.type_id,
-                            cr.access_str_off,
-                            int(cr.kind),
-                            cr.access,
-                        )
-                    )
+        # (records per section, label, the program's list, record built from (index in program, record))
+        kinds: Tuple[Tuple[Mapping[str, Sequence[Any]], str, Callable[[ProgramSpec], List[Any]],
+                           Callable[[int, Any], Any]], ...] = (
+            (ext.func_info, "func_info", lambda p: p.func_info,
+             lambda i, r: FuncInfoRec(i, r.type_id)),
+            (ext.line_info, "line_info", lambda p: p.line_info,
+             lambda i, r: LineInfoRec(i, r.file_name_off, r.line_off, r.line, r.col, r.file, r.line_text)),
+            (ext.core_relos, "CO-RE", lambda p: p.core_relos,
+             lambda i, r: CoreReloRec(i, r.type_id, r.access_str_off, int(r.kind), r.access)),
+        )
+        for per_section, what, dest, make in kinds:
+            for secname, recs in per_section.items():
+                for rec in recs:
+                    prog = self._ext_owner(allfuncs, secname, rec.insn_off, f".BTF.ext {what}")
+                    if prog is not None:
+                        dest(prog).append(make(rec.insn_off // INSN_SIZE - prog.section_offset, rec))
 
     def _ext_owner(
         self, allfuncs: Dict[str, List[ProgramSpec]], secname: str, insn_off: int, what: str
