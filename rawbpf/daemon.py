@@ -3,7 +3,7 @@
 :class:`Daemon` drains each ring (timer-driven and on wakeups), decodes records with the object's BTF
 (:mod:`rawbpf.records`), and writes them to the rotating msgpack log (:mod:`rawbpf.logfile`). SIGINT/SIGTERM
 make :meth:`Daemon.run` drain what is left, flush and return (the caller detaches and unpins); SIGHUP reopens
-the log (logrotate). Nothing is lost silently:
+the log (logrotate); the handlers belong to :mod:`rawbpf.signals`. Nothing is lost silently:
 
 **Kernel drop counters (the convention).** The kernel keeps no count of failed ring-buffer reserves, so
 programs count them. Every drain reads them, and each increase becomes a ``lost`` record with ``count``,
@@ -23,11 +23,11 @@ records a full disk kept out of the log (:mod:`rawbpf.logfile`).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
 import select
-import signal
 import threading
 import time
 from dataclasses import dataclass, field
@@ -44,6 +44,8 @@ from rawbpf.logfile import (
 )
 from rawbpf.records import RingDecoder, ring_decoder
 from rawbpf.ringbuf import RingBuffer, Run
+from rawbpf.signals import StopSignals
+from rawbpf.signals import active as active_signals
 
 if TYPE_CHECKING:
     from rawbpf.btf import BTF
@@ -379,14 +381,18 @@ class Daemon:
     def run(self, stop: Optional[Callable[[], bool]] = None, *, signals: bool = True) -> Dict[str, Any]:
         """Consume until SIGINT/SIGTERM (or ``stop()``); then drain, flush and return the final status.
 
-        Signal handlers are installed only when called from the main thread, and restored afterwards.
+        Signals go through :mod:`rawbpf.signals`: inside a foreground run that already handles them
+        (:func:`rawbpf.run.load_and_run`) the daemon only registers for SIGHUP (reopen the log); on its own
+        it handles SIGINT/SIGTERM/SIGHUP itself while it runs (main thread only). ``signals=False`` leaves
+        signals alone.
         """
-        previous: Dict[Any, Any] = {}
-        if signals and threading.current_thread() is threading.main_thread():
-            for sig, fn in ((signal.SIGINT, self._on_stop), (signal.SIGTERM, self._on_stop),
-                            (signal.SIGHUP, self._on_hup)):
-                previous[sig] = signal.signal(sig, fn)
-        try:
+        with contextlib.ExitStack() as stack:
+            owner = active_signals() if signals else None
+            if signals and owner is None:
+                owner = stack.enter_context(StopSignals(self._stop))
+            if owner is not None:
+                unregister = owner.on_hangup(self.request_reopen)
+                stack.callback(unregister)
             while not self._stop.is_set() and not (stop is not None and stop()):
                 self.step()
             # final drain: what the kernel queued before we stopped (bounded: the programs are still attached)
@@ -398,15 +404,6 @@ class Daemon:
             if self.options.status is not None:
                 self.options.status(final)
             return final
-        finally:
-            for sig, fn in previous.items():
-                signal.signal(sig, fn)
-
-    def _on_stop(self, signum: int, frame: Any) -> None:
-        self._stop.set()
-
-    def _on_hup(self, signum: int, frame: Any) -> None:
-        self._reopen = True
 
     def status(self) -> Dict[str, Any]:
         """Counters for status displays: per ring records and losses, log state."""

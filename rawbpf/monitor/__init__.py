@@ -1,8 +1,9 @@
 """The Claude Code monitor built on programs/claude_monitor.o: configuration, /proc seeding, record shaping,
 secret redaction, the status file and the daemon glue.
 
-Pure modules (``config``, ``redact``, ``shape``, and ``options``, the ``rawbpf load`` option group) make no
-syscalls; ``seed`` reads /proc; ``status`` writes the status file and reads the pinned objects; ``run`` loads
+Pure modules (``config``, ``redact``, ``shape``) make no syscalls (the ``rawbpf load`` options that build a
+:class:`~rawbpf.monitor.config.MonitorConfig` live in :mod:`rawbpf.cli.monitor_options`); ``seed`` reads
+/proc; ``status`` writes the status file and reads the pinned objects; ``run`` loads
 the program into the kernel.
 """
 

@@ -22,6 +22,7 @@ from rawbpf.monitor.seed import SeedEntry, find_trees, scan
 from rawbpf.monitor.shape import Catalog, Shaper
 from rawbpf.monitor.status import remove_status, write_status
 from rawbpf.owner import process_start
+from rawbpf.run import load_and_run
 
 log = logging.getLogger("rawbpf")
 
@@ -160,8 +161,6 @@ def run_monitor(obj: str, cfg: MonitorConfig, *, pin_root: str, log_dir: str, at
     ``log_options``: DaemonOptions fields for the log (max_bytes, backups, flush_interval). Returns the
     loader's LoadResult.
     """
-    from rawbpf.cli.load import load_and_run
-
     cfg.validate()
     log_dir = os.path.abspath(log_dir)
     created_log_dir = check_log_dir(log_dir)

@@ -108,7 +108,7 @@ GOOD = [
 
 @pytest.mark.parametrize("name", GOOD)
 def test_describe_and_disasm_every_corpus_object(name: str) -> None:
-    from rawbpf.cli.inspect import describe, disasm_lines
+    from rawbpf.describe import describe, disasm_lines
     from rawbpf.elf import load_spec
 
     spec = load_spec(DATA / name)

@@ -10,8 +10,8 @@ import click
 import pytest
 from click.testing import CliRunner
 
+from rawbpf.cli.monitor_options import OPTION_NAMES, maybe_run_monitor, monitor_options
 from rawbpf.errors import ConfigError
-from rawbpf.monitor.options import OPTION_NAMES, maybe_run_monitor, monitor_options
 from rawbpf.monitor.status import (
     STATUS_NAME,
     _sum,

@@ -1,4 +1,4 @@
-"""The ``rawbpf load`` options that configure the Claude monitor, and the dispatch to it; pure (click only).
+"""The ``rawbpf load`` options that configure the Claude monitor, and the dispatch to it.
 
 They apply when the object is claude_monitor (the object's name, not its path); for any other object giving
 one is a usage error.

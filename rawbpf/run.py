@@ -1,0 +1,134 @@
+"""The foreground run lifecycle behind ``rawbpf load``: load an object, attach its programs, pin them, run
+until stopped, then detach and unpin everything; kernel.
+
+The foreground step is a plain function, :func:`wait_for_signal`; :func:`load_and_run` takes any other
+``runner(collection, stop_event)`` in its place (the ring-buffer daemon consumes events there, the Claude
+monitor adds its status file), and everything around it — load, attach, pin, the pin directory's owner lock,
+signals, and the cleanup on the way out — stays the same.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, List, Optional
+
+from rawbpf.describe import attach_text
+from rawbpf.errors import ConfigError
+from rawbpf.owner import PinDirLock
+from rawbpf.signals import StopSignals
+
+__all__ = ["LoadResult", "Runner", "load_and_run", "wait_for_signal"]
+
+Runner = Callable[[Any, threading.Event], None]
+
+log = logging.getLogger("rawbpf")
+
+
+@dataclass
+class LoadResult:
+    """What :func:`load_and_run` did, for callers and tests."""
+
+    object: str
+    pin_dir: str
+    attached: List[str] = field(default_factory=list)
+    pins: List[str] = field(default_factory=list)
+    seconds_to_attached: float = 0.0
+
+
+def wait_for_signal(coll: Any, stop: threading.Event) -> None:
+    """The default foreground loop: nothing to do but wait until SIGINT/SIGTERM sets ``stop``."""
+    while not stop.wait(0.5):
+        pass
+
+
+def _say(text: str) -> None:
+    log.info("%s", text)
+
+
+def load_and_run(obj: str, *, pin_root: str, attach: bool = True,
+                 constants: Optional[Dict[str, Any]] = None, kernel_core: Optional[bool] = None,
+                 runner: Runner = wait_for_signal, echo: Callable[[str], None] = _say,
+                 stop: Optional[threading.Event] = None,
+                 prepare: Optional[Callable[[Any], None]] = None,
+                 map_sizes: Optional[Dict[str, int]] = None) -> LoadResult:
+    """Load ``obj``, attach (unless ``attach=False``), pin under ``pin_root/<object>``, run ``runner``
+    until it returns (the default returns on SIGINT/SIGTERM), then detach and unpin everything.
+
+    ``prepare(collection)`` runs after load and before attach (e.g. to fill maps the programs read);
+    ``map_sizes`` overrides the max_entries of maps by name (e.g. a ring buffer's size in bytes); ``echo``
+    receives the progress lines (``rawbpf load`` prints them; by default they go to the log at INFO).
+    Signals are handled here for the whole run (:class:`rawbpf.signals.StopSignals`): SIGINT/SIGTERM set
+    ``stop``, SIGHUP reaches whoever registered for it."""
+    from rawbpf import bpffs
+    from rawbpf.collection import Collection
+    from rawbpf.elf import load_spec
+
+    t0 = time.monotonic()
+    spec = load_spec(obj)
+    for name, size in (map_sizes or {}).items():
+        if name not in spec.maps:
+            raise ConfigError(f"object '{spec.name}': no map '{name}' to resize")
+        spec.maps[name].max_entries = size
+    for name in constants or {}:
+        if name not in spec.variables:
+            known = ", ".join(sorted(spec.variables)) or "none"
+            raise ConfigError(f"--set {name}: object '{spec.name}' has no global variable '{name}' "
+                              f"(known: {known})")
+    if _under_default_bpffs(pin_root):
+        bpffs.ensure_mounted("/sys/fs/bpf")
+    existing = os.path.abspath(pin_root)
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not bpffs.is_bpffs(existing):
+        raise ConfigError(f"--pin-dir {pin_root}: {existing} is not on a bpffs mount (pins need one; "
+                          "mount one with: mount -t bpf bpf DIR)")
+    target = os.path.join(pin_root, spec.name)
+    lock = PinDirLock(target, spec.name)
+    owner = lock.acquire()  # refuses a live owner; removes the pins of a dead one
+    result = LoadResult(object=spec.name, pin_dir=target)
+    try:
+        if owner.stale_pid is not None:
+            log.warning("pin directory %s: removed %d stale pins of '%s' left by pid %d (no longer running)",
+                        target, owner.stale_pins, spec.name, owner.stale_pid)
+        with StopSignals(stop) as signals:
+            coll = Collection.load(spec, pin_dir=target, constants=constants, kernel_core=kernel_core)
+            try:
+                core = "kernel" if coll.kernel_core else "user space"
+                echo(f"loaded {spec.name}: {len(coll.programs)} programs, {len(coll.maps)} maps"
+                     + (f", CO-RE in {core}" if spec.core_relo_count() else ""))
+                if prepare is not None:
+                    prepare(coll)
+                if attach:
+                    coll.attach_all()
+                    for name in coll.links:
+                        echo(f"attached {name} → {attach_text(spec.programs[name])}")
+                        result.attached.append(name)
+                coll.pin(target)
+                result.pins = coll.pins
+                result.seconds_to_attached = time.monotonic() - t0
+                not_attached = [n for n in coll.programs if n not in coll.links]
+                echo(f"pinned {len(result.pins)} objects under {target}")
+                if attach:
+                    echo(f"attached {len(result.attached)} programs in {result.seconds_to_attached:.3f} s"
+                         + (f" (not auto-attachable: {', '.join(not_attached)})" if not_attached else "")
+                         + "; Ctrl-C or SIGTERM to stop")
+                else:
+                    echo(f"loaded without attaching in {result.seconds_to_attached:.3f} s; "
+                         "Ctrl-C or SIGTERM to stop")
+                runner(coll, signals.stop)
+            finally:
+                coll.close(keep_pinned_maps=False)  # a foreground run leaves nothing pinned behind
+        echo(f"stopped: detached {len(result.attached)} programs, unpinned {len(result.pins)} objects")
+    finally:
+        lock.release()  # the owner record, the directories it made; then the lock
+    return result
+
+
+def _under_default_bpffs(path: str) -> bool:
+    """Whether ``path`` lives under /sys/fs/bpf (mounted on demand; other roots must already be bpffs)."""
+    norm = os.path.abspath(path)
+    return norm == "/sys/fs/bpf" or norm.startswith("/sys/fs/bpf/")
