@@ -14,6 +14,7 @@ import click
 
 from rawbpf import __version__
 from rawbpf.errors import RawBPFError, VerifierError
+from rawbpf.termsafe import escape
 
 _COMMANDS = {
     # name: (module, attribute)
@@ -80,12 +81,13 @@ def main(argv: Optional[List[str]] = None) -> Any:
 def _report(err: RawBPFError, verbose: bool) -> None:
     """One line on stderr; a verifier rejection adds the tail of its log (all of it with --verbose)."""
     if verbose:
-        click.echo(f"rawbpf: {err.detail()}", err=True)
+        text = "\n".join(escape(line, backslash=False) for line in err.detail().splitlines())
+        click.echo(f"rawbpf: {text}", err=True)
         return
-    click.echo(f"rawbpf: {err.summary()}", err=True)
+    click.echo(f"rawbpf: {escape(err.summary(), backslash=False)}", err=True)  # names from files, kernels
     verifier = err if isinstance(err, VerifierError) else err.__cause__
     if isinstance(verifier, VerifierError) and verifier.log.strip():
         for line in verifier.tail().splitlines():
-            click.echo(f"  | {line}", err=True)
+            click.echo(f"  | {escape(line, backslash=False)}", err=True)
         click.echo("  (the full verifier log: --verbose)", err=True)
 

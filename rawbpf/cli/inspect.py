@@ -9,6 +9,7 @@ import click
 
 from rawbpf.describe import describe, disasm_lines
 from rawbpf.spec import CollectionSpec
+from rawbpf.termsafe import escape
 
 
 def _spec(path: str) -> CollectionSpec:
@@ -17,8 +18,21 @@ def _spec(path: str) -> CollectionSpec:
     return load_spec(path)
 
 
+def _safe(v: Any) -> Any:
+    """``v`` with every string escaped for the terminal (names and texts come from the file)."""
+    if isinstance(v, str):
+        return escape(v, backslash=False)
+    if isinstance(v, dict):
+        return {k: _safe(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_safe(x) for x in v]
+    return v
+
+
 def _print_text(d: Dict[str, Any]) -> None:
     echo = click.echo
+    values = [repr(g["value"]) for g in d["globals"]]  # repr escapes what a terminal would act on
+    d = _safe(d)
     echo(f"object {d['object']} ({d['path'] or '-'}): license {d['license']!r}"
          + (f", kern_version {d['kern_version']:#x}" if d["kern_version"] else "")
          + f", BTF {'yes' if d['btf'] else 'no'}, {d['relocations']} relocations, {d['core_relos']} CO-RE")
@@ -40,9 +54,8 @@ def _print_text(d: Dict[str, Any]) -> None:
         echo(f"  {_map_line(m)}")
     if d["globals"]:
         echo(f"globals ({len(d['globals'])}):")
-        for g in d["globals"]:
+        for g, value in zip(d["globals"], values):
             ro = " (read-only)" if g["readonly"] and "const" not in g["type"] else ""
-            value = repr(g["value"])
             if len(value) > 100:
                 value = value[:97] + "..."
             echo(f"  {g['name']}: {g['type'] or '?'}{ro} in {g['section']}+{g['offset']} ({g['size']} bytes)"
@@ -103,6 +116,6 @@ def disasm(obj: str, prog: Optional[str]) -> None:
         p = spec.programs[name]
         if i:
             click.echo("")
-        click.echo(f"program {name} ({p.type.name.lower()}, section {p.section}):")
+        click.echo(escape(f"program {name} ({p.type.name.lower()}, section {p.section}):", backslash=False))
         for line in disasm_lines(spec, name):
-            click.echo(line)
+            click.echo(escape(line, backslash=False))

@@ -21,6 +21,7 @@ import click
 
 from rawbpf.cli.common import log_dir_option
 from rawbpf.errors import ConfigError
+from rawbpf.termsafe import escape, escape_json
 
 # fields every monitor record has that the readable line shows up front or leaves out
 _FRONT = ("seq", "ts", "type", "pid", "comm")
@@ -64,12 +65,20 @@ def _value_text(v: Any) -> str:
     if isinstance(v, bytes):
         return v.hex() if v else "''"
     if isinstance(v, str):
-        return json.dumps(v, ensure_ascii=False) if (not v or re.search(r"[\s\"=\\]", v)) else v
+        text = escape(v)  # no control character reaches the terminal; backslashes are escaped
+        return '"' + text.replace('"', '\\"') + '"' if (not text or re.search(r"[\s\"=]", text)) \
+            else text
     if isinstance(v, (list, tuple)):
         return "[" + ",".join(_value_text(x) for x in v) + "]"
     if isinstance(v, dict):
-        return "{" + ",".join(f"{k}={_value_text(x)}" for k, x in v.items()) + "}"
-    return str(v)
+        return "{" + ",".join(f"{escape(str(k))}={_value_text(x)}" for k, x in v.items()) + "}"
+    return escape(str(v))
+
+
+def json_line(rec: Dict[str, Any]) -> str:
+    """One record as a line of JSON: its exact keys and values (byte strings as hex), with the characters
+    JSON leaves raw but a terminal acts on (DEL, C1, lone surrogates) written as \\u escapes."""
+    return escape_json(json.dumps(_jsonable(rec), ensure_ascii=False))
 
 
 def format_time(ts: Any) -> str:
@@ -81,14 +90,15 @@ def format_time(ts: Any) -> str:
 
 def format_record(rec: Dict[str, Any]) -> str:
     """One readable line: time, type, pid/comm, then the other fields as key=value."""
-    parts = [format_time(rec.get("ts")), f"{rec.get('type', '?')!s:<8}"]
+    parts = [format_time(rec.get("ts")), f"{escape(str(rec.get('type', '?'))):<8}"]
     pid, comm = rec.get("pid"), rec.get("comm")
     if pid is not None or comm is not None:
-        who = f"{pid if pid is not None else '-'}"
+        who = escape(f"{pid if pid is not None else '-'}")
         if comm:
-            who += f"/{comm}"
+            who += f"/{escape(str(comm))}"
         parts.append(f"{who:<22}")
-    rest = [f"{k}={_value_text(v)}" for k, v in rec.items() if k not in _FRONT and k not in _QUIET]
+    rest = [f"{escape(str(k))}={_value_text(v)}" for k, v in rec.items()
+            if k not in _FRONT and k not in _QUIET]
     return " ".join(parts + rest).rstrip()
 
 
@@ -138,7 +148,7 @@ def tail(follow: bool, as_json: bool, types: Sequence[str], pids: Sequence[int],
             time.sleep(poll_interval)
     tset, pset = set(types), set(pids)
     out = sys.stdout
-    emit = (lambda r: out.write(json.dumps(_jsonable(r), ensure_ascii=False) + "\n")) if as_json else (
+    emit = (lambda r: out.write(json_line(r) + "\n")) if as_json else (
         lambda r: out.write(format_record(r) + "\n"))
     with LogReader(log_dir) as reader:
         last_seq: Optional[int] = None

@@ -16,6 +16,7 @@ import time
 from typing import Any, Dict, List, Optional
 
 from rawbpf.errors import ConfigError, RawBPFError
+from rawbpf.termsafe import escape
 
 STATUS_NAME = "claude_monitor.status.json"
 
@@ -223,13 +224,13 @@ def _size(n: float) -> str:
 
 
 def format_text(d: Dict[str, Any]) -> str:
-    """Human-readable status (pure)."""
+    """Human-readable status (pure); names from files and the kernel are escaped for the terminal."""
     lines = []
     up = _ago(d.get("now", time.time_ns()) - d.get("started", 0))
-    lines.append(f"{d.get('object', 'claude_monitor')}: running (pid {d['pid']}, up {up})")
-    lines.append(f"  log: {d.get('log_dir')}   pins: {d.get('pin_dir')}")
+    lines.append(f"{escape(str(d.get('object', 'claude_monitor')))}: running (pid {d['pid']}, up {up})")
+    lines.append(f"  log: {escape(str(d.get('log_dir')))}   pins: {escape(str(d.get('pin_dir')))}")
     log = d.get("log", {})
-    current = os.path.basename(log.get("current", ""))
+    current = escape(os.path.basename(log.get("current", "")))
     lines.append(f"  records written: {log.get('records', 0)}, lost: {d.get('lost_total', 0)}; "
                  f"log files: {len(log.get('files', []))} (current {current})")
     ring = d.get("ring", {})
@@ -243,13 +244,15 @@ def format_text(d: Dict[str, Any]) -> str:
         lines.append(f"  {'program':<22}{'attached':>9}{'runs':>12}{'avg ns':>10}")
         for name, p in progs.items():
             avg = "-" if p["avg_ns"] is None else f"{p['avg_ns']:.0f}"
-            lines.append(f"  {name:<22}{'yes' if p['attached'] else 'no':>9}{p['run_cnt']:>12}{avg:>10}")
+            yes = "yes" if p["attached"] else "no"
+            lines.append(f"  {escape(name):<22}{yes:>9}{p['run_cnt']:>12}{avg:>10}")
     c = d.get("counters", {})
     kinds = c.get("kinds", {})
     if kinds:
         lines.append(f"  {'events':<22}{'seen':>12}{'tracked':>10}{'emitted':>10}{'lost':>8}")
         for name, k in kinds.items():
-            lines.append(f"  {name:<22}{k['seen']:>12}{k['tracked']:>10}{k['emitted']:>10}{k['lost']:>8}")
+            lines.append(f"  {escape(name):<22}{k['seen']:>12}{k['tracked']:>10}{k['emitted']:>10}"
+                         f"{k['lost']:>8}")
         lines.append(f"  connects filtered: {c.get('filtered', 0)}, "
                      f"tracked map full: {c.get('tracked_full', 0)}, forced wakeups: {c.get('wakeups', 0)}, "
                      f"unreadable user memory: {c.get('read_errors', 0)}")

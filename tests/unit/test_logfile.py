@@ -7,6 +7,7 @@ import os
 import shutil
 import stat
 import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -165,7 +166,7 @@ def test_kill_9_of_a_writing_process(tmp_path: Path) -> None:
         "w = LogWriter(sys.argv[1], flush_interval=0)\n"
         "i = 0\nwhile True:\n    w.write({'type': 't', 'i': i, 'p': 'z' * 300}); w.flush(); i += 1\n"
     )
-    p = subprocess.Popen(["python3", "-c", code, str(tmp_path)], cwd=Path(__file__).parents[2])
+    p = subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], cwd=Path(__file__).parents[2])
     try:
         deadline = time.time() + 10
         while time.time() < deadline:
