@@ -6,7 +6,7 @@ VPY        := $(VENV)/bin/python
 LOG_DIR    ?= $(CURDIR)/logs
 CLANG      ?= clang
 BPF_CFLAGS := -O2 -g -target bpf -Wall -Werror -D__TARGET_ARCH_x86 -I$(CURDIR)/programs/include
-APT_PKGS   := clang llvm bpftool libbpf-dev gcc make
+APT_PKGS   := clang llvm bpftool libbpf-dev gcc make nodejs npm strace
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
 
@@ -19,6 +19,8 @@ deps: ## Install Debian build/test packages if missing (clang, llvm, bpftool, li
 	@missing=""; for p in $(APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then echo "installing:$$missing"; apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; fi
+	@command -v claude >/dev/null || { echo "installing: @anthropic-ai/claude-code (npm)"; \
+	  npm install -g -q @anthropic-ai/claude-code >/dev/null; }
 
 $(VPY): pyproject.toml
 	$(PYTHON) -m venv $(VENV)

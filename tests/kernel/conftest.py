@@ -86,3 +86,17 @@ def pin_dir() -> Iterator[Path]:
                 (p.rmdir() if p.is_dir() else p.unlink())
             path.rmdir()
     assert not left, f"test left pinned objects behind: {left}"
+
+
+@pytest.fixture(scope="session")
+def claude_cli() -> str:
+    """Path of the real Claude Code CLI (``claude``); skips when it is not installed (fails in CI)."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from workload.claude_stub import find_claude
+
+    path = find_claude()
+    if path is None:
+        pytest.skip("the claude CLI is not installed (npm install -g @anthropic-ai/claude-code)")
+    return path
