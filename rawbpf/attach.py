@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Iterator, List, Optional, Tuple, Union
 
 from rawbpf import _sys, bpffs
+from rawbpf import tracefs as _tracefs
 from rawbpf._fd import FD
 from rawbpf._types import (
     BPF_LINK_TYPE_PERF_EVENT,
@@ -41,7 +42,7 @@ from rawbpf.errors import ConfigError, NotSupportedError, SyscallError
 from rawbpf.maps import ENOTSUPP
 from rawbpf.programs import Program
 
-TRACEFS_DIRS = ("/sys/kernel/tracing", "/sys/kernel/debug/tracing")
+TRACEFS_DIRS = _tracefs.TRACEFS_DIRS
 UPROBE_PMU = "/sys/bus/event_source/devices/uprobe"
 
 _NAMED_PERF_EVENTS = (BPF_PERF_EVENT_TRACEPOINT, BPF_PERF_EVENT_UPROBE, BPF_PERF_EVENT_URETPROBE)
@@ -188,12 +189,9 @@ def iter_link_ids() -> Iterator[int]:
 # --- perf events ---------------------------------------------------------------------------------
 
 
-def tracefs_root() -> str:
-    """The mounted tracefs directory (``/sys/kernel/tracing`` or the debugfs copy)."""
-    for d in TRACEFS_DIRS:
-        if os.path.isdir(os.path.join(d, "events")):
-            return d
-    raise ConfigError("tracefs is not mounted (mount -t tracefs tracefs /sys/kernel/tracing)")
+def tracefs_root(what: str = "") -> str:
+    """The tracefs directory (``/sys/kernel/tracing`` or the debugfs copy), mounted first if it is missing."""
+    return _tracefs.ensure_mounted(what)
 
 
 def tracepoint_id(category: str, name: str, tracefs: Optional[str] = None, *, what: str = "") -> int:
@@ -202,7 +200,7 @@ def tracepoint_id(category: str, name: str, tracefs: Optional[str] = None, *, wh
     for part in (category, name):
         if not part or "/" in part or part in (".", ".."):
             raise ConfigError(f"{what}: bad tracepoint name")
-    root = tracefs or tracefs_root()
+    root = tracefs or tracefs_root(what)
     path = os.path.join(root, "events", category, name, "id")
     try:
         with open(path) as f:

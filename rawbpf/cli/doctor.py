@@ -15,7 +15,7 @@ from typing import List, Optional
 
 import click
 
-from rawbpf import bpffs, features
+from rawbpf import bpffs, features, tracefs
 from rawbpf.errors import RawBPFError
 
 OK, MISSING, WARN, INFO = "ok", "missing", "warn", "info"
@@ -77,6 +77,23 @@ def _kernel() -> Check:
     return Check("kernel", OK, f"Linux {release} {platform.machine()}", required=True)
 
 
+def _kernel_has_fs(*names: str) -> bool:
+    """Whether the kernel knows one of the filesystem types ``names`` (/proc/filesystems)."""
+    known = {ln.split()[-1] for ln in (_read("/proc/filesystems") or "").splitlines() if ln.split()}
+    return not known or any(n in known for n in names)
+
+
+def _unmounted(name: str, path: str, fstypes: tuple) -> Check:
+    """The check for a filesystem rawbpf mounts on demand that is not mounted yet."""
+    if os.geteuid() != 0:
+        return Check(name, MISSING, f"needs root (not mounted or not readable at {path}; "
+                     "only root can mount it)", required=True)
+    if not _kernel_has_fs(*fstypes):
+        return Check(name, MISSING, f"this kernel has no {' or '.join(fstypes)} filesystem", required=True)
+    return Check(name, INFO, f"not mounted at {path} yet; rawbpf mounts it when it needs it "
+                 "(now: rawbpf doctor --mount)", required=True)
+
+
 def _bpffs(mount: bool) -> Check:
     path = bpffs.DEFAULT_BPFFS
     if bpffs.is_bpffs(path):
@@ -87,17 +104,20 @@ def _bpffs(mount: bool) -> Check:
             return Check("bpffs", OK, f"mounted at {path} (just now)", required=True)
         except RawBPFError as err:
             return Check("bpffs", MISSING, str(err), required=True)
-    return Check("bpffs", MISSING, f"not mounted at {path} (rawbpf doctor --mount-bpffs)", required=True)
+    return _unmounted("bpffs", path, ("bpf",))
 
 
-def _tracefs() -> Check:
-    from rawbpf.attach import TRACEFS_DIRS
-
-    for d in TRACEFS_DIRS:
-        if os.path.isdir(os.path.join(d, "events")):
-            return Check("tracefs", OK, f"{d}", required=True)
-    return Check("tracefs", MISSING, "not mounted (mount -t tracefs tracefs /sys/kernel/tracing)",
-                 required=True)
+def _tracefs(mount: bool) -> Check:
+    found = tracefs.find()
+    if found:
+        return Check("tracefs", OK, f"mounted at {found}", required=True)
+    if mount:
+        try:
+            root = tracefs.ensure_mounted("mount tracefs")
+            return Check("tracefs", OK, f"mounted at {root} (just now)", required=True)
+        except RawBPFError as err:
+            return Check("tracefs", MISSING, str(err), required=True)
+    return _unmounted("tracefs", tracefs.TRACEFS, ("tracefs", "debugfs"))
 
 
 def _vmlinux_btf() -> Check:
@@ -167,9 +187,10 @@ def _probes() -> List[Check]:
     return out
 
 
-def run_checks(mount_bpffs: bool = False) -> List[Check]:
-    """Every check, in report order."""
-    checks = [_privileges(), _kernel(), _bpffs(mount_bpffs), _tracefs(), _vmlinux_btf(), _unprivileged(),
+def run_checks(mount_bpffs: bool = False, mount_tracefs: bool = False) -> List[Check]:
+    """Every check, in report order; the mount flags mount a missing bpffs / tracefs first (root)."""
+    checks = [_privileges(), _kernel(), _bpffs(mount_bpffs), _tracefs(mount_tracefs), _vmlinux_btf(),
+              _unprivileged(),
               _lockdown(), _perf_paranoid(), _stats()]
     return checks + _probes()
 
@@ -188,10 +209,14 @@ def format_table(checks: List[Check]) -> str:
 
 @click.command("doctor")
 @click.option("--json", "as_json", is_flag=True, help="Print the checks as one JSON object.")
+@click.option("--mount", "mount_all", is_flag=True,
+              help="Mount whatever of bpffs and tracefs is missing (root).")
 @click.option("--mount-bpffs", is_flag=True, help="Mount bpffs at /sys/fs/bpf if it is missing (root).")
-def doctor(as_json: bool, mount_bpffs: bool) -> None:
+@click.option("--mount-tracefs", is_flag=True,
+              help="Mount tracefs at /sys/kernel/tracing (or debugfs) if it is missing (root).")
+def doctor(as_json: bool, mount_all: bool, mount_bpffs: bool, mount_tracefs: bool) -> None:
     """Check privileges, kernel, bpffs, tracefs, BTF and every BPF feature rawbpf uses."""
-    checks = run_checks(mount_bpffs)
+    checks = run_checks(mount_bpffs or mount_all, mount_tracefs or mount_all)
     ok = not any(c.required and c.status == MISSING for c in checks)
     if as_json:
         click.echo(json.dumps({"ok": ok, "checks": [asdict(c) for c in checks]}, indent=2))

@@ -6,19 +6,18 @@ that must be empty again when the test ends.
 
 from __future__ import annotations
 
-import ctypes
 import gc
 import os
 import shutil
-import subprocess
 import uuid
 from pathlib import Path
 from typing import Iterator, Set
 
 import pytest
 
+from rawbpf import bpffs
+
 BPFFS = Path("/sys/fs/bpf")
-_BPF_MAGIC = 0xCAFE4A11
 
 
 def _kernel_unavailable_reason() -> str:
@@ -29,25 +28,13 @@ def _kernel_unavailable_reason() -> str:
     return ""
 
 
-def _is_bpffs(path: Path) -> bool:
-    class _Statfs(ctypes.Structure):
-        _fields_ = [("f_type", ctypes.c_long), ("rest", ctypes.c_long * 15)]
-
-    buf = _Statfs()
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.statfs(str(path).encode(), ctypes.byref(buf)) != 0:
-        return False
-    return (buf.f_type & 0xFFFFFFFF) == _BPF_MAGIC
-
-
 @pytest.fixture(scope="session", autouse=True)
 def kernel_available() -> None:
     reason = _kernel_unavailable_reason()
     if reason:
         pytest.skip(reason)
-    if not _is_bpffs(BPFFS):
-        BPFFS.mkdir(parents=True, exist_ok=True)
-        subprocess.run(["mount", "-t", "bpf", "bpf", str(BPFFS)], check=True)
+    # rawbpf's own on-demand mount (what `rawbpf load` does); tracefs is left to the code that needs it
+    bpffs.ensure_mounted(str(BPFFS))
 
 
 def _bpf_fds() -> Set[str]:
