@@ -7,6 +7,7 @@ import errno
 import json
 import os
 import socket
+import sys
 import time
 from pathlib import Path
 from typing import Any, Dict, List
@@ -232,7 +233,7 @@ def test_reused_pid_is_not_confused_with_a_tracked_process(tmp_path: Path) -> No
             f"socket.create_connection(('127.0.0.1', {port})).close(); sys.stdin.readline()")
     with monitor() as mon:
         btf = mon.coll.spec.btf
-        procs = [subprocess.Popen(["python3", "-c", code], stdin=subprocess.PIPE, text=True)
+        procs = [subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, text=True)
                  for _ in range(2)]
         stale, seeded = procs
         tracked = mon.coll.maps["tracked"]
