@@ -24,6 +24,8 @@ _COMMANDS = {
     "inspect": ("rawbpf.cli.inspect", "inspect"),
     "disasm": ("rawbpf.cli.inspect", "disasm"),
     "doctor": ("rawbpf.cli.doctor", "doctor"),
+    "sessions": ("rawbpf.cli.report", "sessions"),
+    "report": ("rawbpf.cli.report", "report"),
 }
 
 
