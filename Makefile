@@ -6,7 +6,7 @@ VPY        := $(VENV)/bin/python
 LOG_DIR    ?= $(CURDIR)/logs
 CLANG      ?= clang
 BPF_CFLAGS := -O2 -g -target bpf -Wall -Werror -D__TARGET_ARCH_x86 -I$(CURDIR)/programs/include
-APT_PKGS   := clang llvm bpftool libbpf-dev gcc make nodejs npm strace
+APT_PKGS   := clang llvm bpftool libbpf-dev gcc make nodejs npm strace chromium
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
 

@@ -68,7 +68,7 @@ function status(n){if(n.running)return ['running','run'];if(n.signal)return ['si
  if(n.exit_code==null)return ['exited',''];return ['exit '+n.exit_code,n.exit_code?'bad':''];}
 function fileText(f){return f.op+' '+f.path+(f.path2?' \u2192 '+f.path2:'')+(f.sensitive?'  [sensitive]':'')+(f.count>1?'  \u00d7'+f.count:'')+
  (typeof f.ret==='number'&&f.ret<0?'  (error '+f.ret+')':'');}
-function node(n){
+function node(n,pcwd){
  var d=el('div','node o-'+(n.origin||'none'));d.dataset.pid=n.pid;
  var line=el('div','nline');var tw=el('button','tw',n.children.length?'\u25b8':'\u00b7');tw.type='button';
  tw.setAttribute('aria-expanded','false');if(!n.children.length)tw.disabled=true;line.appendChild(tw);
@@ -76,12 +76,12 @@ function node(n){
  var st=status(n);line.appendChild(el('span','st '+st[1],st[0]+(n.running?'':', '+ms(n.duration_ns))));
  if(n.children.length)line.appendChild(el('span','muted','('+n.children.length+' child'+(n.children.length>1?'ren':'')+')'));
  d.appendChild(line);
- if(n.cwd){var c=el('div','detail muted','cwd '+n.cwd);d.appendChild(c);}
+ if(n.cwd&&n.cwd!==pcwd){var c=el('div','detail muted','cwd '+n.cwd);d.appendChild(c);}
  n.files.forEach(function(f){d.appendChild(el('div','detail'+(f.sensitive?' sens':''),'file '+fileText(f)));});
  n.connections.forEach(function(c){d.appendChild(el('div','detail','net  '+c.label+' '+c.result+(c.latency_ns?' '+ms(c.latency_ns):'')));});
  n.dns.forEach(function(q){d.appendChild(el('div','detail','dns  '+q.qname+' \u2192 '+((q.answers||[]).join(', ')||q.rcode)));});
  var kids=el('div','kids');kids.hidden=true;d.appendChild(kids);var built=false;
- tw.addEventListener('click',function(ev){ev.stopPropagation();if(!built){n.children.forEach(function(k){kids.appendChild(node(k));});built=true;}
+ tw.addEventListener('click',function(ev){ev.stopPropagation();if(!built){n.children.forEach(function(k){kids.appendChild(node(k,n.cwd));});built=true;}
   var open=kids.hidden;kids.hidden=!open;tw.textContent=open?'\u25be':'\u25b8';tw.setAttribute('aria-expanded',String(open));});
  return d;}
 function section(title,id){var s=el('section');s.id=id;s.appendChild(el('h2',null,title));document.getElementById('main').appendChild(s);return s;}
@@ -124,7 +124,7 @@ function callBox(c){var box=el('div','call');box.dataset.toolUseId=c.tool_use_id
  head.appendChild(el('span','tag',c.processes.length?c.processes.length+' process tree'+(c.processes.length>1?'s':''):(c.files.length?c.files.length+' file events':'no records')));
  var body=el('div','cbody');body.hidden=true;var built=false;
  head.addEventListener('click',function(){if(!built){body.appendChild(el('div','muted',c.tool_use_id+' \u00b7 '+ms((c.ts_end||c.ts_use)-c.ts_use)));
-  c.processes.forEach(function(p){body.appendChild(node(p));});if(!c.processes.length)c.files.forEach(function(f){body.appendChild(el('div','detail','file '+fileText(f)+'  (pid '+f.pid+')'));});
+  c.processes.forEach(function(p){body.appendChild(node(p,S.cwd));});if(!c.processes.length)c.files.forEach(function(f){body.appendChild(el('div','detail','file '+fileText(f)+'  (pid '+f.pid+')'));});
   built=true;}body.hidden=!body.hidden;});
  box.appendChild(head);box.appendChild(body);return box;}
 var byPrompt={};R.calls.forEach(function(c){var k=c.prompt==null?'none':c.prompt;(byPrompt[k]=byPrompt[k]||[]).push(c);});
@@ -140,7 +140,7 @@ all.addEventListener('click',function(){document.querySelectorAll('.cbody').forE
 var us=section('Not explained by a tool call','unexplained');var U=R.unexplained;
 var names={claude:'Claude Code itself',hook:'Hooks',mcp:'MCP servers',tool:'Tool commands with no matching call',unknown:'Other processes'};
 ['claude','hook','mcp','tool','unknown'].forEach(function(k){var list=U.processes[k];if(!list||!list.length)return;
- us.appendChild(el('h3',null,names[k]));list.forEach(function(p){us.appendChild(node(p));});});
+ us.appendChild(el('h3',null,names[k]));list.forEach(function(p){us.appendChild(node(p,S.cwd));});});
 if(U.connections.length){us.appendChild(el('h3',null,'Connections'));var g={};U.connections.forEach(function(c){var k=c.label+' '+c.result;g[k]=(g[k]||0)+1;});
  Object.keys(g).forEach(function(k){us.appendChild(el('div','detail',k+(g[k]>1?' \u00d7'+g[k]:'')));});}
 if(U.files.length){us.appendChild(el('h3',null,'Files ('+U.files.length+')'));U.files.slice(0,500).forEach(function(f){us.appendChild(el('div','detail'+(f.sensitive?' sens':''),fileText(f)+'  (pid '+f.pid+')'));});}
@@ -154,9 +154,10 @@ document.body.dataset.rendered='1';
 
 def _embed(data: Any) -> str:
     text = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
-    # nothing in the data may end the script element or break the JS string rules
-    return text.replace("</", "<\\/").replace("<!--", "<\\!--").replace("\u2028", "\\u2028").replace(
-        "\u2029", "\\u2029")
+    # nothing in the data may end the script element or enter the HTML parser's escaped states: '<' only
+    # occurs inside JSON strings, where \u003c reads back as the same character
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026").replace(
+        "\u2028", "\\u2028").replace("\u2029", "\\u2029")
 
 
 def render_html(report: Dict[str, Any]) -> str:

@@ -22,6 +22,7 @@ import click
 
 from rawbpf.cli.common import log_dir_option
 from rawbpf.errors import ConfigError
+from rawbpf.termsafe import escape, escape_json
 
 _EVAL = re.compile(r"eval '((?:[^']|'\\'')*)'")
 _SEV = {"high": "HIGH", "medium": "MEDIUM", "low": "LOW", "info": "INFO"}
@@ -109,7 +110,7 @@ def sessions(as_json: bool, since: Optional[str], log_dir: str) -> None:
         rows = [r for r in rows if r["running"] or (r["end"] or 0) >= since_ns]
     if as_json:
         for r in rows:
-            click.echo(json.dumps(r, ensure_ascii=False))
+            click.echo(escape_json(json.dumps(r, ensure_ascii=False)))
         return
     if not rows:
         click.echo("-- no Claude sessions in the log --", err=True)
@@ -150,6 +151,7 @@ def sessions(as_json: bool, since: Optional[str], log_dir: str) -> None:
                 r["cwd"] or "-",
             )
         )
+    table = [tuple(escape(cell) for cell in row) for row in table]
     widths = [max(len(row[i]) for row in table) for i in range(len(head))]
     right = {1, 6, 7, 8, 9, 10}
     for row in table:
@@ -247,11 +249,11 @@ def report(
         except OSError as err:
             raise ConfigError(f"--html {html_file}: {os.strerror(err.errno or 0).lower()}") from None
     if as_json:
-        click.echo(json.dumps(rep, ensure_ascii=False, indent=1))
+        click.echo(escape_json(json.dumps(rep, ensure_ascii=False, indent=1)))
     else:
         out = sys.stdout
         for line in format_report(rep):
-            out.write(line + "\n")
+            out.write(escape(line) + "\n")
     if html_file:
         click.echo(f"rawbpf: wrote {html_file}", err=True)
 
@@ -299,7 +301,7 @@ def format_report(rep: Dict[str, Any]) -> List[str]:
         lines.append("")
         lines.append("Before any prompt")
         for call in by_prompt[None]:
-            lines.extend(_call_lines(call))
+            lines.extend(_call_lines(call, s["cwd"]))
     for p in prompts:
         lines.append("")
         text = p["text"].strip().replace("\n", " ")
@@ -310,7 +312,7 @@ def format_report(rep: Dict[str, Any]) -> List[str]:
             text = m.group(1) if m else text
         lines.append(f"{label}  {_time(p['ts'])}  {json.dumps(text[:200], ensure_ascii=False)}")
         for call in by_prompt.get(p["index"], []):
-            lines.extend(_call_lines(call))
+            lines.extend(_call_lines(call, s["cwd"]))
     u = rep["unexplained"]
     lines.append("")
     lines.append("Not explained by a tool call")
@@ -328,7 +330,7 @@ def format_report(rep: Dict[str, Any]) -> List[str]:
         count = sum(len(_nodes(x)) for x in trees)
         lines.append(f"  {names[kind]}: {count} process{'es' if count != 1 else ''}")
         for tree in trees:
-            lines.extend(_tree_lines(tree, 4))
+            lines.extend(_tree_lines(tree, 4, s["cwd"]))
     if u["connections"]:
         lines.append("  connections:")
         for x in _group_conns(u["connections"]):
@@ -386,14 +388,14 @@ def _group_conns(conns: List[Dict[str, Any]]) -> List[str]:
     return [f"{label} {result}" + (f" x{n}" if n > 1 else "") for (label, result), n in groups.items()]
 
 
-def _tree_lines(t: Dict[str, Any], indent: int) -> List[str]:
+def _tree_lines(t: Dict[str, Any], indent: int, cwd: Optional[str] = None) -> List[str]:
+    """A process and its subtree; its cwd is shown where it differs from its parent's."""
     pad = " " * indent
-    extra = []
-    if t.get("cwd"):
-        extra.append(f"cwd {t['cwd']}")
     line = f"{pad}{t['pid']:>7}  {short_command(t['argv']) or t['comm']}   {_status(t)}"
     if t.get("duration_ns") is not None and not t.get("running"):
         line += f", {duration(t['duration_ns'])}"
+    if t.get("cwd") and t["cwd"] != cwd:
+        line += f"   (cwd {t['cwd']})"
     out = [line]
     for x in t["files"]:
         out.append(f"{pad}         file {_file_text(x)}")
@@ -404,11 +406,11 @@ def _tree_lines(t: Dict[str, Any], indent: int) -> List[str]:
         answers = ", ".join(map(str, d.get("answers") or [])) or d.get("rcode")
         out.append(f"{pad}         dns  {d['qname']} → {answers}")
     for ch in t["children"]:
-        out.extend(_tree_lines(ch, indent + 2))
+        out.extend(_tree_lines(ch, indent + 2, t.get("cwd")))
     return out
 
 
-def _call_lines(call: Dict[str, Any]) -> List[str]:
+def _call_lines(call: Dict[str, Any], cwd: Optional[str]) -> List[str]:
     out = []
     bg = " (background)" if call["background"] else ""
     err = "  → error" if call.get("is_error") else ""
@@ -422,7 +424,7 @@ def _call_lines(call: Dict[str, Any]) -> List[str]:
         join += f" between {', '.join(call['candidates'])}"
     out.append(f"      {call['tool_use_id']}  joined by {join}, {span}")
     for t in call["processes"]:
-        out.extend(_tree_lines(t, 4))
+        out.extend(_tree_lines(t, 4, cwd))
     if not call["processes"]:  # Write/Edit: Claude's own file changes for the call
         for x in call["files"]:
             out.append(f"           file {_file_text(x)}  (pid {x['pid']})")

@@ -245,3 +245,12 @@ def test_cli_errors(tmp_path: Path, scripted: Dict[str, Any]) -> None:
         with pytest.raises(SystemExit) as ex:
             main(args)
         assert ex.value.code == 1, (args, msg)
+
+
+def test_terminal_escapes_in_argv_are_shown_not_obeyed(tmp_path: Path) -> None:
+    s, _ = audit_fixture.build()
+    evil = s.spawn(s.root, "/usr/bin/printf", ["printf", "\x1b]0;owned\x07\x1b[2J"], origin="claude")
+    s.exit(evil, 0)
+    s.write_log(str(tmp_path / "log"))
+    res = CliRunner().invoke(cli, ["report", "latest", "--log-dir", str(tmp_path / "log")])
+    assert res.exit_code == 0 and "\x1b" not in res.output and "\\x1b]0;owned" in res.output
