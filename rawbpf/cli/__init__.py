@@ -21,6 +21,7 @@ _COMMANDS = {
     "load": ("rawbpf.cli.load", "load"),
     "tail": ("rawbpf.cli.tail", "tail"),
     "status": ("rawbpf.cli.status", "status"),
+    "ship": ("rawbpf.cli.ship", "ship"),
     "inspect": ("rawbpf.cli.inspect", "inspect"),
     "disasm": ("rawbpf.cli.inspect", "disasm"),
     "doctor": ("rawbpf.cli.doctor", "doctor"),

@@ -20,6 +20,7 @@ KERNEL_PREFIXES = ("rawbpf.monitor", "rawbpf.cli")
 PURE_PREFIXES = (
     "rawbpf.errors", "rawbpf.consts", "rawbpf._types", "rawbpf.spec", "rawbpf.sections", "rawbpf.elf",
     "rawbpf.linker", "rawbpf.btf", "rawbpf.asm", "rawbpf.records", "rawbpf.logfile",
+    "rawbpf.ship.url", "rawbpf.ship.forward", "rawbpf.ship.syslog", "rawbpf.ship.relp",
 )
 
 

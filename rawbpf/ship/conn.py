@@ -1,0 +1,63 @@
+"""TCP and TLS connections to a destination; touches the network.
+
+Sockets run with a short timeout so a worker blocked on a stalled server still notices a stop request and
+its acknowledgement deadline. :func:`unacked_bytes` is how protocols without acknowledgements of their own
+(syslog) learn what the peer has received: Linux's ``SIOCOUTQ`` counts the bytes the peer's TCP stack has
+not acknowledged yet.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import socket
+import ssl
+import struct
+import termios
+from typing import Optional, Union
+
+from rawbpf.errors import ConfigError
+from rawbpf.ship.url import Destination
+
+__all__ = ["Socket", "connect", "tls_context", "unacked_bytes"]
+
+Socket = Union[socket.socket, ssl.SSLSocket]
+IO_TIMEOUT = 0.2
+
+
+def tls_context(dest: Destination) -> ssl.SSLContext:
+    """The client TLS context for ``dest``: TLS ≥ 1.2, the server certificate checked against ``ca`` (or the
+    system's CAs) unless ``verify=0``, a client certificate when ``cert``/``key`` are given."""
+    try:
+        ctx = ssl.create_default_context(cafile=dest.text("ca") or None)
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+        if dest.text("cert"):
+            ctx.load_cert_chain(dest.text("cert"), dest.text("key") or None)
+    except (OSError, ssl.SSLError) as err:
+        raise ConfigError(f"--to {dest.url}: tls setup: {err}") from err
+    if not dest.flag("verify", True):
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+def connect(dest: Destination, ctx: Optional[ssl.SSLContext], timeout: float) -> Socket:
+    """A connected socket (TLS-wrapped, handshake done) with the short I/O timeout set; OSError on failure."""
+    sock = socket.create_connection((dest.host, dest.port), timeout=timeout)
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        if ctx is not None:
+            tls = ctx.wrap_socket(sock, server_hostname=dest.text("server_name") or dest.host)
+            tls.settimeout(IO_TIMEOUT)
+            return tls
+        sock.settimeout(IO_TIMEOUT)
+        return sock
+    except BaseException:
+        sock.close()
+        raise
+
+
+def unacked_bytes(sock: Socket) -> int:
+    """Bytes written to ``sock`` that the peer's TCP stack has not acknowledged yet (``SIOCOUTQ``)."""
+    out = fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0\0\0\0")
+    return int(struct.unpack("i", out)[0])
