@@ -6,17 +6,19 @@ VPY        := $(VENV)/bin/python
 LOG_DIR    ?= $(CURDIR)/logs
 CLANG      ?= clang
 BPF_CFLAGS := -O2 -g -target bpf -Wall -Werror -D__TARGET_ARCH_x86 -I$(CURDIR)/programs/include
-APT_PKGS   := clang llvm bpftool libbpf-dev gcc make nodejs npm strace chromium
+APT_PKGS   := clang llvm bpftool libbpf-dev gcc make nodejs npm strace chromium rsyslog rsyslog-relp \
+              rsyslog-openssl openssl
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
 
-.PHONY: help deps venv bpffs test unit kernel-test lint run demo programs check-programs testdata check-testdata testdata-asm testdata-btf testdata-ringbuf bench stress zipapp clean
+.PHONY: help deps venv bpffs test-servers test unit kernel-test lint run demo programs check-programs testdata check-testdata testdata-asm testdata-btf testdata-ringbuf bench stress zipapp clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
 
 deps: ## Install Debian build/test packages if missing (clang, llvm, bpftool, libbpf-dev, gcc)
-	@missing=""; for p in $(APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	@missing=""; for p in $(APT_PKGS); do command -v $$p >/dev/null || dpkg -s $$p >/dev/null 2>&1 || \
+	  missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then echo "installing:$$missing"; apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; fi
 	@command -v claude >/dev/null || { echo "installing: @anthropic-ai/claude-code (npm)"; \
@@ -33,7 +35,12 @@ venv: $(VPY) ## Create .venv with rawbpf and its test/lint tools
 bpffs: ## Mount bpffs at /sys/fs/bpf if it is not mounted (root)
 	@$(VPY) -m rawbpf doctor --mount-bpffs >/dev/null 2>&1 || mountpoint -q /sys/fs/bpf || mount -t bpf bpf /sys/fs/bpf
 
-test: deps venv bpffs ## Run every test, unit and real-kernel, with no skips allowed (root)
+test-servers: tests/servers/node_modules/.package-lock.json ## Install the npm log servers the ship tests run (tests/servers)
+
+tests/servers/node_modules/.package-lock.json: tests/servers/package.json tests/servers/package-lock.json
+	cd tests/servers && npm ci --no-audit --no-fund --loglevel=error
+
+test: deps venv bpffs test-servers ## Run every test, unit and real-kernel, with no skips allowed (root)
 	RAWBPF_REQUIRE_KERNEL=1 $(VPY) -m pytest -q $(PYTEST_ARGS)
 
 unit: venv ## Run the tests that need no root and no compiler

@@ -84,7 +84,7 @@ def test_packed_forward_message_decodes_as_the_spec_says() -> None:
 
 def test_gzip_option() -> None:
     data, _, _ = forward.encode_batch([{"seq": 1, "type": "x"}], None, compress=True)[0]
-    tag, entries, option = msgpack.unpackb(data, raw=False)
+    _tag, entries, option = msgpack.unpackb(data, raw=False)
     assert option == {"size": 1, "compressed": "gzip"}
     assert msgpack.unpackb(gzip.decompress(entries), raw=False)[1] == {"seq": 1, "type": "x"}
 
@@ -110,11 +110,11 @@ def test_acks_and_handshake() -> None:
     good = ["PONG", True, "", "server", hashlib.sha512(salt + b"server" + helo.nonce + key).hexdigest()]
     assert forward.check_pong(good, helo, "client", key, salt) == "server"
     with pytest.raises(forward.ForwardError, match="does not match"):
-        forward.check_pong(good[:4] + ["0" * 128], helo, "client", key, salt)
+        forward.check_pong([*good[:4], "0" * 128], helo, "client", key, salt)
     with pytest.raises(forward.ForwardError, match="refused the handshake: shared key mismatch"):
         forward.check_pong(["PONG", False, "shared key mismatch", "server", ""], helo, "client", key, salt)
     with pytest.raises(forward.ForwardError, match="own name"):
-        forward.check_pong(good[:3] + ["client", good[4]], helo, "client", key, salt)
+        forward.check_pong([*good[:3], "client", good[4]], helo, "client", key, salt)
     with pytest.raises(forward.ForwardError, match="unexpected message"):
         forward.ServerStream().feed(msgpack.packb([1, 2]))
 
