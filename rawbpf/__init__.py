@@ -19,6 +19,8 @@ from rawbpf.errors import (
     VerifierError,
 )
 
+__tier__ = "kernel"
+
 __version__ = "0.1.0"
 
 __all__ = [

@@ -2,5 +2,7 @@
 
 from rawbpf.cli import main
 
+__tier__ = "kernel"
+
 if __name__ == "__main__":
     main()

@@ -13,6 +13,8 @@ from typing import Optional, Type, TypeVar
 
 from rawbpf.errors import RawBPFError
 
+__tier__ = "kernel"
+
 T = TypeVar("T", bound="FD")
 
 

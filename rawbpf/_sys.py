@@ -17,6 +17,8 @@ from typing import Callable, Iterator, Mapping, Optional
 from rawbpf.consts import Cmd
 from rawbpf.errors import NotSupportedError, SyscallError
 
+__tier__ = "kernel"
+
 # (bpf, perf_event_open) per machine; the generic table (aarch64, riscv64, loongarch64) shares numbers.
 _SYSCALLS = {
     "x86_64": (321, 298),

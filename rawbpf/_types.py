@@ -17,6 +17,8 @@ from __future__ import annotations
 import ctypes
 from typing import Dict, Tuple
 
+__tier__ = "pure"
+
 u8 = ctypes.c_uint8
 u16 = ctypes.c_uint16
 u32 = ctypes.c_uint32

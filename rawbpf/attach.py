@@ -42,6 +42,8 @@ from rawbpf.errors import ConfigError, NotSupportedError, SyscallError
 from rawbpf.maps import ENOTSUPP
 from rawbpf.programs import Program
 
+__tier__ = "kernel"
+
 TRACEFS_DIRS = _tracefs.TRACEFS_DIRS
 UPROBE_PMU = "/sys/bus/event_source/devices/uprobe"
 

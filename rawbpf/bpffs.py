@@ -17,6 +17,8 @@ from rawbpf._types import ObjAttr
 from rawbpf.consts import Cmd
 from rawbpf.errors import ConfigError, SyscallError
 
+__tier__ = "kernel"
+
 BPF_FS_MAGIC = 0xCAFE4A11
 DEFAULT_BPFFS = "/sys/fs/bpf"
 

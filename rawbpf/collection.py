@@ -42,6 +42,8 @@ from rawbpf.spec import (
     pack_line_info,
 )
 
+__tier__ = "kernel"
+
 log = logging.getLogger("rawbpf")
 
 # map types that take no BTF key/value ids (libbpf clears them before BPF_MAP_CREATE)
@@ -389,10 +391,11 @@ class Collection:
                 core = pack_core_relos(linked.core_relos)
             else:
                 from rawbpf.btf import core as _core
+                from rawbpf.btf import kernel as _kernel
 
                 assert spec.btf is not None
                 try:
-                    _core.relocate_program(linked.insns, linked.core_relos, spec.btf,
+                    _core.relocate_program(linked.insns, linked.core_relos, spec.btf, _kernel.targets(),
                                            line_of=linked.source_line, prog_name=prog.name)
                 except RelocationError as err:
                     raise RelocationError(f"object '{spec.name}': section '{prog.section}': {err}") from err
@@ -418,9 +421,10 @@ class Collection:
         if "unknown#195896080" not in err.log or self.spec.btf is None or err.insn_index is None:
             return None
         from rawbpf.btf import core as _core
+        from rawbpf.btf import kernel as _kernel
 
         linked = self.linked.get(prog.name) or link(self.spec, prog.name)
-        why = _core.explain_poison(linked.core_relos, self.spec.btf, err.insn_index,
+        why = _core.explain_poison(linked.core_relos, self.spec.btf, err.insn_index, _kernel.targets(),
                                    line_of=linked.source_line, prog_name=prog.name)
         if not why:
             return None

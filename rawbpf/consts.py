@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import enum
 
+__tier__ = "pure"
+
 
 class Cmd(enum.IntEnum):
     """bpf(2) commands."""

@@ -52,6 +52,8 @@ if TYPE_CHECKING:
     from rawbpf.collection import Collection
     from rawbpf.maps import Map
 
+__tier__ = "kernel"
+
 log = logging.getLogger("rawbpf")
 
 __all__ = ["Daemon", "DaemonOptions", "DropCounter", "RingPipeline", "find_drop_counters", "consumer"]

@@ -10,6 +10,8 @@ from typing import Any, Dict, List
 
 from rawbpf.spec import CollectionSpec, MapSpec, ProgramSpec
 
+__tier__ = "pure"
+
 __all__ = ["attach_text", "describe", "disasm_lines"]
 
 

@@ -35,6 +35,8 @@ from rawbpf.spec import (
     VariableSpec,
 )
 
+__tier__ = "pure"
+
 EM_BPF = 247
 SHT_NULL = 0
 SHT_PROGBITS = 1

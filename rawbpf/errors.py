@@ -12,6 +12,8 @@ import errno as _errno
 import os
 from typing import Optional, Sequence
 
+__tier__ = "pure"
+
 
 class RawBPFError(Exception):
     """Base of every error rawbpf raises on purpose."""

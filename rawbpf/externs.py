@@ -19,6 +19,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from rawbpf.btf import BTF
     from rawbpf.spec import CollectionSpec
 
+__tier__ = "files"
+
 VMLINUX = "/sys/kernel/btf/vmlinux"
 _vmlinux: Dict[str, Any] = {}
 

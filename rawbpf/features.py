@@ -24,6 +24,8 @@ from rawbpf.kbtf import KernelBTF
 from rawbpf.maps import ENOTSUPP, Map
 from rawbpf.programs import Program, enable_stats
 
+__tier__ = "kernel"
+
 # errnos a probe reads as "the kernel does not have this"
 _ABSENT = (_errno.EINVAL, _errno.EOPNOTSUPP, ENOTSUPP, _errno.E2BIG, _errno.ENOENT)
 

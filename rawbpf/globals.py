@@ -9,13 +9,32 @@ enumerator name for enums, the text itself for char arrays.
 from __future__ import annotations
 
 import struct
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any, Optional, Protocol
 
 from rawbpf.errors import ConfigError
 
 if TYPE_CHECKING:  # pragma: no cover
     from rawbpf.btf import BTF
-    from rawbpf.spec import CollectionSpec, VariableSpec
+
+__tier__ = "pure"
+
+
+class HasBTF(Protocol):
+    """What encoding reads of a spec (a :class:`rawbpf.spec.CollectionSpec`)."""
+
+    @property
+    def btf(self) -> Optional[BTF]: ...
+
+
+class Variable(Protocol):
+    """What encoding reads of a variable (a :class:`rawbpf.spec.VariableSpec`)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def size(self) -> int: ...
+    @property
+    def type_id(self) -> int: ...
 
 INT_SIGNED = 1
 INT_CHAR = 2
@@ -31,7 +50,7 @@ def _resolved(btf: BTF, type_id: int) -> Any:
     return btf[btf.resolve(type_id)]
 
 
-def encode_value(spec: CollectionSpec, var: VariableSpec, value: Any) -> bytes:
+def encode_value(spec: HasBTF, var: Variable, value: Any) -> bytes:
     """The bytes of ``value`` for ``var`` (exactly ``var.size``); ConfigError if it does not fit the type."""
     where = f"variable '{var.name}'"
     if isinstance(value, (bytes, bytearray, memoryview)):

@@ -19,6 +19,8 @@ from rawbpf._types import BtfInfoStruct, BtfLoadAttr
 from rawbpf.consts import Cmd
 from rawbpf.errors import BTFError, SyscallError
 
+__tier__ = "kernel"
+
 LOG_BUF_START = 64 * 1024
 LOG_BUF_MAX = (1 << 30) - 1
 _NOISE = ("magic:", "version:", "flags:", "hdr_len:", "type_off:", "type_len:", "str_off:", "str_len:",

@@ -33,6 +33,8 @@ from rawbpf.spec import (
     RelocKind,
 )
 
+__tier__ = "pure"
+
 OP_LD_IMM64 = 0x18
 OP_CALL = 0x85
 _INSN = struct.Struct("<BBhi")

@@ -41,6 +41,9 @@ from typing import Any, Callable, Deque, Dict, Iterable, Iterator, List, Optiona
 import msgpack
 
 from rawbpf.errors import ConfigError, LogFormatError
+from rawbpf.logformat import pack_records
+
+__tier__ = "files"
 
 log = logging.getLogger("rawbpf")
 
@@ -73,14 +76,6 @@ def boot_id() -> str:
             return f.read().strip()
     except OSError:
         return ""
-
-
-def pack_records(records: List[Dict[str, Any]]) -> bytes:
-    """The msgpack encoding of ``records`` back to back (one C call for the whole batch)."""
-    data: bytes = msgpack.packb(records, use_bin_type=True)
-    n = len(records)
-    # strip the array header: fixarray / array16 / array32
-    return data[1:] if n < 16 else data[3:] if n < 0x10000 else data[5:]
 
 
 def _strerror(err: OSError) -> str:

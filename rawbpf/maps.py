@@ -31,6 +31,8 @@ from rawbpf.consts import (
 )
 from rawbpf.errors import ConfigError, RawBPFError, SyscallError
 
+__tier__ = "kernel"
+
 ENOTSUPP = 524  # kernel-internal "operation not supported", leaks to user space from some commands
 
 KeyLike = Union[bytes, bytearray, memoryview, int]

@@ -25,6 +25,8 @@ from typing import List, Optional
 
 from rawbpf.errors import ConfigError
 
+__tier__ = "kernel"
+
 __all__ = ["Owner", "OwnerRecord", "PinDirLock", "lock_holder", "process_start", "read_owner", "running"]
 
 RECORD_PREFIX = "__owner_"  # bpffs refuses names with dots

@@ -40,6 +40,8 @@ from rawbpf.ringbuf import Run, RunSink
 if TYPE_CHECKING:
     from rawbpf.maps import Map
 
+__tier__ = "kernel"
+
 __all__ = ["PerfBuffer", "PERF_RECORD_SAMPLE", "PERF_RECORD_LOST", "parse_records"]
 
 PERF_RECORD_LOST = 2

@@ -24,6 +24,8 @@ from rawbpf.consts import BPF_STATS_RUN_TIME, Cmd, ProgType
 from rawbpf.errors import ConfigError, SyscallError, VerifierError
 from rawbpf.maps import ENOTSUPP, sanitize_name
 
+__tier__ = "kernel"
+
 log = logging.getLogger("rawbpf")
 
 INSN_SIZE = 8

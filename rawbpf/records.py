@@ -61,6 +61,9 @@ import msgpack
 
 from rawbpf.btf import BTF, BtfType, Kind
 from rawbpf.errors import BTFError
+from rawbpf.logformat import pack_records
+
+__tier__ = "pure"
 
 __all__ = [
     "RecordDecoder", "RingDecoder", "TimeBase", "find_record_layout", "ring_decoder",
@@ -861,8 +864,6 @@ class RingDecoder:
 
 
 def _pack(records: List[Dict[str, Any]]) -> bytes:
-    from rawbpf.logfile import pack_records
-
     return pack_records(records)
 
 

@@ -46,6 +46,8 @@ from rawbpf.errors import RawBPFError
 if TYPE_CHECKING:
     from rawbpf.maps import Map
 
+__tier__ = "kernel"
+
 __all__ = ["HDR_SIZE", "Run", "WalkResult", "walk", "RingBuffer", "RunSink", "RecordCallback"]
 
 HDR_SIZE = BPF_RINGBUF_HDR_SZ

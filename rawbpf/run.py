@@ -21,6 +21,8 @@ from rawbpf.errors import ConfigError
 from rawbpf.owner import PinDirLock
 from rawbpf.signals import StopSignals
 
+__tier__ = "kernel"
+
 __all__ = ["LoadResult", "Runner", "load_and_run", "wait_for_signal"]
 
 Runner = Callable[[Any, threading.Event], None]

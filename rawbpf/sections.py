@@ -15,6 +15,8 @@ from typing import Optional, Tuple
 
 from rawbpf.consts import AttachType, ProgType
 
+__tier__ = "pure"
+
 # flags, as libbpf names them
 SEC_NONE = 0
 SEC_EXP_ATTACH_OPT = 1  # expected_attach_type may be dropped on old kernels

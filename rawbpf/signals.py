@@ -13,6 +13,8 @@ import signal
 import threading
 from typing import Any, Callable, Dict, List, Optional
 
+__tier__ = "files"
+
 __all__ = ["StopSignals", "active", "on_hangup"]
 
 _active: List[StopSignals] = []

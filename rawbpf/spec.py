@@ -13,10 +13,14 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 
 from rawbpf.consts import MapType, ProgType
+from rawbpf.errors import ConfigError
+from rawbpf.globals import encode_value
 
 if TYPE_CHECKING:  # pragma: no cover
     from rawbpf.btf import BTF
     from rawbpf.btf.ext import BTFExt
+
+__tier__ = "pure"
 
 INSN_SIZE = 8
 
@@ -216,11 +220,7 @@ class CollectionSpec:
         var = self.variables.get(name)
         if var is None:
             known = ", ".join(sorted(self.variables)) or "none"
-            from rawbpf.errors import ConfigError
-
             raise ConfigError(f"object '{self.name}': no global variable '{name}' (known: {known})")
-        from rawbpf.globals import encode_value
-
         raw = encode_value(self, var, value)
         data = self.maps[var.map].data
         assert data is not None

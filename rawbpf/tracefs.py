@@ -15,6 +15,8 @@ from typing import List, Optional
 from rawbpf import _sys
 from rawbpf.errors import ConfigError, SyscallError
 
+__tier__ = "kernel"
+
 TRACEFS = "/sys/kernel/tracing"
 DEBUGFS = "/sys/kernel/debug"
 #: where tracefs is looked for, in order

@@ -52,6 +52,8 @@ from rawbpf.asm.helpers import HELPERS, helper_id, helper_name
 from rawbpf.asm.insn import Instruction, decode, decode_one, encode
 from rawbpf.asm.text import assemble_text, parse
 
+__tier__ = "pure"
+
 __all__ = [
     "FP", "R0", "R1", "R2", "R3", "R4", "R5", "R6", "R7", "R8", "R9", "R10",
     "W0", "W1", "W2", "W3", "W4", "W5", "W6", "W7", "W8", "W9", "W10",

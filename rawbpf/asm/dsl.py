@@ -31,6 +31,8 @@ from rawbpf.asm.helpers import MAX_HELPER_ID, helper_id
 from rawbpf.asm.insn import Instruction, encode
 from rawbpf.errors import AsmError
 
+__tier__ = "pure"
+
 
 class Reg:
     """A register operand: ``num`` 0…10 and whether it is the 64-bit (R) or 32-bit (W) view."""

@@ -12,6 +12,8 @@ from typing import Dict, Optional
 
 from rawbpf.errors import AsmError
 
+__tier__ = "pure"
+
 # index = helper id; "unspec" (0) is not callable
 _NAMES = (
     "unspec", "map_lookup_elem", "map_update_elem", "map_delete_elem", "probe_read", "ktime_get_ns",

@@ -1,4 +1,5 @@
-"""The eBPF instruction model: encode/decode of 8-byte slots and the 16-byte ld_imm64; pure, no syscalls.
+"""The eBPF instruction model on top of :mod:`rawbpf.asm.codec`: :class:`Instruction` and encode/decode of
+instruction streams (ld_imm64 is one 16-byte instruction); pure, no syscalls.
 
 An instruction slot is ``code:u8, dst:4 | src:4, off:s16, imm:s32`` in host (little-endian) order.
 ``ld_imm64`` (code 0x18) spans two slots: the second slot carries the high 32 bits of the immediate and
@@ -8,19 +9,16 @@ must otherwise be zero, so :class:`Instruction` holds it as one instruction with
 from __future__ import annotations
 
 import dataclasses
-import struct
 from typing import Iterable, List
 
+from rawbpf.asm import codec
 from rawbpf.asm import opcodes as op
+from rawbpf.asm.codec import INSN_SIZE as SLOT_SIZE
+from rawbpf.asm.codec import signed as _signed
+from rawbpf.asm.format import format_insn
 from rawbpf.errors import AsmError
 
-_SLOT = struct.Struct("<BBhi")
-SLOT_SIZE = 8
-
-
-def _signed(value: int, bits: int) -> int:
-    value &= (1 << bits) - 1
-    return value - (1 << bits) if value >> (bits - 1) else value
+__tier__ = "pure"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,12 +73,10 @@ class Instruction:
 
     def encode(self) -> bytes:
         """The instruction's bytes (16 for ld_imm64)."""
-        regs = (self.src << 4) | self.dst
+        first = codec.pack(self.code, self.dst, self.src, self.off, self.imm)
         if self.code == op.LD_IMM64:
-            lo = _signed(self.imm, 32)
-            hi = _signed(self.imm >> 32, 32)
-            return _SLOT.pack(self.code, regs, self.off, lo) + _SLOT.pack(0, 0, 0, hi)
-        return _SLOT.pack(self.code, regs, self.off, self.imm)
+            return first + codec.pack(0, imm=self.imm >> 32)
+        return first
 
     def __repr__(self) -> str:
         fields = f"dst={self.dst}, src={self.src}, off={self.off}, imm={self.imm}"
@@ -88,8 +84,6 @@ class Instruction:
 
     def __str__(self) -> str:
         """The instruction in llvm-objdump syntax."""
-        from rawbpf.asm.disasm import format_insn  # disasm imports this module
-
         return format_insn(self)
 
     def replace(self, **changes: int) -> Instruction:
@@ -106,16 +100,17 @@ def decode_one(data: bytes, offset: int = 0) -> Instruction:
     """Decode the instruction starting at byte ``offset`` (two slots for ld_imm64)."""
     if offset < 0 or offset + SLOT_SIZE > len(data):
         raise AsmError(f"decode at byte {offset}: truncated instruction ({len(data) - offset} bytes left)")
-    code, regs, off, imm = _SLOT.unpack_from(data, offset)
-    if code != op.LD_IMM64:
-        return Instruction(code, regs & 0x0F, regs >> 4, off, imm)
+    view = memoryview(data)[offset:]
+    s = codec.read(view, 0)
+    if s.code != op.LD_IMM64:
+        return Instruction(*s)
     index = offset // SLOT_SIZE
     if offset + 2 * SLOT_SIZE > len(data):
         raise AsmError(f"decode insn {index}: ld_imm64 is missing its second slot")
-    code2, regs2, off2, hi = _SLOT.unpack_from(data, offset + SLOT_SIZE)
-    if code2 or regs2 or off2:
+    s2 = codec.read(view, 1)
+    if s2.code or s2.dst or s2.src or s2.off:
         raise AsmError(f"decode insn {index}: ld_imm64 second slot has non-zero reserved fields")
-    return Instruction(code, regs & 0x0F, regs >> 4, off, ((hi & 0xFFFFFFFF) << 32) | (imm & 0xFFFFFFFF))
+    return Instruction(s.code, s.dst, s.src, s.off, codec.imm64(view, 0))
 
 
 def decode(data: bytes) -> List[Instruction]:

@@ -6,6 +6,8 @@ instruction is ``class | op | source`` for ALU/JMP classes and ``class | size | 
 
 from __future__ import annotations
 
+__tier__ = "pure"
+
 # instruction classes (code & 0x07)
 LD = 0x00
 LDX = 0x01

@@ -27,6 +27,8 @@ from rawbpf.asm.helpers import HELPERS
 from rawbpf.asm.insn import Instruction
 from rawbpf.errors import AsmError
 
+__tier__ = "pure"
+
 _REG = r"([rw])(\d+)"
 _NUM = r"(-?(?:0x[0-9a-fA-F]+|\d+))"
 _ADDR = r"r(\d+) ([+-]) (0x[0-9a-fA-F]+|\d+)"

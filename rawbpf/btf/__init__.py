@@ -8,7 +8,10 @@ from __future__ import annotations
 from rawbpf.btf.ext import BTFExt, CoreRelo, CoreReloKind, FuncInfo, LineInfo
 from rawbpf.btf.marshal import BtfFeatures, fill_datasecs, fixup_externs, marshal, sanitized
 from rawbpf.btf.parse import BTF
+from rawbpf.btf.pretty import format_c
 from rawbpf.btf.types import Array, BtfType, EnumValue, Kind, Member, Param, VarSecInfo
+
+__tier__ = "pure"
 
 __all__ = [
     "BTF",
@@ -27,6 +30,7 @@ __all__ = [
     "VarSecInfo",
     "fill_datasecs",
     "fixup_externs",
+    "format_c",
     "marshal",
     "sanitized",
 ]

@@ -37,6 +37,8 @@ from rawbpf.btf.match import (
 from rawbpf.btf.parse import BTF
 from rawbpf.errors import BTFError, RelocationError
 
+__tier__ = "pure"
+
 __all__ = [
     "POISON_IMM",
     "Accessor",
@@ -190,20 +192,17 @@ def _normalise(relo: ReloInput, local: BTF) -> Tuple[int, int, str, CoreReloKind
 
 
 def relocate_program(insns: bytearray, relos: Iterable[ReloInput], local: BTF,
-                     target: Union[BTF, Targets, Relocator, None] = None, *,
+                     target: Union[BTF, Targets, Relocator], *,
                      line_of: Optional[Callable[[int], str]] = None, prog_name: str = "",
                      strict: bool = False) -> List[AppliedRelo]:
     """Apply CO-RE relocations to ``insns`` in place, as libbpf would before loading.
 
     ``relos`` are :class:`CoreRelo` records (``insn_off`` in bytes from the start of ``insns``) or
     ``(instruction index, record)`` pairs whose record has ``type_id``, ``kind`` and ``access`` (or
-    ``access_str_off``). ``target`` defaults to the running kernel's BTF (vmlinux, then modules).
+    ``access_str_off``). ``target`` is the BTF to relocate against; the running kernel's is
+    :func:`rawbpf.btf.kernel.targets` (vmlinux, then modules).
     ``line_of(insn_index)`` gives the C source line for messages. Returns what was done per relocation.
     """
-    if target is None:
-        from rawbpf.btf import kernel
-
-        target = kernel.targets()
     rel = target if isinstance(target, Relocator) else Relocator(local, target)
     out: List[AppliedRelo] = []
     n_insns = len(insns) // INSN_SIZE
@@ -236,7 +235,7 @@ def relocate_program(insns: bytearray, relos: Iterable[ReloInput], local: BTF,
 
 
 def explain_poison(relos: Iterable[ReloInput], local: BTF, insn: int,
-                   target: Union[BTF, Targets, Relocator, None] = None, *,
+                   target: Union[BTF, Targets, Relocator], *,
                    line_of: Optional[Callable[[int], str]] = None, prog_name: str = "") -> str:
     """Why instruction ``insn`` became ``call 0xbad2310`` ("invalid func unknown#195896080"), or "".
 
@@ -245,10 +244,6 @@ def explain_poison(relos: Iterable[ReloInput], local: BTF, insn: int,
     of that instruction (or of the ld_imm64 it is the second half of) again and names the type, the field
     path and the C source line. Use it when a load fails that way.
     """
-    if target is None:
-        from rawbpf.btf import kernel
-
-        target = kernel.targets()
     rel = target if isinstance(target, Relocator) else Relocator(local, target)
     for no, relo in enumerate(relos):
         try:

@@ -16,6 +16,8 @@ from typing import Callable, Dict, Iterable, List, Tuple
 from rawbpf.btf.parse import BTF
 from rawbpf.errors import BTFError
 
+__tier__ = "pure"
+
 EXT_HEADER_MIN = 24  # through line_info_len
 EXT_HEADER_CORE = 32  # with core_relo_off/len
 FUNC_INFO_SIZE = 8  # struct bpf_func_info

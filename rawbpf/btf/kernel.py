@@ -14,6 +14,8 @@ from rawbpf.btf.core import Targets
 from rawbpf.btf.parse import BTF
 from rawbpf.errors import BTFError
 
+__tier__ = "files"
+
 BTF_DIR = "/sys/kernel/btf"
 VMLINUX = BTF_DIR + "/vmlinux"
 

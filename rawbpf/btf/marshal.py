@@ -27,6 +27,8 @@ from rawbpf.btf.types import (
 )
 from rawbpf.errors import BTFError
 
+__tier__ = "pure"
+
 # DATASECs backing externs: libbpf sizes them itself and no ELF symbol backs every VAR.
 _EXTERN_SECS = (".kconfig", ".ksyms")
 

@@ -14,6 +14,8 @@ from rawbpf.btf.ext import CoreReloKind
 from rawbpf.btf.parse import BTF
 from rawbpf.btf.types import INT_SIGNED, BtfType, Kind
 
+__tier__ = "pure"
+
 SPEC_MAX_LEN = 64
 _MAX_LEVEL = 32
 _U64 = (1 << 64) - 1

@@ -11,7 +11,7 @@ from __future__ import annotations
 import struct
 import sys
 from array import array
-from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union, overload
+from typing import Iterator, List, Optional, Sequence, Tuple, Union, overload
 
 from rawbpf.btf.types import (
     KIND_MAX,
@@ -26,6 +26,8 @@ from rawbpf.btf.types import (
     kind_name,
 )
 from rawbpf.errors import BTFError
+
+__tier__ = "pure"
 
 MAGIC = 0xEB9F
 HEADER_LEN = 24
@@ -476,34 +478,6 @@ class BTF:
     def type_name(self, type_id: int) -> str:
         """A C-ish spelling of a type for messages: ``struct task_struct *``, ``char[16]``, ``void``."""
         return _type_name(self, type_id, 0)
-
-    def format_c(self, type_id: int) -> str:
-        """A C-like declaration of a type (struct/union/enum bodies expanded one level) for ``inspect``."""
-        from rawbpf.btf.pretty import format_c
-
-        return format_c(self, type_id)
-
-    # ------------------------------------------------------------- re-encoding
-
-    def marshal(self) -> bytes:
-        """Header + types + strings, ready for BTF_LOAD (byte-identical to the input when nothing changed)."""
-        from rawbpf.btf.marshal import marshal
-
-        return marshal(self)
-
-    def fill_datasecs(self, section_sizes: Dict[str, int], symbol_offsets: Dict[str, Dict[str, int]],
-                      hidden: Sequence[str] = ()) -> None:
-        """Fill DATASEC sizes and VAR offsets clang leaves zero (:func:`rawbpf.btf.marshal.fill_datasecs`)."""
-        from rawbpf.btf.marshal import fill_datasecs
-
-        fill_datasecs(self, section_sizes, symbol_offsets, hidden)
-
-    def sanitized(self, features: object) -> BTF:
-        """A copy with kinds the kernel lacks replaced; see :func:`rawbpf.btf.marshal.sanitized`."""
-        from rawbpf.btf.marshal import BtfFeatures, sanitized
-
-        assert isinstance(features, BtfFeatures)
-        return sanitized(self, features)
 
     def copy(self) -> BTF:
         """An independent copy (every own type decoded and cloned; the base, if any, is shared)."""

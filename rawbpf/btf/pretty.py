@@ -9,6 +9,8 @@ from rawbpf.btf.types import Kind
 if TYPE_CHECKING:
     from rawbpf.btf.parse import BTF
 
+__tier__ = "pure"
+
 _MAX_DEPTH = 32
 
 

@@ -11,6 +11,8 @@ import enum
 from dataclasses import dataclass, field
 from typing import List, Optional
 
+__tier__ = "pure"
+
 
 class Kind(enum.IntEnum):
     """BTF_KIND_* from include/uapi/linux/btf.h."""

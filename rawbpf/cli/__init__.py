@@ -16,6 +16,8 @@ from rawbpf import __version__
 from rawbpf.errors import RawBPFError, VerifierError
 from rawbpf.termsafe import escape
 
+__tier__ = "kernel"
+
 _COMMANDS = {
     # name: (module, attribute)
     "load": ("rawbpf.cli.load", "load"),

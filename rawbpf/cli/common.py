@@ -6,6 +6,8 @@ from typing import Any, Callable
 
 import click
 
+__tier__ = "pure"
+
 DEFAULT_LOG_DIR = "/var/log/rawbpf"
 DEFAULT_PIN_DIR = "/sys/fs/bpf/rawbpf"
 

@@ -18,6 +18,8 @@ import click
 from rawbpf import bpffs, features, tracefs
 from rawbpf.errors import RawBPFError
 
+__tier__ = "kernel"
+
 OK, MISSING, WARN, INFO = "ok", "missing", "warn", "info"
 
 CAP_SYS_ADMIN, CAP_PERFMON, CAP_BPF = 21, 38, 39

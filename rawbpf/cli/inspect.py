@@ -11,6 +11,8 @@ from rawbpf.describe import describe, disasm_lines
 from rawbpf.spec import CollectionSpec
 from rawbpf.termsafe import escape
 
+__tier__ = "pure"
+
 
 def _spec(path: str) -> CollectionSpec:
     from rawbpf.elf import load_spec

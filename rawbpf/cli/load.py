@@ -14,6 +14,8 @@ from rawbpf.cli.monitor_options import maybe_run_monitor, monitor_options
 from rawbpf.errors import ConfigError
 from rawbpf.logfile import DEFAULT_FLUSH_INTERVAL
 
+__tier__ = "kernel"
+
 
 def parse_assignments(items: Sequence[str]) -> Dict[str, str]:
     """``["NAME=VALUE", …]`` → dict; the value stays text and is parsed later per the variable's BTF type."""

@@ -13,6 +13,8 @@ import click
 from rawbpf.errors import ConfigError
 from rawbpf.monitor import OBJECT_NAME
 
+__tier__ = "kernel"
+
 F = Callable[..., Any]
 
 _OPTIONS = [

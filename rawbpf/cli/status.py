@@ -8,6 +8,8 @@ import click
 
 from rawbpf.cli.common import log_dir_option, pin_dir_option
 
+__tier__ = "kernel"
+
 
 @click.command("status")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")

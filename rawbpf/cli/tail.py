@@ -23,6 +23,8 @@ from rawbpf.cli.common import log_dir_option
 from rawbpf.errors import ConfigError
 from rawbpf.termsafe import escape, escape_json
 
+__tier__ = "files"
+
 # fields every monitor record has that the readable line shows up front or leaves out
 _FRONT = ("seq", "ts", "type", "pid", "comm")
 _QUIET = {"tid", "ppid", "uid", "root_pid", "depth", "flags"}

@@ -9,5 +9,7 @@ the program into the kernel.
 
 from __future__ import annotations
 
+__tier__ = "pure"
+
 #: the object's name as the loader reports it; ``rawbpf load`` hands such objects to :mod:`rawbpf.monitor.run`
 OBJECT_NAME = "claude_monitor"

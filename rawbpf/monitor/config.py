@@ -20,6 +20,8 @@ from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Uni
 
 from rawbpf.errors import ConfigError
 
+__tier__ = "pure"
+
 COMM_LEN = 16
 RULE_LEN = 64
 MAX_PATH_RULES = 16

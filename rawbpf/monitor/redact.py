@@ -10,6 +10,8 @@ from __future__ import annotations
 import re
 from typing import List, Sequence, Tuple
 
+__tier__ = "pure"
+
 MARK = "[REDACTED]"
 
 #: options whose *value* is a secret: ``--api-key X`` and ``--api-key=X``

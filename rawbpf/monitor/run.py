@@ -24,6 +24,8 @@ from rawbpf.monitor.status import remove_status, write_status
 from rawbpf.owner import process_start
 from rawbpf.run import load_and_run
 
+__tier__ = "kernel"
+
 log = logging.getLogger("rawbpf")
 
 

@@ -17,6 +17,8 @@ from typing import Dict, Iterable, List, Optional, Sequence
 
 from rawbpf.monitor.config import MonitorConfig, PathRule
 
+__tier__ = "files"
+
 #: nanoseconds per USER_HZ tick: /proc/PID/stat reports start times in ticks (USER_HZ is 100 on Linux)
 TICK_NS = 10_000_000
 

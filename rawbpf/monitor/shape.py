@@ -19,6 +19,8 @@ from typing import Any, Dict, List, Optional
 
 from rawbpf.monitor.redact import redact_argv
 
+__tier__ = "pure"
+
 FAMILIES: Dict[int, str] = {socket.AF_INET: "inet", socket.AF_INET6: "inet6", socket.AF_UNIX: "unix"}
 _HEADER = ("pid", "tid", "ppid", "uid", "root_pid", "depth")
 

@@ -18,6 +18,8 @@ from typing import Any, Dict, List, Optional
 from rawbpf.errors import ConfigError, RawBPFError
 from rawbpf.termsafe import escape
 
+__tier__ = "kernel"
+
 STATUS_NAME = "claude_monitor.status.json"
 
 

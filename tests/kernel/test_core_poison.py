@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from rawbpf.btf import core
+from rawbpf.btf import core, kernel
 from rawbpf.errors import RelocationError, VerifierError
 
 DATA = Path(__file__).resolve().parents[1] / "data"
@@ -32,9 +32,9 @@ def test_explain_poison_names_type_field_and_line(kernel_core: bool) -> None:
     prog = spec.programs["unguarded"]
     assert spec.btf is not None and spec.btf_ext is not None
     lines = spec.btf_ext.source_lines(prog.section)
-    why = core.explain_poison([(r.insn, r) for r in prog.core_relos], spec.btf, insn, line_of=lines,
-                              prog_name="unguarded")
+    relos = [(r.insn, r) for r in prog.core_relos]
+    why = core.explain_poison(relos, spec.btf, insn, kernel.targets(), line_of=lines, prog_name="unguarded")
     assert why.startswith("program 'unguarded': CO-RE relocation #0 (field_byte_offset of "
                           "struct task_struct___nope.rawbpf_absent) [at ./core_unguarded.c:")
     assert why.endswith(": no field struct task_struct___nope.rawbpf_absent in the target BTF")
-    assert core.explain_poison([(r.insn, r) for r in prog.core_relos], spec.btf, insn + 5) == ""
+    assert core.explain_poison(relos, spec.btf, insn + 5, kernel.targets()) == ""

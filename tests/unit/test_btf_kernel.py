@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from elftools.elf.elffile import ELFFile
 
-from rawbpf.btf import BTF, BtfType, Kind, Member, kernel
+from rawbpf.btf import BTF, BtfType, Kind, Member, kernel, marshal
 from rawbpf.btf import core as co
 from rawbpf.btf.ext import CoreRelo, CoreReloKind
 from rawbpf.errors import BTFError
@@ -35,7 +35,7 @@ def struct_btf(base: BTF | None, name: str, fields: list) -> BTF:
 def btf_dir(tmp_path: Path) -> Path:
     (tmp_path / "vmlinux").write_bytes(target_blob())
     base = BTF.parse(target_blob())
-    (tmp_path / "mymod").write_bytes(struct_btf(base, "mod_only", ["pad", "pad2", "wanted"]).marshal())
+    (tmp_path / "mymod").write_bytes(marshal(struct_btf(base, "mod_only", ["pad", "pad2", "wanted"])))
     return tmp_path
 
 

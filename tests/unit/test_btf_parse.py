@@ -13,8 +13,8 @@ from elftools.elf.elffile import ELFFile
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rawbpf.btf import BTF, BtfFeatures, BtfType, EnumValue, Kind, sanitized
-from rawbpf.btf.pretty import dump_raw
+from rawbpf.btf import BTF, BtfFeatures, BtfType, EnumValue, Kind, marshal, sanitized
+from rawbpf.btf.pretty import dump_raw, format_c
 from rawbpf.errors import BTFError
 
 DATA = Path(__file__).resolve().parents[1] / "data"
@@ -52,8 +52,8 @@ def test_parse_matches_bpftool_raw_dump(golden: Path) -> None:
 def test_marshal_is_byte_identical_and_round_trips(golden: Path) -> None:
     raw = blob_of(golden)
     btf = BTF.parse(raw)
-    assert btf.marshal() == raw
-    assert BTF.parse(btf.marshal()) == btf
+    assert marshal(btf) == raw
+    assert BTF.parse(marshal(btf)) == btf
 
 
 def test_goldens_cover_every_kind() -> None:
@@ -68,7 +68,7 @@ def test_changed_names_are_appended_and_round_trip() -> None:
     t = btf.get("nested", Kind.STRUCT)
     t.name = "renamed_nested"
     t.members[0].name = "first_renamed"
-    again = BTF.parse(btf.marshal())
+    again = BTF.parse(marshal(btf))
     assert again[t.id].name == "renamed_nested"
     assert again[t.id].members[0].name == "first_renamed"
     assert again == btf
@@ -77,12 +77,12 @@ def test_changed_names_are_appended_and_round_trip() -> None:
 def test_big_endian_blob_parses_to_the_same_types() -> None:
     btf = kinds()
     btf.byte_order = "big"
-    be = btf.marshal()
+    be = marshal(btf)
     assert be[:2] == b"\xeb\x9f"
     parsed = BTF.parse(be)
     assert parsed.byte_order == "big"
     assert parsed == kinds()
-    assert parsed.marshal() == be
+    assert marshal(parsed) == be
 
 
 def test_lookups_and_sizes() -> None:
@@ -119,13 +119,13 @@ def test_type_names_and_c_format() -> None:
     assert btf.type_name(by["matrix"]) == "int[2][3]"
     assert btf.type_name(by["cv"]) == "const volatile int"
     assert btf.type_name(0) == "void"
-    text = btf.format_c(nested.id)
+    text = format_c(btf, nested.id)
     assert "\tint matrix[2][3];" in text
     assert "\tint (*cb)(int, char *);" in text
-    assert "\tunsigned long long d : 41;" in btf.format_c(btf.get("bits").id)
+    assert "\tunsigned long long d : 41;" in format_c(btf, btf.get("bits").id)
     assert '\tint __attribute__((btf_type_tag("user"))) *tagged;' in text
-    assert btf.format_c(btf.get("color").id).startswith("enum color {\n\tRED = 0,")
-    assert btf.format_c(btf.get("helper").id) == "static int helper(int a, nested_t *n);"
+    assert format_c(btf, btf.get("color").id).startswith("enum color {\n\tRED = 0,")
+    assert format_c(btf, btf.get("helper").id) == "static int helper(int a, nested_t *n);"
 
 
 def test_kinds_carry_their_flags() -> None:
@@ -149,14 +149,14 @@ def test_split_btf_extends_its_base() -> None:
     int_id = base.get("int").id
     sid = split.add(BtfType(0, Kind.TYPEDEF, "split_int", type=int_id))
     split.add(BtfType(0, Kind.PTR, type=sid))
-    raw = split.marshal()
+    raw = marshal(split)
     parsed = BTF.parse(raw, base=base)
     assert parsed.start_id == len(base)
     assert parsed[sid].name == "split_int" and parsed.resolve(sid + 1) == sid + 1
     assert parsed.resolve(sid) == int_id
     assert parsed.find("split_int").id == sid  # type: ignore[union-attr]
     assert parsed.find("nested").id == base.get("nested").id  # type: ignore[union-attr]
-    assert parsed.marshal() == raw
+    assert marshal(parsed) == raw
     with pytest.raises(BTFError, match=r"out of range|beyond the last id"):
         BTF.parse(raw)  # the same blob without its base refers to missing types
 
@@ -205,17 +205,17 @@ def test_mutated_btf_raises_only_btf_error(edits: List[tuple], cut: int) -> None
         return
     # whatever parsed must be usable without crashing
     for t in btf.own_types():
-        for fn in (btf.type_name, btf.format_c):
-            fn(t.id)
+        btf.type_name(t.id)
+        format_c(btf, t.id)
         try:
             btf.size_of(t.id)
             btf.resolve(t.id)
         except BTFError:
             pass
     dump_raw(btf)
-    BTF.parse(btf.marshal())
+    BTF.parse(marshal(btf))
     try:
-        BTF.parse(sanitized(btf, BtfFeatures.none()).marshal())
+        BTF.parse(marshal(sanitized(btf, BtfFeatures.none())))
     except BTFError:
         pass
 
@@ -231,7 +231,7 @@ def test_the_running_kernels_btf_parses_like_bpftool_and_re_encodes_byte_identic
     want = subprocess.run(["bpftool", "btf", "dump", "file", str(VMLINUX), "format", "raw"], check=True,
                           capture_output=True, text=True).stdout
     assert dump_raw(btf) == want
-    assert btf.marshal() == raw
+    assert marshal(btf) == raw
 
 
 def test_copy_is_independent_and_equal() -> None:

@@ -1,80 +1,90 @@
-"""Pure modules (parsing, encoding, decoding, log format) must never import kernel-facing modules."""
+"""The package's shape, from its import graph (every import statement, also inside functions):
+
+1. no import cycles;
+2. nothing outside ``rawbpf.cli`` (and ``python -m rawbpf``) imports the command line;
+3. every module declares its tier (``__tier__``: ``pure`` makes no syscalls, ``files`` touches files, /proc or
+   the process but no BPF object, ``kernel`` makes BPF/perf syscalls or owns their fds), and imports only
+   modules of its tier or a lower one (pure < files < kernel).
+
+The graph is the one ``tools/import_graph.py`` measures.
+"""
 
 from __future__ import annotations
 
 import ast
+import importlib.util
+import sys
 from pathlib import Path
 from typing import Dict, Set
 
 import pytest
 
-PKG = Path(__file__).resolve().parents[2] / "rawbpf"
+ROOT = Path(__file__).resolve().parents[2]
+_spec = importlib.util.spec_from_file_location("import_graph", ROOT / "tools" / "import_graph.py")
+assert _spec is not None and _spec.loader is not None
+import_graph = importlib.util.module_from_spec(_spec)
+sys.modules["import_graph"] = import_graph
+_spec.loader.exec_module(import_graph)
 
-# Kernel-facing modules: anything that makes syscalls or owns fds.
-KERNEL = {
-    "rawbpf._sys", "rawbpf._fd", "rawbpf.maps", "rawbpf.programs", "rawbpf.kbtf", "rawbpf.attach",
-    "rawbpf.features", "rawbpf.bpffs", "rawbpf.collection", "rawbpf.perfbuf", "rawbpf.daemon",
-}
-KERNEL_PREFIXES = ("rawbpf.monitor", "rawbpf.cli")
-# Pure modules and packages: checked transitively.
-PURE_PREFIXES = (
-    "rawbpf.errors", "rawbpf.consts", "rawbpf._types", "rawbpf.spec", "rawbpf.sections", "rawbpf.elf",
-    "rawbpf.linker", "rawbpf.btf", "rawbpf.asm", "rawbpf.records", "rawbpf.logfile",
-    "rawbpf.ship.url", "rawbpf.ship.forward", "rawbpf.ship.syslog", "rawbpf.ship.relp",
-)
+PKG = ROOT / "rawbpf"
+GRAPH, _LOCAL = import_graph.scan(PKG)
+RANK = {"pure": 0, "files": 1, "kernel": 2}
 
 
-def _module_name(path: Path) -> str:
-    rel = path.relative_to(PKG.parent).with_suffix("")
-    parts = list(rel.parts)
-    if parts[-1] == "__init__":
-        parts.pop()
-    return ".".join(parts)
-
-
-def _imports() -> Dict[str, Set[str]]:
-    graph: Dict[str, Set[str]] = {}
+def _tiers() -> Dict[str, str]:
+    out: Dict[str, str] = {}
     for path in PKG.rglob("*.py"):
-        name = _module_name(path)
-        deps: Set[str] = set()
-        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
-        for node in ast.walk(ast.parse(path.read_text(), str(path))):
-            if isinstance(node, ast.Import):
-                deps.update(a.name for a in node.names if a.name.startswith("rawbpf"))
-            elif isinstance(node, ast.ImportFrom):
-                if node.level:
-                    base = package.split(".")
-                    base = base[: len(base) - node.level + 1]
-                    mod = ".".join(base + ([node.module] if node.module else []))
-                else:
-                    mod = node.module or ""
-                if mod.startswith("rawbpf"):
-                    deps.add(mod)
-                    deps.update(f"{mod}.{a.name}" for a in node.names)
-        graph[name] = deps
-    return graph
+        for node in ast.parse(path.read_text()).body:
+            if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "__tier__"
+                                                    for t in node.targets):
+                assert isinstance(node.value, ast.Constant)
+                out[import_graph.module_name(path)] = str(node.value.value)
+    return out
 
 
-def _is_kernel(mod: str) -> bool:
-    return mod in KERNEL or mod.startswith(KERNEL_PREFIXES)
-
-
-GRAPH = _imports()
-PURE = sorted(m for m in GRAPH if m.startswith(PURE_PREFIXES))
-
-
-@pytest.mark.parametrize("module", PURE)
-def test_pure_module_never_reaches_kernel_code(module: str) -> None:
-    seen: Set[str] = set()
-    stack = [module]
-    while stack:
-        mod = stack.pop()
-        if mod in seen:
-            continue
-        seen.add(mod)
-        assert not _is_kernel(mod), f"pure module {module} imports kernel-facing {mod}"
-        stack.extend(d for d in GRAPH.get(mod, ()) if d in GRAPH)
+TIERS = _tiers()
 
 
 def test_graph_found_modules() -> None:
-    assert "rawbpf.errors" in GRAPH and "rawbpf.consts" in GRAPH
+    assert {"rawbpf.errors", "rawbpf.elf", "rawbpf.collection", "rawbpf.cli.load"} <= set(GRAPH)
+    assert "rawbpf.collection" in GRAPH["rawbpf.run"]  # function-local imports are edges too
+
+
+def test_no_import_cycles() -> None:
+    assert import_graph.cycles(GRAPH) == []
+
+
+def test_scan_finds_a_cycle() -> None:
+    assert import_graph.cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+def test_library_never_imports_the_cli() -> None:
+    assert import_graph.cli_imports(GRAPH) == []
+
+
+@pytest.mark.parametrize("module", sorted(GRAPH))
+def test_module_declares_its_tier(module: str) -> None:
+    assert TIERS.get(module) in RANK, f"{module}: no __tier__ = 'pure' | 'files' | 'kernel'"
+
+
+@pytest.mark.parametrize("module", sorted(GRAPH))
+def test_module_imports_only_its_tier_or_lower(module: str) -> None:
+    tier = TIERS.get(module, "kernel")
+    above: Set[str] = {d for d in GRAPH[module] if RANK[TIERS.get(d, "kernel")] > RANK[tier]}
+    names = ", ".join(f"{d} ({TIERS.get(d)})" for d in sorted(above))
+    assert not above, f"{tier} module {module} imports {names}"
+
+
+def test_pure_modules_stay_pure_transitively() -> None:
+    for module, tier in TIERS.items():
+        if tier != "pure":
+            continue
+        seen: Set[str] = set()
+        stack = [module]
+        while stack:
+            mod = stack.pop()
+            if mod in seen:
+                continue
+            seen.add(mod)
+            assert TIERS.get(mod) == "pure", f"pure module {module} reaches {mod} ({TIERS.get(mod)})"
+            stack.extend(GRAPH.get(mod, ()))
