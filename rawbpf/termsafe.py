@@ -26,6 +26,8 @@ import re
 import unicodedata
 from typing import Union
 
+__tier__ = "pure"
+
 __all__ = ["escape", "escape_json"]
 
 _SHORT = {"\t": "\\t", "\n": "\\n", "\r": "\\r", "\\": "\\\\"}
