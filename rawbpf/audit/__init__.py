@@ -13,5 +13,7 @@ from rawbpf.audit.join import REPORT_FORMAT, build_report
 from rawbpf.audit.sessions import Session, find_sessions, load_sessions, select_session
 from rawbpf.audit.transcript import Transcript, parse_transcript, read_transcript
 
+__tier__ = "files"
+
 __all__ = ["REPORT_FORMAT", "Session", "Transcript", "build_report", "find_sessions", "load_sessions",
            "parse_transcript", "read_transcript", "select_session"]

@@ -12,6 +12,8 @@ import html
 import json
 from typing import Any, Dict
 
+__tier__ = "pure"
+
 __all__ = ["render_html"]
 
 _CSS = r"""

@@ -27,6 +27,8 @@ from typing import Any, Dict, List, Optional, Set, Tuple
 from rawbpf.audit.sessions import CHANGE_OPS, Log, Proc, Session, errno_name
 from rawbpf.audit.transcript import ToolCall, Transcript
 
+__tier__ = "files"
+
 __all__ = ["REPORT_FORMAT", "build_report", "session_summary", "connection_label", "in_tree"]
 
 REPORT_FORMAT = "rawbpf.report/1"

@@ -19,6 +19,8 @@ from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 from rawbpf.errors import ConfigError
 
+__tier__ = "files"
+
 __all__ = [
     "Proc",
     "Session",

@@ -24,6 +24,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Dict, Iterable, List, Optional
 
+__tier__ = "files"
+
 __all__ = [
     "Prompt",
     "ToolCall",

@@ -24,6 +24,8 @@ from rawbpf.cli.common import log_dir_option
 from rawbpf.errors import ConfigError
 from rawbpf.termsafe import escape, escape_json
 
+__tier__ = "files"
+
 _EVAL = re.compile(r"eval '((?:[^']|'\\'')*)'")
 _SEV = {"high": "HIGH", "medium": "MEDIUM", "low": "LOW", "info": "INFO"}
 
