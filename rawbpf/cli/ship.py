@@ -16,6 +16,8 @@ import click
 
 from rawbpf.cli.common import log_dir_option
 
+__tier__ = "files"
+
 
 @click.command("ship")
 @click.option("--to", "urls", multiple=True, required=True, metavar="URL",

@@ -12,4 +12,6 @@ encoding and decoding, pure), :mod:`.cursor` (cursor files), :mod:`.conn` (socke
 
 from __future__ import annotations
 
+__tier__ = "pure"
+
 __all__ = ["engine", "url"]

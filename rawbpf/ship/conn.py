@@ -18,6 +18,8 @@ from typing import Optional, Union
 from rawbpf.errors import ConfigError
 from rawbpf.ship.url import Destination
 
+__tier__ = "files"
+
 __all__ = ["Socket", "connect", "tls_context", "unacked_bytes"]
 
 Socket = Union[socket.socket, ssl.SSLSocket]

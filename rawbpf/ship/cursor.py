@@ -21,6 +21,8 @@ from typing import Any, Dict, List, Optional
 
 from rawbpf.errors import ConfigError
 
+__tier__ = "files"
+
 __all__ = ["Cursor", "CursorFile", "cursor_files", "read_cursor"]
 
 PREFIX = "ship-"

@@ -38,6 +38,8 @@ from rawbpf.ship.cursor import Cursor, CursorFile
 from rawbpf.ship.protocols import Batch, Protocol, make_protocol, read_some
 from rawbpf.ship.url import Destination
 
+__tier__ = "files"
+
 log = logging.getLogger("rawbpf")
 
 __all__ = ["Worker", "Shipper", "BACKOFF_MIN", "BACKOFF_MAX", "backoff_delay"]

@@ -27,6 +27,8 @@ import msgpack
 
 from rawbpf.errors import RawBPFError
 
+__tier__ = "pure"
+
 __all__ = ["ForwardError", "ChunkIds", "event_time", "tag_for", "pack_entries", "message", "encode_batch",
            "ServerStream", "Helo", "make_ping", "check_pong"]
 

@@ -21,6 +21,8 @@ from rawbpf.ship import forward, relp, syslog
 from rawbpf.ship.conn import Socket
 from rawbpf.ship.url import Destination
 
+__tier__ = "files"
+
 __all__ = ["Batch", "Protocol", "ForwardProtocol", "SyslogProtocol", "RelpProtocol", "make_protocol"]
 
 Record = Dict[str, Any]

@@ -14,6 +14,8 @@ from typing import List, Optional
 
 from rawbpf.errors import RawBPFError
 
+__tier__ = "pure"
+
 __all__ = ["RelpError", "Frame", "encode", "open_offer", "FrameParser", "MAX_TXNR", "next_txnr"]
 
 MAX_TXNR = 999_999_999

@@ -19,6 +19,8 @@ from typing import Any, Dict, List, Optional
 
 from rawbpf.ship.cursor import PREFIX, SUFFIX, cursor_files, read_cursor
 
+__tier__ = "files"
+
 __all__ = ["write_status", "remove_status", "collect", "format_text"]
 
 

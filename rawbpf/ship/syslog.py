@@ -19,6 +19,8 @@ import json
 import time
 from typing import Any, Dict, Optional
 
+__tier__ = "pure"
+
 __all__ = ["SD_ID", "SD_FIELDS", "format_message", "frame", "to_json"]
 
 Record = Dict[str, Any]

@@ -38,6 +38,8 @@ from urllib.parse import parse_qsl, urlsplit
 
 from rawbpf.errors import ConfigError
 
+__tier__ = "pure"
+
 SCHEMES = ("forward", "forward+tls", "syslog+tcp", "syslog+tls", "relp")
 
 FACILITIES = {

@@ -2,9 +2,10 @@
 
 1. no import cycles;
 2. nothing outside ``rawbpf.cli`` (and ``python -m rawbpf``) imports the command line;
-3. every module declares its tier (``__tier__``: ``pure`` makes no syscalls, ``files`` touches files, /proc or
-   the process but no BPF object, ``kernel`` makes BPF/perf syscalls or owns their fds), and imports only
-   modules of its tier or a lower one (pure < files < kernel).
+3. every module declares its tier (``__tier__``: ``pure`` makes no syscall but reading a file it is handed,
+   ``files`` touches files, /proc, sockets or process state but no BPF object, ``kernel`` makes BPF/perf
+   syscalls, mounts, or owns their fds), and imports only modules of its tier or a lower one
+   (pure < files < kernel).
 
 The graph is the one ``tools/import_graph.py`` measures.
 """
