@@ -48,15 +48,28 @@ def parse_assignments(items: Sequence[str]) -> Dict[str, str]:
                    "nothing is pending; 0 writes at every drain).")
 @click.option("--record-type", "record_types", multiple=True, metavar="[RING=]STRUCT",
               help="The struct of a ring's records (default: found by naming convention); repeatable.")
+@click.option("--ship", "ship_urls", multiple=True, metavar="URL",
+              help="Also run rawbpf ship --to URL on the log (repeatable; the URLs of rawbpf ship --to).")
 @monitor_options
 def load(obj: str, no_attach: bool, assignments: Sequence[str], kernel_core: Optional[bool], pin_dir: str,
          log_dir: str, max_bytes: int, backups: int, flush_interval: float, record_types: Sequence[str],
-         **monitor: Any) -> None:
+         ship_urls: Sequence[str], **monitor: Any) -> None:
     """Load OBJ, attach its programs, pin them under PIN_DIR/<object>, and run until SIGINT/SIGTERM.
 
     On exit every program is detached and every pin removed. For programs/claude_monitor.o this is the
-    Claude monitor: it logs to LOG_DIR and takes the [claude_monitor] options.
+    Claude monitor: it logs to LOG_DIR and takes the [claude_monitor] options. With --ship, rawbpf ship runs
+    beside it as a child process and stops with it.
     """
+    from rawbpf.ship.child import ship_beside
+
+    with ship_beside(ship_urls, log_dir, echo=click.echo):
+        _load(obj, no_attach, assignments, kernel_core, pin_dir, log_dir, max_bytes, backups, flush_interval,
+              record_types, monitor)
+
+
+def _load(obj: str, no_attach: bool, assignments: Sequence[str], kernel_core: Optional[bool], pin_dir: str,
+          log_dir: str, max_bytes: int, backups: int, flush_interval: float, record_types: Sequence[str],
+          monitor: Dict[str, Any]) -> None:
     if maybe_run_monitor(obj, monitor, pin_root=pin_dir, log_dir=log_dir, attach=not no_attach,
                          constants=parse_assignments(assignments), kernel_core=kernel_core, echo=click.echo,
                          log_options={"max_bytes": max_bytes, "backups": backups,

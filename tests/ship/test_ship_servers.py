@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import collections
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any, Dict, List
 
@@ -158,6 +160,12 @@ def test_follows_a_live_log_to_two_destinations(tmp_path: Path) -> None:
             st = wait_for(lambda: (lambda s: s if all(d.get("behind") == 0 and d["connected"] for d in s)
                                    else None)(ship_status(log_dir)), 10, "connected, cursors at the end")
             assert all(d["running"] and not d["last_error"] for d in st), st
+            shown = subprocess.run([sys.executable, "-m", "rawbpf", "status", "--log-dir", str(log_dir)],
+                                   capture_output=True, text=True)
+            assert shown.returncode == 0, shown.stderr
+            for u in urls:
+                assert f"{u}: connected; cursor {n - 1} (rawbpf-" in shown.stdout, shown.stdout
+            assert shown.stdout.count("behind 0") == 2 and "resent 0, unshipped 0" in shown.stdout
             ship.stop()
             assert ship.proc is not None and ship.proc.returncode == 0, ship.text()
         _check_forward(fluent.entries(), log_dir)
