@@ -20,6 +20,7 @@ saw Claude open, else by the file given on the command line.
 
 from __future__ import annotations
 
+import bisect
 import os
 from collections import Counter
 from typing import Any, Dict, List, Optional, Set, Tuple
@@ -128,6 +129,33 @@ def _latest_begun(calls: List[ToolCall], t: Optional[int]) -> ToolCall:
     return min(calls, key=lambda c: c.ts_use or 0)
 
 
+class _Windows:
+    """The calls whose windows hold a given time, without scanning every call: windows sorted by start; long
+    ones (background jobs, calls with no result) are always checked."""
+
+    LONG_NS = 60 * 1_000_000_000
+
+    def __init__(self, calls: List[ToolCall], window: Any) -> None:
+        spans = sorted(((window(c), c) for c in calls), key=lambda x: x[0][0])
+        self.short = [(lo, hi, c) for (lo, hi), c in spans if hi - lo <= self.LONG_NS]
+        self.long = [(lo, hi, c) for (lo, hi), c in spans if hi - lo > self.LONG_NS]
+        self.los = [lo for lo, _, _ in self.short]
+        self.span = max((hi - lo for lo, hi, _ in self.short), default=0)
+
+    def at(self, t: Optional[int]) -> List[ToolCall]:
+        if t is None:
+            return []
+        out = []
+        i = bisect.bisect_right(self.los, t) - 1
+        while i >= 0 and self.los[i] >= t - self.span:
+            _, hi, c = self.short[i]
+            if hi >= t:
+                out.append(c)
+            i -= 1
+        out.extend(c for lo, hi, c in self.long if lo <= t <= hi)
+        return out
+
+
 class _Joiner:
     def __init__(self, sess: Session, log: Log, tr: Optional[Transcript]) -> None:
         self.sess = sess
@@ -174,11 +202,7 @@ class _Joiner:
             elif parent is root or (parent is not None and parent.key == root.key):
                 tops.append(p)
         tops.sort(key=lambda p: p.started or 0)
-        windows = {c.tool_use_id: self.window(c) for c in calls}
-
-        def in_window(c: ToolCall, t: Optional[int]) -> bool:
-            lo, hi = windows[c.tool_use_id]
-            return t is not None and lo <= t <= hi
+        windows = _Windows(calls, self.window)
 
         unmatched: List[Proc] = []
         for p in tops:
@@ -186,10 +210,8 @@ class _Joiner:
             t = p.started
             hits = [
                 c
-                for c in calls
-                if isinstance(c.input.get("command"), str)
-                and _command_matches(c.input["command"], text)
-                and in_window(c, t)
+                for c in windows.at(t)
+                if isinstance(c.input.get("command"), str) and _command_matches(c.input["command"], text)
             ]
             if hits:
                 best = _latest_begun(hits, t)
@@ -212,7 +234,7 @@ class _Joiner:
         for p in rest:
             if not has_origin:
                 continue  # without origin, a child of Claude in a window may be Claude's own helper
-            cands = [c for c in calls if in_window(c, p.started) and not c.name.startswith(("Write", "Edit"))]
+            cands = [c for c in windows.at(p.started) if not c.name.startswith(("Write", "Edit"))]
             if not cands:
                 continue
             best = _latest_begun(cands, p.started)
@@ -229,31 +251,28 @@ class _Joiner:
             if p.key in self.owner:
                 continue
             text = _cmd_text(p)
-            for c in calls:
+            for c in windows.at(p.started):
                 target = c.input.get("pattern") if isinstance(c.input.get("pattern"), str) else None
-                if target and len(target) >= 3 and target in text and in_window(c, p.started):
+                if target and len(target) >= 3 and target in text:
                     self._claim(p.key, c.tool_use_id, "command")
                     break
         # Write/Edit: Claude writes the file itself (a temporary file renamed over it); each change goes to
-        # the
-        # latest call on that path that had begun by then
+        # the latest call on that path that had begun by then
         writers = [p for p in sess.procs.values() if p.key not in self.owner and p.origin in (None, "claude")]
-        file_calls = [
-            (c, next((c.input[k] for k in _FILE_TOOLS if isinstance(c.input.get(k), str)), "")) for c in calls
-        ]
-        file_calls = [(c, path) for c, path in file_calls if path]
+        paths: Dict[str, str] = {}
+        for c in calls:
+            path = next((c.input[k] for k in _FILE_TOOLS if isinstance(c.input.get(k), str)), "")
+            if path:
+                paths[c.tool_use_id] = path
+        file_windows = _Windows([c for c in calls if c.tool_use_id in paths], self.window)
         for p in writers:
             for f in p.files:
-                hits = [
-                    c
-                    for c, path in file_calls
-                    if in_window(c, f.get("ts"))
-                    and (
-                        f.get("path") == path
-                        or f.get("path2") == path
-                        or (f.get("path") or "").startswith(path + ".tmp.")
-                    )
-                ]
+                hits = []
+                for c in file_windows.at(f.get("ts")):
+                    path = paths[c.tool_use_id]
+                    if f.get("path") == path or f.get("path2") == path or \
+                            (f.get("path") or "").startswith(path + ".tmp."):
+                        hits.append(c)
                 if not hits:
                     continue
                 best = _latest_begun(hits, f.get("ts"))
@@ -427,9 +446,12 @@ def build_report(
             session_join = transcript_source or "given"
     calls_json: List[Dict[str, Any]] = []
     claimed_files: Set[int] = set()
+    owned: Dict[str, Set[str]] = {}
+    for k, v in j.owner.items():
+        owned.setdefault(v, set()).add(k)
     for c in transcript.calls if transcript else []:
         tops = sorted(j.tops.get(c.tool_use_id, []), key=lambda k: sess.procs[k].started or 0)
-        allowed = {k for k, v in j.owner.items() if v == c.tool_use_id}
+        allowed = owned.get(c.tool_use_id, set())
         trees = [r.node(k, allowed) for k in tops]
         nodes = [n for t in trees for n in _walk(t)]
         files = [f for n in nodes for f in n["files"]]

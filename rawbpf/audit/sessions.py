@@ -176,6 +176,8 @@ class Log:
 
 
 def _str(v: Any) -> Optional[str]:
+    if v.__class__ is str:
+        return v or None
     if isinstance(v, bytes):
         v = v.decode("utf-8", "replace")
     return v if isinstance(v, str) and v else None
@@ -304,9 +306,10 @@ class _Builder:
             handler(self, sess, proc, rec, ts)
 
     def _identity(self, sess: Session, proc: Proc, rec: Dict[str, Any]) -> None:
+        get = rec.get
         if proc.parent_key is None and proc.key != sess.root_key:
-            pk = _str(rec.get("parent_exec_id"))
-            ppid = rec.get("ppid")
+            pk = _str(get("parent_exec_id"))
+            ppid = get("ppid")
             if pk is None and isinstance(ppid, int):
                 pk = self.pid_key.get(ppid)
             if pk is not None and pk != proc.key:
@@ -316,26 +319,32 @@ class _Builder:
                     parent = Proc(key=pk, pid=ppid if isinstance(ppid, int) else -1)
                     sess.procs[pk] = parent
                 parent.children.append(proc.key)
-        if isinstance(rec.get("ppid"), int) and proc.ppid is None:
-            proc.ppid = rec["ppid"]
-        comm = _str(rec.get("comm"))
-        if comm and not proc.comm:
-            proc.comm = comm
-        for attr in ("origin", "session_id", "traceparent"):
-            v = _str(rec.get(attr))
-            if v and getattr(proc, attr) is None:
-                setattr(proc, attr, v)
-        sid = _str(rec.get("session_id"))
+        if proc.ppid is None:  # the first record of a process: what does not change
+            ppid = get("ppid")
+            proc.ppid = ppid if isinstance(ppid, int) else None
+            uid = get("uid")
+            proc.uid = uid if isinstance(uid, int) else None
+            if not proc.comm:
+                proc.comm = _str(get("comm")) or ""
+            if proc.cwd is None:
+                proc.cwd = _str(get("cwd"))
+        # what may be learnt later (the root's session id, its transcript)
+        sid = get("session_id")
         if sid:
-            sess.session_ids[sid] += 1
-        tpath = _str(rec.get("transcript"))
-        if tpath and tpath not in sess.transcripts:
-            sess.transcripts.append(tpath)
-        if proc.uid is None and isinstance(rec.get("uid"), int):
-            proc.uid = rec["uid"]
-        cwd = _str(rec.get("cwd"))
-        if cwd and proc.cwd is None:
-            proc.cwd = cwd
+            sid = _str(sid)
+            if sid:
+                sess.session_ids[sid] += 1
+                if proc.session_id is None:
+                    proc.session_id = sid
+        if proc.origin is None:
+            proc.origin = _str(get("origin"))
+        if proc.traceparent is None:
+            proc.traceparent = _str(get("traceparent"))
+        tpath = get("transcript")
+        if tpath:
+            tpath = _str(tpath)
+            if tpath and tpath not in sess.transcripts:
+                sess.transcripts.append(tpath)
 
     def _exec(self, sess: Session, proc: Proc, rec: Dict[str, Any], ts: Optional[int]) -> None:
         argv = [

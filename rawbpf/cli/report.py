@@ -251,7 +251,7 @@ def report(
         except OSError as err:
             raise ConfigError(f"--html {html_file}: {os.strerror(err.errno or 0).lower()}") from None
     if as_json:
-        click.echo(escape_json(json.dumps(rep, ensure_ascii=False, indent=1)))
+        click.echo(escape_json(json.dumps(rep, ensure_ascii=False)))
     else:
         out = sys.stdout
         for line in format_report(rep):

@@ -361,3 +361,32 @@ class ScriptedSession:
         with open(path, "w") as f:
             for e in self.entries:
                 f.write(json.dumps(e) + "\n")
+
+
+def busy_session(records: int = 100_000, children: int = 12) -> ScriptedSession:
+    """A long session of at least ``records`` log records: Bash calls, each a shell running ``children``
+    commands that write files and connect, with Claude's own API traffic in between (benchmarks)."""
+    s = ScriptedSession(step_ns=200_000)
+    root = s.root
+    s.dns(root, "api.anthropic.com", ["160.79.104.10"])
+    s.transcript_opened()
+    n = 0
+    while len(s.records) < records:
+        if n % 20 == 0:
+            s.prompt(f"step {n // 20}: build and test")
+        cmd = f"make -j2 test-{n} && git add -A"
+        call = s.tool_use("Bash", {"command": cmd})
+        sh = s.bash_tool(cmd)
+        for i in range(children):
+            p = s.spawn(sh, "/usr/bin/cc", ["cc", "-c", f"src/m{i}.c", "-o", f"build/m{i}.o"])
+            s.file(p, "create", f"{s.cwd}/build/m{i}.o")
+            s.file(p, "write", f"{s.cwd}/build/m{i}.o", count=4)
+            s.exit(p, 0)
+        s.connect(sh, "10.1.2.3", 5432, host="db.internal")
+        s.exit(sh, 0)
+        s.tool_result(call, "ok")
+        s.connect(root, "160.79.104.10", 443, endpoint="anthropic-api")
+        n += 1
+    s.say("Done.")
+    s.exit(root, 0)
+    return s

@@ -19,7 +19,7 @@ import traceback
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Tuple
 
-from tools.bench import exec_storm, kernel_ns, latency, load, ringbuf, syscall_overhead
+from tools.bench import exec_storm, kernel_ns, latency, load, report, ringbuf, syscall_overhead
 from tools.bench.common import ROOT, Context, Unavailable
 
 SECTIONS: Dict[str, Callable[[Context], Dict[str, Any]]] = {
@@ -29,6 +29,7 @@ SECTIONS: Dict[str, Callable[[Context], Dict[str, Any]]] = {
     "load": load.run_section,
     "exec_storm": exec_storm.run_section,
     "latency": latency.run_section,
+    "report": report.run_section,
 }
 
 # section -> [(key, unit, goal, "min" when bigger is better else "max")]; the keys issue 6 requires
@@ -43,6 +44,12 @@ GOALS: Dict[str, List[Tuple[str, str, Any, str]]] = {
              ("tracepoints5_rawbpf_s", "s", 0.25, "max")],
     "exec_storm": [("execs_per_s", "/s", 10_000, "min"), ("dropped", "", 0, "max")],
     "latency": [("event_to_log_p99_ms", "ms", 250, "max")],
+    "report": [("records", "", None, ""), ("report_100k_s", "s", 5, "max"),
+               ("report_json_100k_s", "s", 5, "max"), ("html_100k_s", "s", 5, "max"),
+               ("page_open_s", "s", 2, "max"),
+               ("sessions_100k_s", "s", 5, "max"),
+               ("tail_json_100k_s", "s", None, ""), ("report_100k_cpu_s", "s", None, ""),
+               ("load_avg_1m", "", None, "")],
 }
 
 
