@@ -21,6 +21,7 @@ REQUIRED = {
     "load": {"rawbpf_s", "rawbpf_rss_mb", "bpftool_s"},
     "exec_storm": {"execs_per_s", "dropped"},
     "latency": {"event_to_log_p99_ms"},
+    "report": {"report_100k_s", "page_open_s"},
 }
 
 
