@@ -222,7 +222,7 @@ def check_page(path: str, *, screenshot: Optional[str] = None, binary: Optional[
                        "var b=c.querySelector('.cbody');if(b.hidden)c.querySelector('.chead').click();"
                        "var t=c.querySelector('.tw[aria-expanded=\"false\"]:not([disabled])');"
                        "if(t)t.click();}})")
-            height = int(b.evaluate("Math.min(document.documentElement.scrollHeight, 2400)") or b.height)
+            height = int(b.evaluate("Math.min(document.documentElement.scrollHeight, 1750)") or b.height)
             b.call("Emulation.setDeviceMetricsOverride",
                    {"width": b.width, "height": height, "deviceScaleFactor": 1, "mobile": False})
             shot = b.call("Page.captureScreenshot", {"format": "png"})

@@ -74,7 +74,7 @@ function node(n,pcwd){
  var d=el('div','node o-'+(n.origin||'none'));d.dataset.pid=n.pid;
  var line=el('div','nline');var tw=el('button','tw',n.children.length?'\u25b8':'\u00b7');tw.type='button';
  tw.setAttribute('aria-expanded','false');if(!n.children.length)tw.disabled=true;line.appendChild(tw);
- line.appendChild(el('span','pid',String(n.pid)));line.appendChild(el('span','cmd',cmd(n.argv)||n.comm));
+ line.appendChild(el('span','pid',String(n.pid)));line.appendChild(el('span','cmd',n.argv.length?cmd(n.argv):(n.comm||'?')+' (forked, no exec)'));
  var st=status(n);line.appendChild(el('span','st '+st[1],st[0]+(n.running?'':', '+ms(n.duration_ns))));
  if(n.children.length)line.appendChild(el('span','muted','('+n.children.length+' child'+(n.children.length>1?'ren':'')+')'));
  d.appendChild(line);
@@ -162,6 +162,19 @@ def _embed(data: Any) -> str:
         "\u2028", "\\u2028").replace("\u2029", "\\u2029")
 
 
+def _page_data(report: Dict[str, Any]) -> Dict[str, Any]:
+    """The report without what the page does not draw: a call's files, connections and lookups are already
+    under its processes (kept for Write/Edit calls, which have none), and its full input is in ``target``."""
+    calls = []
+    for c in report["calls"]:
+        c = dict(c)
+        c.pop("input", None)
+        if c["processes"]:
+            c["files"], c["connections"], c["dns"] = [], [], []
+        calls.append(c)
+    return dict(report, calls=calls)
+
+
 def render_html(report: Dict[str, Any]) -> str:
     """One self-contained HTML page for a :func:`rawbpf.audit.join.build_report` result."""
     s = report["session"]
@@ -174,6 +187,6 @@ def render_html(report: Dict[str, Any]) -> str:
         f"<title>{title}</title><style>{_CSS}</style></head>\n<body><header id=\"head\"></header>"
         "<main id=\"main\"><noscript>This page draws the report with JavaScript; the same data is in "
         "<code>rawbpf report --json</code>.</noscript></main>\n"
-        f"<script type=\"application/json\" id=\"report-data\">{_embed(report)}</script>\n"
+        f"<script type=\"application/json\" id=\"report-data\">{_embed(_page_data(report))}</script>\n"
         f"<script>{_JS}</script></body></html>\n"
     )

@@ -431,8 +431,13 @@ def build_report(
     last = log.last_ts
     r = _Renderer(sess, end)
     cwd = root.cwd or (transcript.cwd if transcript else None)
-    if transcript is not None and not summary["claude_version"]:
-        summary["claude_version"] = transcript.version
+    if transcript is not None:
+        # what the log does not carry (older monitors), the transcript does: said in the *_from fields
+        for key, value in (("claude_version", transcript.version), ("session_id", transcript.session_id),
+                           ("cwd", transcript.cwd)):
+            if not summary[key] and value:
+                summary[key] = value
+                summary[f"{key}_from"] = "transcript"
     # how the session met its transcript
     session_join = None
     if transcript is not None:

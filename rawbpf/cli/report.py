@@ -79,7 +79,7 @@ def _user(uid: Optional[int], host: Optional[str]) -> str:
 
 def _conns(counts: Dict[str, int], limit: int = 3) -> str:
     items = list(counts.items())
-    text = ", ".join(f"{k}x{v}" if v > 1 else k for k, v in items[:limit])
+    text = ", ".join(f"{k} ({v})" if v > 1 else k for k, v in items[:limit])
     return text + (f", +{len(items) - limit}" if len(items) > limit else "") if text else "-"
 
 
@@ -108,6 +108,8 @@ def sessions(as_json: bool, since: Optional[str], log_dir: str) -> None:
     since_ns = parse_since(since) if since else None
     log = _load(log_dir)
     rows = [session_summary(s, log) for s in log.sessions]
+    for r in rows:
+        r["claude_version"] = r["claude_version"] or installed_version(r["exe"], r["host"])
     if since_ns is not None:
         rows = [r for r in rows if r["running"] or (r["end"] or 0) >= since_ns]
     if as_json:
@@ -159,6 +161,24 @@ def sessions(as_json: bool, since: Optional[str], log_dir: str) -> None:
     for row in table:
         cells = [row[i].rjust(widths[i]) if i in right else row[i].ljust(widths[i]) for i in range(len(head))]
         click.echo("  ".join(cells).rstrip())
+
+
+def installed_version(exe: Optional[str], host: Optional[str]) -> Optional[str]:
+    """The version of an npm-installed Claude Code from its ``package.json`` (only on the host that wrote the
+    log, where the path still means the same file)."""
+    if not exe or host != socket.gethostname():
+        return None
+    d = os.path.dirname(os.path.realpath(exe))  # the `claude` symlink on PATH leads to the package
+    for cand in (os.path.join(d, "package.json"), os.path.join(os.path.dirname(d), "package.json")):
+        try:
+            with open(cand) as f:
+                data = json.load(f)
+        except (OSError, ValueError):
+            continue
+        if isinstance(data, dict) and data.get("name") == "@anthropic-ai/claude-code":
+            v = data.get("version")
+            return v if isinstance(v, str) else None
+    return None
 
 
 def _load(log_dir: str) -> Any:
@@ -242,6 +262,8 @@ def report(
     )
     if path and tr is None:
         rep["transcript"]["path"] = path
+    s = rep["session"]
+    s["claude_version"] = s["claude_version"] or installed_version(s["exe"], s["host"])
     if html_file:
         from rawbpf.audit.html import render_html
 
@@ -276,7 +298,9 @@ def format_report(rep: Dict[str, Any]) -> List[str]:
     )
     lines.append(f"  cwd {s['cwd'] or '?'}   {_time(s['start'], date=True)} → {state}")
     if t["status"] == "read":
-        lines.append(f"  transcript {t['path']} (joined by {t['join']})")
+        how = {"session_id": "joined by session id", "transcript": "the file the monitor saw Claude open",
+               "given": "given with --transcript", "found": "found by session id"}.get(t["join"], t["join"])
+        lines.append(f"  transcript {t['path']} ({how})")
     elif t["status"] == "unreadable":
         lines.append(f"  transcript {t['path']}: cannot read it: {t['error']}; tool calls are not shown")
     else:
@@ -393,7 +417,8 @@ def _group_conns(conns: List[Dict[str, Any]]) -> List[str]:
 def _tree_lines(t: Dict[str, Any], indent: int, cwd: Optional[str] = None) -> List[str]:
     """A process and its subtree; its cwd is shown where it differs from its parent's."""
     pad = " " * indent
-    line = f"{pad}{t['pid']:>7}  {short_command(t['argv']) or t['comm']}   {_status(t)}"
+    what = short_command(t["argv"]) if t["argv"] else f"{t['comm'] or '?'} (forked, no exec)"
+    line = f"{pad}{t['pid']:>7}  {what}   {_status(t)}"
     if t.get("duration_ns") is not None and not t.get("running"):
         line += f", {duration(t['duration_ns'])}"
     if t.get("cwd") and t["cwd"] != cwd:
@@ -419,7 +444,12 @@ def _call_lines(call: Dict[str, Any], cwd: Optional[str]) -> List[str]:
     target = call["target"].replace("\n", " ")
     if len(target) > 120:
         target = target[:117] + "…"
-    span = duration(call["ts_end"] - call["ts_use"]) if call["ts_end"] and call["ts_use"] else "?"
+    if call["ts_end"] and call["ts_use"]:
+        span = duration(call["ts_end"] - call["ts_use"])
+    elif call["background"]:
+        span = "its end is not in the transcript"
+    else:
+        span = "no result in the transcript"
     out.append(f"  {_time(call['ts_use'])}  {call['tool']}{bg}  {target}{err}")
     join = call["join"]
     if call["candidates"]:
