@@ -31,7 +31,7 @@ import select
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from rawbpf.consts import MapType
 from rawbpf.errors import ConfigError, RawBPFError
@@ -51,12 +51,14 @@ if TYPE_CHECKING:
     from rawbpf.btf import BTF
     from rawbpf.collection import Collection
     from rawbpf.maps import Map
+    from rawbpf.spec import CollectionSpec
 
 __tier__ = "kernel"
 
 log = logging.getLogger("rawbpf")
 
-__all__ = ["Daemon", "DaemonOptions", "DropCounter", "RingPipeline", "find_drop_counters", "consumer"]
+__all__ = ["Daemon", "DaemonOptions", "DropCounter", "RingPipeline", "consumer", "find_drop_counters",
+           "keep_stale_drops", "stale_drop_totals"]
 
 Record = Dict[str, Any]
 Transform = Callable[[Record], Optional[Record]]
@@ -87,6 +89,10 @@ class DaemonOptions:
     status_interval: float = 5.0
     rings: Optional[Sequence[str]] = None  # default: every ringbuf and perf event array
     perf_pages: int = 8
+    #: what a dead previous run's pinned drop counters held when this run took its pins over
+    #: (``{"pid": N, "totals": {source: total}}``, see :func:`stale_drop_totals`): the ``crash`` record
+    #: reports the drops counted while nobody consumed
+    stale_drops: Optional[Dict[str, Any]] = None
 
 
 # -- drop counters
@@ -145,7 +151,46 @@ def _sum_fields(values: Sequence[bytes], fields: Sequence[Tuple[str, int, int]])
 
 def find_drop_counters(coll: Collection, rings: Sequence[str]) -> List[DropCounter]:
     """The program's drop counters by the module's convention (see the module docstring)."""
-    spec = coll.spec
+    out = _drop_counters(coll.spec, coll.maps, coll.variables.raw, rings)
+    for c in out:
+        c.last = c.read()  # count only what is lost from now on
+    return out
+
+
+def stale_drop_totals(spec: CollectionSpec, pin_dir: str) -> Dict[str, int]:
+    """What the drop counters of a dead run's pinned maps in ``pin_dir`` hold (source → total): its
+    programs stayed attached after the consumer died, counting what they could not queue meanwhile."""
+    from rawbpf.collection import pin_name
+    from rawbpf.maps import Map
+
+    maps: Dict[str, Map] = {}
+    try:
+        for name in spec.maps:
+            path = os.path.join(pin_dir, pin_name(name))
+            if os.path.exists(path):
+                maps[name] = Map.from_pin(path)
+
+        def raw(var_name: str) -> bytes:
+            var = spec.variables[var_name]
+            value = maps[var.map].lookup(0) or b""
+            return bytes(value[var.offset:var.offset + var.size])
+
+        return {c.source: c.read() for c in _drop_counters(spec, maps, raw, [])}
+    finally:
+        for m in maps.values():
+            m.close()
+
+
+def keep_stale_drops(options: DaemonOptions) -> Callable[[CollectionSpec, str, int], None]:
+    """An ``on_stale_pins`` hook for :func:`rawbpf.run.load_and_run`: keeps what the dead run's drop counters
+    held in ``options.stale_drops`` before its pins are removed."""
+    def hook(spec: CollectionSpec, pin_dir: str, pid: int) -> None:
+        options.stale_drops = {"pid": pid, "totals": stale_drop_totals(spec, pin_dir)}
+    return hook
+
+
+def _drop_counters(spec: CollectionSpec, maps: Mapping[str, Map], raw: Callable[[str], bytes],
+                   rings: Sequence[str]) -> List[DropCounter]:
     btf = spec.btf
     out: List[DropCounter] = []
 
@@ -156,15 +201,15 @@ def find_drop_counters(coll: Collection, rings: Sequence[str]) -> List[DropCount
 
     for name, var in spec.variables.items():
         m = _DROP_NAME.match(name)
-        if not m or var.readonly or var.size not in (1, 2, 4, 8) or var.map not in coll.maps:
+        if not m or var.readonly or var.size not in (1, 2, 4, 8) or var.map not in maps:
             continue
 
         def read_var(n: str = name) -> int:
-            return int.from_bytes(coll.variables.raw(n), "little")
+            return int.from_bytes(raw(n), "little")
 
         out.append(DropCounter(name, ring_of(m.group("ring")), read_var))
     for name, mspec in spec.maps.items():
-        if mspec.is_global_data or not _COUNTER_MAP.match(name) or name not in coll.maps:
+        if mspec.is_global_data or not _COUNTER_MAP.match(name) or name not in maps:
             continue
         if mspec.type not in (MapType.ARRAY, MapType.PERCPU_ARRAY):
             continue
@@ -179,7 +224,7 @@ def find_drop_counters(coll: Collection, rings: Sequence[str]) -> List[DropCount
         if not fields:
             continue
         entries = min(mspec.max_entries, 1024)
-        mp = coll.maps[name]
+        mp = maps[name]
         percpu = mspec.type == MapType.PERCPU_ARRAY
 
         def read_map(mp: Map = mp, fields: List[Tuple[str, int, int]] = fields, entries: int = entries,
@@ -196,8 +241,6 @@ def find_drop_counters(coll: Collection, rings: Sequence[str]) -> List[DropCount
         leaves = sorted({f[0].rsplit(".", 1)[-1] for f in fields})
         label = name if len(fields) == 1 else f"{name}.{'|'.join(leaves)}"
         out.append(DropCounter(label, ring_of(prefix), read_map))
-    for c in out:
-        c.last = c.read()  # count only what is lost from now on
     return out
 
 
@@ -270,9 +313,11 @@ class Daemon:
             rtype = options.record_types.get(name, options.record_types.get(""))
             decoders[name] = ring_decoder(btf, name, rtype, clock=options.clock)
         self.drop_counters = find_drop_counters(coll, names)
-        header = {"object": coll.spec.name, "rings": names, **options.header}
+        header = {"object": coll.spec.name, "rings": names, **options.header,
+                  "drop_totals": {c.source: c.last for c in self.drop_counters}}
         self.writer = LogWriter(options.log_dir, max_bytes=options.max_bytes, backups=options.backups,
-                                max_age=options.max_age, flush_interval=options.flush_interval, header=header)
+                                max_age=options.max_age, flush_interval=options.flush_interval, header=header,
+                                crash_fields=self._crash_fields)
         try:
             self._epoll = select.epoll()
             for name in names:
@@ -295,6 +340,25 @@ class Daemon:
             self.close()
             raise
         self._last_status = self._last_clock = time.monotonic()
+
+    def _crash_fields(self, info: Dict[str, Any]) -> Dict[str, Any]:
+        """``kernel_drops`` for the crash record: what the dead run's counters grew by after the last total
+        it logged (its newest header, then its ``lost`` records), when its pins were the ones taken over."""
+        stale = self.options.stale_drops
+        if not stale or stale.get("pid") != info.get("writer_pid"):
+            return {}
+        header = info.get("header") or {}
+        logged: Dict[str, int] = dict(header.get("drop_totals") or {}) if header.get("pid") == stale["pid"] \
+            else {}
+        for rec in info.get("records", ()):
+            total = rec.get("total")
+            if rec.get("type") == "lost" and rec.get("reason") == "kernel" and isinstance(total, int):
+                logged[str(rec.get("source"))] = total
+        drops = 0
+        for source, total in stale.get("totals", {}).items():
+            drops += max(0, int(total) - int(logged.get(source, 0)))
+        self.lost_kernel += drops
+        return {"kernel_drops": drops}
 
     def _ring_names(self) -> List[str]:
         maps = self.coll.maps
@@ -346,10 +410,11 @@ class Daemon:
             d = c.delta()
             if d:
                 self.lost_kernel += d
-                extra: Dict[str, Any] = {"source": c.source}
+                extra: Dict[str, Any] = {"source": c.source, "total": c.last}
                 if c.ring:
                     extra["ring"] = c.ring
                 self.writer.lost(d, "kernel", **extra)
+                self.writer.set_header(drop_totals={x.source: x.last for x in self.drop_counters})
         return n
 
     def step(self, timeout: Optional[float] = None) -> int:

@@ -89,7 +89,7 @@ def _file_name(prefix: str, seq: int) -> str:
 def _open_dir(path: str, create: bool) -> int:
     if create:
         try:
-            os.makedirs(path, mode=0o750, exist_ok=True)
+            os.makedirs(path, mode=0o700, exist_ok=True)
         except OSError as err:
             raise ConfigError(f"log dir {path}: cannot create: {_strerror(err)}") from err
     try:
@@ -110,18 +110,70 @@ def _list(dir_fd: int, prefix: str) -> List[str]:
     return names
 
 
+def check_dir_mode(path: str, dir_fd: Optional[int] = None) -> None:
+    """Refuse a log directory others may write to: they could plant files the reader trusts or remove the
+    audit trail. (New directories are made 0700 whatever the umask.)"""
+    try:
+        st = os.fstat(dir_fd) if dir_fd is not None else os.stat(path)
+    except OSError:
+        return
+    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        mode = stat.S_IMODE(st.st_mode)
+        raise ConfigError(f"log dir {path}: group- or world-writable (mode {mode:04o}), so others could add "
+                          f"or remove log files; fix it with: chmod go-w {path}")
+
+
+def writer_of(directory: str, pid: int, prefix: str = DEFAULT_PREFIX) -> str:
+    """``'object' (pid N)`` for the process writing ``directory``, from its newest file's header."""
+    try:
+        fd = _open_dir(directory, create=False)
+    except ConfigError:
+        return ""
+    try:
+        for name in reversed(_list(fd, prefix)):
+            hdr = read_header(fd, name)
+            if hdr is not None and hdr.get("pid") == pid:
+                return repr(str(hdr.get("object") or "?"))
+        return ""
+    finally:
+        os.close(fd)
+
+
+def probe(directory: str, prefix: str = DEFAULT_PREFIX) -> None:
+    """Fail now, as :class:`LogWriter` would later, when ``directory`` cannot take a writer: another live
+    writer holds it, it is group/world-writable, a symlink, or cannot be created."""
+    from rawbpf.dirlock import lock_holder
+
+    if os.path.isdir(directory):
+        check_dir_mode(directory)
+        holder = lock_holder(directory)
+        if holder is not None and holder != os.getpid():
+            what = writer_of(directory, holder, prefix) or "another writer"
+            raise ConfigError(f"log dir {os.path.abspath(directory)} is in use: {what} is running as pid "
+                              f"{holder} (stop it first, or give another --log-dir)")
+
+
 class LogWriter:
-    """Appends records to the rotating msgpack log in ``directory`` (created 0750 if missing).
+    """Appends records to the rotating msgpack log in ``directory`` (created 0700 if missing).
 
     Single-threaded. ``write`` / ``write_many`` assign ``seq`` (and ``ts`` when a record has none); the fast
     path is ``reserve(n)`` then ``write_packed(data, n)`` with records that already carry the reserved ``seq``
     values. ``write`` is the injectable ``write(2)`` (tests simulate a full disk with it).
+
+    One writer per directory: the writer holds the directory's lock and owner record (:class:`rawbpf.dirlock.
+    DirLock`) until :meth:`close`; a second one is refused naming the running pid and object. A dead
+    writer's owner record is how a crash is recognised: the first records after the new header are then a
+    ``crash`` record (plus ``crash_fields(info)``, e.g. the kernel's drops meanwhile) and, for damage found
+    in the newest file, a ``gap`` record.
     """
 
     def __init__(self, directory: str, *, max_bytes: int = DEFAULT_MAX_BYTES, backups: int = DEFAULT_BACKUPS,
                  max_age: float = DEFAULT_MAX_AGE, flush_interval: float = DEFAULT_FLUSH_INTERVAL,
                  header: Optional[Dict[str, Any]] = None, prefix: str = DEFAULT_PREFIX,
-                 write: WriteFn = os.write) -> None:
+                 write: WriteFn = os.write,
+                 crash_fields: Optional[Callable[[Dict[str, Any]], Dict[str, Any]]] = None) -> None:
+        from rawbpf.dirlock import DirLock
+
         if max_bytes < 1024:
             raise ConfigError(f"log: max bytes {max_bytes} is too small (at least 1024)")
         if backups < 0:
@@ -136,7 +188,7 @@ class LogWriter:
         self.prefix = prefix
         self._header_fields = dict(header or {})
         self._write = write
-        self._dir_fd = _open_dir(directory, create=True)
+        self._dir_fd = -1
         self._fd = -1
         self._name = ""
         self._size = 0  # bytes of complete records in the current file
@@ -154,24 +206,77 @@ class LogWriter:
         self.rotate_errors = 0
         self._retry_rotate = 0.0
         self._unreported_lost = 0
-        self._lost_reason = ""
-        self.seq = self._resume_seq()
-        self._open_new()
+        self._lost_error = ""
+        self._failing = False  # writes fail (full disk, I/O error) or the directory is gone
+        self._lost_at_outage = 0
+        self._next_dir_check = 0.0
+        self._closed = False
+        if os.path.isdir(directory) and not os.path.islink(directory):
+            check_dir_mode(directory)
+        self._lock = DirLock(directory, str(self._header_fields.get("object") or "a log writer"),
+                             keep_dir=True, describe=lambda pid: writer_of(directory, pid, prefix))
+        self._lock.kind = "log dir"
+        owner = self._lock.acquire()
+        try:
+            self._dir_fd = _open_dir(directory, create=False)
+            check_dir_mode(directory, self._dir_fd)
+            resumed = self._resume()
+            self.seq = resumed["next_seq"]
+            self._open_new()
+            if owner.stale_pid is not None:
+                info = {"writer_pid": owner.stale_pid, "since": resumed["last_ts"], "until": time.time_ns(),
+                        "last_seq": resumed["last_seq"], "torn_bytes": resumed["torn_bytes"],
+                        "header": resumed["header"], "records": resumed["records"]}
+                rec: Dict[str, Any] = {"type": "crash", "writer_pid": owner.stale_pid, "since": info["since"],
+                                       "until": info["until"], "torn_bytes": info["torn_bytes"]}
+                if crash_fields is not None:
+                    rec.update(crash_fields(info))
+                self.write(rec)
+            damage = list(resumed["damage"])
+            if owner.stale_pid is None and resumed["torn_bytes"]:  # no crash: an incomplete record is damage
+                damage.append((resumed["file"], resumed["torn_at"], resumed["torn_bytes"]))
+            for name, off, n in damage:
+                self.write({"type": "gap", "file": name, "offset": off, "bytes": n,
+                            "last_seq": resumed["last_seq"]})
+            self._flush_pending()
+        except BaseException:
+            self.close()
+            raise
 
     # -- setup
 
-    def _resume_seq(self) -> int:
-        """One past the last complete record's seq in the newest file that has one (0 for a new log)."""
-        for name in reversed(_list(self._dir_fd, self.prefix)):
-            last = None
+    def _resume(self) -> Dict[str, Any]:
+        """Where the log stands: one past every seq seen (the newest file with a record, and every file's
+        name), the last record's time, damaged regions and torn bytes of that file, its header and records."""
+        names = _list(self._dir_fd, self.prefix)
+        out: Dict[str, Any] = {"next_seq": 0, "last_seq": None, "last_ts": None, "damage": [],
+                               "torn_bytes": 0, "header": None, "records": []}
+        for name in names:
+            m = _NAME.match(name)
+            if m:
+                out["next_seq"] = max(out["next_seq"], int(m.group("seq")) + 1)
+        for name in reversed(names):
+            stream = _Stream(name)
+            recs: List[Dict[str, Any]] = []
             try:
-                for rec in _read_file(self._dir_fd, name, None):
-                    last = rec
+                for rec in _read_stream(self._dir_fd, name, stream=stream):
+                    recs.append(rec)
             except LogFormatError:
                 continue
-            if last is not None and isinstance(last.get("seq"), int):
-                return int(last["seq"]) + 1
-        return 0
+            out["damage"] = [(name, off, n) for off, n in stream.regions]
+            out["file"] = name
+            if stream.max_seq is None:
+                continue
+            out["next_seq"] = max(out["next_seq"], stream.max_seq + 1)
+            out["last_seq"] = stream.max_seq
+            last = stream.last or {}
+            out["last_ts"] = last.get("ts") if isinstance(last.get("ts"), int) else None
+            out["torn_bytes"] = stream.fed - stream.complete if stream.torn else 0
+            out["torn_at"] = stream.complete
+            out["header"] = recs[0] if recs and recs[0].get("type") == "header" else None
+            out["records"] = [r for r in recs if r.get("type") in ("lost", "crash", "gap")]
+            break
+        return out
 
     def _create(self) -> Tuple[int, str]:
         name = _file_name(self.prefix, self.seq)
@@ -204,10 +309,21 @@ class LogWriter:
         self._header_bytes = self._size
         self._prune()
 
+    def set_header(self, **fields: Any) -> None:
+        """Fields the header of every file started from now on carries (e.g. counters as of that moment)."""
+        self._header_fields.update(fields)
+
     def _prune(self) -> None:
-        names = _list(self._dir_fd, self.prefix)
-        old = [n for n in names if n != self._name]
-        for name in old[: max(0, len(old) - self.backups)]:
+        """Delete the oldest files beyond ``backups``: only files whose header names this writer's object
+        (another object's files, and files whose header cannot be read, are never deleted)."""
+        mine = str(self._header_fields.get("object") or "")
+        names = [n for n in _list(self._dir_fd, self.prefix) if n != self._name]
+        own = []
+        for name in names:
+            hdr = read_header(self._dir_fd, name)
+            if hdr is not None and str(hdr.get("object") or "") == mine:
+                own.append(name)
+        for name in own[: max(0, len(own) - self.backups)]:
             try:
                 os.unlink(name, dir_fd=self._dir_fd)
             except OSError:
@@ -220,7 +336,7 @@ class LogWriter:
         return os.path.join(self.directory, self._name)
 
     def _check_open(self) -> None:
-        if self._dir_fd < 0:
+        if self._closed:
             raise ConfigError(f"log {self.directory}: the writer is closed")
 
     def _needs_rotation(self, incoming: int) -> bool:
@@ -228,8 +344,9 @@ class LogWriter:
         if self._retry_rotate and time.monotonic() < self._retry_rotate:
             return False
         # A file holding only its header is never rotated away: the batch goes into it, however large.
-        return size > self._header_bytes and (size + incoming > self.max_bytes
-                             or (self.max_age > 0 and time.monotonic() - self._opened >= self.max_age))
+        return self._fd >= 0 and size > self._header_bytes and (
+            size + incoming > self.max_bytes
+            or (self.max_age > 0 and time.monotonic() - self._opened >= self.max_age))
 
     def _stamp(self, record: Dict[str, Any]) -> Dict[str, Any]:
         out: Dict[str, Any] = {"seq": self.seq, "ts": record.get("ts") or time.time_ns()}
@@ -320,12 +437,95 @@ class LogWriter:
         return True
 
     def flush(self) -> None:
-        """Write everything pending to the current file (one write; a failure is counted, never raised)."""
+        """Write everything pending to the current file (one write; a failure is counted, never raised).
+
+        At most once a second this also checks that the directory and the current file are still there:
+        a removed directory is recreated (0700, locked again) and a removed file replaced by a new one, so
+        records never go to a file nobody can read."""
         self._last_flush = time.monotonic()
+        if self._last_flush >= self._next_dir_check and not self._closed:
+            self._next_dir_check = self._last_flush + 1.0
+            self._check_dir()
         self._flush_pending()
 
+    def _check_dir(self) -> None:
+        if self._dir_fd >= 0:
+            try:
+                same = os.path.samestat(os.stat(self.directory), os.fstat(self._dir_fd))
+            except OSError:
+                same = False
+            if same:
+                try:
+                    if self._fd >= 0 and os.fstat(self._fd).st_nlink == 0:
+                        log.warning("log %s: the current file was removed; starting a new one",
+                                    self.directory)
+                        self._retry_rotate = 0.0
+                        self.rotate()
+                except OSError:
+                    pass
+                return
+            self._lose_dir()
+        self._recreate_dir()
+
+    def _lose_dir(self) -> None:
+        """The directory was removed or replaced: stop writing into it (records are counted as lost)."""
+        self._close_file()
+        if self._dir_fd >= 0:
+            os.close(self._dir_fd)
+            self._dir_fd = -1
+        self._lock.record = None  # the record went with the directory
+        self._lock.release()
+        self._fail("log dir removed")
+
+    def _recreate_dir(self) -> None:
+        from rawbpf.dirlock import DirLock
+
+        lock = DirLock(self.directory, self._lock.what, keep_dir=True, describe=self._lock.describe)
+        lock.kind = "log dir"
+        try:
+            lock.acquire()
+            dir_fd = _open_dir(self.directory, create=False)
+        except (ConfigError, OSError):
+            lock.release()
+            return  # still gone (or taken): counted as lost, tried again in a second
+        self._lock, self._dir_fd = lock, dir_fd
+        try:
+            fd, name = self._create()
+        except OSError as err:
+            self._fail(f"log dir recreated but {_strerror(err)}")
+            return
+        log.warning("log dir %s: recreated it; writing again (records meanwhile are counted as lost)",
+                    self.directory)
+        self._adopt(fd, name)
+
+    def _fail(self, why: str) -> None:
+        """Say once, when writing stops working, that records are now counted as lost."""
+        self._lost_error = why
+        if not self._failing:
+            self._failing = True
+            self._lost_at_outage = self.lost_records
+            log.warning("log %s: cannot write (%s): counting records as lost (reason log) until it can",
+                        self.directory, why)
+
+    def _recovered(self) -> None:
+        if self._failing:
+            self._failing = False
+            log.warning("log %s: writing again; %d records lost meanwhile", self.directory,
+                        self.lost_records - self._lost_at_outage)
+
+    def _drop_pending(self, count: int) -> None:
+        self.lost_records += count
+        self._unreported_lost += count
+
     def _flush_pending(self) -> None:
-        if (not self._pending and not self._unreported_lost) or self._fd < 0:
+        if not self._pending and not self._unreported_lost:
+            return
+        if self._fd < 0:
+            count = self._pending_records
+            self._pending.clear()
+            self._pending_bytes = 0
+            self._pending_records = 0
+            self._drop_pending(count)
             return
         chunks = list(self._pending)
         count = self._pending_records
@@ -337,7 +537,7 @@ class LogWriter:
             # after the records it follows, so seq order holds; it takes back its seq if the write fails
             chunks.append(self._packer.pack({
                 "seq": self.seq, "ts": time.time_ns(), "type": "lost", "count": reported,
-                "reason": self._lost_reason, "source": "log"}))
+                "reason": "log", "error": self._lost_error}))
             self.seq += 1
         data = b"".join(chunks) if len(chunks) > 1 else chunks[0]
         done = 0
@@ -351,13 +551,13 @@ class LogWriter:
                 pass
             if reported:
                 self.seq -= 1
-            self.lost_records += count
-            self._unreported_lost += count
-            self._lost_reason = f"log write failed: {_strerror(err)}"
+            self._drop_pending(count)
+            self._fail(_strerror(err))
             return
         self._size += len(data)
         self.records += count
         self._unreported_lost -= reported
+        self._recovered()
 
     def rotate(self) -> None:
         """Finish the current file and start a new one (with a new header).
@@ -366,7 +566,7 @@ class LogWriter:
         file and creating one is retried a second later: rotation never loses records.
         """
         self._flush_pending()
-        if self._fd >= 0 and time.monotonic() < self._retry_rotate:
+        if self._dir_fd < 0 or (self._fd >= 0 and time.monotonic() < self._retry_rotate):
             return
         try:
             fd, name = self._create()
@@ -375,8 +575,7 @@ class LogWriter:
             self._retry_rotate = time.monotonic() + 1.0
             log.warning("log %s: cannot start a new file: %s", self.directory, _strerror(err))
             if self._fd < 0:
-                why = _strerror(err)
-                raise ConfigError(f"log dir {self.directory}: cannot create a file: {why}") from err
+                self._fail(_strerror(err))
             return
         self._close_file()
         self.rotations += 1
@@ -392,13 +591,19 @@ class LogWriter:
             os.close(fd)
 
     def close(self) -> None:
-        """Flush and close; idempotent."""
-        if self._dir_fd < 0:
+        """Flush and close; removes the owner record and unlocks (a clean stop is not a crash). Idempotent."""
+        if self._closed:
             return
-        self._flush_pending()
-        self._close_file()
-        os.close(self._dir_fd)
-        self._dir_fd = -1
+        self._closed = True
+        try:
+            if self._fd >= 0:
+                self._flush_pending()
+        finally:
+            self._close_file()
+            if self._dir_fd >= 0:
+                os.close(self._dir_fd)
+                self._dir_fd = -1
+            self._lock.release()
 
     def __enter__(self) -> LogWriter:
         return self
@@ -408,10 +613,13 @@ class LogWriter:
 
     def __del__(self) -> None:
         try:
-            if self._dir_fd >= 0:
+            if not self._closed:
+                self._closed = True
                 self._close_file()
-                os.close(self._dir_fd)
-                self._dir_fd = -1
+                if self._dir_fd >= 0:
+                    os.close(self._dir_fd)
+                    self._dir_fd = -1
+                self._lock.release()
         except Exception:
             pass
 
@@ -419,6 +627,47 @@ class LogWriter:
 # -- reading
 
 _CHUNK = 1 << 16
+# What one record may declare before the reader refuses to allocate it: the writer never comes near these
+# (argv is at most 64 strings; a ring record at most a ring's size), a damaged length field cannot make the
+# reader reserve gigabytes. A record over a limit reads as damage and is skipped.
+_LIMITS: Dict[str, int] = {"max_buffer_size": 64 << 20, "max_str_len": 16 << 20, "max_bin_len": 64 << 20,
+                           "max_array_len": 1 << 16, "max_map_len": 1 << 12, "max_ext_len": 1 << 20}
+_UNPACK_ERRORS = (msgpack.exceptions.ExtraData, msgpack.exceptions.FormatError, msgpack.exceptions.StackError,
+                  msgpack.exceptions.BufferFull, ValueError, TypeError)
+# every record the writer makes starts with its map header and the key "seq": reading resumes there after
+# damage
+_RECORD_START = re.compile(rb"(?:[\x80-\x8f]|\xde[\x00-\xff]{2}|\xdf[\x00-\xff]{4})\xa3seq")
+
+DamageFn = Callable[[str, int, int], None]
+
+
+def _unpacker() -> msgpack.Unpacker:
+    return msgpack.Unpacker(raw=False, strict_map_key=False, unicode_errors="surrogateescape", **_LIMITS)
+
+
+def _is_record(rec: Any) -> bool:
+    return isinstance(rec, dict) and isinstance(rec.get("seq"), int) and isinstance(rec.get("type"), str)
+
+
+def _find_record(data: bytes, start: int) -> Optional[int]:
+    """The first offset at or after ``start`` where a whole, well-formed record begins (None if none)."""
+    for m in _RECORD_START.finditer(data, start):
+        u = _unpacker()
+        try:
+            u.feed(data[m.start():m.start() + _CHUNK])
+            try:
+                rec = u.unpack()
+            except msgpack.exceptions.OutOfData:
+                if len(data) - m.start() <= _CHUNK:
+                    continue
+                u = _unpacker()
+                u.feed(data[m.start():])
+                rec = u.unpack()
+        except (msgpack.exceptions.OutOfData, *_UNPACK_ERRORS):
+            continue
+        if _is_record(rec):
+            return m.start()
+    return None
 
 
 def _open_file(dir_fd: int, name: str) -> int:
@@ -431,54 +680,149 @@ def _open_file(dir_fd: int, name: str) -> int:
 
 
 class _Stream:
-    """One file's unpacker, with the offset just past the last complete record (``tell()`` alone also counts
-    the consumed part of an incomplete container)."""
+    """The records of one file as its bytes arrive, resynchronising after damage.
 
-    def __init__(self, name: str) -> None:
+    Damage is anything that is not a record where one must begin (garbage, NUL padding from a power loss, a
+    length field beyond the limits): the bytes up to the next well-formed record are skipped and reported to
+    ``on_damage(file, offset, bytes)``. An incomplete record at the end is *torn* (a writer killed mid-write)
+    unless a record follows it. ``complete`` is the offset just past the last record read.
+    """
+
+    def __init__(self, name: str, on_damage: Optional[DamageFn] = None) -> None:
         self.name = name
-        self.unpacker = msgpack.Unpacker(raw=False, strict_map_key=False, max_buffer_size=64 << 20)
+        self.on_damage = on_damage
+        self.unpacker = _unpacker()
+        self.origin = 0  # the file offset where the unpacker's input starts
         self.fed = 0
         self.complete = 0
+        self.chunks: Deque[Tuple[int, bytes]] = deque()  # (offset, bytes) not yet wholly before `complete`
+        self.damaged = False
+        self.regions: List[Tuple[int, int]] = []  # (offset, bytes) skipped
+        self.last_seq: Optional[int] = None
+        self.max_seq: Optional[int] = None
+        self.last: Optional[Dict[str, Any]] = None
 
     def feed(self, chunk: bytes) -> Iterator[Dict[str, Any]]:
-        self.unpacker.feed(chunk)
+        self.chunks.append((self.fed, chunk))
         self.fed += len(chunk)
-        return _feed(self)
+        if not self.damaged:
+            try:
+                self.unpacker.feed(chunk)
+            except msgpack.exceptions.BufferFull:
+                self.damaged = True
+        return self._records()
+
+    def finish(self) -> Iterator[Dict[str, Any]]:
+        """At the end of the file for good: what an incomplete tail hides is damage if a record follows it;
+        damage that runs to the end is skipped (and reported)."""
+        if self.fed > self.complete and not self.damaged and _find_record(self._pending(), 1) is not None:
+            self.damaged = True
+            yield from self._records()
+        if self.damaged and self.fed > self.complete:
+            self._skip(self.fed - self.complete)
 
     @property
     def torn(self) -> bool:
-        return self.fed > self.complete
+        return self.fed > self.complete and not self.damaged
+
+    def _records(self) -> Iterator[Dict[str, Any]]:
+        while True:
+            if self.damaged and not self._resync():
+                return
+            bad = False
+            try:
+                for rec in self.unpacker:
+                    if not isinstance(rec, dict):
+                        bad = True
+                        break
+                    self.complete = self.origin + self.unpacker.tell()
+                    seq = rec.get("seq")
+                    if isinstance(seq, int):
+                        self.last_seq = seq
+                        if self.max_seq is None or seq > self.max_seq:
+                            self.max_seq = seq
+                    self.last = rec
+                    yield rec
+            except _UNPACK_ERRORS:
+                bad = True
+            if not bad:
+                self._trim()
+                return
+            self.damaged = True
+
+    def _pending(self) -> bytes:
+        parts = []
+        for off, data in self.chunks:
+            if off + len(data) > self.complete:
+                parts.append(data[max(0, self.complete - off):])
+        return b"".join(parts)
+
+    def _trim(self) -> None:
+        while self.chunks and self.chunks[0][0] + len(self.chunks[0][1]) <= self.complete:
+            self.chunks.popleft()
+
+    def _skip(self, n: int) -> None:
+        self.regions.append((self.complete, n))
+        if self.on_damage is not None:
+            self.on_damage(self.name, self.complete, n)
+        self.complete += n
+        self._trim()
+
+    def _resync(self) -> bool:
+        data = self._pending()
+        at = _find_record(data, 1)
+        if at is None:
+            return False
+        self._skip(at)
+        self.origin = self.complete
+        self.unpacker = _unpacker()
+        self.unpacker.feed(data[at:])
+        self.damaged = False
+        return True
 
 
-def _feed(stream: _Stream) -> Iterator[Dict[str, Any]]:
-    unpacker, name = stream.unpacker, stream.name
-    try:
-        for rec in unpacker:
-            if not isinstance(rec, dict):
-                raise LogFormatError(f"log file {name}: a record is a {type(rec).__name__}, not a map")
-            stream.complete = unpacker.tell()
-            yield rec
-    except (msgpack.exceptions.ExtraData, msgpack.exceptions.FormatError, msgpack.exceptions.StackError,
-            ValueError) as err:
-        raise LogFormatError(f"log file {name}: corrupt record ({err})") from err
-
-
-def _read_file(dir_fd: int, name: str, counter: Optional[List[int]]) -> Iterator[Dict[str, Any]]:
-    """Records of one file as it is now; a torn last record is skipped (and counted in ``counter[0]``)."""
+def _read_stream(dir_fd: int, name: str, on_damage: Optional[DamageFn] = None,
+                 stream: Optional[_Stream] = None) -> Iterator[Dict[str, Any]]:
+    """Records of one file as it is now (damage skipped); pass ``stream`` to see what was skipped or torn."""
     fd = _open_file(dir_fd, name)
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             raise LogFormatError(f"log file {name}: not a regular file")
-        stream = _Stream(name)
+        stream = stream or _Stream(name, on_damage)
         while True:
             chunk = os.read(fd, _CHUNK)
             if not chunk:
                 break
             yield from stream.feed(chunk)
-        if stream.torn and counter is not None:
-            counter[0] += 1
+        yield from stream.finish()
     finally:
         os.close(fd)
+
+
+def _read_file(dir_fd: int, name: str, counter: Optional[List[int]],
+               on_damage: Optional[DamageFn] = None) -> Iterator[Dict[str, Any]]:
+    """Records of one file as it is now; a torn last record is skipped (and counted in ``counter[0]``)."""
+    stream = _Stream(name, on_damage)
+    yield from _read_stream(dir_fd, name, stream=stream)
+    if stream.torn and counter is not None:
+        counter[0] += 1
+
+
+def read_header(dir_fd: int, name: str) -> Optional[Dict[str, Any]]:
+    """The first record of a file if it is a ``header`` (None if the file has none readable)."""
+    try:
+        fd = _open_file(dir_fd, name)
+    except LogFormatError:
+        return None
+    try:
+        u = _unpacker()
+        u.feed(os.read(fd, _CHUNK))
+        rec = u.unpack()
+    except (OSError, msgpack.exceptions.OutOfData, *_UNPACK_ERRORS):
+        return None
+    finally:
+        os.close(fd)
+    return rec if isinstance(rec, dict) and rec.get("type") == "header" else None
 
 
 class LogReader:
@@ -486,17 +830,35 @@ class LogReader:
 
     Following works like ``tail -F`` without its races: at the end of a file the reader waits for more bytes
     until a newer file appears, then reads what remains and moves on; files are never renamed, so nothing is
-    read twice or skipped. A gap in ``seq`` between files (files pruned before they were read) is counted in
-    :attr:`gaps`; torn last records in :attr:`torn`.
+    read twice or skipped. Damaged regions are skipped, reported to ``on_damage(file, offset, bytes)`` and
+    counted in :attr:`damaged` / :attr:`skipped_bytes`; reading goes on with the rest of the file and the
+    later files. A jump in ``seq`` (files pruned before they were read, records in a damaged region) is
+    counted in :attr:`gaps` / :attr:`missing` and, with ``mark_missing``, yielded in place as a record
+    ``{"type": "missing", "count", "after_seq", "next_seq", "reason"}`` that is not in any file. Torn last
+    records are counted in :attr:`torn`.
     """
 
-    def __init__(self, directory: str, *, prefix: str = DEFAULT_PREFIX) -> None:
+    def __init__(self, directory: str, *, prefix: str = DEFAULT_PREFIX, on_damage: Optional[DamageFn] = None,
+                 mark_missing: bool = False) -> None:
         self.directory = directory
         self.prefix = prefix
+        self.on_damage = on_damage
+        self.mark_missing = mark_missing
         self._dir_fd = _open_dir(directory, create=False)
         self.torn = 0
         self.gaps = 0
         self.missing = 0
+        self.damaged = 0
+        self.skipped_bytes = 0
+
+    def _damage(self, name: str, offset: int, n: int) -> None:
+        self.damaged += 1
+        self.skipped_bytes += n
+        if self.on_damage is not None:
+            self.on_damage(os.path.join(self.directory, name), offset, n)
+        else:
+            log.warning("log file %s: skipped %d damaged bytes at offset %d",
+                        os.path.join(self.directory, name), n, offset)
 
     def files(self) -> List[str]:
         """Log file names, oldest first."""
@@ -528,7 +890,7 @@ class LogReader:
             counter = [0]
             recs: Deque[Dict[str, Any]] = deque(maxlen=n)
             try:
-                recs.extend(_read_file(self._dir_fd, name, counter))
+                recs.extend(_read_file(self._dir_fd, name, counter, self._damage))
             except LogFormatError as err:
                 if "no such file" in str(err):
                     continue
@@ -542,13 +904,9 @@ class LogReader:
 
     def file_start(self, name: str) -> Optional[int]:
         """The header ``ts`` of a file (None if it has no readable header)."""
-        try:
-            for rec in _read_file(self._dir_fd, name, None):
-                ts = rec.get("ts")
-                return int(ts) if isinstance(ts, int) else None
-        except LogFormatError:
-            return None
-        return None
+        hdr = read_header(self._dir_fd, name)
+        ts = hdr.get("ts") if hdr is not None else None
+        return int(ts) if isinstance(ts, int) else None
 
     def records(self, follow: bool = False, *, poll_interval: float = 0.2, since_ns: Optional[int] = None,
                 stop: Optional[Callable[[], bool]] = None, start_after_seq: Optional[int] = None,
@@ -586,6 +944,8 @@ class LogReader:
                 time.sleep(poll_interval)
                 continue
             current = todo[0]
+            first_in_file = True
+            damaged_before = self.damaged
             for rec in self._follow_file(current, following, poll_interval):
                 seq = rec.get("seq")
                 if isinstance(seq, int):
@@ -595,7 +955,14 @@ class LogReader:
                         if seq > last_seq + 1:
                             self.gaps += 1
                             self.missing += seq - last_seq - 1
+                            if self.mark_missing:
+                                reason = ("damaged" if self.damaged > damaged_before
+                                          else "rotated away" if first_in_file else "not written")
+                                yield {"type": "missing", "ts": rec.get("ts"), "count": seq - last_seq - 1,
+                                       "after_seq": last_seq, "next_seq": seq, "reason": reason}
                     last_seq = seq
+                first_in_file = False
+                damaged_before = self.damaged
                 yield rec
             finished = current
 
@@ -611,7 +978,7 @@ class LogReader:
                 return
             raise
         try:
-            stream = _Stream(name)
+            stream = _Stream(name, self._damage)
             while True:
                 chunk = os.read(fd, _CHUNK)
                 if chunk:
@@ -629,6 +996,7 @@ class LogReader:
                         yield from stream.feed(chunk)
                     break
                 time.sleep(poll_interval)
+            yield from stream.finish()
             if stream.torn:
                 self.torn += 1
         finally:

@@ -15,216 +15,53 @@ removed only when such a record says rawbpf made them: pins of unknown origin ar
 
 from __future__ import annotations
 
-import errno
-import fcntl
+import logging
 import os
-import re
-import time
-from dataclasses import dataclass
-from typing import List, Optional
+from typing import Callable, Optional
 
+from rawbpf.dirlock import (
+    _RECORD,
+    RECORD_PREFIX,
+    DirLock,
+    Owner,
+    OwnerRecord,
+    lock_holder,
+    process_start,
+    read_owner,
+    running,
+)
 from rawbpf.errors import ConfigError
 
 __tier__ = "kernel"
 
-__all__ = ["Owner", "OwnerRecord", "PinDirLock", "lock_holder", "process_start", "read_owner", "running"]
+__all__ = ["DirLock", "Owner", "OwnerRecord", "PinDirLock", "RECORD_PREFIX", "lock_holder", "process_start",
+           "read_owner", "running"]
 
-RECORD_PREFIX = "__owner_"  # bpffs refuses names with dots
-_RECORD = re.compile(r"^__owner_(?P<pid>\d+)_(?P<start>\d+)_(?P<boot>[0-9a-fA-F-]*)$")
-
-
-def _boot_id() -> str:
-    try:
-        with open("/proc/sys/kernel/random/boot_id") as f:
-            return f.read().strip()
-    except OSError:
-        return ""
+_log = logging.getLogger("rawbpf")
 
 
-def process_start(pid: int, proc_root: str = "/proc") -> Optional[int]:
-    """The start time of ``pid`` in clock ticks after boot (``/proc/<pid>/stat`` field 22); None if gone."""
-    try:
-        with open(f"{proc_root}/{pid}/stat", "rb") as f:
-            data = f.read()
-    except OSError:
-        return None
-    fields = data[data.rfind(b")") + 2:].split()  # after "pid (comm) ": field 3 is fields[0]
-    try:
-        return int(fields[19])
-    except (IndexError, ValueError):
-        return None
-
-
-@dataclass(frozen=True)
-class OwnerRecord:
-    """Who made the pins: a process is the same one only if pid, start time and boot all match."""
-
-    pid: int
-    start: int
-    boot: str
-
-    @property
-    def name(self) -> str:
-        return f"{RECORD_PREFIX}{self.pid}_{self.start}_{self.boot}"
-
-    @classmethod
-    def current(cls) -> OwnerRecord:
-        pid = os.getpid()
-        return cls(pid, process_start(pid) or 0, _boot_id())
-
-    def alive(self, proc_root: str = "/proc") -> bool:
-        """Whether this very process still runs (not merely some process with the same pid)."""
-        if self.boot and self.boot != _boot_id():
-            return False
-        start = process_start(self.pid, proc_root)
-        return start is not None and start == self.start
-
-
-def read_owner(directory: str) -> Optional[OwnerRecord]:
-    """The owner record in ``directory`` (the newest pid if several), or None."""
-    try:
-        names = os.listdir(directory)
-    except OSError:
-        return None
-    found: List[OwnerRecord] = []
-    for n in names:
-        m = _RECORD.match(n)
-        if m:
-            found.append(OwnerRecord(int(m.group("pid")), int(m.group("start")), m.group("boot")))
-    return max(found, key=lambda r: r.start) if found else None
-
-
-def lock_holder(directory: str) -> Optional[int]:
-    """The pid holding a flock on ``directory`` (from /proc/locks), or None when nobody does."""
-    try:
-        st = os.stat(directory)
-        with open("/proc/locks") as f:
-            lines = f.read().splitlines()
-    except OSError:
-        return None
-    want = (os.major(st.st_dev), os.minor(st.st_dev), st.st_ino)
-    for line in lines:
-        parts = line.split()
-        if len(parts) < 6 or parts[1] != "FLOCK":  # ("1: -> FLOCK …" lines are waiters)
-            continue
-        try:
-            major, minor, ino = parts[5].split(":")
-            key = (int(major, 16), int(minor, 16), int(ino))
-            pid = int(parts[4])
-        except ValueError:
-            continue
-        if key == want:
-            return pid
-    return None
-
-
-def running(directory: str) -> Optional[int]:
-    """The pid of a live owner of ``directory`` (lock holder first, then a live owner record), or None."""
-    holder = lock_holder(directory)
-    if holder is not None:
-        return holder
-    rec = read_owner(directory)
-    return rec.pid if rec is not None and rec.alive() else None
-
-
-@dataclass
-class Owner:
-    """What :meth:`PinDirLock.acquire` found: stale pins it removed and whose they were."""
-
-    stale_pins: int = 0
-    stale_pid: Optional[int] = None
-
-
-class PinDirLock:
+class PinDirLock(DirLock):
     """Exclusive ownership of a pin directory while running; see the module docstring.
 
-    :meth:`acquire` creates the directory (and missing parents) if needed, takes the lock (failing with the
-    running owner's pid), removes stale pins a dead owner left, and writes this process's owner record.
-    :meth:`release` removes the record, then the directory and the parents if this lock made them (or took
-    them over from a dead owner) and they are empty, then drops the lock. Not a BPF fd owner.
+    On top of :class:`DirLock`: :meth:`acquire` removes the stale pins a dead owner left (never pins no
+    owner record vouches for), and :meth:`release` also removes a directory taken over from a dead owner.
+    ``inspect_stale(directory, pid)`` runs before stale pins are removed (to read what they still count).
+    Not a BPF fd owner.
     """
 
-    def __init__(self, directory: str, what: str) -> None:
-        self.directory = os.path.abspath(directory)
-        self.what = what
-        self.fd = -1
-        self.record: Optional[OwnerRecord] = None
-        self.created: List[str] = []  # directories this lock made, parents first
-        self.remove_dir = False
+    kind = "pin directory"
 
-    def _make_dirs(self) -> None:
-        missing = []
-        probe = self.directory
-        while not os.path.isdir(probe):
-            missing.append(probe)
-            probe = os.path.dirname(probe)
-        for path in reversed(missing):
-            try:
-                os.mkdir(path, 0o700)
-                self.created.append(path)
-            except FileExistsError:
-                pass
-            except FileNotFoundError:
-                return  # a parent went away meanwhile: the caller tries again
-            except OSError as err:
-                raise ConfigError(f"pin directory {self.directory}: cannot create {path}: "
-                                  f"{(err.strerror or str(err)).lower()}") from err
+    def __init__(self, directory: str, what: str,
+                 inspect_stale: Optional[Callable[[str, int], None]] = None) -> None:
+        super().__init__(directory, what)
+        self.inspect_stale = inspect_stale
 
-    def acquire(self, *, retries: int = 20) -> Owner:
-        d = self.directory
-        busy = False
-        for _ in range(retries):
-            self._make_dirs()
-            try:
-                fd = os.open(d, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-            except FileNotFoundError:
-                continue  # removed by an owner on its way out: try again
-            except OSError as err:
-                raise ConfigError(f"pin directory {d}: {(err.strerror or str(err)).lower()}") from err
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError as err:
-                os.close(fd)
-                if err.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
-                    raise ConfigError(f"pin directory {d}: cannot lock it: "
-                                      f"{(err.strerror or str(err)).lower()}") from err
-                holder = lock_holder(d)
-                if holder is None:
-                    busy = True
-                    time.sleep(0.01)  # the owner is just leaving: try again
-                    continue
-                self._remove_created()
-                raise ConfigError(f"pin directory {d} is in use: '{self.what}' is already loaded and running "
-                                  f"as pid {holder} (stop it first)") from None
-            try:
-                same = os.path.samestat(os.fstat(fd), os.stat(d))
-            except OSError:
-                same = False
-            if not same:  # locked a directory its owner removed meanwhile: start over
-                os.close(fd)
-                continue
-            self.fd = fd
-            self.remove_dir = d in self.created
-            try:
-                owner = self._take_over()
-                if owner.stale_pid is not None:
-                    self.remove_dir = True
-                record = OwnerRecord.current()
-                try:
-                    os.mkdir(os.path.join(d, record.name), 0o700)
-                except OSError as err:
-                    raise ConfigError(f"pin directory {d}: cannot record the owner: "
-                                      f"{(err.strerror or str(err)).lower()}") from err
-                self.record = record
-            except BaseException:
-                self.release()
-                raise
-            return owner
-        self._remove_created()
-        if busy:
-            raise ConfigError(f"pin directory {d} is in use: '{self.what}' is already loaded by another "
-                              "process (stop it first)")
-        raise ConfigError(f"pin directory {d}: could not lock it (it keeps being removed and created)")
+    def _in_use(self, pid: Optional[int]) -> ConfigError:
+        if pid is None:
+            return ConfigError(f"pin directory {self.directory} is in use: '{self.what}' is already loaded "
+                               "by another process (stop it first)")
+        return ConfigError(f"pin directory {self.directory} is in use: '{self.what}' is already loaded and "
+                           f"running as pid {pid} (stop it first)")
 
     def _take_over(self) -> Owner:
         """Remove what a dead owner left; refuse pins that no owner record vouches for."""
@@ -241,6 +78,11 @@ class PinDirLock:
                               f"{rec.pid} (stop it first)")
         from rawbpf import bpffs
 
+        if self.inspect_stale is not None:
+            try:
+                self.inspect_stale(d, rec.pid)
+            except Exception as err:  # reading what the dead owner counted must not block the restart
+                _log.warning("pin directory %s: cannot read the stale pins: %s", d, err)
         removed = 0
         for name in entries:
             path = os.path.join(d, name)
@@ -252,39 +94,3 @@ class PinDirLock:
                 os.unlink(path)
                 removed += 1
         return Owner(stale_pins=removed, stale_pid=rec.pid)
-
-    def _remove_created(self) -> None:
-        """rmdir the parents this lock made (the directory itself only when not locked: release does that)."""
-        for path in reversed(self.created):
-            if path == self.directory and self.fd >= 0:
-                continue
-            try:
-                os.rmdir(path)  # only if empty: someone else may use a parent by now
-            except OSError:
-                pass
-        self.created = []
-
-    def release(self) -> None:
-        """Remove the owner record and the (empty) directories this lock made, then unlock. Idempotent."""
-        if self.fd < 0:
-            return
-        if self.record is not None:
-            try:
-                os.rmdir(os.path.join(self.directory, self.record.name))
-            except OSError:
-                pass
-            self.record = None
-        if self.remove_dir:
-            try:
-                os.rmdir(self.directory)  # while still locked: a newcomer then sees a fresh directory
-            except OSError:
-                pass
-        self._remove_created()
-        fd, self.fd = self.fd, -1
-        os.close(fd)
-
-    def __enter__(self) -> PinDirLock:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.release()

@@ -56,12 +56,14 @@ def load_and_run(obj: str, *, pin_root: str, attach: bool = True,
                  runner: Runner = wait_for_signal, echo: Callable[[str], None] = _say,
                  stop: Optional[threading.Event] = None,
                  prepare: Optional[Callable[[Any], None]] = None,
-                 map_sizes: Optional[Dict[str, int]] = None) -> LoadResult:
+                 map_sizes: Optional[Dict[str, int]] = None,
+                 on_stale_pins: Optional[Callable[[Any, str, int], None]] = None) -> LoadResult:
     """Load ``obj``, attach (unless ``attach=False``), pin under ``pin_root/<object>``, run ``runner``
     until it returns (the default returns on SIGINT/SIGTERM), then detach and unpin everything.
 
     ``prepare(collection)`` runs after load and before attach (e.g. to fill maps the programs read);
-    ``map_sizes`` overrides the max_entries of maps by name (e.g. a ring buffer's size in bytes); ``echo``
+    ``map_sizes`` overrides the max_entries of maps by name (e.g. a ring buffer's size in bytes);
+    ``on_stale_pins(spec, pin_dir, pid)`` sees a dead run's pins before they are removed; ``echo``
     receives the progress lines (``rawbpf load`` prints them; by default they go to the log at INFO).
     Signals are handled here for the whole run (:class:`rawbpf.signals.StopSignals`): SIGINT/SIGTERM set
     ``stop``, SIGHUP reaches whoever registered for it."""
@@ -89,7 +91,8 @@ def load_and_run(obj: str, *, pin_root: str, attach: bool = True,
         raise ConfigError(f"--pin-dir {pin_root}: {existing} is not on a bpffs mount (pins need one; "
                           "mount one with: mount -t bpf bpf DIR)")
     target = os.path.join(pin_root, spec.name)
-    lock = PinDirLock(target, spec.name)
+    lock = PinDirLock(target, spec.name, inspect_stale=None if on_stale_pins is None else (
+        lambda d, pid: on_stale_pins(spec, d, pid)))
     owner = lock.acquire()  # refuses a live owner; removes the pins of a dead one
     result = LoadResult(object=spec.name, pin_dir=target)
     try:

@@ -75,7 +75,8 @@ def _load(obj: str, no_attach: bool, assignments: Sequence[str], kernel_core: Op
                          log_options={"max_bytes": max_bytes, "backups": backups,
                                       "flush_interval": flush_interval}):
         return
-    from rawbpf.daemon import DaemonOptions, consumer
+    from rawbpf.daemon import DaemonOptions, consumer, keep_stale_drops
+    from rawbpf.logfile import probe
     from rawbpf.run import load_and_run
 
     types = {}
@@ -86,4 +87,6 @@ def _load(obj: str, no_attach: bool, assignments: Sequence[str], kernel_core: Op
                             flush_interval=flush_interval, record_types=types,
                             header={"object_path": os.path.abspath(obj)})
     load_and_run(obj, pin_root=pin_dir, attach=not no_attach, constants=parse_assignments(assignments),
-                 kernel_core=kernel_core, runner=consumer(options, echo=click.echo), echo=click.echo)
+                 kernel_core=kernel_core, runner=consumer(options, echo=click.echo), echo=click.echo,
+                 on_stale_pins=keep_stale_drops(options),
+                 prepare=lambda coll: probe(options.log_dir))  # another log writer: refused before attach

@@ -4,6 +4,10 @@ Reads every file of the log directory in order (:class:`rawbpf.logfile.LogReader
 like ``tail -F`` without losing or repeating a record. ``--json`` prints one JSON object per line with the
 record's own keys (byte strings as hex); the default is one readable line per record: local time, type, pid
 and comm, then the record's other fields. File ``header`` records are shown only with ``--type header``.
+
+Nothing is hidden: a damaged region is skipped with one line on stderr naming the file, offset and bytes
+skipped (``-f`` keeps following), and where records are missing from the sequence (rotated away before they
+were read, or in a damaged region) a ``missing`` line stands in their place, also with ``--json``.
 """
 
 from __future__ import annotations
@@ -106,6 +110,8 @@ def format_record(rec: Dict[str, Any]) -> str:
 
 def _matches(rec: Dict[str, Any], types: Set[str], pids: Set[int], since: Optional[int]) -> bool:
     rtype = rec.get("type")
+    if rtype == "missing" and "seq" not in rec:  # the reader's own note of records it could not show
+        return True
     if types:
         if rtype not in types:
             return False
@@ -152,7 +158,11 @@ def tail(follow: bool, as_json: bool, types: Sequence[str], pids: Sequence[int],
     out = sys.stdout
     emit = (lambda r: out.write(json_line(r) + "\n")) if as_json else (
         lambda r: out.write(format_record(r) + "\n"))
-    with LogReader(log_dir) as reader:
+    def damage(path: str, offset: int, n: int) -> None:
+        out.flush()
+        click.echo(f"rawbpf: tail: {escape(path)}: skipped {n} damaged bytes at offset {offset}", err=True)
+
+    with LogReader(log_dir, on_damage=damage, mark_missing=True) as reader:
         last_seq: Optional[int] = None
         if count is not None:
             keep: Deque[Dict[str, Any]] = deque(maxlen=count)
@@ -183,5 +193,5 @@ def _report(reader: Any) -> None:
         click.echo(f"rawbpf: tail: skipped {reader.torn} torn record(s) at the end of a file "
                    "(a writer was killed mid-write)", err=True)
     if reader.missing:
-        click.echo(f"rawbpf: tail: {reader.missing} record(s) missing: their files were rotated away "
-                   "before they were read", err=True)
+        click.echo(f"rawbpf: tail: {reader.missing} record(s) missing (rotated away before they were read, "
+                   "or in a damaged region; each place is marked by a 'missing' line)", err=True)

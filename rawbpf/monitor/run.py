@@ -15,6 +15,7 @@ import time
 from typing import Any, Callable, Dict, Iterable, List, Optional
 
 from rawbpf.errors import ConfigError, NotSupportedError, RawBPFError
+from rawbpf.logfile import probe
 from rawbpf.monitor import OBJECT_NAME
 from rawbpf.monitor.config import MonitorConfig
 from rawbpf.monitor.redact import redact_argv
@@ -142,14 +143,19 @@ def seed_records(entries: Iterable[SeedEntry], *, redact: bool = True) -> List[D
 
 
 def check_log_dir(log_dir: str) -> bool:
-    """Fail early, before anything is loaded, when the log directory cannot be written; True if created."""
+    """Fail early, before anything is loaded, when the log directory cannot take this monitor's log (not
+    writable, group/world-writable); True if created (0700). Another writer there is refused in
+    :func:`prepare`, once the pin directory's lock has named a second monitor as such."""
+    from rawbpf.logfile import check_dir_mode
+
     created = not os.path.isdir(log_dir)
     try:
-        os.makedirs(log_dir, exist_ok=True)
+        os.makedirs(log_dir, mode=0o700, exist_ok=True)
     except OSError as err:
         raise ConfigError(f"log directory {log_dir}: {os.strerror(err.errno or 0).lower()}") from None
     if not os.access(log_dir, os.W_OK | os.X_OK):
         raise ConfigError(f"log directory {log_dir}: not writable")
+    check_dir_mode(log_dir)
     return created
 
 
@@ -177,9 +183,14 @@ def run_monitor(obj: str, cfg: MonitorConfig, *, pin_root: str, log_dir: str, at
     }
     started = time.time_ns()
     pid_start = process_start(os.getpid())  # with the pid: a reused pid cannot pass for this daemon
+    from rawbpf.daemon import DaemonOptions, keep_stale_drops
+
+    options = DaemonOptions(log_dir=log_dir, status_interval=status_interval, rings=["events"],
+                            header={"monitor": summary, "object_path": os.path.abspath(obj)},
+                            **(log_options or {}))
 
     def runner(coll: Any, stop_event: threading.Event) -> None:
-        from rawbpf.daemon import Daemon, DaemonOptions
+        from rawbpf.daemon import Daemon
         from rawbpf.programs import enable_stats
 
         pin_dir = os.path.abspath(os.path.join(pin_root, coll.spec.name))
@@ -190,7 +201,19 @@ def run_monitor(obj: str, cfg: MonitorConfig, *, pin_root: str, log_dir: str, at
             stats = None
         state: Dict[str, Any] = {"seeded": 0}
 
+        warned = [False]
+
         def on_status(d: Dict[str, Any]) -> None:
+            try:
+                _write(d)
+                warned[0] = False
+            except OSError as err:  # a full disk or a removed log dir must not stop the monitor
+                if not warned[0]:
+                    warned[0] = True
+                    log.warning("status file in %s: cannot write it: %s", log_dir,
+                                os.strerror(err.errno or 0).lower())
+
+        def _write(d: Dict[str, Any]) -> None:
             files = sorted(f for f in os.listdir(log_dir) if f.endswith(".mlog"))
             write_status(log_dir, {
                 "pid": os.getpid(), "pid_start": pid_start, "object": coll.spec.name,
@@ -203,10 +226,7 @@ def run_monitor(obj: str, cfg: MonitorConfig, *, pin_root: str, log_dir: str, at
             })
 
         shaper = Shaper(Catalog.from_btf(coll.spec.btf), 0)
-        options = DaemonOptions(log_dir=log_dir, transform=shaper, status=on_status,
-                                status_interval=status_interval, rings=["events"],
-                                header={"monitor": summary, "object_path": os.path.abspath(obj)},
-                                **(log_options or {}))
+        options.transform, options.status = shaper, on_status
         try:
             daemon = Daemon(coll, options)
         except BaseException:
@@ -225,14 +245,20 @@ def run_monitor(obj: str, cfg: MonitorConfig, *, pin_root: str, log_dir: str, at
             daemon.run(stop=stop_event.is_set)
         finally:
             daemon.close()
-            remove_status(log_dir)
+            remove_status(log_dir, os.getpid())
             if stats is not None:
                 stats.close()
 
+    def before_attach(coll: Any) -> None:
+        probe(log_dir)  # another writer there is refused before anything is attached
+        prepare(coll, cfg)
+
     try:
         return load_and_run(obj, pin_root=pin_root, attach=attach, constants=consts, kernel_core=kernel_core,
-                            runner=runner, echo=echo, stop=stop, prepare=lambda coll: prepare(coll, cfg),
-                            map_sizes={"events": cfg.ring_bytes} if cfg.ring_bytes else None)
+                            runner=runner, echo=echo, stop=stop,
+                            prepare=before_attach,
+                            map_sizes={"events": cfg.ring_bytes} if cfg.ring_bytes else None,
+                            on_stale_pins=keep_stale_drops(options))
     except BaseException:
         if created_log_dir:
             try:

@@ -43,10 +43,15 @@ def write_status(log_dir: str, data: Dict[str, Any]) -> None:
         raise
 
 
-def remove_status(log_dir: str) -> None:
+def remove_status(log_dir: str, owner_pid: int) -> None:
+    """Remove the status file if ``owner_pid`` wrote it: never another monitor's."""
+    path = status_path(log_dir)
     try:
-        os.unlink(status_path(log_dir))
-    except OSError:
+        with open(path) as f:
+            data = json.load(f)
+        if int(data.get("pid", -1)) == owner_pid:
+            os.unlink(path)
+    except (OSError, ValueError, TypeError, AttributeError):
         pass
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import json
 import os
 import shutil
 import stat
@@ -183,17 +184,143 @@ def test_kill_9_of_a_writing_process(tmp_path: Path) -> None:
         w.write({"type": "t", "i": -1})
     recs = read_all(tmp_path)
     assert_seq_continuous(recs)
-    assert body(recs)[:-1] == before
+    assert body(recs)[:-2] == before
+    # the restart names the window nobody wrote in: from the dead writer's last record to the new start
+    crash = body(recs)[-2]
+    assert crash["type"] == "crash" and crash["writer_pid"] == p.pid
+    assert crash["since"] == before[-1]["ts"] and crash["until"] > crash["since"]
+    assert body(recs)[-1]["i"] == -1
 
 
-def test_corrupt_middle_is_an_error_not_a_skip(tmp_path: Path) -> None:
+def _logfiles(d: Path) -> List[Path]:
+    return sorted(p for p in d.iterdir() if p.name.endswith(".mlog"))
+
+
+@pytest.mark.parametrize("damage", [b"\xc1", b"\x00" * 4096, bytes(range(256)) * 3, b"\xdb\xff\xff\xff\xff"])
+def test_damage_in_the_middle_is_skipped_and_reported(tmp_path: Path, damage: bytes) -> None:
+    """Garbage, power-loss NUL padding, or a length field claiming 4 GiB: skipped with a notice naming file,
+    offset and size; the rest of the file and the later files are read (this stopped the reader for good)."""
+    with LogWriter(str(tmp_path), max_bytes=2048, flush_interval=0) as w:
+        for i in range(60):
+            w.write({"type": "t", "i": i})
+            w.flush()
+    first = _logfiles(tmp_path)[0]
+    good = first.read_bytes()
+    cut = good.index(msgpack.packb({"seq": 5})[1:5])  # where the record with seq 5 starts, less its header
+    cut -= 1
+    first.write_bytes(good[:cut] + damage + good[cut:])
+    notes: List[Any] = []
+    with LogReader(str(tmp_path), on_damage=lambda *a: notes.append(a)) as r:
+        recs = list(r.records())
+    assert [x["i"] for x in body(recs)] == list(range(60))
+    assert notes == [(str(first), cut, len(damage))] and r.damaged == 1 and r.skipped_bytes == len(damage)
+
+
+def test_damage_at_the_end_of_the_newest_file_then_restart(tmp_path: Path) -> None:
+    """The next writer resumes seq above every seq seen, in a new file sorting after the damaged one, and a
+    gap record says what happened (the next run reused old seq numbers in a file tail never reached)."""
+    with LogWriter(str(tmp_path), flush_interval=0) as w:
+        for i in range(10):
+            w.write({"type": "t", "i": i})
+    damaged = _logfiles(tmp_path)[-1]
+    data = damaged.read_bytes()
+    tail = msgpack.packb({"seq": 11, "ts": 1, "type": "t", "i": 10})
+    damaged.write_bytes(data + b"\x00" * 512 + tail + b"\xdb\xff\xff\xff\xff" + b"x" * 300)
+    with LogWriter(str(tmp_path)) as w:
+        w.write({"type": "t", "i": 100})
+    files = _logfiles(tmp_path)
+    assert files[0] == damaged and len(files) == 2
+    recs = read_all(tmp_path)
+    gap = [r for r in recs if r["type"] == "gap"]
+    assert len(gap) == 2 and gap[0]["file"] == damaged.name and gap[0]["offset"] == len(data)
+    assert gap[0]["bytes"] == 512 and gap[1]["offset"] == len(data) + 512 + len(tail)
+    assert gap[1]["bytes"] == 305 and all(g["last_seq"] == 11 for g in gap)
+    after = recs[recs.index(gap[0]) - 1]
+    assert after["type"] == "header" and after["seq"] == 12
+    assert_seq_continuous(recs)
+
+
+def test_a_torn_tail_without_a_crash_is_a_gap(tmp_path: Path) -> None:
+    """A writer that stopped cleanly leaves no torn record: one found later is damage, not a crash."""
     with LogWriter(str(tmp_path)) as w:
         w.write({"type": "t"})
-    name = os.listdir(tmp_path)[0]
-    with open(tmp_path / name, "ab") as f:
-        f.write(b"\xc1" + msgpack.packb({"seq": 5, "type": "t"}))
-    with LogReader(str(tmp_path)) as r, pytest.raises(LogFormatError, match="corrupt record"):
-        list(r.records())
+    f = _logfiles(tmp_path)[-1]
+    size = f.stat().st_size
+    with open(f, "ab") as out:
+        out.write(b"\x85\xa3seq\x05\xa2ts")
+    with LogWriter(str(tmp_path)):
+        pass
+    gap = [r for r in read_all(tmp_path) if r["type"] == "gap"]
+    assert [(g["file"], g["offset"], g["bytes"]) for g in gap] == [(f.name, size, 9)]
+
+
+def test_one_writer_per_log_dir(tmp_path: Path) -> None:
+    """A second writer is refused naming the running pid and object (it used to delete the running
+    writer's current file)."""
+    code = ("import sys, time\nfrom rawbpf.logfile import LogWriter\n"
+            "w = LogWriter(sys.argv[1], header={'object': 'claude_monitor'}, backups=0)\n"
+            "w.write({'type': 't'}); w.flush(); print('ready', flush=True); time.sleep(60)\n")
+    p = subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], stdout=subprocess.PIPE, text=True,
+                         cwd=Path(__file__).parents[2])
+    try:
+        assert p.stdout is not None and p.stdout.readline().strip() == "ready"
+        running = _logfiles(tmp_path)
+        with pytest.raises(ConfigError, match=rf"is in use: 'claude_monitor' is running as pid {p.pid}"):
+            LogWriter(str(tmp_path), backups=0, header={"object": "other"})
+        from rawbpf.logfile import probe
+
+        with pytest.raises(ConfigError, match=rf"'claude_monitor' is running as pid {p.pid}"):
+            probe(str(tmp_path))
+        assert _logfiles(tmp_path) == running
+    finally:
+        p.kill()
+        p.wait()
+
+
+def test_rotation_deletes_only_its_own_objects_files(tmp_path: Path) -> None:
+    with LogWriter(str(tmp_path), header={"object": "a"}) as w:
+        w.write({"type": "t"})
+    theirs = _logfiles(tmp_path)
+    with LogWriter(str(tmp_path), header={"object": "b"}, max_bytes=1024, backups=1, flush_interval=0) as w:
+        for i in range(200):
+            w.write({"type": "t", "i": i, "pad": "x" * 40})
+            w.flush()
+    files = _logfiles(tmp_path)
+    assert files[0] == theirs[0] and len(files) == 3
+
+
+def test_log_dir_modes(tmp_path: Path) -> None:
+    old = os.umask(0)
+    try:
+        d = tmp_path / "made" / "log"
+        with LogWriter(str(d)):
+            pass
+        assert stat.S_IMODE(os.stat(d).st_mode) == 0o700
+    finally:
+        os.umask(old)
+    open_dir = tmp_path / "open"
+    open_dir.mkdir()
+    open_dir.chmod(0o777)
+    with pytest.raises(ConfigError, match=r"group- or world-writable \(mode 0777\).*chmod go-w"):
+        LogWriter(str(open_dir))
+    assert os.listdir(open_dir) == []
+
+
+def test_removed_log_dir_is_recreated_and_the_loss_counted(tmp_path: Path, caplog: Any) -> None:
+    d = tmp_path / "log"
+    with LogWriter(str(d), flush_interval=0) as w:
+        w.write({"type": "t", "i": 0})
+        w.flush()
+        shutil.rmtree(d)
+        w._next_dir_check = 0.0
+        w.write({"type": "t", "i": 1})
+        w.flush()  # notices, recreates the directory; the record goes to the new file
+        (tmp_path / "log").chmod(0o700)
+        w.write({"type": "t", "i": 2})
+    recs = read_all(d)
+    assert [r.get("i") for r in body(recs)] == [1, 2]
+    assert stat.S_IMODE(os.stat(d).st_mode) == 0o700
+    assert sum("recreated" in r.message for r in caplog.records) == 1
 
 
 class FullDisk:
@@ -229,34 +356,51 @@ def test_full_disk_is_counted_and_reported_never_raised(tmp_path: Path) -> None:
     kinds = [r["type"] for r in recs]
     assert kinds == ["header", "a", "d", "lost"]
     lost = recs[3]
-    assert lost["count"] == 6 and "no space left on device" in lost["reason"]
+    assert lost["count"] == 6 and lost["reason"] == "log" and lost["error"] == "no space left on device"
     # the gap in seq is exactly what the lost record accounts for, and the partial write was truncated away
     assert recs[2]["seq"] - recs[1]["seq"] - 1 == 6 and lost["seq"] == recs[2]["seq"] + 1
 
 
-@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("mount") is None, reason="tmpfs mount needs root")
+_FULL_DISK = """
+import json, os, sys
+from pathlib import Path
+from rawbpf.logfile import LogReader, LogWriter
+mnt = Path(sys.argv[1])
+with LogWriter(str(mnt), max_bytes=1 << 20, flush_interval=0) as w:
+    for i in range(2000):
+        w.write({"type": "t", "i": i, "pad": "p" * 100})
+        w.flush()
+    lost = w.lost_records
+    for f in os.listdir(mnt):  # space comes back (an operator cleans up)
+        if f.endswith(".mlog") and mnt / f != Path(w.current_file):
+            os.unlink(mnt / f)
+    os.truncate(w.current_file, 0)
+    w._size = 0
+    w.write({"type": "after"})
+with LogReader(str(mnt)) as r:
+    print(json.dumps({"lost": lost, "records": [(x["type"], x.get("count"), x.get("reason"))
+                                                  for x in r.records()]}))
+"""
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("unshare") is None, reason="tmpfs mount needs root")
 def test_full_disk_on_a_tiny_tmpfs(tmp_path: Path) -> None:
+    """A real ENOSPC from a 64 KiB tmpfs mounted in a private mount namespace: counted, said once on stderr,
+    and a ``lost`` record with reason ``log`` once space comes back."""
     mnt = tmp_path / "tiny"
     mnt.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mnt)], check=True)
-    try:
-        with LogWriter(str(mnt), max_bytes=1 << 20, flush_interval=0) as w:
-            for i in range(2000):
-                w.write({"type": "t", "i": i, "pad": "p" * 100})
-                w.flush()
-            assert w.lost_records > 0
-            lost = w.lost_records
-            for f in os.listdir(mnt):  # space comes back (an operator cleans up)
-                if mnt / f != Path(w.current_file):
-                    os.unlink(mnt / f)
-            os.truncate(w.current_file, 0)
-            w._size = 0
-            w.write({"type": "after"})
-        recs = read_all(mnt)
-        assert [r["type"] for r in recs] == ["after", "lost"]
-        assert recs[1]["count"] == lost
-    finally:
-        subprocess.run(["umount", str(mnt)], check=True)
+    script = tmp_path / "full.py"
+    script.write_text(_FULL_DISK)
+    cp = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c",
+                         'mount -t tmpfs -o size=64k,mode=0700 tmpfs "$1" && exec "$2" "$3" "$1"', "sh",
+                         str(mnt), sys.executable, str(script)],
+                        capture_output=True, text=True, cwd=Path(__file__).parents[2], timeout=120)
+    assert cp.returncode == 0, cp.stderr
+    out = json.loads(cp.stdout)
+    assert out["lost"] > 0
+    assert out["records"] == [["after", None, None], ["lost", out["lost"], "log"]]
+    assert cp.stderr.count("counting records as lost") == 1, cp.stderr
+    assert os.listdir(mnt) == []  # the mount never reached this namespace
 
 
 def test_follow_across_rotation_without_loss_or_duplicates(tmp_path: Path) -> None:

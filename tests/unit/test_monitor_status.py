@@ -33,7 +33,9 @@ def test_status_file_round_trip_and_stale(tmp_path: Path) -> None:
     write_status(str(tmp_path), {"pid": 2**22 + 7})  # above PID_MAX_LIMIT: cannot be running
     with pytest.raises(ConfigError, match=r"is not running; .* is stale"):
         read_status(str(tmp_path))
-    remove_status(str(tmp_path))
+    remove_status(str(tmp_path), os.getpid())  # not ours: another monitor's status file stays
+    assert (tmp_path / STATUS_NAME).exists()
+    remove_status(str(tmp_path), 2**22 + 7)
     with pytest.raises(ConfigError, match="no monitor is running"):
         read_status(str(tmp_path))
     (tmp_path / STATUS_NAME).write_text("{not json")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -204,3 +205,72 @@ def test_follow_waits_for_the_log_to_appear(tmp_path: Path) -> None:
     finally:
         p.terminate()
         p.wait(10)
+
+
+def _follow(log_dir: Path) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "rawbpf", "tail", "-f", "--json", "--log-dir",
+                             str(log_dir), "--poll-interval", "0.01"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, cwd=ROOT)
+
+
+def test_follow_skips_damage_with_a_notice_and_keeps_following(tmp_path: Path) -> None:
+    """Garbage written into the file being followed used to end tail -f with an error for good."""
+    with LogWriter(str(tmp_path), flush_interval=0) as w:
+        w.write({"type": "t", "i": 0})
+        w.flush()
+        p = _follow(tmp_path)
+        try:
+            assert p.stdout is not None and p.stderr is not None
+            assert json.loads(p.stdout.readline())["i"] == 0
+            offset = os.path.getsize(w.current_file)
+            with open(w.current_file, "ab") as f:
+                f.write(b"\xc1\x00\x00garbage")  # the writer appends after it (O_APPEND)
+            for i in range(1, 4):
+                w.write({"type": "t", "i": i})
+                w.flush()
+            got = [json.loads(p.stdout.readline())["i"] for _ in range(3)]
+            assert got == [1, 2, 3]
+            assert p.poll() is None  # still following
+            w.rotate()
+            w.write({"type": "t", "i": 4})
+            w.flush()
+            assert json.loads(p.stdout.readline())["i"] == 4
+        finally:
+            p.terminate()
+            _, err = p.communicate(timeout=10)
+    assert f"{w.current_file.rsplit('-', 2)[0]}" in err or "skipped 10 damaged bytes" in err
+    lines = [ln for ln in err.splitlines() if "damaged" in ln]
+    assert len(lines) == 1 and f"skipped 10 damaged bytes at offset {offset}" in lines[0], err
+
+
+def test_records_rotated_away_are_reported_inline(tmp_path: Path) -> None:
+    """tail -f used to skip records whose files were pruned before it read them without a word."""
+    with LogWriter(str(tmp_path), max_bytes=1024, backups=1, flush_interval=0) as w:
+        w.write({"type": "t", "i": 0})
+        w.flush()
+        p = _follow(tmp_path)
+        try:
+            assert p.stdout is not None
+            assert json.loads(p.stdout.readline())["i"] == 0
+            p.send_signal(signal.SIGSTOP)  # a slow reader: the writer rotates past it meanwhile
+            for i in range(1, 200):
+                w.write({"type": "t", "i": i, "pad": "x" * 40})
+                w.flush()
+            p.send_signal(signal.SIGCONT)
+            lines = []
+            while True:
+                rec = json.loads(p.stdout.readline())
+                lines.append(rec)
+                if rec.get("i") == 199:
+                    break
+        finally:
+            p.terminate()
+            p.communicate(timeout=10)
+    marks = [r for r in lines if r["type"] == "missing"]
+    assert marks and all(m["reason"] == "rotated away" for m in marks)
+    shown = [r["i"] for r in lines if r["type"] == "t"]
+    assert shown == sorted(shown) and len(shown) < 199
+    for k, m in enumerate(lines):
+        if m["type"] == "missing":  # in place: right before the first record after the hole
+            assert m["count"] == m["next_seq"] - m["after_seq"] - 1 > 0
+            assert lines[k + 1]["seq"] in (m["next_seq"], m["next_seq"] + 1)  # (+1: after a file header)
