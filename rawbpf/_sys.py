@@ -138,6 +138,11 @@ def mount(source: str, target: str, fstype: str, what: str, flags: int = 0) -> N
         raise _fail(what, err, {_errno.EPERM: "need root or CAP_SYS_ADMIN"})
 
 
+def die_with_parent(sig: int) -> None:
+    """prctl(PR_SET_PDEATHSIG): this process gets ``sig`` when its parent exits (for a child's preexec)."""
+    libc().prctl(1, sig, 0, 0, 0)  # PR_SET_PDEATHSIG
+
+
 class _Statfs(ctypes.Structure):
     # f_type is the first word on every 64-bit Linux ABI rawbpf supports; the rest is room to spare.
     _fields_ = [("f_type", ctypes.c_long), ("_rest", ctypes.c_long * 31)]

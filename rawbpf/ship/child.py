@@ -9,7 +9,6 @@ SIGTERM and its grace period to collect the last acknowledgements.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import logging
 import os
 import signal
@@ -22,10 +21,9 @@ from rawbpf.ship.url import parse_destination
 
 log = logging.getLogger("rawbpf")
 
+__tier__ = "kernel"
+
 __all__ = ["ship_beside", "ship_command"]
-
-_PR_SET_PDEATHSIG = 1
-
 
 def ship_command(urls: Sequence[str], log_dir: str) -> List[str]:
     """How to start ``rawbpf ship`` with this interpreter (also from a zipapp)."""
@@ -41,8 +39,9 @@ def ship_command(urls: Sequence[str], log_dir: str) -> List[str]:
 
 
 def _die_with_parent() -> None:
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    from rawbpf._sys import die_with_parent
+
+    die_with_parent(signal.SIGTERM)
 
 
 @contextlib.contextmanager
