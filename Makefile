@@ -1,46 +1,95 @@
-# rawbpf — `make help` lists the targets. Targets that touch the kernel need root (sudo make …).
+# rawbpf — `make help` lists the targets. Targets that touch the kernel need root; each installs what it needs.
 SHELL      := /bin/bash
 PYTHON     ?= python3
 VENV       ?= .venv
 VPY        := $(VENV)/bin/python
+PIN_DIR    ?= /sys/fs/bpf/rawbpf
 LOG_DIR    ?= $(CURDIR)/logs
+PEERS_DIR  ?= $(abspath $(CURDIR)/../shared/peers)
 CLANG      ?= clang
 BPF_CFLAGS := -O2 -g -target bpf -Wall -Werror -D__TARGET_ARCH_x86 -I$(CURDIR)/programs/include
-APT_PKGS   := clang llvm bpftool libbpf-dev gcc make nodejs npm strace chromium rsyslog rsyslog-relp \
-              rsyslog-openssl openssl
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
 
-.PHONY: help deps venv bpffs test-servers test unit kernel-test lint run demo programs check-programs testdata check-testdata testdata-asm testdata-btf testdata-ringbuf bench stress zipapp clean
+# What each target needs from Debian and npm; add a package to the list of the target that needs it.
+APT_RUN_PKGS   := python3-venv
+APT_BUILD_PKGS := clang llvm bpftool libbpf-dev gcc make
+# real servers and tools the tests start: the Claude CLI (npm, on nodejs), a browser, syslog, DNS, namespaces
+APT_TEST_PKGS  := $(APT_RUN_PKGS) $(APT_BUILD_PKGS) util-linux iproute2 strace nodejs chromium rsyslog \
+                  rsyslog-relp rsyslog-openssl openssl dnsmasq
+APT_BENCH_PKGS := $(APT_RUN_PKGS) $(APT_BUILD_PKGS) golang-go golang-github-cilium-ebpf-dev
+NPM_TEST_PKGS  := @anthropic-ai/claude-code
+APT_GET        := DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 -qq
+
+# $(call apt,PKGS): install the Debian packages of PKGS that are not installed yet (nothing missing: no apt run)
+define apt
+	@missing=""; for p in $(1); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' \
+	  || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  [ "$$(id -u)" = 0 ] || { echo "make: installing Debian packages:$$missing needs root" >&2; exit 1; }; \
+	  echo "installing Debian packages:$$missing"; \
+	  $(APT_GET) update && $(APT_GET) install -y --no-install-recommends $$missing >/dev/null \
+	  || { echo "make: apt-get could not install:$$missing" >&2; exit 1; }; fi
+endef
+
+# $(call pip,EXTRAS,WHAT): install rawbpf (editable) with EXTRAS into .venv, quietly; the log on failure
+define pip
+	@echo "setting up $(VENV): $(2)"
+	@[ -x $(VPY) ] || $(PYTHON) -m venv $(VENV)
+	@$(VPY) -m pip install -q --disable-pip-version-check -e '.$(1)' > $(VENV)/pip.log 2>&1 \
+	  || { tail -20 $(VENV)/pip.log >&2; echo "make: pip install failed (log: $(VENV)/pip.log)" >&2; exit 1; }
+endef
+
+.PHONY: help deps deps-run deps-test deps-build deps-bench venv venv-run mounts bpffs test-servers test unit kernel-test lint run demo \
+	programs check-programs testdata check-testdata testdata-asm testdata-btf testdata-ringbuf bench stress zipapp \
+	clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
 
-deps: ## Install Debian build/test packages if missing (clang, llvm, bpftool, libbpf-dev, gcc)
-	@missing=""; for p in $(APT_PKGS); do command -v $$p >/dev/null || dpkg -s $$p >/dev/null 2>&1 || \
-	  missing="$$missing $$p"; done; \
-	if [ -n "$$missing" ]; then echo "installing:$$missing"; apt-get update -qq && \
-	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; fi
-	@command -v claude >/dev/null || { echo "installing: @anthropic-ai/claude-code (npm)"; \
-	  npm install -g -q @anthropic-ai/claude-code >/dev/null; }
+deps-run: ## Install the Debian packages `make run` needs, if missing (python3-venv)
+	$(call apt,$(APT_RUN_PKGS))
 
-$(VPY): pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(VPY) -m pip install -q --upgrade pip
-	$(VPY) -m pip install -q -e '.[dev]'
-	@touch $(VPY)
+deps: deps-test ## Install every Debian and npm package the tests need, if missing (root)
 
-venv: $(VPY) ## Create .venv with rawbpf and its test/lint tools
+deps-test:
+	$(call apt,$(APT_TEST_PKGS))
+	@command -v npm >/dev/null || { echo "installing Debian packages: npm"; \
+	  $(APT_GET) install -y --no-install-recommends npm >/dev/null; }
+	@missing=""; for p in $(NPM_TEST_PKGS); do npm ls -g --depth=0 "$$p" >/dev/null 2>&1 \
+	  || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then echo "installing npm packages:$$missing"; \
+	  npm install -g --no-fund --no-audit --loglevel=error $$missing >/dev/null; fi
 
-bpffs: ## Mount bpffs at /sys/fs/bpf if it is not mounted (root)
-	@$(VPY) -m rawbpf doctor --mount-bpffs >/dev/null 2>&1 || mountpoint -q /sys/fs/bpf || mount -t bpf bpf /sys/fs/bpf
+deps-build: ## Install the Debian packages that build BPF objects, if missing (clang, llvm, bpftool, libbpf-dev)
+	$(call apt,$(APT_BUILD_PKGS))
+
+deps-bench: ## Install the Debian packages the benchmarks and their peers need, if missing (Go, cilium/ebpf)
+	$(call apt,$(APT_BENCH_PKGS))
+
+$(VENV)/.run: pyproject.toml
+	$(call pip,,rawbpf and its run-time dependencies (pyelftools msgpack click))
+	@touch $@
+
+$(VENV)/.dev: pyproject.toml
+	$(call pip,[dev],rawbpf with its test and lint tools)
+	@touch $@ $(VENV)/.run
+
+venv-run: deps-run $(VENV)/.run ## Create .venv with rawbpf and only what it needs at run time
+
+venv: deps-run $(VENV)/.dev ## Create .venv with rawbpf and its test/lint tools
+
+mounts: venv-run ## Mount bpffs and tracefs if missing (root; rawbpf also mounts them itself when it needs them)
+	@$(VPY) -m rawbpf doctor --mount >/dev/null || $(VPY) -m rawbpf doctor --mount
+
+bpffs: mounts
 
 test-servers: tests/servers/node_modules/.package-lock.json ## Install the npm log servers the ship tests run (tests/servers)
 
-tests/servers/node_modules/.package-lock.json: tests/servers/package.json tests/servers/package-lock.json
+tests/servers/node_modules/.package-lock.json: tests/servers/package.json tests/servers/package-lock.json | deps-test
 	cd tests/servers && npm ci --no-audit --no-fund --loglevel=error
 
-test: deps venv bpffs test-servers ## Run every test, unit and real-kernel, with no skips allowed (root)
+test: deps venv test-servers ## Run every test, unit and real-kernel, with no skips allowed (root)
 	RAWBPF_REQUIRE_KERNEL=1 $(VPY) -m pytest -q $(PYTEST_ARGS)
 
 unit: venv ## Run the tests that need no root and no compiler
@@ -50,49 +99,49 @@ lint: venv ## ruff and mypy
 	$(VPY) -m ruff check rawbpf tests tools
 	$(VPY) -m mypy
 
-run: venv bpffs ## Load the Claude monitor and log to ./logs (root; Ctrl-C stops and cleans up)
-	$(VPY) -m rawbpf load programs/claude_monitor.o --log-dir $(LOG_DIR)
+run: venv-run ## Load the Claude monitor, log to LOG_DIR (./logs), pin under PIN_DIR (root; Ctrl-C stops, cleans up)
+	@$(VPY) -m rawbpf load programs/claude_monitor.o --log-dir $(LOG_DIR) --pin-dir $(PIN_DIR)
 
-demo: venv bpffs ## Start the monitor, run a scripted Claude-like workload, show rawbpf status/tail, stop (root)
+demo: venv-run ## Start the monitor, run a scripted Claude-like workload, show rawbpf status/tail, stop (root)
 	PYTHON=$(abspath $(VPY)) tools/demo.sh
 
-programs: ## Rebuild programs/*.o from their C sources (clang 14, libbpf-dev headers); commit the objects
+programs: deps-build ## Rebuild programs/*.o from their C sources (clang 14, libbpf-dev headers); commit the objects
 	CLANG=$(CLANG) tools/build_programs.sh programs
 
-check-programs: ## Rebuild programs/*.o in two temp dirs; fail if a committed object is stale or path-dependent
+check-programs: deps-build ## Rebuild programs/*.o in two temp dirs; fail if a committed object is stale or path-dependent
 	CLANG=$(CLANG) tools/check_programs.sh
 
-zipapp: venv ## Build rawbpf.pyz, a single file that runs on hosts with only Python 3.9+
+zipapp: venv-run ## Build rawbpf.pyz, a single file that runs on hosts with only Python 3.9+
 	$(VPY) tools/build_zipapp.py -o rawbpf.pyz
 
-testdata: ## Rebuild the BPF test corpus in tests/data (clang 14, libbpf-dev headers, gcc); commit the objects
-	CLANG=$(CLANG) PYTHON=$(PYTHON) tools/build_testdata.sh tests/data
-	$(PYTHON) tools/gen_golden.py
+testdata: deps-build venv ## Rebuild the BPF test corpus in tests/data (clang 14, libbpf-dev headers, gcc); commit the objects
+	CLANG=$(CLANG) PYTHON=$(abspath $(VPY)) tools/build_testdata.sh tests/data
+	$(VPY) tools/gen_golden.py
 
-check-testdata: ## Rebuild the test corpus in a temp dir; fail if a committed object is stale or path-dependent
-	CLANG=$(CLANG) PYTHON=$(PYTHON) tools/check_testdata.sh
+check-testdata: deps-build venv ## Rebuild the test corpus in a temp dir; fail if a committed object is stale or path-dependent
+	CLANG=$(CLANG) PYTHON=$(abspath $(VPY)) tools/check_testdata.sh
 
-testdata-asm: ## Rebuild tests/data/asm/isa.o (clang 14, -mcpu=v3) and the disassembler's golden files
+testdata-asm: deps-build venv ## Rebuild tests/data/asm/isa.o (clang 14, -mcpu=v3) and the disassembler's golden files
 	cd tests/data/asm && $(CLANG) -O2 -g -target bpf -mcpu=v3 -Wall -Werror -fdebug-prefix-map=$$PWD=. \
 	  -ffile-prefix-map=$$PWD=. -fno-ident -c isa.c -o isa.o
-	$(PYTHON) tools/gen_golden.py
+	$(VPY) tools/gen_golden.py
 
-testdata-btf: ## Rebuild tests/data/btf objects (clang 14) and their bpftool raw-dump goldens
+testdata-btf: deps-build ## Rebuild tests/data/btf objects (clang 14) and their bpftool raw-dump goldens
 	cd tests/data/btf && for c in *.c; do $(CLANG) -O2 -g -target bpf -Wall -Werror \
 	  -idirafter /usr/include/$$(gcc -dumpmachine) -fdebug-prefix-map=$$PWD=. -ffile-prefix-map=$$PWD=. \
 	  -fno-ident -c $$c -o $${c%.c}.o || exit 1; done
 	mkdir -p tests/data/btf/golden; for o in tests/data/*.o tests/data/btf/*.o tests/data/btf/*.btf; do \
 	  g=tests/data/btf/golden/$$(basename $$o).raw; bpftool btf dump file $$o format raw > $$g 2>/dev/null || rm -f $$g; done
 
-testdata-ringbuf: ## Rebuild tests/data/ringbuf objects (clang 14): ring/perf flood programs, decoder layouts
+testdata-ringbuf: deps-build ## Rebuild tests/data/ringbuf objects (clang 14): ring/perf flood programs, decoder layouts
 	cd tests/data/ringbuf && for c in *.c; do $(CLANG) -O2 -g -target bpf -Wall -Werror -D__TARGET_ARCH_x86 \
 	  -idirafter /usr/include/$$(gcc -dumpmachine) -fdebug-prefix-map=$$PWD=. -ffile-prefix-map=$$PWD=. \
 	  -fno-ident -c $$c -o $${c%.c}.o || exit 1; done
 
-bench: venv bpffs ## Benchmarks vs peers (ring buffer, handler ns, connect overhead, load, exec storm, latency) → bench/results.json (root)
-	$(VPY) -m tools.bench $(BENCH_ARGS)
+bench: deps-bench venv-run mounts ## Benchmarks vs peers (ring buffer, handler ns, connect overhead, load, exec storm, latency) → bench/results.json (root; fails if a figure cannot be measured)
+	RAWBPF_PEERS=$(PEERS_DIR) $(VPY) -m tools.bench $(BENCH_ARGS)
 
-stress: venv bpffs ## Slow reliability suites: fuzzing, ring overflow, kill -9, fd/pin hygiene, hostile environments (root)
+stress: deps venv mounts ## Slow reliability suites: fuzzing, ring overflow, kill -9, fd/pin hygiene, hostile environments (root)
 	RAWBPF_REQUIRE_KERNEL=1 $(VPY) -m pytest -q -m slow tests/stress $(PYTEST_ARGS)
 
 clean: ## Remove build outputs (keeps committed objects)
