@@ -59,3 +59,14 @@ def test_table_lists_every_figure_and_marks_misses() -> None:
     assert "MISS" in row
     assert "ok" in next(line for line in text.splitlines() if "event_to_log_p99_ms" in line)
     assert "not run" in next(line for line in text.splitlines() if "rawbpf_raw" in line)
+
+
+def test_a_figure_that_was_not_measured_fails_the_run() -> None:
+    """`make bench` exits non-zero when any figure of a section it ran is an error string (or absent)."""
+    measured = {key: 1.0 for key, _u, _g, _s in bench.GOALS["latency"]}
+    assert bench.unmeasured({"latency": measured}, ["latency"]) == []
+    ring = {"rawbpf_raw": 9e6, "rawbpf_decode_log": 2e6, "libbpf-c": 5e6,
+            "go-cilium": "unavailable: peer kit does not build"}
+    assert bench.unmeasured({"ringbuf": ring}, ["ringbuf"]) == [
+        ("ringbuf.go-cilium", "unavailable: peer kit does not build")]
+    assert [k for k, _ in bench.unmeasured({}, ["load"])] == [f"load.{k}" for k, *_ in bench.GOALS["load"]]

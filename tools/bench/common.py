@@ -26,7 +26,8 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence
 
 ROOT = Path(__file__).resolve().parents[2]
 HELPERS = Path(__file__).resolve().parent / "helpers"
-PEERS = ROOT.parent / "shared" / "peers"
+#: the shared peer kits, beside the checkout (`make bench PEERS_DIR=…` / RAWBPF_PEERS points elsewhere)
+PEERS = Path(os.environ.get("RAWBPF_PEERS") or ROOT.parent / "shared" / "peers")
 MONITOR_OBJ = ROOT / "programs" / "claude_monitor.o"
 BPFFS = Path("/sys/fs/bpf")
 _ATTACHED = re.compile(r"^attached \d+ programs? in (?P<s>[0-9.]+) s")
