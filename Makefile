@@ -87,7 +87,8 @@ bpffs: mounts
 test-servers: tests/servers/node_modules/.package-lock.json ## Install the npm log servers the ship tests run (tests/servers)
 
 tests/servers/node_modules/.package-lock.json: tests/servers/package.json tests/servers/package-lock.json | deps-test
-	cd tests/servers && npm ci --no-audit --no-fund --loglevel=error
+	@echo "installing npm packages of tests/servers"
+	@cd tests/servers && npm ci --no-audit --no-fund --loglevel=error >/dev/null
 
 test: deps venv test-servers ## Run every test, unit and real-kernel, with no skips allowed (root)
 	RAWBPF_REQUIRE_KERNEL=1 $(VPY) -m pytest -q $(PYTEST_ARGS)
