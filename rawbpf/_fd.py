@@ -7,10 +7,10 @@ closes a forgotten fd as a safety net.
 
 from __future__ import annotations
 
-import os
 from types import TracebackType
 from typing import Optional, Type, TypeVar
 
+from rawbpf import _sys
 from rawbpf.errors import RawBPFError
 
 __tier__ = "kernel"
@@ -48,10 +48,7 @@ class FD:
         """Release the fd; calling it again does nothing."""
         fd, self._fd = self._fd, -1
         if fd >= 0 and getattr(self, "_owned", True):
-            try:
-                os.close(fd)
-            except OSError:
-                pass
+            _sys.close(fd)
 
     def detach_fd(self) -> int:
         """Give up ownership and return the raw fd (the caller must close it)."""

@@ -3,6 +3,11 @@
 Nothing else in the package calls libc directly. Every failure becomes a :class:`~rawbpf.errors.SyscallError`
 (also an ``OSError``) whose message starts with what was being done (``what``), then the errno text, then a
 hint when one is known (EPERM → privileges, E2BIG → attr/size too large, EINVAL → the caller's context).
+
+The kernel is reached through one replaceable :class:`Backend` (``bpf``, ``perf_event_open``, ``ioctl`` and
+``close`` of the fds they return, each answering a result or ``-errno`` as the raw syscalls do):
+:class:`LibcBackend` by default, a fake in unit tests (:func:`use_backend`), so every failure path of loading
+and attaching can be exercised without root.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ import ctypes.util
 import errno as _errno
 import os
 import platform
-from typing import Callable, Iterator, Mapping, Optional
+from typing import Iterator, Mapping, Optional, Protocol
 
 from rawbpf.consts import Cmd
 from rawbpf.errors import NotSupportedError, SyscallError
@@ -72,7 +77,58 @@ def _fail(what: str, err: int, hints: Optional[Mapping[int, str]]) -> SyscallErr
     return SyscallError(what, err, hint)
 
 
-_bpf_call: Optional[Callable[[int, object, int], int]] = None
+class Backend(Protocol):
+    """What the kernel-facing code needs from the kernel; each call returns its result or ``-errno``."""
+
+    def bpf(self, cmd: int, attr: ctypes.Structure, size: int) -> int: ...
+
+    def perf_event_open(self, attr: ctypes.Structure, pid: int, cpu: int, group_fd: int,
+                        flags: int) -> int: ...
+
+    def ioctl(self, fd: int, request: int, arg: int) -> int: ...
+
+    def close(self, fd: int) -> None: ...
+
+
+class LibcBackend:
+    """The real kernel, through libc's ``syscall`` and ``ioctl``."""
+
+    def __init__(self) -> None:
+        self._bpf_nr: Optional[ctypes.c_long] = None
+        self._perf_nr: Optional[ctypes.c_long] = None
+
+    def bpf(self, cmd: int, attr: ctypes.Structure, size: int) -> int:
+        if self._bpf_nr is None:
+            self._bpf_nr = ctypes.c_long(syscall_numbers()[0])
+        ret = libc().syscall(self._bpf_nr, ctypes.c_long(cmd), ctypes.byref(attr), ctypes.c_long(size))
+        return int(ret) if ret >= 0 else -ctypes.get_errno()
+
+    def perf_event_open(self, attr: ctypes.Structure, pid: int, cpu: int, group_fd: int, flags: int) -> int:
+        if self._perf_nr is None:
+            self._perf_nr = ctypes.c_long(syscall_numbers()[1])
+        ret = libc().syscall(self._perf_nr, ctypes.byref(attr), ctypes.c_long(pid), ctypes.c_long(cpu),
+                             ctypes.c_long(group_fd), ctypes.c_ulong(flags))
+        return int(ret) if ret >= 0 else -ctypes.get_errno()
+
+    def ioctl(self, fd: int, request: int, arg: int) -> int:
+        ret = libc().ioctl(fd, request, ctypes.c_void_p(arg))
+        return int(ret) if ret >= 0 else -ctypes.get_errno()
+
+    def close(self, fd: int) -> None:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+
+
+_backend: Backend = LibcBackend()
+
+
+def use_backend(backend: Backend) -> Backend:
+    """Send every later bpf/perf_event_open/ioctl/close to ``backend``; returns the previous one (tests)."""
+    global _backend
+    previous, _backend = _backend, backend
+    return previous
 
 
 def bpf(cmd: Cmd, attr: ctypes.Structure, what: str, *, hints: Optional[Mapping[int, str]] = None,
@@ -81,18 +137,14 @@ def bpf(cmd: Cmd, attr: ctypes.Structure, what: str, *, hints: Optional[Mapping[
 
     EINTR is retried; EAGAIN too for PROG_LOAD and BTF_LOAD (the verifier returns it when interrupted).
     """
-    global _bpf_call
-    if _bpf_call is None:
-        nr = ctypes.c_long(syscall_numbers()[0])
-        fn = libc().syscall
-        _bpf_call = lambda c, a, n: fn(nr, ctypes.c_long(c), a, ctypes.c_long(n))  # noqa: E731
     n = ctypes.sizeof(attr) if size is None else size
     retry_eagain = cmd in (Cmd.PROG_LOAD, Cmd.BTF_LOAD)
+    err = 0
     for _attempt in range(5):
-        ret = _bpf_call(int(cmd), ctypes.byref(attr), n)
+        ret = _backend.bpf(int(cmd), attr, n)
         if ret >= 0:
-            return int(ret)
-        err = ctypes.get_errno()
+            return ret
+        err = -ret
         if err == _errno.EINTR or (err == _errno.EAGAIN and retry_eagain):
             continue
         raise _fail(what, err, hints)
@@ -102,32 +154,25 @@ def bpf(cmd: Cmd, attr: ctypes.Structure, what: str, *, hints: Optional[Mapping[
 def perf_event_open(attr: ctypes.Structure, pid: int, cpu: int, group_fd: int, flags: int, what: str, *,
                     hints: Optional[Mapping[int, str]] = None) -> int:
     """perf_event_open(2): a new perf event fd (the caller owns it); raises SyscallError(what, errno)."""
-    nr = syscall_numbers()[1]
-    lib = libc()
     while True:
-        ret = lib.syscall(ctypes.c_long(nr), ctypes.byref(attr), ctypes.c_long(pid), ctypes.c_long(cpu),
-                          ctypes.c_long(group_fd), ctypes.c_ulong(flags))
+        ret = _backend.perf_event_open(attr, pid, cpu, group_fd, flags)
         if ret >= 0:
-            return int(ret)
-        err = ctypes.get_errno()
-        if err != _errno.EINTR:
-            raise _fail(what, err, hints)
+            return ret
+        if -ret != _errno.EINTR:
+            raise _fail(what, -ret, hints)
 
 
 def ioctl(fd: int, request: int, arg: int, what: str, *, hints: Optional[Mapping[int, str]] = None) -> int:
     """ioctl(fd, request, arg) with an integer argument (an fd or a flag); raises SyscallError."""
-    ret = libc().ioctl(fd, request, ctypes.c_void_p(arg))
+    ret = _backend.ioctl(fd, request, arg)
     if ret < 0:
-        raise _fail(what, ctypes.get_errno(), hints)
-    return int(ret)
+        raise _fail(what, -ret, hints)
+    return ret
 
 
 def close(fd: int) -> None:
     """Close an fd, ignoring EBADF (the caller has already forgotten it)."""
-    try:
-        os.close(fd)
-    except OSError:
-        pass
+    _backend.close(fd)
 
 
 def mount(source: str, target: str, fstype: str, what: str, flags: int = 0) -> None:

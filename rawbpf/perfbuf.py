@@ -17,6 +17,7 @@ per-record ``callback(cpu, payload)``. Closing the PerfBuffer clears the map slo
 from __future__ import annotations
 
 import ctypes
+import errno
 import mmap
 import os
 import select
@@ -188,14 +189,14 @@ class PerfBuffer(FD):
                 fd = _sys.perf_event_open(attr, -1, cpu, -1, PERF_FLAG_FD_CLOEXEC,
                                           f"perf buffer '{self.name}': open cpu {cpu}")
             except SyscallError as err:
-                if err.errno == 19:  # ENODEV: the CPU is offline
+                if err.errno == errno.ENODEV:  # the CPU is offline
                     continue
                 raise
             try:
                 mm = mmap.mmap(fd, page * (1 + self._pages), mmap.MAP_SHARED,
                                mmap.PROT_READ | mmap.PROT_WRITE)
             except OSError as err:
-                os.close(fd)
+                _sys.close(fd)
                 why = os.strerror(err.errno or 0).lower()
                 raise RawBPFError(f"perf buffer '{self.name}': mmap cpu {cpu}: {why}") from err
             buf = _CPUBuffer(cpu, fd, mm, page * self._pages)

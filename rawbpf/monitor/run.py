@@ -8,6 +8,7 @@ detach, unpin, remove the status file.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import threading
@@ -68,7 +69,7 @@ def track(coll: Any, pid: int, *, start_ns: int, root_pid: int, depth: int = 0, 
     try:
         coll.maps["tracked"].update(pid, value, BPF_ANY if replace else BPF_NOEXIST)
     except OSError as err:
-        if getattr(err, "errno", 0) != 17:  # EEXIST: the kernel tracks it already
+        if err.errno != errno.EEXIST:  # the kernel tracks it already
             raise
         return False
     pid_bytes = coll.maps["tracked_pids"]
