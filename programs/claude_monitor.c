@@ -32,6 +32,19 @@
 #define UNIX_PATH_LEN 108
 #define TICK_NS 10000000ULL	/* USER_HZ = 100: /proc/PID/stat start times are in 10 ms ticks */
 #define TEXT_MASK 8191		/* bounds any offset into the exec scratch text for the verifier */
+#define SESSION_LEN 40		/* CLAUDE_CODE_SESSION_ID: a UUID (36) */
+#define TRACEPARENT_LEN 56	/* W3C traceparent, version 00: 55 characters */
+#define CWD_LEN 256		/* path components of the working directory, leaf first */
+#define CWD_MAX_DEPTH 32
+#define ENV_CHUNK 192		/* environment bytes read per step (a longer variable takes several) */
+#define ENV_MAX_STEPS 512	/* bounds of the environment scan */
+#define ENV_MAX_BYTES 65536
+#define TCP_ESTABLISHED 1
+#define TCP_SYN_SENT 2
+#define TCP_SYN_RECV 3
+#define TCP_CLOSE 7
+#define IPPROTO_TCP 6
+#define EINPROGRESS 115
 
 #define AF_UNIX 1
 #define AF_INET 2
@@ -44,13 +57,42 @@ enum rec_type {
 	REC_EXIT = 3,
 	REC_CONNECT = 4,
 	REC_RENAME = 5,
-	REC_KINDS = 6,
+	REC_CONNECT_RESULT = 6,
+	REC_KINDS = 16,		/* size of the per-kind counters: room for more kinds */
 };
 
 /* Bits of a record's `flags`. */
 enum rec_flags {
 	RF_SEEN_AT_START = 1,	/* the process was already running when the monitor started */
 	RF_NEW_ROOT = 2,	/* this record started tracking a new Claude process tree */
+	RF_THREAD = 4,		/* rename: a thread other than the main one named itself */
+};
+
+/* Who started a tracked process (`origin`), decided at exec from the environment, inherited at fork. */
+enum origin {
+	ORIGIN_UNKNOWN = 0,	/* seen at start: its environment was not read */
+	ORIGIN_CLAUDE = 1,	/* Claude Code itself and its own helpers */
+	ORIGIN_TOOL = 2,	/* a tool call: CLAUDE_CODE_SESSION_ID and CLAUDE_CODE_CHILD_SESSION, no project dir */
+	ORIGIN_HOOK = 3,	/* a hook: both, and CLAUDE_PROJECT_DIR */
+	ORIGIN_MCP = 4,		/* an MCP server: CLAUDE_CODE_SESSION_ID and CLAUDE_PROJECT_DIR only */
+};
+
+/* Bits of an exec record's `env`: which allowlisted variables the new image has (only the values of
+ * CLAUDE_CODE_SESSION_ID, TRACEPARENT and CLAUDE_PID are read; the others count by name alone). */
+enum env_flags {
+	ENV_SESSION_ID = 1,		/* CLAUDE_CODE_SESSION_ID */
+	ENV_CLAUDECODE = 2,		/* CLAUDECODE */
+	ENV_CLAUDE_PID = 4,		/* CLAUDE_PID */
+	ENV_CHILD_SESSION = 8,		/* CLAUDE_CODE_CHILD_SESSION */
+	ENV_TRACEPARENT = 16,		/* TRACEPARENT */
+	ENV_PROJECT_DIR = 32,		/* CLAUDE_PROJECT_DIR (name only) */
+	ENV_TRUNCATED = 64,		/* the scan stopped at its bounds before the end of the environment */
+};
+
+/* Outcome of a TCP handshake, from the socket's state change and sk_err (`result` of connect_result). */
+enum conn_result {
+	CONN_ESTABLISHED = 0,
+	CONN_FAILED = 1,	/* the handshake ended in CLOSE; `error` says why (ECONNREFUSED, ETIMEDOUT, ...) */
 };
 
 /* Why an exec or rename started tracking (`match` of exec and rename records). */
@@ -79,6 +121,14 @@ enum proc_flags {
 	PI_COARSE_START = 2,	/* start is only known to the 10 ms tick (from /proc/PID/stat) */
 };
 
+/* What a tracked process inherits down its tree (a fork copies it; an exec may change it). */
+struct attribution {
+	enum origin origin;
+	__u32 pad;
+	char session_id[SESSION_LEN];		/* CLAUDE_CODE_SESSION_ID of the process or its nearest ancestor */
+	char traceparent[TRACEPARENT_LEN];	/* TRACEPARENT, likewise */
+};
+
 #define REC_HEADER                                                                                            \
 	enum rec_type type;                                                                                   \
 	__u32 flags;                                                                                          \
@@ -89,7 +139,16 @@ enum proc_flags {
 	__u32 uid;                                                                                            \
 	__u32 root_pid;		/* the Claude process this tree belongs to */                                 \
 	__u32 depth;		/* 0 for the Claude process, +1 per fork */                                   \
-	char comm[COMM_LEN];
+	char comm[COMM_LEN];                                                                                  \
+	__u64 start;		/* start_boottime of the process, ns: with pid and boot id, exec_id */        \
+	__u64 parent_start;	/* the real parent's (parent_exec_id) */                                      \
+	__u64 root_start;	/* the root's (root_exec_id); 10 ms precision for a root seen at start */     \
+	__u64 cgroup_id;	/* cgroup v2 id (kernfs inode number) */                                      \
+	__u32 euid;                                                                                           \
+	__u32 auid;		/* login uid; (u32)-1 when unset */                                           \
+	__u32 tty;		/* controlling terminal, (major << 20) | minor; 0 for none */                 \
+	__u32 hpad;                                                                                           \
+	struct attribution attr;
 
 struct rec_header {
 	REC_HEADER
@@ -101,6 +160,11 @@ struct rec_exec {
 	__u32 argc;		/* arguments recorded in argv */
 	__u32 argv_len;		/* bytes of argv sent */
 	__u32 argv_truncated;	/* more arguments or bytes existed than the limits allow */
+	__u32 env;		/* enum env_flags */
+	__u32 claude_pid;	/* CLAUDE_PID, 0 when unset */
+	__u32 cwd_len;		/* bytes of cwd */
+	__u32 cwd_truncated;	/* deeper or longer than cwd holds */
+	char cwd[CWD_LEN];	/* the working directory's components leaf first, each NUL-terminated */
 	char filename[FILENAME_LEN];
 	__u8 argv[ARGV_BUF];	/* NUL-separated strings; only argv_len bytes are sent */
 };
@@ -122,6 +186,7 @@ struct rec_exit {
 
 struct rec_connect {
 	REC_HEADER
+	__u64 conn_id;		/* nonzero for a TCP connect whose handshake started: its connect_result has it */
 	__u16 family;		/* AF_INET, AF_INET6 or AF_UNIX */
 	__u16 port;		/* host byte order */
 	__s32 ret;		/* 0 or -errno from the syscall's exit */
@@ -130,6 +195,14 @@ struct rec_connect {
 	char endpoint[ENDPOINT_LEN];	/* name of the matching endpoint CIDR, or empty */
 	__u8 path[UNIX_PATH_LEN];	/* bytes, not a C string: abstract names start with NUL; inet records
 					 * are sent without it (decoders zero-fill short records) */
+};
+
+struct rec_connect_result {
+	REC_HEADER		/* of the thread that connected, as at its connect */
+	__u64 conn_id;
+	__u64 latency_ns;	/* from the SYN to the handshake's end */
+	enum conn_result result;
+	__u32 error;		/* sk_err when the handshake failed (errno) */
 };
 
 struct rec_rename {
@@ -151,7 +224,9 @@ const volatile struct record_types {
 	struct rec_exit exit[0];
 	struct rec_connect connect[0];
 	struct rec_rename rename[0];
+	struct rec_connect_result connect_result[0];
 	enum rec_flags flags;
+	enum env_flags env_flags;
 	enum comm_rule comm_rule;
 	enum path_rule_flags path_rule_flags;
 	enum proc_flags proc_flags;
@@ -177,10 +252,12 @@ struct counters {
 /* A tracked process, keyed by tgid. (tgid, start) is the identity: a reused pid never matches. */
 struct proc_info {
 	__u64 start;		/* group leader's start_boottime, ns */
+	__u64 root_start;	/* the root's start (coarse for a root seeded from /proc) */
 	__u32 root_pid;
 	__u32 depth;
 	__u32 flags;		/* PI_* */
 	__u32 pad;
+	struct attribution attr;
 };
 
 /* A thread's connect state, made at its first tracked connect: a copy of its process's tracked entry (its
@@ -189,6 +266,8 @@ struct proc_info {
  * filled before the programs attach and not changed while they run). */
 struct thread_proc {
 	struct proc_info proc;
+	__u64 conn_id;		/* of the handshake this thread's connect started, until the syscall's exit */
+	__u64 conn_sk;		/* its socket */
 	__u8 last_addr[16];	/* IPv6 or IPv4-mapped address of the last inet connect */
 	__u32 last_state;	/* LAST_* */
 	__u32 pad;
@@ -222,6 +301,9 @@ struct path_rule {
 struct exec_scratch {
 	struct rec_exec rec;
 	char slack[ARGV_BUF + 256];
+	/* what the environment scan found (only allowlisted values are ever copied here) */
+	char session_id[SESSION_LEN];
+	char traceparent[TRACEPARENT_LEN];
 };
 
 /* Limits and rules set from user space before load (read-only to the program). */
@@ -309,6 +391,41 @@ struct {
 	__type(key, __u32);
 	__type(value, __u64);
 } unchecked_bytes SEC(".maps");
+
+/* Progress of a handshake relative to the connect(2) that started it. */
+enum conn_phase {
+	PH_SYSCALL = 0,		/* the connect syscall has not returned yet */
+	PH_WAITING = 1,		/* it returned (its record is sent); the outcome is sent when it comes */
+	PH_DONE = 2,		/* the outcome came first: the syscall's exit sends it after the connect record */
+};
+
+/* A TCP handshake started by a tracked thread, keyed by its socket's address. */
+struct pending_conn {
+	struct rec_connect_result rec;	/* header as at the connect; the outcome is filled in at the end */
+	__u64 syn_ts;
+	__u64 phase;		/* enum conn_phase, changed with compare-and-swap (64-bit: clang 14 has no
+				 * 32-bit BPF atomics before -mcpu=v3) */
+	__u64 simopen;		/* went through SYN_RECV (simultaneous open) */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u64);
+	__type(value, struct pending_conn);
+} pending_conns SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct pending_conn);
+} conn_scratch SEC(".maps");
+
+/* Entries in pending_conns (an upper bound: an LRU eviction is not subtracted) and simultaneous opens in
+ * progress; while they are 0, a socket state change needs no lookup. */
+__u64 pending_count = 0;
+__u64 simopen_count = 0;
 
 static __always_inline struct counters *cnt(void)
 {
@@ -450,12 +567,11 @@ static __always_inline struct proc_info *lookup_tracked(__u32 tgid, __u64 start)
 	return p;
 }
 
-static __always_inline bool start_tracking(__u32 tgid, __u64 start, __u32 root, __u32 depth, __u32 flags)
+/* Track tgid as described by info; false when the tracked map is full. */
+static __always_inline bool track(__u32 tgid, const struct proc_info *info)
 {
-	struct proc_info info = { .start = start, .root_pid = root, .depth = depth, .flags = flags };
-
 	set_pid_byte(tgid, 1);
-	if (bpf_map_update_elem(&tracked, &tgid, &info, BPF_ANY)) {
+	if (bpf_map_update_elem(&tracked, &tgid, info, BPF_ANY)) {
 		struct counters *c = cnt();
 
 		set_pid_byte(tgid, 0);
@@ -466,28 +582,79 @@ static __always_inline bool start_tracking(__u32 tgid, __u64 start, __u32 root, 
 	return true;
 }
 
-static __always_inline void fill_common(struct rec_header *h, __u32 type, __u32 tgid,
-					const struct proc_info *p)
+/* Start a new Claude tree at tgid; returns its entry or NULL. */
+static __always_inline struct proc_info *start_root(__u32 tgid, __u64 start)
 {
-	h->type = type;
-	h->flags = (p->flags & PI_SEEN_AT_START) ? RF_SEEN_AT_START : 0;
-	h->ts = bpf_ktime_get_ns();
-	h->pid = tgid;
-	h->root_pid = p->root_pid;
-	h->depth = p->depth;
+	struct proc_info info = { .start = start, .root_start = start, .root_pid = tgid };
+
+	info.attr.origin = ORIGIN_CLAUDE;
+	if (!track(tgid, &info))
+		return NULL;
+	return bpf_map_lookup_elem(&tracked, &tgid);
 }
 
-/* The common header of an event of `task` (a thread of process tgid, described by p). */
+/*
+ * The common header of an event of `task` (a thread of process tgid, described by p): who (ids, names,
+ * credentials, terminal, cgroup), the identities of the process, its parent and its root (start times: user
+ * space composes exec_id from boot id, pid and start), and the attribution the tree inherited. Task pointers
+ * are BTF-typed, so every field is a plain load.
+ */
 static __always_inline void fill_header(void *rec, __u32 type, struct task_struct *task, __u32 tgid,
 					const struct proc_info *p)
 {
 	struct rec_header *h = rec;
+	struct task_struct *parent = task->real_parent;
+	struct tty_struct *tty = task->signal->tty;
 
-	fill_common(h, type, tgid, p);
+	h->type = type;
+	h->flags = (p->flags & PI_SEEN_AT_START) ? RF_SEEN_AT_START : 0;
+	h->ts = bpf_ktime_get_ns();
+	h->pid = tgid;
 	h->tid = task->pid;
-	h->ppid = task->real_parent->tgid;
+	h->ppid = parent->tgid;
 	h->uid = task->real_cred->uid.val;
+	h->root_pid = p->root_pid;
+	h->depth = p->depth;
 	__builtin_memcpy(h->comm, task->comm, sizeof(h->comm));
+	h->start = task->group_leader->start_boottime;
+	h->parent_start = parent->group_leader->start_boottime;
+	h->root_start = p->root_start;
+	h->cgroup_id = task->cgroups->dfl_cgrp->kn->id;
+	h->euid = task->cred->euid.val;
+	if (bpf_core_field_exists(task->loginuid))
+		h->auid = task->loginuid.val;
+	else
+		h->auid = (__u32)-1;
+	h->tty = tty ? ((__u32)tty->driver->major << 20) | (__u32)(tty->driver->minor_start + tty->index) : 0;
+	h->hpad = 0;
+	h->attr = p->attr;
+}
+
+/* Reserve a record of kind `kind` in the ring; a failure is counted as lost. `size` must be a constant. */
+static __always_inline void *reserve_record(__u32 kind, __u32 size)
+{
+	void *r = bpf_ringbuf_reserve(&events, size, 0);
+
+	if (!r)
+		count_emit(kind, -1);
+	return r;
+}
+
+/* Submit a reserved record (waking the consumer when the ring crossed wakeup_bytes) and count it. */
+static __always_inline void submit_record(void *r, __u32 kind, __u32 size)
+{
+	bpf_ringbuf_submit(r, wake_flag(size, true));
+	count_emit(kind, 0);
+}
+
+/* The tracked entry of the current process (task and tgid out), or NULL; the cheap test comes first. */
+static __always_inline struct proc_info *current_tracked(struct task_struct **task, __u32 *tgid)
+{
+	*tgid = bpf_get_current_pid_tgid() >> 32;
+	if (!maybe_tracked(*tgid))
+		return NULL;
+	*task = bpf_get_current_task_btf();
+	return lookup_tracked(*tgid, leader_start(*task));
 }
 
 /* ---- exec ---------------------------------------------------------------------------------------------- */
@@ -638,6 +805,223 @@ static __always_inline void clamp_argv(struct exec_scratch *s, struct argv_ctx *
 	}
 }
 
+/* Does the environment string in buf start with the literal `name` (len bytes, a constant)? */
+static __always_inline bool has_prefix(const char *buf, const char *name, __u32 len)
+{
+	for (__u32 i = 0; i < len; i++)
+		if (buf[i] != name[i])
+			return false;
+	return true;
+}
+
+#define HAS_PREFIX(buf, lit) has_prefix(buf, lit, sizeof(lit) - 1)
+
+
+struct env_ctx {
+	unsigned long p;	/* next user address */
+	unsigned long end;	/* mm->env_end */
+	__u32 bytes;		/* scanned so far */
+	__u32 cont;		/* the previous step stopped inside a variable longer than ENV_CHUNK */
+	__u32 flags;		/* ENV_* */
+	__u32 claude_pid;
+};
+
+/*
+ * bpf_loop callback: one step of the environment scan. Each step reads one variable (or the next ENV_CHUNK
+ * bytes of a long one) into this frame's stack and compares its name with the allowlist; only an allowlisted
+ * variable's value is copied out. Returns 1 to stop.
+ */
+static long read_env(__u32 i, struct env_ctx *e)
+{
+	__u32 zero = 0, v = 0;
+	struct exec_scratch *s;
+	char buf[ENV_CHUNK];
+	long n;
+
+	if (e->p >= e->end)
+		return 1;
+	if (e->bytes >= ENV_MAX_BYTES) {
+		e->flags |= ENV_TRUNCATED;
+		return 1;
+	}
+	n = bpf_probe_read_user_str(buf, sizeof(buf), (const void *)e->p);
+	if (n <= 0)
+		return 1;
+	if (n == ENV_CHUNK) {
+		/* longer than the chunk: go on at the byte the copy's terminating NUL replaced */
+		e->p += n - 1;
+		e->bytes += n - 1;
+		if (e->cont)
+			return 0;
+		e->cont = 1;
+	} else {
+		e->p += n;
+		e->bytes += n;
+		if (e->cont) {
+			e->cont = 0;
+			return 0;
+		}
+	}
+	if (buf[0] == 'T') {
+		if (!HAS_PREFIX(buf, "TRACEPARENT="))
+			return 0;
+		s = bpf_map_lookup_elem(&exec_scratch, &zero);
+		if (!s)
+			return 1;
+		e->flags |= ENV_TRACEPARENT;
+		/* a string copy: stops at the value's NUL, so bytes left in buf by earlier variables stay */
+		bpf_probe_read_kernel_str(s->traceparent, TRACEPARENT_LEN, buf + 12);
+		return 0;
+	}
+	if (buf[0] != 'C' || !HAS_PREFIX(buf, "CLAUDE"))
+		return 0;
+	if (HAS_PREFIX(buf, "CLAUDE_CODE_SESSION_ID=")) {
+		s = bpf_map_lookup_elem(&exec_scratch, &zero);
+		if (!s)
+			return 1;
+		e->flags |= ENV_SESSION_ID;
+		bpf_probe_read_kernel_str(s->session_id, SESSION_LEN, buf + 23);
+	} else if (HAS_PREFIX(buf, "CLAUDECODE=")) {
+		e->flags |= ENV_CLAUDECODE;
+	} else if (HAS_PREFIX(buf, "CLAUDE_CODE_CHILD_SESSION=")) {
+		e->flags |= ENV_CHILD_SESSION;
+	} else if (HAS_PREFIX(buf, "CLAUDE_PROJECT_DIR=")) {
+		e->flags |= ENV_PROJECT_DIR;	/* the name alone: a path, but not on the allowlist */
+	} else if (HAS_PREFIX(buf, "CLAUDE_PID=")) {
+		e->flags |= ENV_CLAUDE_PID;
+		for (__u32 j = 11; j < 21; j++) {
+			char c = buf[j];
+
+			if (c < '0' || c > '9')
+				break;
+			v = v * 10 + (c - '0');
+		}
+		e->claude_pid = v;
+	}
+	return 0;
+}
+
+struct cwd_ctx {
+	__u64 dentry;		/* current component (kernel pointers as numbers: read with probe reads) */
+	__u64 mnt;		/* its struct mount */
+	__u64 root_dentry;	/* the process's root directory: the walk stops there */
+	__u64 root_mnt;
+	__u32 off;		/* bytes of s->rec.cwd written */
+	__u32 done;		/* reached the root */
+	__u32 truncated;
+};
+
+/* bpf_loop callback: append the name of the current component and step to its parent, crossing mount
+ * points; returns 1 at the root. */
+static long read_cwd_step(__u32 i, struct cwd_ctx *c)
+{
+	struct dentry *d = (struct dentry *)c->dentry;
+	struct mount *m = (struct mount *)c->mnt;
+	struct dentry *parent;
+	const unsigned char *name;
+	__u32 zero = 0, off;
+	struct exec_scratch *s;
+	long n;
+
+	if (c->dentry == c->root_dentry && c->mnt == c->root_mnt) {
+		c->done = 1;
+		return 1;
+	}
+	if (d == BPF_CORE_READ(m, mnt.mnt_root)) {
+		struct mount *up = BPF_CORE_READ(m, mnt_parent);
+
+		if (up == m) {
+			c->done = 1;
+			return 1;
+		}
+		c->dentry = (__u64)BPF_CORE_READ(m, mnt_mountpoint);
+		c->mnt = (__u64)up;
+		return 0;
+	}
+	parent = BPF_CORE_READ(d, d_parent);
+	if (parent == d) {
+		c->done = 1;
+		return 1;
+	}
+	s = bpf_map_lookup_elem(&exec_scratch, &zero);
+	if (!s)
+		return 1;
+	off = c->off;
+	if (off >= CWD_LEN) {
+		c->truncated = 1;
+		return 1;
+	}
+	off &= CWD_LEN - 1;
+	name = BPF_CORE_READ(d, d_name.name);
+	n = bpf_probe_read_kernel_str(&s->rec.cwd[off], CWD_LEN - off, name);
+	if (n <= 0)
+		return 1;
+	if (off + n >= CWD_LEN) {
+		c->truncated = 1;	/* the buffer is full: a cut name is not sent */
+		return 1;
+	}
+	c->off = off + n;
+	c->dentry = (__u64)parent;
+	return 0;
+}
+
+/* The working directory of task as path components, leaf first (user space joins them in reverse): the
+ * kernel's d_path is not callable from tracepoints, so this walks d_parent and the mount tree itself. */
+static __always_inline void read_cwd(struct exec_scratch *s, struct task_struct *task)
+{
+	struct fs_struct *fs = task->fs;
+	struct cwd_ctx c = {};
+	__u64 mnt_off = bpf_core_field_offset(struct mount, mnt);
+
+	c.dentry = (__u64)fs->pwd.dentry;
+	c.mnt = (__u64)fs->pwd.mnt - mnt_off;
+	c.root_dentry = (__u64)fs->root.dentry;
+	c.root_mnt = (__u64)fs->root.mnt - mnt_off;
+	bpf_loop(CWD_MAX_DEPTH, read_cwd_step, &c, 0);
+	s->rec.cwd_len = c.off;
+	s->rec.cwd_truncated = c.truncated || !c.done;
+}
+
+/*
+ * At exec of a tracked process: scan the new image's environment for the allowlist and update the
+ * process's attribution. A tool call, hook or MCP server is recognised by its variables (see enum origin);
+ * otherwise the origin inherited at fork stays. A new Claude root keeps ORIGIN_CLAUDE and takes no session
+ * id from its environment (that would be the session of whatever started it). The first session id seen in
+ * a tree is also given to its root, whose own environment does not have it.
+ */
+static __always_inline void read_env_attribution(struct exec_scratch *s, struct task_struct *task,
+						 struct proc_info *p, bool new_root)
+{
+	struct env_ctx e = {};
+	struct proc_info *root;
+	__u32 f;
+
+	__builtin_memset(s->session_id, 0, SESSION_LEN);
+	__builtin_memset(s->traceparent, 0, TRACEPARENT_LEN);
+	e.p = task->mm->env_start;
+	e.end = task->mm->env_end;
+	bpf_loop(ENV_MAX_STEPS, read_env, &e, 0);
+	if (e.p < e.end && !(e.flags & ENV_TRUNCATED) && e.cont == 0 && e.bytes > 0)
+		e.flags |= ENV_TRUNCATED;	/* the step bound ended the scan */
+	f = e.flags;
+	s->rec.env = f;
+	s->rec.claude_pid = e.claude_pid;
+	if (f & ENV_TRACEPARENT)
+		__builtin_memcpy(p->attr.traceparent, s->traceparent, TRACEPARENT_LEN);
+	if (new_root || !(f & ENV_SESSION_ID))
+		return;
+	__builtin_memcpy(p->attr.session_id, s->session_id, SESSION_LEN);
+	if (f & ENV_CHILD_SESSION)
+		p->attr.origin = (f & ENV_PROJECT_DIR) ? ORIGIN_HOOK : ORIGIN_TOOL;
+	else if (f & ENV_PROJECT_DIR)
+		p->attr.origin = ORIGIN_MCP;
+	if (p->root_pid == s->rec.pid)
+		return;
+	root = bpf_map_lookup_elem(&tracked, &p->root_pid);
+	if (root && root->start == p->root_start && root->attr.session_id[0] == 0)
+		__builtin_memcpy(root->attr.session_id, s->session_id, SESSION_LEN);
+}
+
 SEC("tp/sched/sched_process_exec")
 int handle_exec(struct trace_event_raw_sched_process_exec *ctx)
 {
@@ -678,13 +1062,17 @@ int handle_exec(struct trace_event_raw_sched_process_exec *ctx)
 		read_argv(s, task, &a, false);
 	}
 	if (!p) {
-		if (!start_tracking(tgid, leader_start(task), tgid, 0, 0))
-			return 0;
-		p = bpf_map_lookup_elem(&tracked, &tgid);
+		p = start_root(tgid, leader_start(task));
 		if (!p)
 			return 0;
+	} else {
+		/* the thread's connect cache holds the entry as it was before this exec */
+		bpf_task_storage_delete(&thread_procs, task);
 	}
 	count_tracked(REC_EXEC);
+	s->rec.pid = tgid;
+	read_env_attribution(s, task, p, match != MATCH_INHERITED);
+	read_cwd(s, task);
 	fill_header(&s->rec, REC_EXEC, task, tgid, p);
 	if (match)
 		s->rec.flags |= RF_NEW_ROOT;
@@ -705,7 +1093,7 @@ int BPF_PROG(handle_fork, struct task_struct *parent, struct task_struct *child)
 	struct task_struct *task = bpf_get_current_task_btf();
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
 	__u32 child_tgid;
-	struct proc_info *p;
+	struct proc_info *p, info;
 	struct rec_fork *r;
 
 	count_seen(REC_FORK);
@@ -718,19 +1106,20 @@ int BPF_PROG(handle_fork, struct task_struct *parent, struct task_struct *child)
 	if (!p)
 		return 0;
 	count_tracked(REC_FORK);
-	/* a child forked now is seen from its birth: it does not inherit PI_SEEN_AT_START */
-	if (!start_tracking(child_tgid, child->start_boottime, p->root_pid, p->depth + 1, 0))
+	/* the child inherits the root and the attribution; seen from its birth, not PI_SEEN_AT_START */
+	info = *p;
+	info.start = child->start_boottime;
+	info.depth = p->depth + 1;
+	info.flags = 0;
+	if (!track(child_tgid, &info))
 		return 0;
-	r = bpf_ringbuf_reserve(&events, sizeof(*r), 0);
-	if (!r) {
-		count_emit(REC_FORK, -1);
+	r = reserve_record(REC_FORK, sizeof(*r));
+	if (!r)
 		return 0;
-	}
 	fill_header(r, REC_FORK, task, tgid, p);
 	r->child_pid = child_tgid;
 	r->pad = 0;
-	bpf_ringbuf_submit(r, wake_flag(sizeof(*r), true));
-	count_emit(REC_FORK, 0);
+	submit_record(r, REC_FORK, sizeof(*r));
 	return 0;
 }
 
@@ -759,19 +1148,18 @@ int handle_exit(struct trace_event_raw_sched_process_exit *ctx)
 	if (!p)
 		return 0;
 	count_tracked(REC_EXIT);
-	r = bpf_ringbuf_reserve(&events, sizeof(*r), 0);
-	if (!r) {
-		count_emit(REC_EXIT, -1);
-	} else {
+	r = reserve_record(REC_EXIT, sizeof(*r));
+	if (r) {
 		fill_header(r, REC_EXIT, task, tgid, p);
+		/* the process's name (its main thread's), not that of the thread that happened to exit last */
+		__builtin_memcpy(r->comm, task->group_leader->comm, sizeof(r->comm));
 		code = task->exit_code;
 		r->exit_code = (code >> 8) & 0xff;
 		r->signal = code & 0x7f;
 		r->core_dumped = (code & 0x80) ? 1 : 0;
 		r->pad = 0;
 		r->duration_ns = bpf_ktime_get_boot_ns() - leader_start(task);
-		bpf_ringbuf_submit(r, wake_flag(sizeof(*r), true));
-		count_emit(REC_EXIT, 0);
+		submit_record(r, REC_EXIT, sizeof(*r));
 	}
 	stop_tracking(tgid);
 	return 0;
@@ -800,28 +1188,25 @@ int BPF_PROG(handle_rename, struct task_struct *task, const char *comm)
 		/* a process (its main thread) naming itself as Claude starts a new tree */
 		if (!rule || *rule != COMM_TRACK || task->pid != tgid)
 			return 0;
-		if (!start_tracking(tgid, leader_start(task), tgid, 0, 0))
-			return 0;
-		p = bpf_map_lookup_elem(&tracked, &tgid);
+		p = start_root(tgid, leader_start(task));
 		if (!p)
 			return 0;
 		match = MATCH_RENAME;
 	}
 	count_tracked(REC_RENAME);
-	r = bpf_ringbuf_reserve(&events, sizeof(*r), 0);
-	if (!r) {
-		count_emit(REC_RENAME, -1);
+	r = reserve_record(REC_RENAME, sizeof(*r));
+	if (!r)
 		return 0;
-	}
 	fill_header(r, REC_RENAME, task, tgid, p);
 	if (match)
 		r->flags |= RF_NEW_ROOT;
+	if (task->pid != tgid)
+		r->flags |= RF_THREAD;
 	r->match = match;
 	r->pad = 0;
 	__builtin_memcpy(r->old_comm, task->comm, sizeof(r->old_comm));	/* still the old name here */
 	__builtin_memcpy(r->new_comm, newcomm, sizeof(newcomm));
-	bpf_ringbuf_submit(r, wake_flag(sizeof(*r), true));
-	count_emit(REC_RENAME, 0);
+	submit_record(r, REC_RENAME, sizeof(*r));
 	return 0;
 }
 
@@ -846,7 +1231,45 @@ static __always_inline bool same_addr(const __u8 *a, const __u8 *b)
  * LPM lookup for an inet address other than the thread's last one, and one lookup of the per-CPU counters.
  * tracked_connect is that path; its locals are set up only once the process is known to be tracked.
  */
-static __always_inline void tracked_connect(struct syscall_exit_args *ctx, struct counters *c, __u32 tgid)
+/* Send a finished handshake's connect_result and forget it. */
+static __always_inline void emit_result(struct pending_conn *pc, __u64 key)
+{
+	struct rec_connect_result *r;
+
+	count_tracked(REC_CONNECT_RESULT);
+	r = reserve_record(REC_CONNECT_RESULT, sizeof(*r));
+	if (r) {
+		__builtin_memcpy(r, &pc->rec, sizeof(*r));
+		submit_record(r, REC_CONNECT_RESULT, sizeof(*r));
+	}
+	if (pc->simopen)
+		__sync_fetch_and_add(&simopen_count, -1);
+	if (bpf_map_delete_elem(&pending_conns, &key) == 0)
+		__sync_fetch_and_add(&pending_count, -1);
+}
+
+/* At the exit of the connect that started handshake conn_id on socket key: send its outcome if it came
+ * during the syscall, else leave it to the state change; `keep` is false when the connect was not recorded
+ * (its outcome is then dropped too). */
+static __always_inline void connect_done(__u64 key, __u64 conn_id, bool keep)
+{
+	struct pending_conn *pc = bpf_map_lookup_elem(&pending_conns, &key);
+
+	if (!pc || pc->rec.conn_id != conn_id)
+		return;
+	if (!keep) {
+		if (pc->simopen)
+			__sync_fetch_and_add(&simopen_count, -1);
+		if (bpf_map_delete_elem(&pending_conns, &key) == 0)
+			__sync_fetch_and_add(&pending_count, -1);
+		return;
+	}
+	if (__sync_val_compare_and_swap(&pc->phase, PH_SYSCALL, PH_WAITING) == PH_DONE)
+		emit_result(pc, key);
+}
+
+static __always_inline bool tracked_connect(struct syscall_exit_args *ctx, struct counters *c, __u32 tgid,
+					    __u64 *conn_id, __u64 *conn_sk)
 {
 	struct task_struct *task = bpf_get_current_task_btf();
 	__u64 start = leader_start(task);
@@ -863,21 +1286,29 @@ static __always_inline void tracked_connect(struct syscall_exit_args *ctx, struc
 	long n;
 
 	tp = bpf_task_storage_get(&thread_procs, task, 0, 0);
-	if (tp && same_process(&tp->proc, start)) {
+	if (tp) {
+		*conn_id = tp->conn_id;
+		*conn_sk = tp->conn_sk;
+		tp->conn_id = 0;
+	}
+	/* the cached copy serves once the entry is final; until a session id is known, the root's entry may
+	 * still get one from a child */
+	if (tp && same_process(&tp->proc, start) && tp->proc.attr.session_id[0]) {
 		p = &tp->proc;
 	} else {
 		p = bpf_map_lookup_elem(&tracked, &tgid);
 		if (!p)
-			return;
+			return false;
 		if (!same_process(p, start)) {
 			stop_tracking(tgid);
-			return;
+			return false;
 		}
-		tp = bpf_task_storage_get(&thread_procs, task, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
-		if (tp) {
-			tp->proc = *p;
+		if (!tp)
+			tp = bpf_task_storage_get(&thread_procs, task, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+		if (tp && !same_process(&tp->proc, start))
 			tp->last_state = LAST_NONE;
-		}
+		if (tp)
+			tp->proc = *p;
 	}
 	regs = (struct pt_regs *)bpf_task_pt_regs(task);
 	n = regs->dx;		/* addrlen */
@@ -885,6 +1316,7 @@ static __always_inline void tracked_connect(struct syscall_exit_args *ctx, struc
 		n = SA_LEN;
 	if (n < 2 || bpf_probe_read_user(sa, n & 127, (const void *)regs->si))
 		goto read_error;
+
 	family = sa[0] | (sa[1] << 8);
 	if (family == AF_INET) {
 		if (n < 8)
@@ -900,7 +1332,7 @@ static __always_inline void tracked_connect(struct syscall_exit_args *ctx, struc
 		if (only_endpoints)
 			goto filtered;
 	} else {
-		return;
+		return false;
 	}
 	ep = NULL;
 	if (family != AF_UNIX) {
@@ -930,9 +1362,10 @@ static __always_inline void tracked_connect(struct syscall_exit_args *ctx, struc
 	}
 	if (!r) {
 		c->kind[REC_CONNECT].lost++;
-		return;
+		return false;
 	}
 	fill_header(r, REC_CONNECT, task, tgid, p);
+	r->conn_id = *conn_id;
 	r->family = family;
 	r->port = (sa[2] << 8) | sa[3];
 	r->ret = ctx->ret;
@@ -955,12 +1388,13 @@ static __always_inline void tracked_connect(struct syscall_exit_args *ctx, struc
 		__builtin_memset(r->endpoint, 0, sizeof(r->endpoint));
 	bpf_ringbuf_submit(r, wake_flag(size, true));
 	c->kind[REC_CONNECT].emitted++;
-	return;
+	return true;
 filtered:
 	c->filtered++;
-	return;
+	return false;
 read_error:
 	c->read_errors++;
+	return false;
 }
 
 SEC("tp/syscalls/sys_exit_connect")
@@ -972,8 +1406,97 @@ int handle_connect_exit(struct syscall_exit_args *ctx)
 	if (!c)
 		return 0;
 	c->kind[REC_CONNECT].seen++;
-	if (maybe_tracked(tgid))
-		tracked_connect(ctx, c, tgid);
+	if (maybe_tracked(tgid)) {
+		__u64 conn_id = 0, conn_sk = 0;
+		bool sent = tracked_connect(ctx, c, tgid, &conn_id, &conn_sk);
+
+		if (conn_id)
+			connect_done(conn_sk, conn_id, sent);
+	}
+	return 0;
+}
+
+/* ---- connect_result ------------------------------------------------------------------------------------ */
+
+/* A tracked thread's TCP socket entered SYN_SENT (inside its connect): remember the handshake. */
+static __always_inline void handshake_start(const struct sock *sk)
+{
+	struct task_struct *task;
+	struct pending_conn *pc;
+	struct thread_proc *tp;
+	struct proc_info *p;
+	__u32 tgid, zero = 0;
+	__u64 key = (__u64)sk, now;
+
+	p = current_tracked(&task, &tgid);
+	if (!p || sk->sk_protocol != IPPROTO_TCP)
+		return;
+	pc = bpf_map_lookup_elem(&conn_scratch, &zero);
+	if (!pc)
+		return;
+	fill_header(&pc->rec, REC_CONNECT_RESULT, task, tgid, p);
+	now = pc->rec.ts;
+	pc->rec.conn_id = (now << 8) | (bpf_get_smp_processor_id() & 0xff);
+	pc->rec.latency_ns = 0;
+	pc->rec.result = CONN_ESTABLISHED;
+	pc->rec.error = 0;
+	pc->syn_ts = now;
+	pc->phase = PH_SYSCALL;
+	pc->simopen = 0;
+	if (bpf_map_update_elem(&pending_conns, &key, pc, BPF_ANY))
+		return;
+	__sync_fetch_and_add(&pending_count, 1);
+	tp = bpf_task_storage_get(&thread_procs, task, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (tp) {
+		tp->conn_id = pc->rec.conn_id;
+		tp->conn_sk = key;
+	}
+}
+
+/* The handshake on sk ended (or went to SYN_RECV: a simultaneous open, which ends one state later). */
+static __always_inline void handshake_end(const struct sock *sk, int newstate)
+{
+	__u64 key = (__u64)sk, now;
+	struct pending_conn *pc;
+
+	count_seen(REC_CONNECT_RESULT);
+	pc = bpf_map_lookup_elem(&pending_conns, &key);
+	if (!pc)
+		return;
+	if (newstate == TCP_SYN_RECV) {
+		if (!pc->simopen) {
+			pc->simopen = 1;
+			__sync_fetch_and_add(&simopen_count, 1);
+		}
+		return;
+	}
+	now = bpf_ktime_get_ns();
+	pc->rec.ts = now;
+	pc->rec.latency_ns = now - pc->syn_ts;
+	if (newstate == TCP_ESTABLISHED) {
+		pc->rec.result = CONN_ESTABLISHED;
+		pc->rec.error = 0;
+	} else {
+		pc->rec.result = CONN_FAILED;
+		pc->rec.error = sk->sk_err;
+	}
+	if (__sync_val_compare_and_swap(&pc->phase, PH_SYSCALL, PH_DONE) == PH_SYSCALL)
+		return;		/* the connect syscall is still running: its exit sends this after its record */
+	emit_result(pc, key);
+}
+
+/*
+ * Every TCP state change on the host comes here. Entering SYN_SENT happens in the connecting thread's
+ * connect(2): one byte test for an untracked process. Leaving it (the handshake's end, in softirq) needs a
+ * lookup only while a tracked handshake is pending.
+ */
+SEC("tp_btf/inet_sock_set_state")
+int BPF_PROG(handle_sock_state, const struct sock *sk, int oldstate, int newstate)
+{
+	if (newstate == TCP_SYN_SENT)
+		handshake_start(sk);
+	else if ((oldstate == TCP_SYN_SENT && pending_count) || (oldstate == TCP_SYN_RECV && simopen_count))
+		handshake_end(sk, newstate);
 	return 0;
 }
 

@@ -36,17 +36,83 @@ typedef struct {
 
 struct cred {
 	kuid_t uid;
+	kuid_t euid;
 };
 
 struct mm_struct {
 	unsigned long arg_start;
 	unsigned long arg_end;
+	unsigned long env_start;
+	unsigned long env_end;
+};
+
+struct tty_driver {
+	int major;
+	int minor_start;
+};
+
+struct tty_struct {
+	int index;
+	struct tty_driver *driver;
 };
 
 struct signal_struct {
 	atomic_t live;
 	int group_exit_code;
 	unsigned int flags;
+	struct tty_struct *tty;
+};
+
+struct qstr {
+	const unsigned char *name;
+};
+
+struct dentry {
+	struct dentry *d_parent;
+	struct qstr d_name;
+};
+
+struct vfsmount {
+	struct dentry *mnt_root;
+};
+
+/* fs/mount.h: the vfsmount is embedded in its struct mount */
+struct mount {
+	struct mount *mnt_parent;
+	struct dentry *mnt_mountpoint;
+	struct vfsmount mnt;
+};
+
+struct path {
+	struct vfsmount *mnt;
+	struct dentry *dentry;
+};
+
+struct fs_struct {
+	struct path root;
+	struct path pwd;
+};
+
+struct kernfs_node {
+	u64 id;
+};
+
+struct cgroup {
+	struct kernfs_node *kn;
+};
+
+struct css_set {
+	struct cgroup *dfl_cgrp;
+};
+
+struct sock_common {
+	unsigned short skc_family;
+};
+
+struct sock {
+	struct sock_common __sk_common;
+	int sk_err;
+	u16 sk_protocol;
 };
 
 /* x86-64 saved user registers: a syscall's second and third arguments. */
@@ -64,9 +130,13 @@ struct task_struct {
 	struct task_struct *group_leader;
 	u64 start_boottime;
 	const struct cred *real_cred;
+	const struct cred *cred;
 	char comm[16];
 	struct signal_struct *signal;
 	struct mm_struct *mm;
+	struct fs_struct *fs;
+	kuid_t loginuid;
+	struct css_set *cgroups;
 };
 
 struct trace_entry {

@@ -16,11 +16,12 @@ import time
 from typing import Any, Callable, Dict, Iterable, List, Optional
 
 from rawbpf.errors import ConfigError, NotSupportedError, RawBPFError
-from rawbpf.logfile import probe
+from rawbpf.logfile import boot_id, probe
 from rawbpf.monitor import OBJECT_NAME
+from rawbpf.monitor.cgroups import CgroupPaths
 from rawbpf.monitor.config import MonitorConfig
 from rawbpf.monitor.redact import redact_argv
-from rawbpf.monitor.seed import SeedEntry, find_trees, scan
+from rawbpf.monitor.seed import TICK_NS, SeedEntry, find_trees, scan
 from rawbpf.monitor.shape import Catalog, Shaper
 from rawbpf.monitor.status import remove_status, write_status
 from rawbpf.owner import process_start
@@ -128,17 +129,47 @@ def seed(coll: Any, cfg: MonitorConfig, *, proc_root: str = "/proc",
     return seeded
 
 
-def seed_records(entries: Iterable[SeedEntry], *, redact: bool = True) -> List[Dict[str, Any]]:
-    """One ``exec`` record flagged ``seen_at_start`` per seeded process (what /proc says about it)."""
+def _tty_dev(tty_nr: int) -> int:
+    """/proc/PID/stat's tty_nr as the program encodes a terminal: (major << 20) | minor."""
+    return ((tty_nr >> 8) & 0xFFF) << 20 | (tty_nr & 0xFF) | ((tty_nr >> 12) & 0xFFF00)
+
+
+def seed_records(entries: Iterable[SeedEntry], *, redact: bool = True, boot: str = "",
+                 proc_root: str = "/proc") -> List[Dict[str, Any]]:
+    """One ``exec`` record flagged ``seen_at_start`` per seeded process (what /proc says about it), with the
+    fields of a kernel exec record; a seeded root's session is filled in from its descendants' when known."""
+    from rawbpf.monitor.seed import origin_of, read_proc
+    from rawbpf.monitor.shape import exec_id, tty_name
+
+    entries = list(entries)
     now = time.time_ns()
+    starts = {e.proc.pid: e.start_ns for e in entries}
+    sessions = {e.root_pid: e.proc.env["CLAUDE_CODE_SESSION_ID"] for e in entries
+                if "CLAUDE_CODE_SESSION_ID" in e.proc.env and e.depth > 0}
     out = []
     for e in entries:
         p = e.proc
+        if p.ppid not in starts:
+            parent = read_proc(proc_root, p.ppid)
+            starts[p.ppid] = parent.start_ticks * TICK_NS if parent else 0
         argv = redact_argv(p.argv)[0] if redact else list(p.argv)
+        origin = "claude" if e.depth == 0 else origin_of(p.env)
+        session = sessions.get(e.root_pid) if e.depth == 0 else p.env.get("CLAUDE_CODE_SESSION_ID")
         out.append({
             "type": "exec", "ts": now, "pid": p.pid, "tid": p.pid, "ppid": p.ppid, "uid": p.uid,
-            "root_pid": e.root_pid, "depth": e.depth, "comm": p.comm, "seen_at_start": True,
+            "euid": p.euid, "root_pid": e.root_pid, "depth": e.depth, "comm": p.comm, "seen_at_start": True,
+            "exec_id": exec_id(boot, p.pid, e.start_ns),
+            "parent_exec_id": exec_id(boot, p.ppid, starts[p.ppid]),
+            "root_exec_id": exec_id(boot, e.root_pid, starts.get(e.root_pid, 0)), "auid": p.auid,
+            "tty": tty_name(_tty_dev(p.tty_nr)), "cgroup": p.cgroup, "origin": origin,
+            "session_id": session or None, "traceparent": p.env.get("TRACEPARENT") or None,
             "filename": p.exe, "argv": argv, "argv_truncated": False, "match": e.match,
+            "cwd": p.cwd or "/", "cwd_truncated": False,
+            "claude_env": [n for n in ("CLAUDE_CODE_SESSION_ID", "CLAUDECODE", "CLAUDE_PID",
+                                       "CLAUDE_CODE_CHILD_SESSION", "TRACEPARENT", "CLAUDE_PROJECT_DIR")
+                           if n in p.env],
+            "claude_env_truncated": False,
+            "claude_pid": int(p.env["CLAUDE_PID"]) if p.env.get("CLAUDE_PID", "").isdigit() else None,
         })
     return out
 
@@ -226,7 +257,7 @@ def run_monitor(obj: str, cfg: MonitorConfig, *, pin_root: str, log_dir: str, at
                         "lost_log": d.get("lost_log", 0), "seq": d.get("seq", 0)},
             })
 
-        shaper = Shaper(Catalog.from_btf(coll.spec.btf), 0)
+        shaper = Shaper(Catalog.from_btf(coll.spec.btf), 0, boot_id=boot_id(), cgroup_path=CgroupPaths())
         options.transform, options.status = shaper, on_status
         try:
             daemon = Daemon(coll, options)
@@ -238,7 +269,7 @@ def run_monitor(obj: str, cfg: MonitorConfig, *, pin_root: str, log_dir: str, at
             if attach and seed_from_proc:
                 entries = seed(coll, cfg, proc_root=proc_root)
                 state["seeded"] = len(entries)
-                daemon.writer.write_many(seed_records(entries))
+                daemon.writer.write_many(seed_records(entries, boot=boot_id(), proc_root=proc_root))
                 if entries:
                     echo(f"seeded {len(entries)} running Claude processes and descendants from {proc_root}")
             on_status(daemon.status())

@@ -21,6 +21,11 @@ __tier__ = "files"
 
 #: nanoseconds per USER_HZ tick: /proc/PID/stat reports start times in ticks (USER_HZ is 100 on Linux)
 TICK_NS = 10_000_000
+#: the environment variables whose values may be read (the kernel program's allowlist); no other value is kept
+ENV_ALLOWLIST = ("CLAUDE_CODE_SESSION_ID", "CLAUDECODE", "CLAUDE_PID", "CLAUDE_CODE_CHILD_SESSION",
+                 "TRACEPARENT")
+#: read by name only (its presence tells a hook or MCP server from a tool call)
+ENV_NAME_ONLY = ("CLAUDE_PROJECT_DIR",)
 
 
 @dataclass
@@ -34,6 +39,36 @@ class ProcInfo:
     uid: int = 0
     exe: str = ""
     argv: List[str] = field(default_factory=list)
+    euid: int = 0
+    auid: Optional[int] = None
+    tty_nr: int = 0
+    cwd: str = ""
+    cgroup: Optional[str] = None
+    env: Dict[str, str] = field(default_factory=dict)  # allowlisted variables only ("" for name-only ones)
+
+
+def allowlisted_env(data: bytes) -> Dict[str, str]:
+    """The allowlisted variables of a NUL-separated environment block; every other value is dropped unread."""
+    out: Dict[str, str] = {}
+    for item in data.split(b"\0"):
+        name, eq, value = item.partition(b"=")
+        if not eq:
+            continue
+        key = name.decode(errors="replace")
+        if key in ENV_ALLOWLIST:
+            out[key] = value.decode(errors="replace")
+        elif key in ENV_NAME_ONLY:
+            out[key] = ""
+    return out
+
+
+def origin_of(env: Dict[str, str]) -> Optional[str]:
+    """The program's origin rule on an environment (None: not decided by it)."""
+    if "CLAUDE_CODE_SESSION_ID" not in env:
+        return None
+    if "CLAUDE_CODE_CHILD_SESSION" in env:
+        return "hook" if "CLAUDE_PROJECT_DIR" in env else "tool"
+    return "mcp" if "CLAUDE_PROJECT_DIR" in env else None
 
 
 @dataclass
@@ -82,15 +117,31 @@ def read_proc(proc_root: str, pid: int) -> Optional[ProcInfo]:
         exe = os.readlink(os.path.join(base, "exe"))
     except OSError:
         exe = ""
-    uid = 0
+    uid = euid = 0
     status = _read(os.path.join(base, "status")) or b""
     for line in status.splitlines():
         if line.startswith(b"Uid:"):
             parts = line.split()
-            if len(parts) > 1 and parts[1].isdigit():
-                uid = int(parts[1])
+            if len(parts) > 2 and parts[1].isdigit() and parts[2].isdigit():
+                uid, euid = int(parts[1]), int(parts[2])
             break
-    return ProcInfo(pid=pid, ppid=ppid, comm=comm, start_ticks=start, uid=uid, exe=exe, argv=argv)
+    try:
+        cwd = os.readlink(os.path.join(base, "cwd"))
+    except OSError:
+        cwd = ""
+    loginuid = (_read(os.path.join(base, "loginuid")) or b"").strip()
+    auid = int(loginuid) if loginuid.isdigit() and int(loginuid) != 0xFFFFFFFF else None
+    cgroup = None
+    for line in (_read(os.path.join(base, "cgroup")) or b"").splitlines():
+        if line.startswith(b"0::"):
+            cgroup = line[3:].decode(errors="replace")
+    try:
+        tty_nr = int(fields[4])
+    except (IndexError, ValueError):
+        tty_nr = 0
+    env = allowlisted_env(_read(os.path.join(base, "environ")) or b"")
+    return ProcInfo(pid=pid, ppid=ppid, comm=comm, start_ticks=start, uid=uid, exe=exe, argv=argv, euid=euid,
+                    auid=auid, tty_nr=tty_nr, cwd=cwd, cgroup=cgroup, env=env)
 
 
 def scan(proc_root: str = "/proc") -> Dict[int, ProcInfo]:

@@ -8,21 +8,88 @@ describe the wire format (lengths, padding).
 
 What the record kinds, match reasons and flag bits are called comes from the object's own BTF enums
 (:class:`Catalog`), so the C file stays the single source of truth.
+
+Identity fields are composed here from what the kernel sends: ``exec_id`` from the host's boot id, the pid and
+the process's start time (in 10 ms ticks, the precision ``/proc`` gives for processes found at start, so an id
+computed from either source is the same); the cgroup path from the kernel's cgroup id through an injected
+resolver (:mod:`rawbpf.monitor.cgroups` reads sysfs); the working directory from its components.
 """
 
 from __future__ import annotations
 
+import errno
 import ipaddress
+import os.path
 import socket
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 from rawbpf.monitor.redact import redact_argv
 
 __tier__ = "pure"
 
 FAMILIES: Dict[int, str] = {socket.AF_INET: "inet", socket.AF_INET6: "inet6", socket.AF_UNIX: "unix"}
-_HEADER = ("pid", "tid", "ppid", "uid", "root_pid", "depth")
+_HEADER = ("pid", "tid", "ppid", "uid", "euid", "root_pid", "depth")
+#: nanoseconds per USER_HZ tick: the precision of exec_id's start time
+TICK_NS = 10_000_000
+#: the login uid of a process that never logged in
+AUID_UNSET = 0xFFFFFFFF
+#: bits of an exec record's ``env`` (enum env_flags) and the allowlisted variable each stands for
+ENV_NAMES = {1: "CLAUDE_CODE_SESSION_ID", 2: "CLAUDECODE", 4: "CLAUDE_PID", 8: "CLAUDE_CODE_CHILD_SESSION",
+             16: "TRACEPARENT", 32: "CLAUDE_PROJECT_DIR"}
+ENV_TRUNCATED = 64
+#: handshake errors with a name of their own in connect_result's ``result``
+CONN_ERRORS = {errno.ECONNREFUSED: "refused", errno.ETIMEDOUT: "timeout", errno.ECONNRESET: "reset",
+               errno.EHOSTUNREACH: "unreachable", errno.ENETUNREACH: "unreachable"}
+
+
+def exec_id(boot_id: str, pid: int, start_ns: int) -> Optional[str]:
+    """``<boot id, 12 hex>-<pid>-<start in 10 ms ticks since boot>``: unique across boots of a host (a pid is
+    not reused within a tick), and the same whether the start came from the kernel or from /proc."""
+    if not pid:
+        return None
+    boot = boot_id.replace("-", "")[:12] or "0"
+    return f"{boot}-{pid}-{start_ns // TICK_NS}"
+
+
+def tty_name(dev: int) -> Optional[str]:
+    """A controlling terminal's name from the kernel's (major << 20) | minor; None for none."""
+    if not dev:
+        return None
+    major, minor = dev >> 20, dev & 0xFFFFF
+    if 136 <= major <= 143:
+        return f"pts/{(major - 136) * 256 + minor}"
+    if major == 4:
+        return f"tty{minor}" if minor < 64 else f"ttyS{minor - 64}"
+    if major == 5:
+        return {0: "tty", 1: "console", 2: "ptmx"}.get(minor, f"5:{minor}")
+    return f"{major}:{minor}"
+
+
+def join_cwd(components: bytes, length: int, truncated: bool) -> str:
+    """The working directory from its components as the kernel sends them (leaf first, NUL-terminated);
+    a path cut at its top starts with ``…/``."""
+    parts = [c.decode(errors="replace") for c in components[: max(0, length)].split(b"\0") if c]
+    path = "/" + "/".join(reversed(parts))
+    return "…" + path if truncated else path
+
+
+def absolute(filename: str, cwd: Optional[str]) -> str:
+    """An exec'd filename made absolute against the working directory it was exec'd from."""
+    if not filename or filename.startswith("/") or not cwd or cwd.startswith("…"):
+        return filename
+    return os.path.normpath(os.path.join(cwd, filename))
+
+
+def conn_result(result: Any, error: int) -> str:
+    """connect_result's ``result``: established, refused, timeout, reset, unreachable, or the errno's name
+    (``closed`` when the socket was closed before the handshake ended)."""
+    name = result if isinstance(result, str) else ("established" if int(result) == 0 else "failed")
+    if name.lower() in ("established", "conn_established"):
+        return "established"
+    if not error:
+        return "closed"
+    return CONN_ERRORS.get(error) or errno.errorcode.get(error, f"errno {error}")
 
 
 def _enum_names(btf: Any, name: str, prefix: str) -> Dict[int, str]:
@@ -117,10 +184,33 @@ def format_addr(family: int, addr: bytes, path: bytes = b"", path_len: int = 0) 
 class Shaper:
     """Callable turning a decoded kernel record into a log record (``seq`` is added by the log writer)."""
 
-    def __init__(self, catalog: Catalog, boot_offset_ns: int, *, redact: bool = True) -> None:
+    def __init__(self, catalog: Catalog, boot_offset_ns: int, *, redact: bool = True, boot_id: str = "",
+                 cgroup_path: Optional[Callable[[int], Optional[str]]] = None) -> None:
         self.catalog = catalog
         self.boot_offset_ns = boot_offset_ns
         self.redact = redact
+        self.boot_id = boot_id
+        self.cgroup_path = cgroup_path
+
+    def _header(self, rec: Dict[str, Any], out: Dict[str, Any]) -> None:
+        """Identity and attribution fields every monitor record carries."""
+        pid, ppid, root = out["pid"], out["ppid"], out["root_pid"]
+        out["exec_id"] = exec_id(self.boot_id, pid, int(rec.get("start", 0)))
+        out["parent_exec_id"] = exec_id(self.boot_id, ppid, int(rec.get("parent_start", 0)))
+        out["root_exec_id"] = exec_id(self.boot_id, root, int(rec.get("root_start", 0)))
+        auid = int(rec.get("auid", AUID_UNSET))
+        out["auid"] = None if auid == AUID_UNSET else auid
+        out["tty"] = tty_name(int(rec.get("tty", 0)))
+        cg = int(rec.get("cgroup_id", 0))
+        out["cgroup"] = self.cgroup_path(cg) if (self.cgroup_path is not None and cg) else None
+        attr = rec.get("attr") or {}
+        origin = attr.get("origin", 0)
+        if not isinstance(origin, str):
+            origin = {1: "claude", 2: "tool", 3: "hook", 4: "mcp"}.get(int(origin), "unknown")
+        origin = origin.lower().removeprefix("origin_")
+        out["origin"] = None if origin == "unknown" else origin
+        out["session_id"] = text(attr.get("session_id", "")) or None
+        out["traceparent"] = text(attr.get("traceparent", "")) or None
 
     def _match(self, value: Any) -> Optional[str]:
         if isinstance(value, str):
@@ -139,13 +229,20 @@ class Shaper:
             out[k] = int(rec.get(k, 0))
         out["comm"] = text(rec.get("comm", ""))
         out["seen_at_start"] = bool(flags & 1)
+        self._header(rec, out)
         if kind == "exec":
             argv = split_argv(raw(rec.get("argv", b"")), int(rec.get("argv_len", 0)))
             if self.redact:
                 argv, _ = redact_argv(argv)
-            out.update(filename=text(rec.get("filename", "")), argv=argv,
+            cut = bool(rec.get("cwd_truncated", 0))
+            cwd = join_cwd(raw(rec.get("cwd", b"")), int(rec.get("cwd_len", 0)), cut)
+            env = int(rec.get("env", 0))
+            out.update(filename=absolute(text(rec.get("filename", "")), cwd), argv=argv,
                        argv_truncated=bool(rec.get("argv_truncated", 0)),
-                       match=self._match(rec.get("match", 0)))
+                       match=self._match(rec.get("match", 0)), cwd=cwd, cwd_truncated=cut,
+                       claude_env=[n for bit, n in ENV_NAMES.items() if env & bit],
+                       claude_env_truncated=bool(env & ENV_TRUNCATED),
+                       claude_pid=int(rec.get("claude_pid", 0)) or None)
         elif kind == "fork":
             out["child_pid"] = int(rec.get("child_pid", 0))
         elif kind == "exit":
@@ -158,8 +255,14 @@ class Shaper:
             out.update(family=FAMILIES.get(fam, str(fam)),
                        addr=format_addr(fam, raw(rec.get("addr", b"")), raw(rec.get("path", b"")),
                                         int(rec.get("path_len", 0))),
-                       port=int(rec.get("port", 0)), ret=int(rec.get("ret", 0)), endpoint=endpoint or None)
+                       port=int(rec.get("port", 0)), ret=int(rec.get("ret", 0)), endpoint=endpoint or None,
+                       conn_id=int(rec.get("conn_id", 0)) or None)
+        elif kind == "connect_result":
+            error = int(rec.get("error", 0))
+            out.update(conn_id=int(rec.get("conn_id", 0)) or None,
+                       result=conn_result(rec.get("result", 0), error), error=error or None,
+                       latency_ns=int(rec.get("latency_ns", 0)))
         elif kind == "rename":
             out.update(old_comm=text(rec.get("old_comm", "")), new_comm=text(rec.get("new_comm", "")),
-                       match=self._match(rec.get("match", 0)))
+                       match=self._match(rec.get("match", 0)), thread=bool(flags & 4))
         return out

@@ -61,6 +61,8 @@ def monitor(cfg: Optional[MonitorConfig] = None, endpoints: Optional[Dict[str, s
             ) -> Iterator[Monitor]:
     from rawbpf.collection import Collection
     from rawbpf.elf import load_spec
+    from rawbpf.logfile import boot_id
+    from rawbpf.monitor.cgroups import CgroupPaths
     from rawbpf.monitor.run import prepare
     from rawbpf.records import ring_decoder
     from rawbpf.ringbuf import RingBuffer
@@ -74,7 +76,7 @@ def monitor(cfg: Optional[MonitorConfig] = None, endpoints: Optional[Dict[str, s
             coll.maps["endpoints"].update(endpoint_key(ipaddress.ip_network(cidr)),
                                           name.encode().ljust(32, b"\0"))
         dec = ring_decoder(coll.spec.btf, "events")
-        shaper = Shaper(Catalog.from_btf(coll.spec.btf), 0)
+        shaper = Shaper(Catalog.from_btf(coll.spec.btf), 0, boot_id=boot_id(), cgroup_path=CgroupPaths())
         with RingBuffer(coll.maps["events"], callback=lambda b: records.append(shaper(dec.decode(b)))) as rb:
             coll.attach_all()
             yield Monitor(coll, rb, records)

@@ -84,7 +84,7 @@ def test_workload_through_the_log_status_and_clean_stop(daemon: Daemon, tmp_path
     st = daemon.status()
     res = daemon.stop()
     assert res.returncode == 0, res.stderr
-    assert "stopped: detached 5 programs" in res.stdout
+    assert "stopped: detached 6 programs" in res.stdout
     assert not list(daemon.pin_root.rglob("*"))  # everything unpinned
     assert not (daemon.log_dir / "claude_monitor.status.json").exists()
     recs = daemon.records()
@@ -94,14 +94,19 @@ def test_workload_through_the_log_status_and_clean_stop(daemon: Daemon, tmp_path
     assert recs[0]["monitor"]["endpoints"]["160.79.104.0/23"] == "anthropic-api"
     assert [r["seq"] for r in recs] == list(range(recs[0]["seq"], recs[0]["seq"] + len(recs)))
     tree = of_tree(recs, claude)
-    common = {"seq", "ts", "type", "pid", "tid", "ppid", "uid", "comm", "root_pid", "depth", "seen_at_start"}
-    per_type = {"exec": {"filename", "argv", "argv_truncated", "match"},
-                "connect": {"family", "addr", "port", "ret", "endpoint"},
+    common = {"seq", "ts", "type", "pid", "tid", "ppid", "uid", "euid", "auid", "comm", "root_pid", "depth",
+              "seen_at_start", "exec_id", "parent_exec_id", "root_exec_id", "tty", "cgroup", "origin",
+              "session_id", "traceparent"}
+    per_type = {"exec": {"filename", "argv", "argv_truncated", "match", "cwd", "cwd_truncated", "claude_env",
+                         "claude_env_truncated", "claude_pid"},
+                "connect": {"family", "addr", "port", "ret", "endpoint", "conn_id"},
+                "connect_result": {"conn_id", "result", "error", "latency_ns"},
                 "exit": {"exit_code", "signal", "core_dumped", "duration_ns"},
-                "fork": {"child_pid"}, "rename": {"old_comm", "new_comm", "match"}}
+                "fork": {"child_pid"}, "rename": {"old_comm", "new_comm", "match", "thread"}}
     for r in tree:
         assert set(r) == common | per_type[r["type"]], r
-    assert sorted({r["type"] for r in tree}) == ["connect", "exec", "exit", "fork", "rename"]
+    assert sorted({r["type"] for r in tree}) == ["connect", "connect_result", "exec", "exit", "fork",
+                                                 "rename"]
     assert len([r for r in tree if r["type"] == "connect"]) == 6
     assert man["api_key"] not in json.dumps(recs)
     unrelated = {man["claude_not"]["pid"], man["busy"]["pid"]}
@@ -111,7 +116,7 @@ def test_workload_through_the_log_status_and_clean_stop(daemon: Daemon, tmp_path
     # status while running: programs with run counts (BPF stats on), counters, the log
     assert st["object"] == "claude_monitor" and st["pid"] == daemon.proc.pid and st["stats_enabled"]
     assert set(st["programs"]) == {"handle_exec", "handle_fork", "handle_exit", "handle_rename",
-                                   "handle_connect_exit"}
+                                   "handle_connect_exit", "handle_sock_state"}
     for p in st["programs"].values():
         assert p["attached"] and p["run_cnt"] > 0 and p["avg_ns"] > 0
     kinds = st["counters"]["kinds"]

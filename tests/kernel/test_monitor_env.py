@@ -99,7 +99,7 @@ def test_bpffs_not_mounted_is_mounted_on_demand(tmp_path: Path) -> None:
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
-    assert "stopped: detached 5 programs, unpinned " in out
+    assert "stopped: detached 6 programs, unpinned " in out
     assert not os.path.exists(pins)  # the namespace's bpffs went away; nothing was pinned in ours
 
 

@@ -72,6 +72,13 @@ def test_every_connect_recorded_once_with_its_thread_and_result(observed: Dict[s
             assert rec["ret"] in (0, -errno.EINPROGRESS)
         else:
             assert rec["ret"] == 0
+        if rec["family"] == "unix":
+            assert rec["conn_id"] is None
+        else:  # every TCP handshake's outcome follows its connect record, joined by conn_id
+            res = _one(observed["records"], type="connect_result", conn_id=rec["conn_id"])
+            assert (res["tid"], res["result"], res["error"]) == (rec["tid"], "established", None)
+            assert observed["records"].index(res) > observed["records"].index(rec)
+            assert 0 < res["latency_ns"] < 10**9
 
 
 def test_thread_renames_are_recorded_with_the_thread_id(observed: Dict[str, Any]) -> None:
@@ -130,14 +137,15 @@ def test_self_renamer_is_tracked_from_its_rename(observed: Dict[str, Any]) -> No
     rn = observed["manifest"]["renamer"]
     tree = of_tree(observed["records"], rn["pid"])
     kinds = [(r["type"], r["pid"]) for r in tree]
-    assert kinds == [("rename", rn["pid"]), ("connect", rn["pid"]), ("fork", rn["pid"]),
-                     ("exec", rn["child"]), ("exit", rn["child"]), ("exit", rn["pid"])]
+    assert kinds == [("rename", rn["pid"]), ("connect", rn["pid"]), ("connect_result", rn["pid"]),
+                     ("fork", rn["pid"]), ("exec", rn["child"]), ("exit", rn["child"]), ("exit", rn["pid"])]
     ren = tree[0]
     assert (ren["old_comm"], ren["new_comm"], ren["match"], ren["depth"]) == (
         "python3", "claude", "rename", 0)
     assert tree[1]["comm"] == "claude" and tree[1]["addr"] == "127.0.0.1"
-    assert tree[3]["depth"] == 1 and tree[3]["filename"] == "/bin/true"
-    assert tree[5]["exit_code"] == 5
+    assert tree[2]["conn_id"] == tree[1]["conn_id"] and tree[2]["result"] == "established"
+    assert tree[4]["depth"] == 1 and tree[4]["filename"] == "/bin/true"
+    assert tree[6]["exit_code"] == 5
 
 
 def test_unrelated_processes_are_not_recorded(observed: Dict[str, Any]) -> None:

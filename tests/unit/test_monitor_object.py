@@ -12,7 +12,8 @@ from rawbpf.elf import load_spec
 from rawbpf.records import ring_decoder
 
 OBJ = Path(__file__).resolve().parents[2] / "programs" / "claude_monitor.o"
-HEADER = ["type", "flags", "ts", "pid", "tid", "ppid", "uid", "root_pid", "depth", "comm"]
+HEADER = ["type", "flags", "ts", "pid", "tid", "ppid", "uid", "root_pid", "depth", "comm", "start",
+          "parent_start", "root_start", "cgroup_id", "euid", "auid", "tty", "hpad", "attr"]
 
 
 @pytest.fixture(scope="module")
@@ -28,6 +29,7 @@ def test_programs_and_their_attach_points(spec: Any) -> None:
         "handle_exit": ("tracepoint", "sched/sched_process_exit"),
         "handle_rename": ("tracing", "task_rename"),
         "handle_connect_exit": ("tracepoint", "syscalls/sys_exit_connect"),
+        "handle_sock_state": ("tracing", "inet_sock_set_state"),
     }
     assert spec.license == "GPL"
 
@@ -42,6 +44,14 @@ def test_maps(spec: Any) -> None:
     assert (m["endpoints"].type, m["endpoints"].key_size) == (MapType.LPM_TRIE, 20)
     assert (m["comm_rules"].type, m["comm_rules"].key_size) == (MapType.HASH, 16)
     assert m["counters"].type == MapType.PERCPU_ARRAY
+    assert (m["pending_conns"].type, m["pending_conns"].key_size) == (MapType.LRU_HASH, 8)
+
+
+def test_the_attribution_a_tree_inherits(spec: Any) -> None:
+    assert _members(spec, "attribution") == ["origin", "pad", "session_id", "traceparent"]
+    origins = {v.name: v.value for v in spec.btf.find("origin").values}
+    assert origins == {"ORIGIN_UNKNOWN": 0, "ORIGIN_CLAUDE": 1, "ORIGIN_TOOL": 2, "ORIGIN_HOOK": 3,
+                       "ORIGIN_MCP": 4}
 
 
 def _members(spec: Any, name: str) -> List[str]:
@@ -50,14 +60,14 @@ def _members(spec: Any, name: str) -> List[str]:
     return [mm.name for mm in t.members]
 
 
-@pytest.mark.parametrize("kind", ["exec", "fork", "exit", "connect", "rename"])
+@pytest.mark.parametrize("kind", ["exec", "fork", "exit", "connect", "rename", "connect_result"])
 def test_every_record_starts_with_the_common_header(spec: Any, kind: str) -> None:
     assert _members(spec, f"rec_{kind}")[: len(HEADER)] == HEADER
 
 
 def test_the_data_path_finds_the_tagged_family(spec: Any) -> None:
     dec = ring_decoder(spec.btf, "events")
-    assert sorted(dec.kinds) == [1, 2, 3, 4, 5]
+    assert sorted(dec.kinds) == [1, 2, 3, 4, 5, 6]
     fork = bytearray(spec.btf.size_of(spec.btf.find("rec_fork").id))
     fork[0] = 2  # REC_FORK
     rec = dec.decode(bytes(fork))
