@@ -12,6 +12,8 @@ import os
 import time
 from typing import Callable, Dict, Optional
 
+__tier__ = "files"
+
 
 def cgroup2_mount(mountinfo: str = "/proc/self/mountinfo") -> Optional[str]:
     """Where the cgroup2 hierarchy is mounted, or None."""
