@@ -10,9 +10,10 @@ Failures: a refused or broken connection, a protocol error, or no acknowledgemen
 closes the connection; the worker reconnects after a backoff (0.5 s doubling to 30 s, with ±25 % jitter so a
 fleet does not reconnect in step) and resends every unacknowledged batch, the only records that can arrive
 twice. Records rotated out of the log before the worker read them (a destination stalled longer than the
-log's ``backups`` cover) show up as a jump in ``seq`` at the start of a file: the worker counts them
-(``unshipped``) and sends, in their place, ``{"type": "lost", "reason": "unshipped", "count": N,
-"first_seq": A, "last_seq": B}``.
+log's ``backups`` cover) show up as a jump in ``seq`` at the start of a file, which the reader marks: the
+worker counts them (``unshipped``) and sends, in their place, ``{"type": "lost", "reason": "unshipped",
+"count": N, "first_seq": A, "last_seq": B}``; records lost in a damaged part of a file are announced the
+same way with ``reason: "damaged"``.
 
 The worker relies on :meth:`LogReader.records` calling ``stop()`` each time it reaches the end of what is
 written: that is where a partial batch is sent and acknowledgements are read while the log is quiet.
@@ -91,11 +92,9 @@ class Worker:
         self.sent_bytes = 0
         # reading and sending
         self.pending: List[Record] = []
-        self.pending_seq: Optional[int] = None
         self.inflight: Deque[Batch] = deque()
         self.inflight_records = 0
         self.tokens: Dict[Any, Batch] = {}
-        self.expected: Optional[int] = None
         self.file = ""
         self.cursor = Cursor(seq=None)
         self.done = threading.Event()  # drain finished
@@ -103,8 +102,8 @@ class Worker:
         self.last_error = ""
         self.last_error_at = 0
         self.read_seq: Optional[int] = None
-        self.counters = {"read": 0, "sent": 0, "acked": 0, "resent": 0, "unshipped": 0, "lost_sent": 0,
-                         "connects": 0, "failures": 0}
+        self.counters = {"read": 0, "sent": 0, "acked": 0, "resent": 0, "unshipped": 0, "damaged": 0,
+                         "lost_sent": 0, "connects": 0, "failures": 0}
         self.thread: Optional[threading.Thread] = None
         self.fatal = ""
 
@@ -191,11 +190,9 @@ class Worker:
 
     def _run(self) -> None:
         self.pending.clear()
-        self.pending_seq = None
-        with LogReader(self.log_dir) as reader:
+        with LogReader(self.log_dir, mark_missing=True) as reader:
             start = self._load_cursor(reader)
             since, self.file = self._start_file(reader, start)
-            self.expected = start + 1 if start is not None else None
             self._reader = reader
             gen = reader.records(follow=True, poll_interval=_POLL, since_ns=since, start_after_seq=start,
                                  stop=self._idle)
@@ -215,18 +212,14 @@ class Worker:
             self.done.set()
 
     def _take(self, rec: Record) -> None:
-        seq = rec.get("seq")
-        if isinstance(seq, int):
-            header = rec.get("type") == "header"
-            if header:
+        t = rec.get("type")
+        if t == "missing":  # the reader's mark of a seq gap: not a log record
+            self._missing(rec)
+            return
+        if t == "header":
+            seq = rec.get("seq")
+            if isinstance(seq, int):
                 self.file = self._file_for(seq) or self.file
-            if self.expected is not None and seq > self.expected and header:
-                self._unshipped(self.expected, seq - 1)
-            if self.expected is None or seq >= self.expected:
-                self.expected = seq + 1
-            self.read_seq = seq
-            self.pending_seq = seq
-        self.counters["read"] += 1
         self.pending.append(rec)
 
     def _file_for(self, seq: int) -> str:
@@ -235,13 +228,21 @@ class Worker:
                 return name
         return ""
 
-    def _unshipped(self, first: int, last: int) -> None:
-        count = last - first + 1
-        self.counters["unshipped"] += count
+    def _missing(self, mark: Record) -> None:
+        """Records the reader could not give: rotated away before they were shipped (announced as
+        ``unshipped``), or in a damaged region (``damaged``). Gaps the writer left itself are announced by
+        its own records in the log."""
+        reason = {"rotated away": "unshipped", "damaged": "damaged"}.get(str(mark.get("reason")))
+        count, after = mark.get("count"), mark.get("after_seq")
+        if reason is None or not isinstance(count, int) or not isinstance(after, int) or count <= 0:
+            return
+        first, last = after + 1, after + count
+        self.counters[reason] += count
         self.counters["lost_sent"] += 1
-        log.warning("ship %s: %d records (seq %d-%d) were rotated out of the log before they were shipped",
-                    self.dest.url, count, first, last)
-        self.pending.append({"type": "lost", "reason": "unshipped", "count": count, "first_seq": first,
+        log.warning("ship %s: %d records (seq %d-%d) %s", self.dest.url, count, first, last,
+                    "were rotated out of the log before they were shipped" if reason == "unshipped"
+                    else "are in a damaged part of the log")
+        self.pending.append({"type": "lost", "reason": reason, "count": count, "first_seq": first,
                              "last_seq": last, "ts": time.time_ns(), "destination": self.dest.url})
 
     def _idle(self) -> bool:
@@ -259,8 +260,17 @@ class Worker:
         if not self.pending:
             return
         records, self.pending = self.pending, []
+        last_seq = None
+        for r in reversed(records):  # the last log record (an announcement made here has no seq)
+            seq = r.get("seq")
+            if isinstance(seq, int):
+                last_seq = seq
+                break
+        self.counters["read"] += len(records)
+        if last_seq is not None:
+            self.read_seq = last_seq
         batch = self.proto.encode(records)
-        batch.last_seq = self.pending_seq
+        batch.last_seq = last_seq
         batch.file = self.file
         while self.inflight and self.inflight_records + batch.count > self.window:
             self._service(wait=True)

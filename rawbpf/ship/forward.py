@@ -63,22 +63,37 @@ def event_time(ts_ns: Any) -> msgpack.ExtType:
     return msgpack.ExtType(_EVENT_TIME, _TIME.pack(sec & 0xFFFFFFFF, nsec))
 
 
+_TAGS: Dict[Any, str] = {}
+
+
 def tag_for(record: Record, prefix: str = "rawbpf") -> str:
     """``rawbpf.<type>`` (``rawbpf.unknown`` for a record without a usable type)."""
     t = record.get("type")
-    if not isinstance(t, str) or not t or not all(c.isalnum() or c in "_-" for c in t):
-        t = "unknown"
-    return f"{prefix}.{t}"
+    tag = _TAGS.get(t) if prefix == "rawbpf" and isinstance(t, str) else None
+    if tag is not None:
+        return tag
+    name = t if isinstance(t, str) and t and all(c.isalnum() or c in "_-" for c in t) else "unknown"
+    tag = f"{prefix}.{name}"
+    if prefix == "rawbpf" and isinstance(t, str) and len(_TAGS) < 1024:
+        _TAGS[t] = tag
+    return tag
 
 
-def _strip_array_header(data: bytes, n: int) -> bytes:
-    return data[1:] if n < 16 else data[3:] if n < 0x10000 else data[5:]
+# an entry is a 2-element array (0x92) whose first element is fixext 8 (0xd7) of type 0: the EventTime
+_ENTRY_HEAD = struct.Struct(">BBBII")
 
 
 def pack_entries(records: Sequence[Record]) -> bytes:
-    """``[time, record]`` for each record, packed back to back (one C call for the batch)."""
-    entries = [[event_time(r.get("ts")), r] for r in records]
-    return _strip_array_header(msgpack.packb(entries, use_bin_type=True), len(entries))
+    """``[EventTime, record]`` for each record, packed back to back. The entry head is written as bytes
+    (building an ExtType per record costs more than packing the record itself)."""
+    pack = msgpack.Packer(use_bin_type=True).pack
+    head = _ENTRY_HEAD.pack
+    out = []
+    for r in records:
+        ts = r.get("ts")
+        sec, nsec = divmod(ts, 1_000_000_000) if type(ts) is int and ts > 0 else (0, 0)
+        out.append(head(0x92, 0xD7, _EVENT_TIME, sec & 0xFFFFFFFF, nsec) + pack(r))
+    return b"".join(out)
 
 
 def message(tag: str, entries: bytes, count: int, chunk: Optional[str], *, compress: bool = False) -> bytes:
@@ -93,13 +108,17 @@ def message(tag: str, entries: bytes, count: int, chunk: Optional[str], *, compr
     return out
 
 
-def encode_batch(records: Iterable[Record], ids: Optional[ChunkIds], *, compress: bool = False
-                 ) -> List[Tuple[bytes, Optional[str], int]]:
-    """A batch as ``(message, chunk id, records)`` per tag, tags in order of first appearance. Records keep
-    their log order within a tag; across tags each record's ``seq`` gives the order back."""
+def encode_batch(records: Iterable[Record], ids: Optional[ChunkIds], *, compress: bool = False,
+                 host: str = "") -> List[Tuple[bytes, Optional[str], int]]:
+    """A batch as ``(message, chunk id, records)`` per tag, tags in order of first appearance; ``host`` is
+    added to records that have none. Records keep their log order within a tag; across tags each record's
+    ``seq`` gives the order back."""
     groups: Dict[str, List[Record]] = {}
     for r in records:
-        tag = tag_for(r)
+        if host and "host" not in r:
+            r["host"] = host
+        t = r.get("type")
+        tag = (_TAGS.get(t) if type(t) is str else None) or tag_for(r)
         g = groups.get(tag)
         if g is None:
             groups[tag] = [r]

@@ -135,11 +135,8 @@ class ForwardProtocol(Protocol):
         self.server_hostname = ""
 
     def encode(self, records: Sequence[Record]) -> Batch:
-        host = self.hostname
-        for r in records:
-            if "host" not in r:
-                r["host"] = host
-        msgs = forward.encode_batch(records, self.ids if self.ack else None, compress=self.compress)
+        msgs = forward.encode_batch(records, self.ids if self.ack else None, compress=self.compress,
+                                    host=self.hostname)
         return Batch(units=[m for m, _, _ in msgs], count=len(records), last_seq=None, file="",
                      chunks=[c for _, c, _ in msgs if c is not None])
 

@@ -19,7 +19,7 @@ import traceback
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Tuple
 
-from tools.bench import exec_storm, kernel_ns, latency, load, report, ringbuf, syscall_overhead
+from tools.bench import exec_storm, kernel_ns, latency, load, report, ringbuf, ship, syscall_overhead
 from tools.bench.common import ROOT, Context, Unavailable
 
 SECTIONS: Dict[str, Callable[[Context], Dict[str, Any]]] = {
@@ -30,6 +30,7 @@ SECTIONS: Dict[str, Callable[[Context], Dict[str, Any]]] = {
     "exec_storm": exec_storm.run_section,
     "latency": latency.run_section,
     "report": report.run_section,
+    "ship": ship.run_section,
 }
 
 # section -> [(key, unit, goal, "min" when bigger is better else "max")]; the keys issue 6 requires
@@ -50,6 +51,11 @@ GOALS: Dict[str, List[Tuple[str, str, Any, str]]] = {
                ("sessions_100k_s", "s", 5, "max"),
                ("tail_json_100k_s", "s", None, ""), ("report_100k_cpu_s", "s", None, ""),
                ("load_avg_1m", "", None, "")],
+    "ship": [("forward_per_core", "rec/s", 200_000, "min"), ("forward_end_to_end", "rec/s", None, ""),
+             ("forward_rss_mb", "MB", None, ""), ("forward_gzip_per_core", "rec/s", None, ""),
+             ("syslog_per_core", "rec/s", 50_000, "min"), ("syslog_end_to_end", "rec/s", None, ""),
+             ("syslog_rss_mb", "MB", None, ""), ("relp_per_core", "rec/s", None, ""),
+             ("relp_end_to_end", "rec/s", None, ""), ("relp_rss_mb", "MB", None, "")],
 }
 
 
