@@ -22,6 +22,7 @@ REQUIRED = {
     "exec_storm": {"execs_per_s", "dropped"},
     "latency": {"event_to_log_p99_ms"},
     "report": {"report_100k_s", "page_open_s"},
+    "ship": {"forward_per_core", "forward_rss_mb", "syslog_per_core", "syslog_rss_mb", "relp_per_core"},
 }
 
 
