@@ -166,6 +166,7 @@ class _Joiner:
         self.candidates: Dict[str, List[str]] = {}
         self.tops: Dict[str, List[str]] = {}  # tool_use_id -> top-level proc keys
         self.call_files: Dict[str, List[Tuple[Proc, Dict[str, Any]]]] = {}
+        self.proc_how: Dict[str, str] = {}  # top process key -> how it was joined
         self.end = sess.end if sess.end is not None else log.last_ts
 
     def window(self, c: ToolCall) -> Tuple[int, int]:
@@ -177,6 +178,7 @@ class _Joiner:
 
     def _claim(self, key: str, call: str, how: str) -> None:
         self.tops.setdefault(call, []).append(key)
+        self.proc_how[key] = how
         for k in _descendants(self.sess, key):
             self.owner.setdefault(k, call)
         if self.how.get(call) in (None, "none", "window", "window-ambiguous") or how == "command":
@@ -457,7 +459,7 @@ def build_report(
     for c in transcript.calls if transcript else []:
         tops = sorted(j.tops.get(c.tool_use_id, []), key=lambda k: sess.procs[k].started or 0)
         allowed = owned.get(c.tool_use_id, set())
-        trees = [r.node(k, allowed) for k in tops]
+        trees = [dict(r.node(k, allowed), joined_by=j.proc_how.get(k)) for k in tops]
         nodes = [n for t in trees for n in _walk(t)]
         files = [f for n in nodes for f in n["files"]]
         for p, f in j.call_files.get(c.tool_use_id, []):
@@ -561,6 +563,7 @@ def build_report(
             "join": session_join,
             "session_id": transcript.session_id if transcript else None,
             "entries": transcript.entries if transcript else 0,
+            "skipped": transcript.skipped if transcript else 0,
         },
         "prompts": [
             {"index": p.index, "ts": p.ts, "text": p.text, "kind": p.kind}
@@ -576,7 +579,8 @@ def build_report(
             "lost_records": lost,
         },
         "root": r.node(root.key, {root.key}),
-        "log": {"records": log.records, "first_ts": log.first_ts, "last_ts": last},
+        "log": {"records": log.records, "first_ts": log.first_ts, "last_ts": last, "torn": log.torn,
+                "missing": log.missing},
     }
     report["findings"] = _findings(report, sess, cwd, j)
     return report

@@ -165,6 +165,10 @@ class Log:
     records: int
     first_ts: Optional[int]
     last_ts: Optional[int]
+    #: records the reader could not give: torn at the end of a file (a writer killed mid-write), and missing
+    #: between files (rotated away before they were read)
+    torn: int = 0
+    missing: int = 0
 
     def lost_between(self, start: Optional[int], end: Optional[int]) -> int:
         """Records lost (``lost`` records) between two times (None: open end)."""
@@ -508,7 +512,9 @@ def load_sessions(log_dir: str) -> Log:
     from rawbpf.logfile import LogReader
 
     with LogReader(log_dir) as reader:
-        return find_sessions(reader.records())
+        log = find_sessions(reader.records())
+        log.torn, log.missing = reader.torn, reader.missing
+        return log
 
 
 def select_session(log: Log, spec: str) -> Session:

@@ -313,6 +313,13 @@ def format_report(rep: Dict[str, Any]) -> List[str]:
         f"{c['sensitive_reads']} sensitive reads, {sum(c['connections'].values())} connections, "
         f"{c['lost_records']} records lost"
     )
+    lg = rep["log"]
+    if lg.get("missing") or lg.get("torn"):
+        missing, torn = lg.get("missing", 0), lg.get("torn", 0)
+        lines.append(f"  the log is incomplete: {missing} record(s) rotated away before they were read, "
+                     f"{torn} torn at the end of a file")
+    if t.get("skipped"):
+        lines.append(f"  {t['skipped']} transcript line(s) were not JSON and were skipped")
     lines.append("")
     f = rep["findings"]
     lines.append(f"Findings ({len(f)})" if f else "Findings: none")
@@ -456,7 +463,10 @@ def _call_lines(call: Dict[str, Any], cwd: Optional[str]) -> List[str]:
         join += f" between {', '.join(call['candidates'])}"
     out.append(f"      {call['tool_use_id']}  joined by {join}, {span}")
     for t in call["processes"]:
-        out.extend(_tree_lines(t, 4, cwd))
+        lines = _tree_lines(t, 4, cwd)
+        if t.get("joined_by") and t["joined_by"] != call["join"]:
+            lines[0] += f"   [joined by {t['joined_by']}]"
+        out.extend(lines)
     if not call["processes"]:  # Write/Edit: Claude's own file changes for the call
         for x in call["files"]:
             out.append(f"           file {_file_text(x)}  (pid {x['pid']})")

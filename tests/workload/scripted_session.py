@@ -147,15 +147,19 @@ class ScriptedSession:
         *,
         origin: Optional[str] = None,
         cwd: Optional[str] = None,
+        traceparent: Optional[str] = None,
     ) -> P:
-        """fork + exec of a child of ``parent`` (origin defaults to the parent's)."""
+        """fork + exec of a child of ``parent`` (origin defaults to the parent's, and so does its
+        ``TRACEPARENT`` unless given)."""
         self.tick()
         p = self._new(parent, parent.comm, origin if origin is not None else parent.origin, cwd or parent.cwd)
+        if traceparent is not None:
+            p.traceparent = traceparent
         self.record(parent, "fork", child_pid=p.pid)
         self.exec(p, filename, argv)
         return p
 
-    def bash_tool(self, command: str) -> P:
+    def bash_tool(self, command: str, **kw: Any) -> P:
         """The shell Claude's Bash tool starts for ``command``."""
         snap = f"{self.home}/.claude/shell-snapshots/snapshot-bash-1.sh"
         return self.spawn(
@@ -169,6 +173,7 @@ class ScriptedSession:
                 f"< /dev/null && pwd -P >| /tmp/claude-{self.uid}/cwd",
             ],
             origin="tool",
+            **kw,
         )
 
     def exit(self, p: P, code: int = 0, signal: int = 0) -> Dict[str, Any]:
