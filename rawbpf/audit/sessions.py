@@ -39,6 +39,8 @@ CHANGE_OPS = frozenset(
 )
 _VERSION = re.compile(r"(?:/versions/|claude-code@|claude-code-)(\d+\.\d+[0-9A-Za-z.+-]*)")
 _EINPROGRESS = -_errno.EINPROGRESS
+_TRANSCRIPT = re.compile(
+    r"/\.claude/projects/[^/]+/([0-9a-fA-F]{8}(?:-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12})\.jsonl\Z")
 
 
 def errno_name(ret: Any) -> str:
@@ -112,6 +114,7 @@ class Session:
     procs: Dict[str, Proc] = field(default_factory=dict)
     session_ids: Counter = field(default_factory=Counter)
     transcripts: List[str] = field(default_factory=list)
+    transcript_ids: List[str] = field(default_factory=list)  # session ids named by transcript file names
     host: Optional[str] = None
     boot_id: Optional[str] = None
     records: int = 0
@@ -127,7 +130,9 @@ class Session:
         """The Claude session id: the one the root carries, else the most common in its tree."""
         if self.root.session_id:
             return self.root.session_id
-        return self.session_ids.most_common(1)[0][0] if self.session_ids else None
+        if self.session_ids:
+            return str(self.session_ids.most_common(1)[0][0])
+        return self.transcript_ids[-1] if self.transcript_ids else None
 
     @property
     def transcript(self) -> Optional[str]:
@@ -345,8 +350,8 @@ class _Builder:
         if proc.traceparent is None:
             proc.traceparent = _str(get("traceparent"))
         tpath = get("transcript")
-        if tpath:
-            tpath = _str(tpath)
+        if tpath:  # the transcript's path, or ``true`` on the file record of Claude opening it
+            tpath = _str(get("path")) if tpath is True else _str(tpath)
             if tpath and tpath not in sess.transcripts:
                 sess.transcripts.append(tpath)
 
@@ -462,6 +467,12 @@ class _Builder:
             "tid": rec.get("tid"),
         }
         proc.files.append(f)
+        path = _str(rec.get("path"))
+        if proc.key == sess.root_key and path and f["op"] in ("create", "write") and ".jsonl" in path:
+            m = _TRANSCRIPT.search(path)  # Claude writing its transcript, also where the monitor did not say
+            if m and path not in sess.transcripts:
+                sess.transcripts.append(path)
+                sess.transcript_ids.append(m.group(1))
 
     def _dns(self, sess: Session, proc: Proc, rec: Dict[str, Any], ts: Optional[int]) -> None:
         answers = rec.get("answers")

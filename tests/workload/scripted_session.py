@@ -253,7 +253,7 @@ class ScriptedSession:
             ret=0,
             count=1,
             sensitive=False,
-            transcript=self.transcript_path,
+            transcript=True,
         )
 
     def lost(self, count: int) -> None:
