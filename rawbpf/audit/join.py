@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import bisect
 import os
+import re
 from collections import Counter
 from typing import Any, Dict, List, Optional, Set, Tuple
 
@@ -29,6 +30,8 @@ from rawbpf.audit.sessions import CHANGE_OPS, Log, Proc, Session, errno_name
 from rawbpf.audit.transcript import ToolCall, Transcript
 
 __tier__ = "files"
+
+_CLAUDE_TMP = re.compile(r"/claude-[0-9a-f]+(?:-cwd)?(?:/|\Z)")
 
 __all__ = ["REPORT_FORMAT", "build_report", "session_summary", "connection_label", "in_tree"]
 
@@ -50,14 +53,19 @@ def in_tree(path: Optional[str], root: Optional[str]) -> bool:
 
 
 def _claude_state(path: Optional[str]) -> bool:
-    """Claude Code's own state: ``~/.claude/``, ``~/.claude.json*``, ``/tmp/claude-<uid>/``."""
+    """Claude Code's own state: ``~/.claude/``, ``~/.claude.json*``, and under ``$TMPDIR`` its per-user
+    directory ``claude-<uid>/`` (background task output) and the ``claude-<hex>-cwd`` files its Bash tool
+    leaves the shell's last directory in."""
     if not path:
         return False
-    return (
-        "/.claude/" in path
-        or os.path.basename(path).startswith(".claude.json")
-        or path.startswith("/tmp/claude-")
-    )
+    return "/.claude/" in path or os.path.basename(path).startswith(".claude.json") or \
+        _CLAUDE_TMP.search(path) is not None
+
+
+def _shown(f: Dict[str, Any]) -> bool:
+    """A file record the report shows: a change or a sensitive read, not of a device (``/dev/null``...)."""
+    path = f.get("path") or ""
+    return (f.get("op") in CHANGE_OPS or bool(f.get("sensitive"))) and not path.startswith("/dev/")
 
 
 def connection_label(c: Dict[str, Any]) -> str:
@@ -337,7 +345,7 @@ class _Renderer:
             "core_dumped": p.core_dumped,
             "failed": p.failed,
             "seen_at_start": p.seen_at_start,
-            "files": [_file_json(p, f) for f in p.files if f.get("op") in CHANGE_OPS or f.get("sensitive")],
+            "files": [_file_json(p, f) for f in p.files if _shown(f)],
             "connections": [_conn_json(p, c) for c in p.connects],
             "dns": [{k: d.get(k) for k in ("ts", "qname", "qtype", "rcode", "answers")} for d in p.dns],
             "children": [self.node(k, allowed) for k in kids],
@@ -373,6 +381,7 @@ def session_summary(sess: Session, log: Log) -> Dict[str, Any]:
                 and f.get("path")
                 and (f.get("ret") in (None, 0))
                 and not _claude_state(f.get("path"))
+                and _shown(f)
             ):
                 if f.get("op") == "rename" and f.get("path2"):
                     changed.discard(f["path"])  # a temporary file renamed into place counts as its target
@@ -443,9 +452,9 @@ def build_report(
     # how the session met its transcript
     session_join = None
     if transcript is not None:
-        if (transcript.session_id and transcript.session_id in sess.session_ids) or (
-            transcript.session_id and transcript.session_id == sess.session_id
-        ):
+        # by session id only when the records carry it (not when it was read from the file's name)
+        if transcript.session_id and (transcript.session_id in sess.session_ids
+                                      or transcript.session_id == root.session_id):
             session_join = "session_id"
         elif transcript_source == "log":
             session_join = "transcript"
@@ -464,7 +473,7 @@ def build_report(
         files = [f for n in nodes for f in n["files"]]
         for p, f in j.call_files.get(c.tool_use_id, []):
             claimed_files.add(id(f))
-            if f.get("op") in CHANGE_OPS or f.get("sensitive"):
+            if _shown(f):
                 files.append(_file_json(p, f))
         lo, hi = j.window(c)
         calls_json.append(
@@ -514,7 +523,7 @@ def build_report(
             _file_json(p, f)
             for p in own
             for f in p.files
-            if id(f) not in claimed_files and (f.get("op") in CHANGE_OPS or f.get("sensitive"))
+            if id(f) not in claimed_files and _shown(f)
         ],
         key=lambda x: x.get("ts") or 0,
     )

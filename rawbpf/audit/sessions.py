@@ -15,7 +15,7 @@ import ipaddress
 import re
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Dict, Iterable, List, Optional, Tuple
+from typing import Any, Dict, Iterable, List, Optional, Set, Tuple
 
 from rawbpf.errors import ConfigError
 
@@ -216,6 +216,7 @@ class _Builder:
         self.by_root_pid: Dict[int, str] = {}
         self.proc_session: Dict[str, str] = {}
         self.pid_key: Dict[int, str] = {}  # pid-keyed fallback when records carry no exec_id
+        self.ended: Set[str] = set()  # processes whose exit was seen
         self.gen = 0
         self.conns: Dict[Tuple[str, Any], Dict[str, Any]] = {}
         self.names: Dict[str, Dict[str, str]] = {}  # session key -> address -> host (from DNS answers)
@@ -233,8 +234,8 @@ class _Builder:
         if k:
             return k
         known = self.pid_key.get(pid)
-        if known is not None:
-            return known
+        if known is not None and not (known in self.ended and rec.get("type") == "exec"):
+            return known  # records that trail a process's exit (folded file writes) are still its own
         self.gen += 1
         k = f"{self.boot_id or 'boot'}:{pid}:#{self.gen}"
         self.pid_key[pid] = k
@@ -386,13 +387,16 @@ class _Builder:
             if isinstance(v, int):
                 setattr(proc, attr, v)
         proc.core_dumped = bool(rec.get("core_dumped"))
-        if self.pid_key.get(proc.pid) == proc.key:
-            del self.pid_key[proc.pid]
+        self.ended.add(proc.key)
 
     def _fork(self, sess: Session, proc: Proc, rec: Dict[str, Any], ts: Optional[int]) -> None:
         child = rec.get("child_pid")
         if isinstance(child, int) and not _str(rec.get("exec_id")):
-            ckey = self._proc_key({}, child) if child not in self.pid_key else self.pid_key[child]
+            known = self.pid_key.get(child)
+            if known is None or known in self.ended:  # a new process (possibly a reused pid)
+                self.gen += 1
+                known = self.pid_key[child] = f"{self.boot_id or 'boot'}:{child}:#{self.gen}"
+            ckey = known
             if ckey not in sess.procs:
                 sess.procs[ckey] = Proc(
                     key=ckey,

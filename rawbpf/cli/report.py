@@ -27,6 +27,7 @@ from rawbpf.termsafe import escape, escape_json
 __tier__ = "files"
 
 _EVAL = re.compile(r"eval '((?:[^']|'\\'')*)'")
+FILES_SHOWN = 8  # file changes shown per process; --json has them all
 _SEV = {"high": "HIGH", "medium": "MEDIUM", "low": "LOW", "info": "INFO"}
 
 
@@ -296,7 +297,8 @@ def format_report(rep: Dict[str, Any]) -> List[str]:
         f"Claude session {s['session_id'] or '(id unknown)'}  pid {s['root_pid']}  "
         f"claude {s['claude_version'] or '?'}  user {_user(s['uid'], s['host'])}"
     )
-    lines.append(f"  cwd {s['cwd'] or '?'}   {_time(s['start'], date=True)} → {state}")
+    where = f"{s['cwd']} (./ below)" if s["cwd"] else "?"
+    lines.append(f"  cwd {where}   {_time(s['start'], date=True)} → {state}")
     if t["status"] == "read":
         how = {"session_id": "joined by session id", "transcript": "the file the monitor saw Claude open",
                "given": "given with --transcript", "found": "found by session id"}.get(t["join"], t["join"])
@@ -388,6 +390,9 @@ def format_report(rep: Dict[str, Any]) -> List[str]:
             )
         )
     lines.append(f"  records lost in the session's window: {u['lost_records']}")
+    base = (s["cwd"] or "").rstrip("/")
+    if len(base) > 1:  # below the header, paths under the session's cwd are shown as ./…
+        lines[2:] = [line.replace(base + "/", "./") for line in lines[2:]]
     return lines
 
 
@@ -431,8 +436,14 @@ def _tree_lines(t: Dict[str, Any], indent: int, cwd: Optional[str] = None) -> Li
     if t.get("cwd") and t["cwd"] != cwd:
         line += f"   (cwd {t['cwd']})"
     out = [line]
-    for x in t["files"]:
+    done = [x for x in t["files"] if not (isinstance(x.get("ret"), int) and x["ret"] < 0)]
+    for x in done[:FILES_SHOWN]:
         out.append(f"{pad}         file {_file_text(x)}")
+    more, failed = len(done) - FILES_SHOWN, len(t["files"]) - len(done)
+    if more > 0 or failed:
+        parts = [f"{more} more file changes"] if more > 0 else []
+        parts += [f"{failed} failed attempts"] if failed else []
+        out.append(f"{pad}         file … {', '.join(parts)} (--json has them all)")
     for x in t["connections"]:
         lat = f" {duration(x['latency_ns'])}" if x.get("latency_ns") else ""
         out.append(f"{pad}         net  {x['label']} {x['result']}{lat}")

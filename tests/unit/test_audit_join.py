@@ -156,3 +156,27 @@ def test_sessions_since_and_two_sessions(tmp_path: Path) -> None:
                                    f"@{(first.t + 60 * 10**9) / 1e9:.0f}"])
     rows = [json.loads(x) for x in res.output.splitlines()]
     assert [(r["root_pid"], r["running"]) for r in rows] == [(200, True)]
+
+
+def test_records_after_exit_device_files_and_claude_temp_files() -> None:
+    s = ScriptedSession()
+    s.prompt("p")
+    c = s.tool_use("Bash", {"command": "make"})
+    sh = s.bash_tool("make")
+    s.file(sh, "truncate", "/dev/null")
+    s.file(sh, "create", "/work/tmp/claude-30e1-cwd")  # the Bash tool's cwd file under $TMPDIR
+    s.exit(sh, 0)
+    s.file(sh, "write", f"{s.cwd}/out.o", count=7)  # folded writes the monitor sweeps out after the exit
+    s.tool_result(c, "")
+    s.file(s.root, "delete", "/work/tmp/claude-30e1-cwd")
+    s.file(s.root, "delete", f"/work/tmp/claude-0/-home-ada-proj/{s.session_id}/tasks/b1.output")
+    s.exit(s.root, 0)
+    stripped = [{k: v for k, v in r.items() if k not in ("exec_id", "parent_exec_id", "root_exec_id")}
+                for r in s.records]
+    for records in (s.records, stripped):
+        rep = _report(s, records)
+        assert rep["findings"] == [], rep["findings"]
+        (tree,) = rep["calls"][0]["processes"]
+        assert [(f["op"], f["path"]) for f in tree["files"]] == [
+            ("create", "/work/tmp/claude-30e1-cwd"), ("write", f"{s.cwd}/out.o")]
+        assert rep["session"]["counts"]["files_changed"] == 1
