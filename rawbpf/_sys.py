@@ -20,7 +20,7 @@ import platform
 from typing import Iterator, Mapping, Optional, Protocol
 
 from rawbpf.consts import Cmd
-from rawbpf.errors import NotSupportedError, SyscallError
+from rawbpf.errors import HINTS, NotSupportedError, SyscallError
 
 __tier__ = "kernel"
 
@@ -36,13 +36,8 @@ _SYSCALLS = {
 
 _libc: Optional[ctypes.CDLL] = None
 
-#: hints used when the caller gives none for an errno
-DEFAULT_HINTS: Mapping[int, str] = {
-    _errno.EPERM: "need CAP_BPF/CAP_PERFMON or root",
-    _errno.EACCES: "need CAP_BPF/CAP_PERFMON or root",
-    _errno.E2BIG: "a size or count is larger than the kernel allows, or the kernel is older than this attr",
-    _errno.ENOSYS: "the kernel was built without this syscall",
-}
+#: hints used when the caller gives none for an errno (the one table, in rawbpf.errors)
+DEFAULT_HINTS: Mapping[int, str] = HINTS
 
 
 def libc() -> ctypes.CDLL:

@@ -191,14 +191,11 @@ class Collection:
         for name in wanted:
             prog = spec.programs.get(name)
             if prog is None:
-                raise ConfigError(
-                    f"object '{spec.name}': no program '{name}' (known: {', '.join(spec.programs)})"
-                )
+                raise ConfigError(f"no program '{name}' (known: {', '.join(spec.programs)})").with_context(
+                    where(spec.name))
             if not prog.known_section:
-                raise ObjectError(
-                    f"object '{spec.name}': section '{prog.section}': unknown program section "
-                    f"(program '{name}')"
-                )
+                raise ObjectError(f"unknown program section (program '{name}')").with_context(
+                    where(spec.name, prog.section))
         coll = cls(spec)
         try:
             coll._load(wanted, pin_dir, kernel_core, log_level)
@@ -237,7 +234,7 @@ class Collection:
             fixup_externs(btf, kconfig, kmap.value_size if kmap is not None else 0)
             fill_datasecs(btf, spec.section_sizes, spec.symbol_offsets, hidden=spec.hidden_symbols)
         except RawBPFError as err:
-            raise ObjectError(f"object '{spec.name}': section '.BTF': {err}") from err
+            raise ObjectError(str(err)).with_context(where(spec.name, ".BTF")) from err
         for prog in spec.subprograms.values():
             if prog.hidden:  # like libbpf: hidden global subprograms are verified as static functions
                 for t in btf.find_all(prog.name, Kind.FUNC):
@@ -247,7 +244,7 @@ class Collection:
         try:
             self.btf = KernelBTF.load(raw)
         except RawBPFError as err:
-            raise _in_context(err, spec.name, ".BTF") from None
+            raise err.with_context(where(spec.name, ".BTF")) from None
         spec.btf = btf
 
     def _choose_core(self, kernel_core: Optional[bool]) -> bool:
@@ -335,11 +332,9 @@ class Collection:
         return m
 
     def _map_error(self, mspec: MapSpec, err: RawBPFError) -> RawBPFError:
-        where = f"object '{self.spec.name}': section '{mspec.section}'"
-        msg = str(err)
-        return (
-            type(err)(f"{where}: {msg}") if isinstance(err, ObjectError) else ObjectError(f"{where}: {msg}")
-        )
+        context = where(self.spec.name, mspec.section)
+        return err.with_context(context) if isinstance(err, ObjectError) else \
+            ObjectError(str(err)).with_context(context)
 
     def _check_compatible(self, mspec: MapSpec, m: Map, path: str) -> None:
         want = (int(mspec.type), mspec.key_size, mspec.value_size, mspec.max_entries, mspec.flags)
@@ -349,10 +344,8 @@ class Collection:
         if want != have:
             names = ("type", "key_size", "value_size", "max_entries", "flags")
             diff = ", ".join(f"{n} {h} != {w}" for n, w, h in zip(names, want, have) if w != h)
-            raise ObjectError(
-                f"object '{self.spec.name}': map '{mspec.name}': pinned map at {path} is "
-                f"incompatible ({diff})"
-            )
+            raise ObjectError(f"pinned map at {path} is incompatible ({diff})").with_context(
+                f"{where(self.spec.name)}: map '{mspec.name}'")
 
     def _fill_map_values(self) -> None:
         for mspec in self.spec.maps.values():
@@ -382,7 +375,7 @@ class Collection:
         try:
             linked = link(spec, prog.name)
         except RelocationError as err:
-            raise RelocationError(f"object '{spec.name}': section '{prog.section}': {err}") from err
+            raise err.with_context(where(spec.name, prog.section)) from None
         patch_data(linked, {n: m.fd for n, m in self.maps.items()}, externs)
         core = b""
         if linked.core_relos:
@@ -398,7 +391,7 @@ class Collection:
                     _core.relocate_program(linked.insns, linked.core_relos, spec.btf, _kernel.targets(),
                                            line_of=linked.source_line, prog_name=prog.name)
                 except RelocationError as err:
-                    raise RelocationError(f"object '{spec.name}': section '{prog.section}': {err}") from err
+                    raise err.with_context(where(spec.name, prog.section)) from None
         attach_btf_id = 0
         if prog.type in (ProgType.TRACING, ProgType.LSM, ProgType.EXT):
             attach_btf_id = self._attach_btf_id(prog)
@@ -410,9 +403,9 @@ class Collection:
             explained = self._explain_core_failure(prog, err)
             if explained is not None:
                 raise explained from err
-            raise _in_context(err, spec.name, prog.section) from None
+            raise err.with_context(where(spec.name, prog.section)) from None
         except RawBPFError as err:
-            raise _in_context(err, spec.name, prog.section) from None
+            raise err.with_context(where(spec.name, prog.section)) from None
         self.programs[prog.name] = p
 
     def _explain_core_failure(self, prog: ProgramSpec, err: VerifierError) -> Optional[RelocationError]:
@@ -428,7 +421,7 @@ class Collection:
                                    line_of=linked.source_line, prog_name=prog.name)
         if not why:
             return None
-        return RelocationError(f"object '{self.spec.name}': section '{prog.section}': {why}")
+        return RelocationError(why).with_context(where(self.spec.name, prog.section))
 
     def _program_load(self, prog: ProgramSpec, linked: LinkedProgram, attach_btf_id: int, btf_fd: int,
                       core: bytes, log_level: int) -> Program:
@@ -456,10 +449,8 @@ class Collection:
 
         target = prog.attach_to
         if not target:
-            raise ObjectError(
-                f"object '{self.spec.name}': section '{prog.section}': no attach target after the "
-                "prefix (e.g. tp_btf/sched_process_exec)"
-            )
+            raise ObjectError("no attach target after the prefix (e.g. tp_btf/sched_process_exec)"
+                              ).with_context(where(self.spec.name, prog.section))
         if prog.type == ProgType.TRACING and prog.expected_attach_type == AttachType.TRACE_RAW_TP:
             name, kind = "btf_trace_" + target, "TYPEDEF"
         elif prog.type == ProgType.TRACING and prog.expected_attach_type == AttachType.TRACE_ITER:
@@ -470,10 +461,8 @@ class Collection:
             name, kind = target, "FUNC"
         tid = _externs.vmlinux_type_id(name, kind)
         if not tid:
-            raise ObjectError(
-                f"object '{self.spec.name}': section '{prog.section}': attach target '{target}' "
-                "is not in the kernel's BTF"
-            )
+            raise ObjectError(f"attach target '{target}' is not in the kernel's BTF").with_context(
+                where(self.spec.name, prog.section))
         return tid
 
     # -- attach --------------------------------------------------------------------------------------------
@@ -496,11 +485,11 @@ class Collection:
                     continue
                 ps = self.spec.programs[name]
                 kind, target = ps.attach_kind, ps.attach_to
-                where = f"object '{self.spec.name}': section '{ps.section}'"
+                here = where(self.spec.name, ps.section)
                 if kind == "tracepoint":
                     cat, tp = split_tracepoint(target)
                     if not cat:
-                        raise ObjectError(f"{where}: tracepoint must be category/name")
+                        raise ObjectError("tracepoint must be category/name").with_context(here)
                     lnk = _attach.attach_tracepoint(prog, cat, tp)
                 elif kind == "raw_tracepoint":
                     if not target:
@@ -513,7 +502,7 @@ class Collection:
                         continue
                     binary, sym, off = split_uprobe(target)
                     if not binary:
-                        raise ObjectError(f"{where}: uprobe target must be binary:symbol[+offset]")
+                        raise ObjectError("uprobe target must be binary:symbol[+offset]").with_context(here)
                     lnk = _attach.attach_uprobe(prog, binary, sym, off, retprobe=kind == "uretprobe")
                 else:
                     continue
@@ -525,9 +514,8 @@ class Collection:
             failed = self.spec.programs.get(current)
             for done in [n for n, lk in self.links.items() if any(lk is m for m in made)]:
                 del self.links[done]
-            if str(err).startswith("object "):
-                raise
-            raise _in_context(err, self.spec.name, failed.section if failed is not None else "") from None
+            section = failed.section if failed is not None else ""
+            raise err.with_context(where(self.spec.name, section)) from None
         return made
 
     # -- pinning -------------------------------------------------------------------------------------------
@@ -628,14 +616,9 @@ class Collection:
             pass
 
 
-def _in_context(err: RawBPFError, obj: str, section: str) -> RawBPFError:
-    """The same error (type, errno, verifier log kept) with ``object '…': section '…': `` in front."""
-    msg = str(err)
-    if msg.startswith("object "):
-        return err
-    where = f"object '{obj}'" + (f": section '{section}'" if section else "")
-    err.args = (f"{where}: {msg}", *err.args[1:])
-    return err
+def where(obj: str, section: str = "") -> str:
+    """The context of an error in an object: ``object 'x'`` or ``object 'x': section 'y'``."""
+    return f"object '{obj}'" + (f": section '{section}'" if section else "")
 
 
 def pin_name(name: str) -> str:

@@ -1,22 +1,46 @@
 """The one rawbpf error hierarchy; pure, makes no syscalls.
 
 Every failure rawbpf reports is a :class:`RawBPFError`. Messages are one line, lower-case, context first:
-``load program 'handle_exec': permission denied (need CAP_BPF or root)``. Kernel failures are
-:class:`SyscallError`, which is also an :class:`OSError` so ``errno`` works as usual; an ``OSError`` becomes a
-rawbpf error exactly once, in :mod:`rawbpf._sys`.
+``load program 'handle_exec': permission denied (need CAP_BPF or root)``. Where it happened is a field,
+:attr:`RawBPFError.context` (``object 'x': section 'y'``), set once by whoever knows it
+(:meth:`RawBPFError.with_context`) and printed in front of the message; nobody edits message text. Kernel
+failures are :class:`SyscallError`, which is also an :class:`OSError` so ``errno`` works as usual (errno
+names come from :mod:`errno`); an ``OSError`` becomes a rawbpf error exactly once, in :mod:`rawbpf._sys`.
+A refusal that comes with the kernel's own log — the verifier's for a program, the BTF checker's for BTF —
+is a :class:`KernelRefusal`: ``reason`` (the log's telling line), ``log``, ``tail()``, shown the same way.
 """
 
 from __future__ import annotations
 
 import errno as _errno
 import os
-from typing import Optional, Sequence
+from typing import Optional, Sequence, TypeVar
 
 __tier__ = "pure"
 
 
+E = TypeVar("E", bound="RawBPFError")
+
+
 class RawBPFError(Exception):
     """Base of every error rawbpf raises on purpose."""
+
+    #: where it happened (``object 'x': section 'y'``), printed before the message; "" when unknown
+    context: str = ""
+
+    def with_context(self: E, context: str) -> E:
+        """Record where this happened unless a caller nearer the failure already did; returns the error."""
+        if not self.context:
+            self.context = context
+        return self
+
+    def message(self) -> str:
+        """The message without its context."""
+        return str(self.args[0]) if len(self.args) == 1 else Exception.__str__(self)
+
+    def __str__(self) -> str:
+        msg = self.message()
+        return f"{self.context}: {msg}" if self.context else msg
 
     def summary(self) -> str:
         """One line for the CLI (the message itself)."""
@@ -65,9 +89,15 @@ class NotSupportedError(RawBPFError):
         super().__init__(msg)
 
 
-_HINTS = {
+#: the kernel-internal "operation not supported" (not in :mod:`errno`) that some bpf commands leak
+ENOTSUPP = 524
+
+#: the hint for an errno when the caller gives none (the one table; :mod:`rawbpf._sys` uses it too)
+HINTS = {
     _errno.EPERM: "need CAP_BPF/CAP_PERFMON or root",
     _errno.EACCES: "need CAP_BPF/CAP_PERFMON or root",
+    _errno.E2BIG: "a size or count is larger than the kernel allows, or the kernel is older than this attr",
+    _errno.ENOSYS: "the kernel was built without this syscall",
 }
 
 
@@ -78,26 +108,52 @@ class SyscallError(RawBPFError, OSError):
         self.op = op
         self.errno_value = err
         msg = f"{op}: {os.strerror(err).lower()}" if err else op
-        hint = hint or _HINTS.get(err, "")
+        hint = hint or HINTS.get(err, "")
         if hint:
             msg += f" ({hint})"
         RawBPFError.__init__(self, msg)
         self.errno = err
         self.strerror = os.strerror(err) if err else ""
 
-    def __str__(self) -> str:
+    @property
+    def errno_name(self) -> str:
+        """``EPERM``, ``EINVAL``…: the symbolic name of :attr:`errno`."""
+        if self.errno_value == ENOTSUPP:
+            return "ENOTSUPP"
+        return _errno.errorcode.get(self.errno_value, str(self.errno_value))
+
+    def message(self) -> str:
         return str(self.args[0]) if self.args else self.op
 
     def __reduce__(self):  # type: ignore[no-untyped-def]
-        return (type(self), (self.op, self.errno_value))
+        return (type(self), (self.op, self.errno_value), {"context": self.context})
 
 
-class VerifierError(SyscallError):
+class KernelRefusal(SyscallError):
+    """The kernel refused and said why in its log: ``reason`` is the log's telling line, ``log`` all of it,
+    ``tail()`` its last lines; :attr:`log_name` names the log (``verifier log``, ``btf log``)."""
+
+    log: str = ""
+    reason: str = ""
+    log_name = "kernel log"
+
+    def tail(self, lines: int = 12) -> str:
+        """The last meaningful lines of the log."""
+        kept = [ln for ln in self.log.splitlines() if ln.strip()]
+        return "\n".join(kept[-lines:])
+
+    def detail(self) -> str:
+        return f"{self}\n--- {self.log_name} ---\n{self.log.rstrip()}"
+
+
+class VerifierError(KernelRefusal):
     """The verifier rejected a program.
 
     ``summary()`` is one line (the kernel's reason, and the C source line of the failing instruction when
     line info is known); ``tail()`` the last lines of the log; ``log`` the full verifier log.
     """
+
+    log_name = "verifier log"
 
     def __init__(
         self,
@@ -123,15 +179,22 @@ class VerifierError(SyscallError):
 
     def __reduce__(self):  # type: ignore[no-untyped-def]
         return (_rebuild_verifier_error, (self.op, self.errno_value, self.log, self.reason, self.insn_index,
-                                          self.source))
+                                          self.source), {"context": self.context})
 
-    def tail(self, lines: int = 12) -> str:
-        """The last meaningful lines of the verifier log."""
-        kept = [ln for ln in self.log.splitlines() if ln.strip()]
-        return "\n".join(kept[-lines:])
 
-    def detail(self) -> str:
-        return f"{self}\n--- verifier log ---\n{self.log.rstrip()}"
+class BTFLoadError(KernelRefusal, BTFError):
+    """The kernel refused a BTF blob (BPF_BTF_LOAD): ``log`` is its full log, ``tail()`` its last lines."""
+
+    log_name = "btf log"
+
+    def __init__(self, what: str, reason: str, log: str, err: int) -> None:
+        SyscallError.__init__(self, what, err)
+        self.log = log
+        self.reason = reason
+        self.args = (f"{what}: kernel refused btf: {reason}",)
+
+    def __reduce__(self):  # type: ignore[no-untyped-def]
+        return (type(self), (self.op, self.reason, self.log, self.errno_value), {"context": self.context})
 
 
 def _rebuild_verifier_error(op: str, err: int, log: str, reason: str, insn: Optional[int],

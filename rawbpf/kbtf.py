@@ -17,9 +17,10 @@ from rawbpf import _sys
 from rawbpf._fd import FD
 from rawbpf._types import BtfInfoStruct, BtfLoadAttr
 from rawbpf.consts import Cmd
-from rawbpf.errors import BTFError, SyscallError
+from rawbpf.errors import BTFError, BTFLoadError, SyscallError
 
 __tier__ = "kernel"
+__all__ = ["BTFLoadError", "BtfInfo", "KernelBTF"]
 
 LOG_BUF_START = 64 * 1024
 LOG_BUF_MAX = (1 << 30) - 1
@@ -52,22 +53,6 @@ def _reason(log: str) -> str:
                 return f"{header}: {ln.strip()}"
         return ln.strip()
     return ""
-
-
-class BTFLoadError(BTFError):
-    """The kernel refused a BTF blob: ``log`` is its full log, ``tail()`` its last lines."""
-
-    def __init__(self, what: str, reason: str, log: str, err: int) -> None:
-        super().__init__(f"{what}: kernel refused btf: {reason}")
-        self.log = log
-        self.errno = err
-
-    def tail(self, lines: int = 12) -> str:
-        kept = [ln for ln in self.log.splitlines() if ln.strip()]
-        return "\n".join(kept[-lines:])
-
-    def detail(self) -> str:
-        return f"{self}\n--- btf log ---\n{self.log.rstrip()}"
 
 
 class KernelBTF(FD):

@@ -119,7 +119,7 @@ def link(spec: CollectionSpec, name: str) -> LinkedProgram:
     """Append the subprograms ``name`` reaches and resolve bpf-to-bpf calls and callback addresses."""
     main = spec.programs.get(name)
     if main is None:
-        raise RelocationError(f"object '{spec.name}': no program '{name}'")
+        raise RelocationError(f"no program '{name}'").with_context(f"object '{spec.name}'")
     out = LinkedProgram(name=name, spec=main, insns=bytearray(main.insns))
     placed: Dict[str, int] = {}
     has_func = bool(main.func_info)

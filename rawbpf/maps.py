@@ -29,11 +29,10 @@ from rawbpf.consts import (
     Cmd,
     MapType,
 )
-from rawbpf.errors import ConfigError, RawBPFError, SyscallError
+from rawbpf.errors import ENOTSUPP, ConfigError, RawBPFError, SyscallError
 
 __tier__ = "kernel"
 
-ENOTSUPP = 524  # kernel-internal "operation not supported", leaks to user space from some commands
 
 KeyLike = Union[bytes, bytearray, memoryview, int]
 ValueLike = Union[bytes, bytearray, memoryview, int, FD, Sequence[Union[bytes, int]]]

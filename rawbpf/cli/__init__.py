@@ -13,7 +13,7 @@ from typing import Any, List, Optional
 import click
 
 from rawbpf import __version__
-from rawbpf.errors import RawBPFError, VerifierError
+from rawbpf.errors import KernelRefusal, RawBPFError
 from rawbpf.termsafe import escape
 
 __tier__ = "kernel"
@@ -84,15 +84,16 @@ def main(argv: Optional[List[str]] = None) -> Any:
 
 
 def _report(err: RawBPFError, verbose: bool) -> None:
-    """One line on stderr; a verifier rejection adds the tail of its log (all of it with --verbose)."""
+    """One line on stderr; a kernel refusal with a log (verifier, BTF) adds the log's tail (all of it with
+    --verbose)."""
     if verbose:
         text = "\n".join(escape(line, backslash=False) for line in err.detail().splitlines())
         click.echo(f"rawbpf: {text}", err=True)
         return
     click.echo(f"rawbpf: {escape(err.summary(), backslash=False)}", err=True)  # names from files, kernels
-    verifier = err if isinstance(err, VerifierError) else err.__cause__
-    if isinstance(verifier, VerifierError) and verifier.log.strip():
-        for line in verifier.tail().splitlines():
+    refusal = err if isinstance(err, KernelRefusal) else err.__cause__
+    if isinstance(refusal, KernelRefusal) and refusal.log.strip():
+        for line in refusal.tail().splitlines():
             click.echo(f"  | {escape(line, backslash=False)}", err=True)
-        click.echo("  (the full verifier log: --verbose)", err=True)
+        click.echo(f"  (the full {refusal.log_name}: --verbose)", err=True)
 

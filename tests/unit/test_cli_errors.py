@@ -62,3 +62,15 @@ def test_verbose_prints_the_whole_log(capsys: pytest.CaptureFixture) -> None:
     _report(VerifierError("load program 'p'", errno.EACCES, LOG), verbose=True)
     out = capsys.readouterr().err
     assert "--- verifier log ---" in out and "0: R1=ctx() R10=fp0" in out
+
+
+def test_btf_refusal_is_shown_like_a_verifier_rejection(capsys: pytest.CaptureFixture) -> None:
+    from rawbpf.errors import BTFLoadError
+
+    log = "magic: 0xeb9f\n[1] INT int size=4\n[2] PTR (anon) type_id=9\ntype_id=9 Invalid type_id\n"
+    err = BTFLoadError("load btf", "type_id=9 Invalid type_id", log, errno.EINVAL)
+    _report(err.with_context("object 'o': section '.BTF'"), verbose=False)
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[0] == ("rawbpf: object 'o': section '.BTF': load btf: kernel refused btf: "
+                        "type_id=9 Invalid type_id")
+    assert lines[-2] == "  | type_id=9 Invalid type_id" and lines[-1] == "  (the full btf log: --verbose)"

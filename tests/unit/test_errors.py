@@ -167,3 +167,39 @@ def test_only_the_choke_point_touches_libc() -> None:
             if needle in text:
                 offenders.append(f"{path.relative_to(pkg)}: {needle}")
     assert offenders == [], "only rawbpf/_sys.py may call libc"
+
+
+def test_context_is_a_field_set_once_in_front_of_the_message() -> None:
+    err = SyscallError("load program 'p'", errno.EPERM)
+    assert err.with_context("object 'o': section 'tp/x'") is err
+    err.with_context("object 'other'")  # the context nearest the failure wins
+    assert err.context == "object 'o': section 'tp/x'"
+    assert err.message() == "load program 'p': operation not permitted (need CAP_BPF/CAP_PERFMON or root)"
+    assert str(err) == f"object 'o': section 'tp/x': {err.message()}" and err.summary() == str(err)
+    again = pickle.loads(pickle.dumps(err))
+    assert str(again) == str(err) and again.errno == errno.EPERM
+    plain = ConfigError("bad value").with_context("--set x")
+    assert str(pickle.loads(pickle.dumps(plain))) == "--set x: bad value"
+
+
+def test_kernel_refusals_share_one_base() -> None:
+    from rawbpf.errors import BTFError, KernelRefusal
+    from rawbpf.errors import BTFLoadError as FromErrors
+
+    assert FromErrors is BTFLoadError  # rawbpf.kbtf re-exports the one in errors.py
+    btf = BTFLoadError("load btf", "[2] PTR type_id=9 Invalid type_id", "magic: 0xeb9f\n[2] PTR\nbad\n",
+                       errno.EINVAL)
+    ver = VerifierError("load program 'p'", errno.EACCES, LOG)
+    for err in (btf, ver):
+        assert isinstance(err, KernelRefusal) and isinstance(err, SyscallError) and isinstance(err, OSError)
+        assert err.tail(1) and err.log and err.reason
+        assert f"--- {err.log_name} ---" in err.detail()
+    assert isinstance(btf, BTFError) and btf.errno_name == "EINVAL" and ver.errno_name == "EACCES"
+    assert str(pickle.loads(pickle.dumps(btf.with_context("object 'o': section '.BTF'")))) == str(btf)
+
+
+def test_errno_names_come_from_errno() -> None:
+    from rawbpf.errors import ENOTSUPP
+
+    assert SyscallError("x", errno.ENOSPC).errno_name == "ENOSPC"
+    assert SyscallError("x", ENOTSUPP).errno_name == "ENOTSUPP"

@@ -16,7 +16,7 @@ from rawbpf._types import ProgLoadAttr
 from rawbpf.collection import Collection
 from rawbpf.consts import Cmd
 from rawbpf.elf import load_spec
-from rawbpf.errors import ObjectError, SyscallError, VerifierError
+from rawbpf.errors import BTFLoadError, ObjectError, SyscallError, VerifierError
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 
@@ -129,4 +129,14 @@ def test_attach_refused_on_the_third_link_detaches_the_first_two(fake_kernel: Fa
     # the two links, the three perf events: all closed; the maps and programs are still the collection's
     assert {fd for fd, _ in fake_kernel.leaked()} == loaded
     coll.close()
+    assert fake_kernel.leaked() == [] and fake_kernel.bad_closes == []
+
+
+def test_btf_refused_closes_nothing_it_did_not_open_and_names_the_section(fake_kernel: FakeKernel) -> None:
+    fake_kernel.refuse(Cmd.BTF_LOAD, errno.EINVAL, log="magic: 0xeb9f\n[3] FUNC f type_id=2 Invalid func\n")
+    with pytest.raises(BTFLoadError) as err:
+        Collection.load(load_spec(DATA / "maps_btf.o"))
+    assert err.value.context == "object 'maps_btf': section '.BTF'"
+    assert err.value.reason == "[3] FUNC f type_id=2 Invalid func" and err.value.errno == errno.EINVAL
+    assert not fake_kernel.bpf_calls(Cmd.MAP_CREATE)
     assert fake_kernel.leaked() == [] and fake_kernel.bad_closes == []
