@@ -85,16 +85,25 @@ def _wait_gone(ids: Set[int]) -> None:
 
 
 def _check_log(log: Path) -> List[int]:
-    """Read everything; returns [records, torn tails]; fails on a seq gap or a decode error."""
+    """Read everything; returns [records, torn tails, crash records, kernel drops they report]; fails on a
+    seq gap, a damaged region or a crash record that does not name its window."""
     seqs: List[int] = []
+    crashes = drops = 0
     with LogReader(str(log)) as reader:
         for rec in reader.records():
             seqs.append(int(rec["seq"]))
+            if rec["type"] == "crash":
+                crashes += 1
+                assert rec["until"] >= rec["since"] > 0 and isinstance(rec["writer_pid"], int), rec
+                assert isinstance(rec.get("kernel_drops"), int), rec
+                drops += rec["kernel_drops"]
+            assert rec["type"] != "gap", rec  # a kill -9 tears at most the last record: never damage
         torn, gaps = reader.torn, reader.gaps
+        assert reader.damaged == 0
     assert gaps == 0
     bad = [(a, b) for a, b in zip(seqs, seqs[1:]) if b != a + 1]
     assert not bad, f"seq jumps without a lost record: {bad[:5]}"
-    return [len(seqs), torn]
+    return [len(seqs), torn, crashes, drops]
 
 
 def test_kill_9_at_random_moments(pins: Path, tmp_path: Path) -> None:
@@ -119,7 +128,8 @@ def test_kill_9_at_random_moments(pins: Path, tmp_path: Path) -> None:
             assert left.exists() and any(left.iterdir()), "a killed daemon should leave its pins"
             stale = _pinned_prog_ids(left)
             assert stale, "no pinned programs or links found"
-            records, torn = _check_log(log)
+            records, torn, crashes, drops = _check_log(log)
+            assert crashes == kill  # each restart named the window its killed predecessor left
             torn_total += torn
         proc = _start(pins, log)
         _wait_gone(stale)
@@ -131,5 +141,8 @@ def test_kill_9_at_random_moments(pins: Path, tmp_path: Path) -> None:
     finally:
         load.kill()
         load.wait()
+    records, torn, crashes, drops = _check_log(log)
+    assert crashes == KILLS
     assert records > KILLS  # the log really was being written
-    print(f"\ncrash: {KILLS} kill -9, {records} records readable at the end, {torn_total} torn tails skipped")
+    print(f"\ncrash: {KILLS} kill -9, {records} records readable at the end, {torn_total} torn tails "
+          f"skipped, {crashes} crash records, {drops} kernel drops reported in crash windows")
