@@ -319,6 +319,14 @@ class Daemon:
                                 max_age=options.max_age, flush_interval=options.flush_interval, header=header,
                                 crash_fields=self._crash_fields)
         try:
+            stale = options.stale_drops
+            if stale and self.writer.crashed_writer is None:
+                # killed before it opened the log: only its pins tell; its counters started at zero
+                info = dict(self.writer.resumed, writer_pid=stale["pid"], header=None, records=[])
+                until = time.time_ns()
+                self.writer.write({"type": "crash", "writer_pid": stale["pid"],
+                                   "since": info["last_ts"] or until, "until": until, "torn_bytes": 0,
+                                   **self._crash_fields(info)})
             self._epoll = select.epoll()
             for name in names:
                 m = coll.maps[name]

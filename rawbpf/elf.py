@@ -64,6 +64,9 @@ SYM_SIZE = 24  # sizeof(Elf64_Sym)
 # one could never load: it is refused while reading, before anything is allocated for it.
 MAX_VALUE_SIZE = (1 << 31) - 1
 
+# zero_fill_limit()'s floor: what inspect/disasm allow zero-filled data whatever the file's size
+ZERO_FILL_FLOOR = 64 << 20
+
 _NAMED_SYM_TYPES = ("STT_OBJECT", "STT_NOTYPE", "STT_FUNC")
 _DATA_RE = re.compile(r"^\.(data|rodata|bss)(\..+)?$")
 
@@ -127,14 +130,25 @@ def internal_map_name(obj_name: str, section: str) -> str:
     return "".join(c if (c.isalnum() and c.isascii()) or c in "_." else "_" for c in name)
 
 
+def zero_fill_limit(file_size: int) -> int:
+    """What a command that only reads an object (inspect, disasm) allows its zero-filled data (.bss
+    sections, the .kconfig area) to take in memory: 16 times the file, and never less than 64 MiB, so a
+    real object's large buffers still read while a few bytes of headers cannot claim gigabytes."""
+    return max(ZERO_FILL_FLOOR, 16 * file_size)
+
+
 def load_spec(
-    source: Union[str, os.PathLike, bytes], name: Optional[str] = None, *, strict: bool = False
+    source: Union[str, os.PathLike, bytes], name: Optional[str] = None, *, strict: bool = False,
+    bounded: bool = False,
 ) -> CollectionSpec:
     """Parse a BPF ELF object (a path or its bytes) into a CollectionSpec. Pure: no syscalls.
 
     Raises ObjectError with a one-line message naming the object and section. A program in a section libbpf
     would not recognise is kept with ``known_section=False`` (inspect shows it, loading refuses it);
-    ``strict=True`` refuses it here already.
+    ``strict=True`` refuses it here already. ``bounded=True`` (commands that only read the object) bounds the
+    zero-filled data (``.bss*`` sections and the externs' ``.kconfig`` area together) the object may declare
+    by :func:`zero_fill_limit` of its size, checked before any of it is allocated; the file's own bytes are
+    bounded by its size already.
     """
     if isinstance(source, (bytes, bytearray, memoryview)):
         data = bytes(source)
@@ -150,6 +164,7 @@ def load_spec(
             raise ObjectError(f"object '{path}': {os.strerror(err.errno or 0).lower()}") from err
     label = os.path.basename(path) if path else obj
     reader = _Reader(data, obj, label, strict)
+    reader.max_zero_fill = zero_fill_limit(len(data)) if bounded else None
     try:
         spec = reader.read()
     except ObjectError:
@@ -160,6 +175,15 @@ def load_spec(
         raise reader.fail(f"malformed ELF: {_describe(err)}", reader.where) from err
     spec.path = path
     return spec
+
+
+def _size_text(n: int) -> str:
+    """``6 GiB``, ``1.5 GiB``, ``4.8 KB``-style sizes for messages (binary units, one decimal when needed)."""
+    for unit, shift in (("GiB", 30), ("MiB", 20), ("KiB", 10)):
+        if n >= 1 << shift:
+            v = n / (1 << shift)
+            return f"{v:.0f} {unit}" if v == int(v) else f"{v:.1f} {unit}"
+    return f"{n} bytes"
 
 
 def _one_line(err: BaseException) -> str:
@@ -196,6 +220,24 @@ class _Reader:
         self.legacy_maps_shndx = -1
         self.text_shndx = -1
         self.where = ""  # the section being read, named by load_spec's catch-all
+        self.max_zero_fill: Optional[int] = None
+        self.zero_fill = 0  # bytes of zero-filled data declared so far
+        self.zero_fill_secs: List[Tuple[str, int]] = []
+
+    def _zero_fill(self, section: str, size: int) -> None:
+        """Count zero-filled data about to be allocated; refuse past ``max_zero_fill``, naming the total."""
+        self.zero_fill += size
+        self.zero_fill_secs.append((section, size))
+
+    def _check_zero_fill(self) -> None:
+        limit = self.max_zero_fill
+        if limit is not None and self.zero_fill > limit:
+            biggest = sorted(self.zero_fill_secs, key=lambda x: -x[1])[:4]
+            names = ", ".join(f"{n} {_size_text(z)}" for n, z in biggest)
+            more = f" and {len(self.zero_fill_secs) - 4} more" if len(self.zero_fill_secs) > 4 else ""
+            raise self.fail(f"declares {_size_text(self.zero_fill)} of zero-filled data ({names}{more}) in a "
+                            f"{_size_text(len(self.data))} file, more than {_size_text(limit)} that reading "
+                            "it may take")
 
     def fail(self, what: str, section: str = "") -> ObjectError:
         where = f"object '{self.label}'" + (f": section '{section}'" if section else "")
@@ -284,6 +326,10 @@ class _Reader:
             self._read_btf_maps()
         if self.legacy_maps_shndx >= 0:
             self._read_legacy_maps(secs[self.legacy_maps_shndx])
+        for idx in data_secs:
+            if secs[idx].name.startswith(".bss"):
+                self._zero_fill(secs[idx].name, int(secs[idx]["sh_size"]))
+        self._check_zero_fill()  # all of them at once: the message gives the real total
         for idx in data_secs:
             self._read_data_section(idx, secs[idx])
         self._read_externs()
@@ -873,6 +919,8 @@ class _Reader:
                 f"({MAX_VALUE_SIZE} bytes)",
                 ".kconfig",
             )
+        self._zero_fill(".kconfig", size)
+        self._check_zero_fill()
         self.spec.maps[internal_map_name(self.obj, ".kconfig")] = MapSpec(
             name=internal_map_name(self.obj, ".kconfig"),
             type=MapType.ARRAY,

@@ -208,6 +208,7 @@ class LogWriter:
         self._unreported_lost = 0
         self._lost_error = ""
         self._failing = False  # writes fail (full disk, I/O error) or the directory is gone
+        self._ok_since = 0.0
         self._lost_at_outage = 0
         self._next_dir_check = 0.0
         self._closed = False
@@ -221,6 +222,10 @@ class LogWriter:
             self._dir_fd = _open_dir(directory, create=False)
             check_dir_mode(directory, self._dir_fd)
             resumed = self._resume()
+            #: where the log stood when this writer started (see :meth:`_resume`)
+            self.resumed = resumed
+            #: the pid of a writer that died holding this directory (its crash record is written), or None
+            self.crashed_writer = owner.stale_pid
             self.seq = resumed["next_seq"]
             self._open_new()
             if owner.stale_pid is not None:
@@ -439,11 +444,12 @@ class LogWriter:
     def flush(self) -> None:
         """Write everything pending to the current file (one write; a failure is counted, never raised).
 
-        At most once a second this also checks that the directory and the current file are still there:
-        a removed directory is recreated (0700, locked again) and a removed file replaced by a new one, so
-        records never go to a file nobody can read."""
+        First it checks (a stat and an fstat) that the directory and the current file are still there: a
+        removed directory is recreated (0700, locked again; what was pending for it is counted as lost) and a
+        removed file replaced by a new one, so records never go to a file nobody can read."""
         self._last_flush = time.monotonic()
-        if self._last_flush >= self._next_dir_check and not self._closed:
+        due = self._dir_fd >= 0 or self._last_flush >= self._next_dir_check  # recreating: once a second
+        if not self._closed and due and (self._dir_fd < 0 or self._pending or self._unreported_lost):
             self._next_dir_check = self._last_flush + 1.0
             self._check_dir()
         self._flush_pending()
@@ -469,6 +475,10 @@ class LogWriter:
 
     def _lose_dir(self) -> None:
         """The directory was removed or replaced: stop writing into it (records are counted as lost)."""
+        self._drop_pending(self._pending_records)  # a new file starts with its header: these cannot follow it
+        self._pending.clear()
+        self._pending_bytes = 0
+        self._pending_records = 0
         self._close_file()
         if self._dir_fd >= 0:
             os.close(self._dir_fd)
@@ -501,6 +511,7 @@ class LogWriter:
     def _fail(self, why: str) -> None:
         """Say once, when writing stops working, that records are now counted as lost."""
         self._lost_error = why
+        self._ok_since = 0.0
         if not self._failing:
             self._failing = True
             self._lost_at_outage = self.lost_records
@@ -508,7 +519,14 @@ class LogWriter:
                         self.directory, why)
 
     def _recovered(self) -> None:
-        if self._failing:
+        """An outage ends (and is said to) only after writes have worked for 10 s: a nearly full disk that
+        takes a small write now and then is one outage, not a warning per write."""
+        if not self._failing:
+            return
+        now = time.monotonic()
+        if not self._ok_since:
+            self._ok_since = now
+        elif now - self._ok_since >= 10.0:
             self._failing = False
             log.warning("log %s: writing again; %d records lost meanwhile", self.directory,
                         self.lost_records - self._lost_at_outage)

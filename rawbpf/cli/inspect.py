@@ -17,7 +17,7 @@ __tier__ = "pure"
 def _spec(path: str) -> CollectionSpec:
     from rawbpf.elf import load_spec
 
-    return load_spec(path)
+    return load_spec(path, bounded=True)  # no more memory than a small multiple of the file's size
 
 
 def _safe(v: Any) -> Any:

@@ -232,3 +232,73 @@ def test_other_rawbpf_errors_become_object_errors_with_the_section(monkeypatch: 
     with pytest.raises(ObjectError, match=r"^object 'obj': section '\.bss': btf: type #7 has no size$") as e:
         load_spec(_obj("globals.o"), "obj")
     assert isinstance(e.value.__cause__, BTFError)
+
+
+# -- zero-filled data, bounded for commands that only read ---------------------------------------------------
+
+def _elf_with_bss(sizes: list[int]) -> bytes:
+    """A relocatable BPF ELF with a license and one NOBITS ``.bss.N`` section per size: a few hundred bytes
+    of headers that declare as much zero-filled data as they like."""
+    names = [b"", b".shstrtab", b"license", b".symtab", b".strtab"] + [f".bss.{i}".encode() for i in
+                                                                           range(len(sizes))]
+    shstr = b"\0".join(names) + b"\0"
+    offs, pos = [], 0
+    for n in names:
+        offs.append(pos)
+        pos += len(n) + 1
+    license_ = b"GPL\0"
+    symtab = bytes(24)  # the null symbol only
+    strtab = b"\0"
+    body = bytearray(64)
+    placed = []
+    for blob in (shstr, license_, symtab, strtab):
+        placed.append((len(body), len(blob)))
+        body += blob
+        body += bytes(-len(body) % 8)
+    shoff = len(body)
+    SHT_PROGBITS, SHT_SYMTAB, SHT_STRTAB = 1, 2, 3
+    shdrs = [bytes(64)]
+
+    def shdr(name: int, typ: int, flags: int, off: int, size: int, link: int = 0, info: int = 0,
+             align: int = 1, entsize: int = 0) -> bytes:
+        return struct.pack("<IIQQQQIIQQ", name, typ, flags, 0, off, size, link, info, align, entsize)
+
+    shdrs.append(shdr(offs[1], SHT_STRTAB, 0, *placed[0]))
+    shdrs.append(shdr(offs[2], SHT_PROGBITS, 3, *placed[1]))
+    shdrs.append(shdr(offs[3], SHT_SYMTAB, 0, *placed[2], link=4, info=1, align=8, entsize=24))
+    shdrs.append(shdr(offs[4], SHT_STRTAB, 0, *placed[3]))
+    for i, size in enumerate(sizes):
+        shdrs.append(shdr(offs[5 + i], SHT_NOBITS, 3, shoff, size, align=8))
+    ident = b"\x7fELF" + bytes([2, 1, 1, 0]) + bytes(8)
+    ehdr = ident + struct.pack("<HHIQQQIHHHHHH", 1, 247, 1, 0, 0, shoff, 0, 64, 0, 0, 64, len(shdrs), 1)
+    body[:64] = ehdr
+    return bytes(body) + b"".join(shdrs)
+
+
+def test_reading_refuses_gigabytes_of_declared_zeros_before_allocating(tmp_path: Path) -> None:
+    """inspect of a small object with four 1.5 GiB .bss.* sections allocated 3 GB before failing; now the
+    sum is refused by its real cause, allocating nothing, while load (bounded=False) still reads it."""
+    data = _elf_with_bss([3 << 29] * 4)
+    assert len(data) < 2048
+    t0 = time.thread_time()
+    with pytest.raises(ObjectError) as info:
+        load_spec(data, "obj", bounded=True)
+    assert time.thread_time() - t0 < 0.5
+    msg = str(info.value)
+    assert re.search(r"declares 6 GiB of zero-filled data \(\.bss\.\d 1\.5 GiB, .*\) in a \d+ bytes file, "
+                     r"more than 64 MiB that reading it may take$", msg), msg
+    obj = tmp_path / "zeros.o"
+    obj.write_bytes(data)
+    import subprocess
+    import sys
+
+    for cmd in ("inspect", "disasm"):
+        r = subprocess.run([sys.executable, "-m", "rawbpf", cmd, str(obj)], capture_output=True, text=True,
+                           timeout=60, cwd=Path(__file__).resolve().parents[2])
+        assert r.returncode == 1 and "declares 6 GiB of zero-filled data" in r.stderr, r.stderr
+        assert r.stderr.count("\n") == 1
+
+
+def test_a_real_sized_buffer_still_reads() -> None:
+    spec = load_spec(_elf_with_bss([1 << 20, 4096]), "obj", bounded=True)
+    assert sorted(m.value_size for m in spec.maps.values()) == [4096, 1 << 20]

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from typing import List
 
+import msgpack
 import pytest
 from click.testing import CliRunner
 
@@ -274,3 +275,22 @@ def test_records_rotated_away_are_reported_inline(tmp_path: Path) -> None:
         if m["type"] == "missing":  # in place: right before the first record after the hole
             assert m["count"] == m["next_seq"] - m["after_seq"] - 1 > 0
             assert lines[k + 1]["seq"] in (m["next_seq"], m["next_seq"] + 1)  # (+1: after a file header)
+
+
+def test_tail_allocates_nothing_a_damaged_length_field_declares(tmp_path: Path) -> None:
+    """A 5-byte array header claiming 64 million entries made the reader reserve 512 MB up front; under a
+    256 MiB address-space limit tail now skips it as damage and prints every record."""
+    with LogWriter(str(tmp_path)) as w:
+        w.write({"type": "t", "i": 0})
+    f = next(p for p in tmp_path.iterdir() if p.name.endswith(".mlog"))
+    with open(f, "ab") as out:
+        out.write(b"\xdd\x03\xd0\x00\x00" + msgpack.packb({"seq": 2, "ts": 1, "type": "t", "i": 1}))
+    code = ("import resource, sys\n"
+            "resource.setrlimit(resource.RLIMIT_AS, (256 << 20, 256 << 20))\n"
+            "from rawbpf.cli import main\n"
+            "main(['tail', '--json', '--log-dir', sys.argv[1]])\n")
+    r = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, cwd=ROOT,
+                       timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert [json.loads(x)["i"] for x in r.stdout.splitlines()] == [0, 1]
+    assert "skipped 5 damaged bytes" in r.stderr
