@@ -8,7 +8,11 @@ Phases, each measured as the change in ``run_time_ns / run_cnt`` of the programs
 * tracked connect: the same after this process is made a tracked Claude process (records are consumed);
 * exec untracked / tracked: /bin/true spawned from an untracked / tracked parent (handle_exec; the untracked
   case runs the identification rules);
-* fork, exit and rename costs seen along the way.
+* fork, exit and rename costs seen along the way;
+* TCP connect untracked / tracked: a loopback TCP connection made, accepted and closed, per connection: the
+  connect program plus every TCP state change (``handle_sock_state`` runs for each, host-wide: entering
+  SYN_SENT is a byte test for an untracked process; the handshake's end needs a lookup only while a tracked
+  handshake is pending), net of the floor for each run.
 
 BPF stats time each run with two clock reads, which cost real time on a VM: an empty program attached to the
 same tracepoints measures that floor, and ``net`` is the measured average minus the floor (the programs' own
@@ -82,12 +86,34 @@ def _measure(coll: Collection, fn: Callable[[], None], progs: tuple,
     return res
 
 
+def _measure_per_op(coll: Collection, fn: Callable[[], None], progs: tuple, floor: Dict[str, Program],
+                    ops: int) -> Dict[str, Any]:
+    """Like _measure, but totals per operation (``ops`` of them) for programs that run several times each."""
+    before, fbefore = _stats(coll), _floor_stats(floor)
+    fn()
+    after, fafter = _stats(coll), _floor_stats(floor)
+    fl = [(fafter[n][1] - fbefore[n][1]) / max(1, fafter[n][0] - fbefore[n][0]) for n in floor]
+    floor_ns = sum(fl) / len(fl) if fl else 0.0
+    res: Dict[str, Any] = {"ops": ops, "floor_ns": round(floor_ns, 1)}
+    total = net = 0.0
+    for name in progs:
+        runs = after[name][0] - before[name][0]
+        ns = after[name][1] - before[name][1]
+        res[name] = {"runs_per_op": round(runs / ops, 2), "avg_ns": round(ns / runs if runs else 0.0, 1)}
+        total += ns / ops
+        net += max(0.0, ns - floor_ns * runs) / ops
+    res["sum_avg_ns"] = round(total, 1)
+    res["sum_net_ns"] = round(net, 1)
+    return res
+
+
 def _empty_programs() -> Dict[str, Any]:
-    """An empty program on each connect tracepoint and on sched_process_exec: the stats floor."""
+    """An empty program on each connect tracepoint, on sched_process_exec and on inet_sock_set_state: the
+    stats floor."""
     progs: Dict[str, Any] = {}
     insns = Assembler("empty").mov(R0, 0).exit().assemble()
     for cat, tp in (("syscalls", "sys_enter_connect"), ("syscalls", "sys_exit_connect"),
-                    ("sched", "sched_process_exec")):
+                    ("sched", "sched_process_exec"), ("sock", "inet_sock_set_state")):
         p = Program.load(ProgType.TRACEPOINT, insns, name="bench_floor")
         progs[tp] = (p, attach_tracepoint(p, cat, tp))
     return progs
@@ -97,15 +123,18 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("-n", type=int, default=50000, help="connects per phase")
     ap.add_argument("--execs", type=int, default=300, help="execs per phase")
+    ap.add_argument("--tcp", type=int, default=3000, help="TCP connections per phase")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--object", default=str(ROOT / "programs" / "claude_monitor.o"), help=argparse.SUPPRESS)
     ns = ap.parse_args()
 
     cfg = MonitorConfig()
-    spec = load_spec(str(ROOT / "programs" / "claude_monitor.o"))
+    spec = load_spec(ns.object)
     results: Dict[str, Any] = {}
     empties = _empty_programs()
     conn_floor = {k: empties[k][0] for k in ("sys_enter_connect", "sys_exit_connect")}
     exec_floor = {"sched_process_exec": empties["sched_process_exec"][0]}
+    tcp_floor = {k: empties[k][0] for k in ("sys_exit_connect", "inet_sock_set_state")}
     with Collection.load(spec, constants=cfg.constants()) as coll, enable_stats():
         prepare(coll, cfg)
         coll.attach_all()
@@ -129,11 +158,27 @@ def main() -> int:
                 subprocess.run(["/bin/true"], check=True)
             rb.drain()
 
+        srv = socket.socket()
+        srv.bind(("127.0.0.1", 0))
+        srv.listen(64)
+
+        def tcp() -> None:
+            for i in range(ns.tcp):
+                c = socket.create_connection(srv.getsockname())
+                a, _ = srv.accept()
+                c.close()
+                a.close()
+                if i % 64 == 0:
+                    rb.drain()
+            rb.drain()
+
         connects()  # warm up
         pair = tuple(n for n in ("handle_connect_enter", "handle_connect_exit") if n in coll.programs)
         four = ("handle_exec", "handle_fork", "handle_exit", "handle_rename")
         results["untracked_connect"] = _measure(coll, connects, pair, conn_floor)
         results["untracked_exec"] = _measure(coll, execs, four, exec_floor)
+        tcp_progs = ("handle_connect_exit", "handle_sock_state")
+        results["untracked_tcp_connect"] = _measure_per_op(coll, tcp, tcp_progs, tcp_floor, ns.tcp)
 
         # become a tracked Claude process
         btf = coll.spec.btf
@@ -143,6 +188,8 @@ def main() -> int:
         track(coll, os.getpid(), start_ns=ticks * 10_000_000, root_pid=os.getpid(), flags=flags)
         results["tracked_connect"] = _measure(coll, connects, pair, conn_floor)
         results["tracked_exec"] = _measure(coll, execs, four, exec_floor)
+        results["tracked_tcp_connect"] = _measure_per_op(coll, tcp, tcp_progs, tcp_floor, ns.tcp)
+        srv.close()
         coll.maps["tracked"].delete(os.getpid())
         with coll.maps["tracked_pids"].mmap() as mm:
             mm[os.getpid()] = 0
@@ -170,6 +217,14 @@ def main() -> int:
                 g = goals.get(f"{phase}/{k}")
                 print(f"    {k:<21} {v['avg_ns']:>7.0f} ns {v['net_ns']:>6.0f} ns  {v['runs']} runs"
                       + (f"  goal <= {g}" if g else ""))
+    print("per TCP connection (connect, accept, close on loopback; all program runs, net of the floor)")
+    for phase in ("untracked_tcp_connect", "tracked_tcp_connect"):
+        r = results[phase]
+        print(f"{phase:<25} {r['sum_avg_ns']:>7.0f} ns {r['sum_net_ns']:>6.0f} ns"
+              f"  (floor {r['floor_ns']:.0f} ns/run)")
+        for k, v in r.items():
+            if isinstance(v, dict):
+                print(f"    {k:<21} {v['avg_ns']:>7.0f} ns/run  {v['runs_per_op']} runs per connection")
     print(f"records consumed: {results['records_consumed']}")
     return 0
 
