@@ -372,7 +372,7 @@ def session_summary(sess: Session, log: Log) -> Dict[str, Any]:
         is_cmd = p.origin == "tool" if has_origin else p.key != root.key
         if is_cmd:
             commands += len(p.images) or (1 if p.start is not None else 0)
-            failed += 1 if p.failed else 0
+            failed += 1 if p.failed and p.images else 0  # a fork that never exec'd is no command
         for f in p.files:
             if f.get("sensitive"):
                 sensitive += 1

@@ -444,9 +444,19 @@ def _tree_lines(t: Dict[str, Any], indent: int, cwd: Optional[str] = None) -> Li
         parts = [f"{more} more file changes"] if more > 0 else []
         parts += [f"{failed} failed attempts"] if failed else []
         out.append(f"{pad}         file … {', '.join(parts)} (--json has them all)")
-    for x in t["connections"]:
-        lat = f" {duration(x['latency_ns'])}" if x.get("latency_ns") else ""
-        out.append(f"{pad}         net  {x['label']} {x['result']}{lat}")
+    seen: Dict[Tuple[str, str], int] = {}
+    for x in t["connections"]:  # repeats of the same outcome are counted, not listed
+        key = (x["label"], x["result"])
+        seen[key] = seen.get(key, 0) + 1
+        if seen[key] == 1:
+            lat = f" {duration(x['latency_ns'])}" if x.get("latency_ns") else ""
+            out.append(f"{pad}         net  {x['label']} {x['result']}{lat}")
+    for (label, result), n in seen.items():
+        if n > 1:
+            for i, line in enumerate(out):
+                if line.startswith(f"{pad}         net  {label} {result}"):
+                    out[i] = f"{line} x{n}"
+                    break
     for d in t["dns"]:
         answers = ", ".join(map(str, d.get("answers") or [])) or d.get("rcode")
         out.append(f"{pad}         dns  {d['qname']} → {answers}")
