@@ -95,6 +95,10 @@ var meta=el('div','meta');[['pid',S.root_pid],['claude',S.claude_version||'?'],[
  meta.appendChild(el('span',null,kv[0]+' '+kv[1]));});h.appendChild(meta);
 var tmeta=el('div','meta');tmeta.appendChild(el('span',null,T.status==='read'?'transcript '+T.path+' (joined by '+T.join+')':
  (T.status==='unreadable'?'transcript '+T.path+': cannot read it: '+T.error:'transcript not recorded: tool calls are not shown')));h.appendChild(tmeta);
+var notes=[];if(S.start_seen===false)notes.push('the log begins after this session started: what it did before is not here');
+if(R.log.missing||R.log.torn)notes.push('the log is incomplete: '+(R.log.missing||0)+' record(s) rotated away, '+(R.log.torn||0)+' torn');
+if(T.skipped)notes.push(T.skipped+' transcript line(s) were not JSON');
+notes.forEach(function(n){var m=el('div','meta');m.appendChild(el('span','err',n));h.appendChild(m);});
 var main=document.getElementById('main');var counts=el('div','counts');
 [[C.commands,'commands'],[C.failed_commands,'failed'],[C.files_changed,'files changed'],[C.sensitive_reads,'sensitive reads'],
  [Object.keys(C.connections).reduce(function(a,k){return a+C.connections[k];},0),'connections'],[C.lost_records,'records lost'],[R.calls.length,'tool calls']]
@@ -126,7 +130,8 @@ function callBox(c){var box=el('div','call');box.dataset.toolUseId=c.tool_use_id
  head.appendChild(el('span','tag',c.processes.length?c.processes.length+' process tree'+(c.processes.length>1?'s':''):(c.files.length?c.files.length+' file events':'no records')));
  var body=el('div','cbody');body.hidden=true;var built=false;
  head.addEventListener('click',function(){if(!built){body.appendChild(el('div','muted',c.tool_use_id+' \u00b7 '+ms((c.ts_end||c.ts_use)-c.ts_use)));
-  c.processes.forEach(function(p){body.appendChild(node(p,S.cwd));});if(!c.processes.length)c.files.forEach(function(f){body.appendChild(el('div','detail','file '+fileText(f)+'  (pid '+f.pid+')'));});
+  c.processes.forEach(function(p){var nd=node(p,S.cwd);
+  if(p.joined_by&&p.joined_by!==c.join)nd.querySelector('.nline').appendChild(el('span','tag','joined by '+p.joined_by));body.appendChild(nd);});if(!c.processes.length)c.files.forEach(function(f){body.appendChild(el('div','detail','file '+fileText(f)+'  (pid '+f.pid+')'));});
   built=true;}body.hidden=!body.hidden;});
  box.appendChild(head);box.appendChild(body);return box;}
 var byPrompt={};R.calls.forEach(function(c){var k=c.prompt==null?'none':c.prompt;(byPrompt[k]=byPrompt[k]||[]).push(c);});

@@ -409,6 +409,7 @@ def session_summary(sess: Session, log: Log) -> Dict[str, Any]:
         "claude_version": sess.version,
         "argv": root.argv,
         "exe": root.filename,
+        "start_seen": bool(root.images),  # false: Claude's exec is not in the log (rotated away, or older)
         "host": sess.host,
         "transcript": sess.transcript,
         "counts": {

@@ -316,6 +316,9 @@ def format_report(rep: Dict[str, Any]) -> List[str]:
         f"{c['lost_records']} records lost"
     )
     lg = rep["log"]
+    if not s.get("start_seen", True):
+        lines.append("  the log begins after this session started (Claude's exec was rotated away): "
+                     "what it did before is not here")
     if lg.get("missing") or lg.get("torn"):
         missing, torn = lg.get("missing", 0), lg.get("torn", 0)
         lines.append(f"  the log is incomplete: {missing} record(s) rotated away before they were read, "

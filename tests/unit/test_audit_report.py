@@ -168,6 +168,7 @@ def test_rotated_log_gives_the_same_report(scripted: Dict[str, Any], tmp_path: P
         transcript_source="given",
     )
     strip = lambda r: json.dumps({k: r[k] for k in ("calls", "findings", "unexplained")}, sort_keys=True)  # noqa
+    assert scripted["report"]["session"]["start_seen"]
     assert strip(rep) == strip(scripted["report"])
 
 
@@ -254,3 +255,14 @@ def test_terminal_escapes_in_argv_are_shown_not_obeyed(tmp_path: Path) -> None:
     s.write_log(str(tmp_path / "log"))
     res = CliRunner().invoke(cli, ["report", "latest", "--log-dir", str(tmp_path / "log")])
     assert res.exit_code == 0 and "\x1b" not in res.output and "\\x1b]0;owned" in res.output
+
+
+def test_session_whose_start_was_rotated_away(scripted: Dict[str, Any], tmp_path: Path) -> None:
+    rot = tmp_path / "rotated"
+    scripted["script"].write_log(str(rot), max_bytes=2048, backups=100)
+    os.unlink(rot / sorted(os.listdir(rot))[0])  # the file with Claude's exec is gone
+    res = CliRunner().invoke(cli, ["report", "latest", "--log-dir", str(rot), "--transcript",
+                                   str(scripted["transcript"])])
+    assert res.exit_code == 0, res.output
+    assert "the log begins after this session started" in res.output
+    assert "cat read /home/ada/.ssh/id_rsa" in res.output  # what is there is still reported
