@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import html
 import json
-from typing import Any, Dict
+from typing import Any, Dict, Optional
 
 __tier__ = "pure"
 
@@ -57,6 +57,7 @@ _JS = r"""
 (function(){
 'use strict';
 var R=JSON.parse(document.getElementById('report-data').textContent);
+performance.mark('rawbpf-parsed');
 function el(tag,cls,text){var e=document.createElement(tag);if(cls)e.className=cls;if(text!=null)e.textContent=text;return e;}
 function ms(ns){if(ns==null)return '-';if(ns<1e9)return (ns/1e6).toFixed(ns<1e6?1:0)+' ms';var s=ns/1e9;
  if(s<60)return s.toFixed(1)+' s';if(s<3600)return Math.floor(s/60)+' min '+Math.floor(s%60)+' s';return Math.floor(s/3600)+' h '+Math.floor(s%3600/60)+' min';}
@@ -71,6 +72,7 @@ function status(n){if(n.running)return ['running','run'];if(n.signal)return ['si
 function fileText(f){return f.op+' '+f.path+(f.path2?' \u2192 '+f.path2:'')+(f.sensitive?'  [sensitive]':'')+(f.count>1?'  \u00d7'+f.count:'')+
  (typeof f.ret==='number'&&f.ret<0?'  (error '+f.ret+')':'');}
 function node(n,pcwd){
+ ['argv','children','files','connections','dns'].forEach(function(k){if(!n[k])n[k]=[];});
  var d=el('div','node o-'+(n.origin||'none'));d.dataset.pid=n.pid;
  var line=el('div','nline');var tw=el('button','tw',n.children.length?'\u25b8':'\u00b7');tw.type='button';
  tw.setAttribute('aria-expanded','false');if(!n.children.length)tw.disabled=true;line.appendChild(tw);
@@ -154,6 +156,7 @@ if(U.files.length){us.appendChild(el('h3',null,'Files ('+U.files.length+')'));U.
 if(U.outlived.length){us.appendChild(el('h3',null,'Outlived the session'));U.outlived.forEach(function(o){
  us.appendChild(el('div','detail',o.pid+' '+(cmd(o.argv)||o.comm)+(o.running?' still running '+ms(o.after_ns)+' after Claude exited':' ran '+ms(o.after_ns)+' longer')));});}
 us.appendChild(el('div','detail muted','records lost in the session\u2019s window: '+U.lost_records));
+performance.mark('rawbpf-drawn');
 document.body.dataset.rendered='1';
 })();
 """
@@ -167,17 +170,48 @@ def _embed(data: Any) -> str:
         "\u2028", "\\u2028").replace("\u2029", "\\u2029")
 
 
+_NODE = ("pid", "comm", "argv", "cwd", "origin", "start", "end", "duration_ns", "running", "exit_code", "signal",
+         "failed", "joined_by")
+_FILE = ("op", "path", "path2", "ret", "count", "sensitive", "pid")
+
+
+def _empty(v: Any) -> bool:
+    return v is None or v is False or (isinstance(v, (list, str)) and not v)  # 0 is a value (exit 0)
+
+
+def _slim(node: Dict[str, Any], parent_cwd: Optional[str]) -> Dict[str, Any]:
+    """A process as the page draws it: only the fields it shows, empty ones left out (the script defaults
+    them), and its cwd only where it differs from its parent's."""
+    out = {k: node[k] for k in _NODE if not _empty(node.get(k))}
+    if node.get("cwd") == parent_cwd:
+        out.pop("cwd", None)
+    if node["files"]:
+        out["files"] = [{k: f[k] for k in _FILE if not _empty(f.get(k))} for f in node["files"]]
+    if node["connections"]:
+        out["connections"] = [{k: c.get(k) for k in ("label", "result", "latency_ns")} for c in node["connections"]]
+    if node["dns"]:
+        out["dns"] = [{k: d.get(k) for k in ("qname", "answers", "rcode")} for d in node["dns"]]
+    if node["children"]:
+        out["children"] = [_slim(ch, node.get("cwd")) for ch in node["children"]]
+    return out
+
+
 def _page_data(report: Dict[str, Any]) -> Dict[str, Any]:
     """The report without what the page does not draw: a call's files, connections and lookups are already
-    under its processes (kept for Write/Edit calls, which have none), and its full input is in ``target``."""
+    under its processes (kept for Write/Edit calls, which have none), its full input is in ``target``, and
+    processes carry only what is shown (a session of 100 k records makes a page of a few MB)."""
+    cwd = report["session"].get("cwd")
     calls = []
     for c in report["calls"]:
         c = dict(c)
         c.pop("input", None)
         if c["processes"]:
             c["files"], c["connections"], c["dns"] = [], [], []
+        c["processes"] = [_slim(p, cwd) for p in c["processes"]]
         calls.append(c)
-    return dict(report, calls=calls)
+    u = dict(report["unexplained"])
+    u["processes"] = {k: [_slim(p, cwd) for p in v] for k, v in u["processes"].items()}
+    return dict(report, calls=calls, unexplained=u, root=_slim(report["root"], None))
 
 
 def render_html(report: Dict[str, Any]) -> str:
