@@ -137,7 +137,7 @@ class Browser:
                                                          session=False)["targetId"]
         self.session = self.call("Target.attachToTarget", {"targetId": target, "flatten": True},
                                  session=False)["sessionId"]
-        for domain in ("Runtime", "Log", "Page", "Network"):
+        for domain in ("Runtime", "Log", "Page", "Network", "Performance"):
             self.call(f"{domain}.enable")
         self.call("Emulation.setDeviceMetricsOverride",
                   {"width": self.width, "height": self.height, "deviceScaleFactor": 1, "mobile": False})
@@ -212,10 +212,19 @@ def check_page(path: str, *, screenshot: Optional[str] = None, binary: Optional[
             raise TimeoutError(f"{path}: the page did not finish drawing in {timeout} s")
         open_s = time.monotonic() - t0
         nav = b.evaluate("JSON.stringify(performance.getEntriesByType('navigation')[0]||{})")
+        # the page's main-thread time (parse, script, layout): what the page costs, apart from how busy the
+        # machine is
+        metrics = {m["name"]: m["value"] for m in b.call("Performance.getMetrics")["metrics"]}
+        marks = b.evaluate("JSON.stringify(performance.getEntriesByType('mark').map(function(m){"
+                           "return [m.name, m.startTime];}))")
         expand = b.evaluate(EXPAND_JS)
         b.pump(0.3)
         out: Dict[str, Any] = {"page": path, "bytes": os.path.getsize(path), "open_s": round(open_s, 3),
                                "load_event_ms": round(json.loads(nav).get("loadEventEnd", 0), 1),
+                               "main_thread_s": round(metrics.get("TaskDuration", 0.0), 3),
+                               "script_s": round(metrics.get("ScriptDuration", 0.0), 3),
+                               "layout_s": round(metrics.get("LayoutDuration", 0.0), 3),
+                               "marks_ms": {k: round(v, 1) for k, v in json.loads(marks or "[]")},
                                "expand": expand, **b.problems(url)}
         if screenshot:
             b.evaluate("document.querySelectorAll('#calls .call').forEach(function(c,i){if(i<4){"

@@ -51,6 +51,7 @@ text-align:right;flex:none}.cmd{white-space:pre-wrap;word-break:break-all}.st{co
 .o-hook .cmd{color:var(--hook)}.o-mcp .cmd{color:var(--mcp)}.muted{color:var(--mute)}
 button.all{font:inherit;font-size:12px;padding:3px 10px;border:1px solid var(--line);background:var(--card);border-radius:5px;cursor:pointer}
 table.small{border-collapse:collapse;font-size:12.5px}table.small td{padding:2px 12px 2px 0;vertical-align:top}
+.call,.prompt,.trow,#unexplained>.node{content-visibility:auto;contain-intrinsic-size:auto 30px}
 """
 
 _JS = r"""

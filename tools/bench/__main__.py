@@ -50,6 +50,7 @@ GOALS: Dict[str, List[Tuple[str, str, Any, str]]] = {
                ("page_open_s", "s", 2, "max"),
                ("sessions_100k_s", "s", 5, "max"),
                ("tail_json_100k_s", "s", None, ""), ("report_100k_cpu_s", "s", None, ""),
+               ("page_main_thread_s", "s", None, ""),
                ("load_avg_1m", "", None, "")],
     "ship": [("forward_per_core", "rec/s", 200_000, "min"), ("forward_end_to_end", "rec/s", None, ""),
              ("forward_rss_mb", "MB", None, ""), ("forward_gzip_per_core", "rec/s", None, ""),

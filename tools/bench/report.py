@@ -75,11 +75,13 @@ def run_section(ctx: Context) -> Dict[str, Any]:
     out["load_avg_1m"] = os.getloadavg()[0]
     if find_chromium() is None:
         raise Unavailable("chromium is not installed (make deps)")
-    opens, errors = [], []
+    opens, busy, errors = [], [], []
     for _ in range(runs):
         res = check_page(str(page))
         opens.append(res["open_s"])
+        busy.append(res["main_thread_s"])
         errors += res["errors"]
     out["page_open_s"] = round(statistics.median(opens), 3)
+    out["page_main_thread_s"] = round(statistics.median(busy), 3)
     out["page_errors"] = len(errors)
     return out
