@@ -58,6 +58,9 @@ enum rec_type {
 	REC_CONNECT = 4,
 	REC_RENAME = 5,
 	REC_CONNECT_RESULT = 6,
+	REC_FILE = 7,
+	REC_DNS = 8,
+	REC_TLS = 9,
 	REC_KINDS = 16,		/* size of the per-kind counters: room for more kinds */
 };
 
@@ -213,6 +216,8 @@ struct rec_rename {
 	char new_comm[COMM_LEN];
 };
 
+#include "claude_files.h"	/* file, dns and tls records */
+
 /*
  * The record catalogue for user space, never read by the programs: member `x` (a zero-length array of
  * `struct rec_x`) names the layout of records whose `type` is REC_X. Declaring it puts every record struct
@@ -225,6 +230,13 @@ const volatile struct record_types {
 	struct rec_connect connect[0];
 	struct rec_rename rename[0];
 	struct rec_connect_result connect_result[0];
+	struct rec_file file[0];
+	struct rec_dns dns[0];
+	struct rec_tls tls[0];
+	enum file_op file_op;
+	enum file_flags file_flags;
+	enum sock_proto sock_proto;
+	enum watch_where watch_where;
 	enum rec_flags flags;
 	enum env_flags env_flags;
 	enum comm_rule comm_rule;
@@ -247,6 +259,7 @@ struct counters {
 	__u64 tracked_full;	/* processes that could not be tracked: the tracked map was full */
 	__u64 wakeups;		/* forced consumer wakeups */
 	__u64 read_errors;	/* user memory that could not be read (sockaddr, argv) */
+	__u64 file_summarised;	/* file events folded into a repeat count instead of a record */
 };
 
 /* A tracked process, keyed by tgid. (tgid, start) is the identity: a reused pid never matches. */
@@ -1210,6 +1223,9 @@ int BPF_PROG(handle_rename, struct task_struct *task, const char *comm)
 	return 0;
 }
 
+#define CLAUDE_FILES_PROGRAMS
+#include "claude_files.h"
+
 /* ---- connect ------------------------------------------------------------------------------------------- */
 
 #define SA_LEN 110		/* sizeof(struct sockaddr_un); covers sockaddr_in (16) and sockaddr_in6 (28) */
@@ -1334,6 +1350,8 @@ static __always_inline bool tracked_connect(struct syscall_exit_args *ctx, struc
 	} else {
 		return false;
 	}
+	if (family != AF_UNIX)
+		watch_connect(task, tgid, regs->di, family, (sa[2] << 8) | sa[3], key.addr, ctx->ret);
 	ep = NULL;
 	if (family != AF_UNIX) {
 		if (tp && tp->last_state != LAST_NONE && same_addr(tp->last_addr, key.addr)) {

@@ -7,7 +7,7 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 for d in a/checkout "b/another place"; do
 	mkdir -p "$tmp/$d"
-	cp "$root"/programs/*.c "$tmp/$d/"
+	cp "$root"/programs/*.c "$root"/programs/*.h "$tmp/$d/"
 	cp -r "$root/programs/include" "$tmp/$d/"
 	"$root/tools/build_programs.sh" "$tmp/$d"
 done

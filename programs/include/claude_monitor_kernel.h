@@ -64,12 +64,25 @@ struct signal_struct {
 };
 
 struct qstr {
+	u32 len;
 	const unsigned char *name;
 };
 
 struct dentry {
 	struct dentry *d_parent;
 	struct qstr d_name;
+	struct inode *d_inode;
+};
+
+struct super_block {
+	u32 s_dev;
+};
+
+struct inode {
+	unsigned short i_mode;
+	unsigned long i_ino;
+	u32 i_generation;
+	struct super_block *i_sb;
 };
 
 struct vfsmount {
@@ -105,6 +118,26 @@ struct css_set {
 	struct cgroup *dfl_cgrp;
 };
 
+struct socket {
+	short type;
+};
+
+struct file {
+	unsigned int f_mode;
+	struct path f_path;
+	struct inode *f_inode;
+	void *private_data;
+};
+
+struct fdtable {
+	unsigned int max_fds;
+	struct file **fd;
+};
+
+struct files_struct {
+	struct fdtable *fdt;
+};
+
 struct sock_common {
 	unsigned short skc_family;
 };
@@ -117,8 +150,12 @@ struct sock {
 
 /* x86-64 saved user registers: a syscall's second and third arguments. */
 struct pt_regs {
+	unsigned long di;
 	unsigned long si;
 	unsigned long dx;
+	unsigned long r10;
+	unsigned long r8;
+	unsigned long r9;
 };
 
 struct task_struct {
@@ -137,6 +174,7 @@ struct task_struct {
 	struct fs_struct *fs;
 	kuid_t loginuid;
 	struct css_set *cgroups;
+	struct files_struct *files;
 };
 
 struct trace_entry {

@@ -26,8 +26,9 @@ _OPTIONS = [
                  help="[claude_monitor] Also track execs whose filename's last component is NAME."),
     click.option("--no-default-rules", is_flag=True,
                  help="[claude_monitor] Drop the built-in claude identification rules."),
-    click.option("--endpoint", "endpoints", multiple=True, metavar="CIDR=NAME",
-                 help="[claude_monitor] Name connections to CIDR as NAME (repeatable; adds to "
+    click.option("--endpoint", "endpoints", multiple=True, metavar="CIDR[:PORT]=NAME|HOST[:PORT]=NAME",
+                 help="[claude_monitor] Name connections to CIDR (on PORT only, if given) or to a host name "
+                      "learnt from DNS or TLS (*.example.com for subdomains) as NAME (repeatable; adds to "
                       "160.79.104.0/23 and 2607:6bc0::/48 = anthropic-api)."),
     click.option("--no-default-endpoints", is_flag=True,
                  help="[claude_monitor] Drop the built-in anthropic-api endpoints."),
@@ -35,6 +36,11 @@ _OPTIONS = [
                  help="[claude_monitor] Record only connections to named endpoints (kernel-side filter)."),
     click.option("--ring-bytes", type=int, default=None, metavar="N",
                  help="[claude_monitor] Size of the kernel ring buffer (power of two; default 4 MiB)."),
+    click.option("--watch-read", "watch_read", multiple=True, metavar="GLOB",
+                 help="[claude_monitor] Also record reads of paths matching GLOB (~ = the process owner's "
+                      "home, ** = any directories, trailing / = everything below; repeatable)."),
+    click.option("--no-default-watch", is_flag=True,
+                 help="[claude_monitor] Drop the built-in sensitive-read globs (~/.ssh/, **/.env, ...)."),
     click.option("--no-seed", is_flag=True,
                  help="[claude_monitor] Do not look for Claude processes already running (/proc)."),
     click.option("--argv-max-args", type=int, default=None, metavar="N",
@@ -45,7 +51,7 @@ _OPTIONS = [
 
 OPTION_NAMES = ("match_comm", "match_path", "match_name", "no_default_rules", "endpoints",
                 "no_default_endpoints", "only_endpoints", "ring_bytes", "no_seed", "argv_max_args",
-                "argv_max_bytes")
+                "argv_max_bytes", "watch_read", "no_default_watch")
 
 
 def monitor_options(f: F) -> F:
@@ -89,6 +95,7 @@ def maybe_run_monitor(obj: str, values: Dict[str, Any], **load_kwargs: Any) -> b
         only_endpoints=bool(values.get("only_endpoints")),
         argv_max_args=values.get("argv_max_args"), argv_max_bytes=values.get("argv_max_bytes"),
         ring_bytes=values.get("ring_bytes"),
+        watch_read=values.get("watch_read") or (), no_default_watch=bool(values.get("no_default_watch")),
     )
     run_monitor(obj, cfg, seed_from_proc=not values.get("no_seed"), **load_kwargs)
     return True

@@ -14,11 +14,13 @@ the object behaves the same whether or not user space overrides anything. Identi
 from __future__ import annotations
 
 import ipaddress
+import re
 import struct
 from dataclasses import dataclass, field
 from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
 from rawbpf.errors import ConfigError
+from rawbpf.monitor.files import HostRule, WatchList
 
 __tier__ = "pure"
 
@@ -41,6 +43,7 @@ DEFAULT_ENDPOINTS = (("160.79.104.0/23", "anthropic-api"), ("2607:6bc0::/48", "a
 DEFAULT_ARGV_MAX_ARGS = 32
 DEFAULT_ARGV_MAX_BYTES = 2048
 DEFAULT_WAKEUP_BYTES = 256 * 1024
+DEFAULT_FILE_SUMMARY_NS = 1_000_000_000
 
 Network = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
 
@@ -70,6 +73,11 @@ class MonitorConfig:
     argv_max_bytes: int = DEFAULT_ARGV_MAX_BYTES
     wakeup_bytes: int = DEFAULT_WAKEUP_BYTES
     ring_bytes: Optional[int] = None  # the ring buffer's size; None keeps the object's (4 MiB)
+    # CIDR endpoints limited to one port (CIDR:PORT=NAME); their CIDRs are also in `endpoints` for the kernel
+    endpoint_ports: Tuple[Tuple[Network, int, str], ...] = ()
+    host_endpoints: Tuple[HostRule, ...] = ()  # HOST[:PORT]=NAME, named in user space from DNS/SNI
+    watch: WatchList = field(default_factory=WatchList)
+    file_summary_ns: int = DEFAULT_FILE_SUMMARY_NS
 
     def validate(self) -> MonitorConfig:
         """Check every limit the kernel program relies on; raises ConfigError naming the bad value."""
@@ -91,6 +99,11 @@ class MonitorConfig:
             raise ConfigError(f"argv max bytes: {self.argv_max_bytes} is not in 16..{ARGV_BUF}")
         if self.wakeup_bytes < 0:
             raise ConfigError(f"wakeup bytes: {self.wakeup_bytes} is negative")
+        if self.host_endpoints and self.only_endpoints:
+            raise ConfigError(f"endpoint {self.host_endpoints[0].host}: a host name cannot be used with "
+                              "--only-endpoints (the kernel filters by address)")
+        if self.file_summary_ns < 0:
+            raise ConfigError(f"file summary window: {self.file_summary_ns} is negative")
         rb = self.ring_bytes
         if rb is not None and (rb < 4096 or rb & (rb - 1) or rb > 1 << 30):
             raise ConfigError(f"ring bytes: {rb} is not a power of two from 4096 to 1 GiB")
@@ -106,6 +119,9 @@ class MonitorConfig:
             "only_endpoints": int(self.only_endpoints),
             "wakeup_bytes": self.wakeup_bytes,
             "path_rules": encode_path_rules(self.path_rules),
+            "file_summary_ns": self.file_summary_ns,
+            "watch_reads": int(bool(self.watch.globs)),
+            "watch_all_reads": int(self.watch.kernel_names()[1]),
         }
 
     def comm_rule_entries(self) -> List[Tuple[bytes, bytes]]:
@@ -120,8 +136,24 @@ class MonitorConfig:
         return [(endpoint_key(net), name.encode().ljust(ENDPOINT_LEN, b"\0")) for net, name in self.endpoints]
 
     def endpoint_names(self) -> Dict[str, str]:
-        """CIDR text → name, for the status and log header."""
-        return {str(net): name for net, name in self.endpoints}
+        """CIDR[:PORT] or HOST[:PORT] text → name, for the status and log header."""
+        out = {str(net): name for net, name in self.endpoints
+               if not any(n == net and nm == name for n, _, nm in self.endpoint_ports)}
+        out.update({f"{net}:{port}": name for net, port, name in self.endpoint_ports})
+        for r in self.host_endpoints:
+            out[r.host + (f":{r.port}" if r.port is not None else "")] = r.name
+        return out
+
+    def port_rules(self) -> Tuple[Tuple[Network, Optional[int], str], ...]:
+        """Every CIDR endpoint with its port (None: any), when any endpoint has a port; else empty (the
+        kernel's address-only names are then exact)."""
+        if not self.endpoint_ports:
+            return ()
+        rules: List[Tuple[Network, Optional[int], str]] = [(n, p, nm) for n, p, nm in self.endpoint_ports]
+        for net, name in self.endpoints:
+            if not any(n == net and nm == name for n, _, nm in self.endpoint_ports):
+                rules.append((net, None, name))
+        return tuple(rules)
 
 
 def _check_comm(name: str) -> None:
@@ -174,15 +206,56 @@ def endpoint_key(net: Network) -> bytes:
 
 def parse_endpoint(text: str) -> Tuple[Network, str]:
     """``CIDR=NAME`` (for ``--endpoint``) → (network, name)."""
-    cidr, sep, name = text.partition("=")
-    if not sep or not name:
-        raise ConfigError(f"endpoint '{text}': expected CIDR=NAME, e.g. 160.79.104.0/23=anthropic-api")
+    spec = parse_endpoint_spec(text)
+    if not isinstance(spec[0], (ipaddress.IPv4Network, ipaddress.IPv6Network)) or spec[1] is not None:
+        raise ConfigError(f"endpoint '{text}': expected CIDR=NAME")
+    return spec[0], spec[2]
+
+
+_LABEL = r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"
+_HOST = re.compile(rf"(?:\*\.)?(?:{_LABEL}\.)*[A-Za-z][A-Za-z0-9-]*\.?")
+
+
+def _port(text: str, where: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 65535:
+        raise ConfigError(f"endpoint '{where}': port '{text}' is not in 1..65535")
+    return int(text)
+
+
+def parse_endpoint_spec(text: str) -> Tuple[Union[Network, str], Optional[int], str]:
+    """``CIDR[:PORT]=NAME`` or ``HOST[:PORT]=NAME`` → (network or lower-case host, port or None, name).
+
+    An IPv6 address with a port is written in brackets (``[::1]:53=dns``) or with its prefix
+    (``2607:6bc0::/48:443=api``); a host name may start with ``*.`` for any subdomain."""
+    target, sep, name = text.partition("=")
+    target, name = target.strip(), name.strip()
+    if not sep or not name or not target:
+        raise ConfigError(f"endpoint '{text}': expected CIDR[:PORT]=NAME or HOST[:PORT]=NAME, "
+                          "e.g. 160.79.104.0/23=anthropic-api or api.anthropic.com=anthropic-api")
+    _check_endpoint_name(name, target)
+    port: Optional[int] = None
+    addr = target
+    if target.startswith("["):
+        inner, close, rest = target[1:].partition("]")
+        if not close or (rest and not rest.startswith(":")):
+            raise ConfigError(f"endpoint '{text}': expected [IPV6]:PORT")
+        addr = inner
+        if rest:
+            port = _port(rest[1:], text)
+    elif "/" in target:
+        net_part, _, tail = target.partition("/")
+        if ":" in tail:
+            plen, _, p = tail.partition(":")
+            addr, port = f"{net_part}/{plen}", _port(p, text)
+    elif target.count(":") == 1:
+        addr, _, p = target.partition(":")
+        port = _port(p, text)
     try:
-        net = ipaddress.ip_network(cidr.strip(), strict=False)
+        return ipaddress.ip_network(addr, strict=False), port, name
     except ValueError as err:
+        if any(c.isalpha() for c in addr) and _HOST.fullmatch(addr) and ":" not in addr:
+            return addr.rstrip(".").lower(), port, name
         raise ConfigError(f"endpoint '{text}': {err}") from err
-    _check_endpoint_name(name.strip(), cidr)
-    return net, name.strip()
 
 
 def build_config(
@@ -198,6 +271,9 @@ def build_config(
     argv_max_args: Optional[int] = None,
     argv_max_bytes: Optional[int] = None,
     ring_bytes: Optional[int] = None,
+    watch_read: Iterable[str] = (),
+    no_default_watch: bool = False,
+    file_summary_ms: Optional[float] = None,
 ) -> MonitorConfig:
     """A validated MonitorConfig from command-line style values.
 
@@ -212,7 +288,16 @@ def build_config(
     paths += [PathRule(p) for p in match_path]
     paths += [PathRule(n, True) for n in match_name]
     eps: List[Tuple[Network, str]] = [] if no_default_endpoints else list(base.endpoints)
-    eps += [parse_endpoint(e) for e in endpoints]
+    ports: List[Tuple[Network, int, str]] = []
+    hosts: List[HostRule] = []
+    for e in endpoints:
+        target, port, name = parse_endpoint_spec(e)
+        if isinstance(target, str):
+            hosts.append(HostRule(target, name, port))
+        else:
+            eps.append((target, name))
+            if port is not None:
+                ports.append((target, port, name))
     cfg = MonitorConfig(
         comms=tuple(comms),
         interpreters=tuple(interp),
@@ -222,6 +307,11 @@ def build_config(
         argv_max_args=base.argv_max_args if argv_max_args is None else argv_max_args,
         argv_max_bytes=base.argv_max_bytes if argv_max_bytes is None else argv_max_bytes,
         ring_bytes=ring_bytes,
+        endpoint_ports=tuple(ports),
+        host_endpoints=tuple(hosts),
+        watch=WatchList.build(watch_read, defaults=not no_default_watch),
+        file_summary_ns=(base.file_summary_ns if file_summary_ms is None
+                         else int(file_summary_ms * 1_000_000)),
     )
     return cfg.validate()
 

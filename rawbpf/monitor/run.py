@@ -20,9 +20,11 @@ from rawbpf.logfile import boot_id, probe
 from rawbpf.monitor import OBJECT_NAME
 from rawbpf.monitor.cgroups import CgroupPaths
 from rawbpf.monitor.config import MonitorConfig
+from rawbpf.monitor.files import OPS
 from rawbpf.monitor.redact import redact_argv
 from rawbpf.monitor.seed import TICK_NS, SeedEntry, find_trees, scan
 from rawbpf.monitor.shape import Catalog, Shaper
+from rawbpf.monitor.shape_files import FileShaping
 from rawbpf.monitor.status import remove_status, write_status
 from rawbpf.owner import process_start
 from rawbpf.run import load_and_run
@@ -90,6 +92,53 @@ def prepare(coll: Any, cfg: MonitorConfig) -> None:
     endpoints = coll.maps["endpoints"]
     for key, value in cfg.endpoint_entries():
         endpoints.update(key, value)
+    if "watch_names" in coll.maps:
+        names = coll.maps["watch_names"]
+        for key, value in cfg.watch.map_entries():
+            names.update(key, value)
+
+
+def home_directory(uid: int) -> str:
+    """The home directory of ``uid`` from the password database (KeyError when it has none)."""
+    import pwd
+
+    return pwd.getpwuid(uid).pw_dir
+
+
+def file_shaping(cfg: MonitorConfig) -> FileShaping:
+    """The file/dns/tls shaping state for ``cfg`` (watch globs, host and port endpoint rules)."""
+    return FileShaping(watch=cfg.watch, home=home_directory, host_rules=cfg.host_endpoints,
+                       port_rules=cfg.port_rules())
+
+
+def sweep_file_summaries(coll: Any, files: FileShaping, window_ns: int,
+                         now_ns: Optional[int] = None) -> List[Dict[str, Any]]:
+    """Take the quiet keys out of ``file_recent`` (older than the window) and return a record for each one's
+    folded events that no later record reported. Each key is removed with one atomic lookup-and-delete, so
+    an event the kernel folds meanwhile is never counted twice nor dropped from the counters."""
+    import struct as _struct
+
+    m = coll.maps.get("file_recent") if hasattr(coll.maps, "get") else None
+    if m is None:
+        return []
+    now = time.monotonic_ns() if now_ns is None else now_ns
+    out: List[Dict[str, Any]] = []
+    for key in list(m.keys()):
+        value = m.lookup(key)
+        if value is None:
+            continue
+        ts, _pending = _struct.unpack_from("<QQ", value)
+        if now - ts < window_ns:
+            continue
+        value = m.lookup_and_delete(key)
+        if value is None:
+            continue
+        _ts, pending = _struct.unpack_from("<QQ", value)
+        tgid, op, ino, dev, gen = _struct.unpack_from("<IIQII", key)
+        rec = files.remainder(tgid, OPS.get(op, str(op)), dev, ino, gen, pending, time.time_ns())
+        if rec is not None:
+            out.append(rec)
+    return out
 
 
 def seed(coll: Any, cfg: MonitorConfig, *, proc_root: str = "/proc",
@@ -211,7 +260,8 @@ def run_monitor(obj: str, cfg: MonitorConfig, *, pin_root: str, log_dir: str, at
         "path_rules": [("basename:" if r.basename else "") + r.text for r in cfg.path_rules],
         "endpoints": cfg.endpoint_names(), "only_endpoints": cfg.only_endpoints,
         "argv_max_args": cfg.argv_max_args, "argv_max_bytes": cfg.argv_max_bytes,
-        "ring_bytes": cfg.ring_bytes,
+        "ring_bytes": cfg.ring_bytes, "watch_read": list(cfg.watch.globs),
+        "file_summary_ms": cfg.file_summary_ns / 1e6,
     }
     started = time.time_ns()
     pid_start = process_start(os.getpid())  # with the pid: a reused pid cannot pass for this daemon
@@ -236,6 +286,11 @@ def run_monitor(obj: str, cfg: MonitorConfig, *, pin_root: str, log_dir: str, at
         warned = [False]
 
         def on_status(d: Dict[str, Any]) -> None:
+            if cfg.file_summary_ns:
+                try:
+                    daemon.writer.write_many(sweep_file_summaries(coll, fshape, cfg.file_summary_ns))
+                except (OSError, RawBPFError) as err:
+                    log.warning("file summary sweep failed: %s", err)
             try:
                 _write(d)
                 warned[0] = False
@@ -252,12 +307,15 @@ def run_monitor(obj: str, cfg: MonitorConfig, *, pin_root: str, log_dir: str, at
                 "object_path": os.path.abspath(obj),
                 "pin_dir": pin_dir, "log_dir": log_dir, "started": started, "updated": time.time_ns(),
                 "seeded": state["seeded"], "config": summary, "stats_enabled": stats is not None,
+                "sessions": fshape.status(),
                 "log": {"records": d.get("log_records", 0), "current": d.get("log_file", ""),
                         "files": files, "lost_kernel": d.get("lost_kernel", 0),
                         "lost_log": d.get("lost_log", 0), "seq": d.get("seq", 0)},
             })
 
-        shaper = Shaper(Catalog.from_btf(coll.spec.btf), 0, boot_id=boot_id(), cgroup_path=CgroupPaths())
+        fshape = file_shaping(cfg)
+        shaper = Shaper(Catalog.from_btf(coll.spec.btf), 0, boot_id=boot_id(), cgroup_path=CgroupPaths(),
+                        files=fshape)
         options.transform, options.status = shaper, on_status
         try:
             daemon = Daemon(coll, options)

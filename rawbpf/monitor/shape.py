@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional
 
 from rawbpf.monitor.redact import redact_argv
+from rawbpf.monitor.shape_files import FileShaping
 
 __tier__ = "pure"
 
@@ -185,12 +186,14 @@ class Shaper:
     """Callable turning a decoded kernel record into a log record (``seq`` is added by the log writer)."""
 
     def __init__(self, catalog: Catalog, boot_offset_ns: int, *, redact: bool = True, boot_id: str = "",
-                 cgroup_path: Optional[Callable[[int], Optional[str]]] = None) -> None:
+                 cgroup_path: Optional[Callable[[int], Optional[str]]] = None,
+                 files: Optional[FileShaping] = None) -> None:
         self.catalog = catalog
         self.boot_offset_ns = boot_offset_ns
         self.redact = redact
         self.boot_id = boot_id
         self.cgroup_path = cgroup_path
+        self.files = files if files is not None else FileShaping()
 
     def _header(self, rec: Dict[str, Any], out: Dict[str, Any]) -> None:
         """Identity and attribution fields every monitor record carries."""
@@ -219,7 +222,7 @@ class Shaper:
             name = self.catalog.matches.get(int(value), str(value))
         return None if name == "inherited" else name
 
-    def __call__(self, rec: Dict[str, Any]) -> Dict[str, Any]:
+    def __call__(self, rec: Dict[str, Any]) -> Optional[Dict[str, Any]]:
         kind = self.catalog.kind_of(rec.get("type", 0))
         if kind not in self.catalog.kinds.values():
             return rec  # not a monitor record (e.g. the decoder's "raw" for bytes it could not decode): as is
@@ -230,6 +233,8 @@ class Shaper:
         out["comm"] = text(rec.get("comm", ""))
         out["seen_at_start"] = bool(flags & 1)
         self._header(rec, out)
+        if out["session_id"] is None:  # the root's session learnt from its transcript, before any child's
+            out["session_id"] = self.files.session_of(out["root_pid"])
         if kind == "exec":
             argv = split_argv(raw(rec.get("argv", b"")), int(rec.get("argv_len", 0)))
             if self.redact:
@@ -257,11 +262,24 @@ class Shaper:
                                         int(rec.get("path_len", 0))),
                        port=int(rec.get("port", 0)), ret=int(rec.get("ret", 0)), endpoint=endpoint or None,
                        conn_id=int(rec.get("conn_id", 0)) or None)
+            self.files.name_connect(out)
         elif kind == "connect_result":
             error = int(rec.get("error", 0))
             out.update(conn_id=int(rec.get("conn_id", 0)) or None,
                        result=conn_result(rec.get("result", 0), error), error=error or None,
                        latency_ns=int(rec.get("latency_ns", 0)))
+            out["host"] = self.files.host_of_conn(out["conn_id"])
+        elif kind == "file":
+            return self.files.file(rec, out, raw(rec.get("data", b"")))
+        elif kind in ("dns", "tls"):
+            fam = int(rec.get("family", 0))
+            n = int(rec.get("data_len", 0))
+            out.update(family=FAMILIES.get(fam, str(fam)),
+                       addr=format_addr(socket.AF_INET6, raw(rec.get("addr", b""))),
+                       port=int(rec.get("port", 0)), sent=bool(rec.get("sent", 0)),
+                       size=int(rec.get("size", 0)))
+            data = raw(rec.get("data", b""))[:n]
+            return self.files.dns(rec, out, data) if kind == "dns" else self.files.tls(rec, out, data)
         elif kind == "rename":
             out.update(old_comm=text(rec.get("old_comm", "")), new_comm=text(rec.get("new_comm", "")),
                        match=self._match(rec.get("match", 0)), thread=bool(flags & 4))

@@ -25,10 +25,11 @@ TEST_ENDPOINTS = {"127.0.0.0/8": "loopback-test", "::1/128": "loopback6-test"}
 class Monitor:
     """A loaded, attached claude_monitor whose ring is consumed into ``records`` (shaped like the log)."""
 
-    def __init__(self, coll: Any, rb: Any, records: List[Dict[str, Any]]) -> None:
+    def __init__(self, coll: Any, rb: Any, records: List[Dict[str, Any]], files: Any = None) -> None:
         self.coll = coll
         self.rb = rb
         self.records = records
+        self.files = files  # the FileShaping state of the shaper
 
     def drain(self) -> None:
         self.rb.drain()
@@ -63,12 +64,14 @@ def monitor(cfg: Optional[MonitorConfig] = None, endpoints: Optional[Dict[str, s
     from rawbpf.elf import load_spec
     from rawbpf.logfile import boot_id
     from rawbpf.monitor.cgroups import CgroupPaths
-    from rawbpf.monitor.run import prepare
+    from rawbpf.monitor.run import file_shaping, prepare
     from rawbpf.records import ring_decoder
     from rawbpf.ringbuf import RingBuffer
 
     cfg = cfg or MonitorConfig()
     spec = load_spec(str(OBJ))
+    if cfg.ring_bytes:
+        spec.maps["events"].max_entries = cfg.ring_bytes
     records: List[Dict[str, Any]] = []
     with Collection.load(spec, constants=cfg.constants()) as coll:
         prepare(coll, cfg)
@@ -76,10 +79,18 @@ def monitor(cfg: Optional[MonitorConfig] = None, endpoints: Optional[Dict[str, s
             coll.maps["endpoints"].update(endpoint_key(ipaddress.ip_network(cidr)),
                                           name.encode().ljust(32, b"\0"))
         dec = ring_decoder(coll.spec.btf, "events")
-        shaper = Shaper(Catalog.from_btf(coll.spec.btf), 0, boot_id=boot_id(), cgroup_path=CgroupPaths())
-        with RingBuffer(coll.maps["events"], callback=lambda b: records.append(shaper(dec.decode(b)))) as rb:
+        files = file_shaping(cfg)
+        shaper = Shaper(Catalog.from_btf(coll.spec.btf), 0, boot_id=boot_id(), cgroup_path=CgroupPaths(),
+                        files=files)
+
+        def keep(b: bytes) -> None:
+            r = shaper(dec.decode(b))
+            if r is not None:  # None: a read no watch glob matches, bytes that are not DNS/TLS
+                records.append(r)
+
+        with RingBuffer(coll.maps["events"], callback=keep) as rb:
             coll.attach_all()
-            yield Monitor(coll, rb, records)
+            yield Monitor(coll, rb, records, files)
 
 
 def run_workload(tmp: Path, **kw: Any) -> Dict[str, Any]:
@@ -88,3 +99,12 @@ def run_workload(tmp: Path, **kw: Any) -> Dict[str, Any]:
 
 def of_tree(records: List[Dict[str, Any]], root: int) -> List[Dict[str, Any]]:
     return [r for r in records if r.get("root_pid") == root]
+
+
+def _monitor_programs() -> int:
+    from rawbpf.elf import load_spec
+
+    return len(load_spec(str(OBJ)).programs)
+
+
+MONITOR_PROGRAMS = _monitor_programs()  # every one is attached by `rawbpf load`, and detached on the way out

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Dict, Iterator, List
 
 import pytest
-from monitor_support import OBJ, ROOT, of_tree, run_workload
+from monitor_support import MONITOR_PROGRAMS, OBJ, ROOT, of_tree, run_workload
 
 from rawbpf.logfile import LogReader
 
@@ -84,7 +84,7 @@ def test_workload_through_the_log_status_and_clean_stop(daemon: Daemon, tmp_path
     st = daemon.status()
     res = daemon.stop()
     assert res.returncode == 0, res.stderr
-    assert "stopped: detached 6 programs" in res.stdout
+    assert f"stopped: detached {MONITOR_PROGRAMS} programs" in res.stdout
     assert not list(daemon.pin_root.rglob("*"))  # everything unpinned
     assert not (daemon.log_dir / "claude_monitor.status.json").exists()
     recs = daemon.records()
@@ -99,14 +99,17 @@ def test_workload_through_the_log_status_and_clean_stop(daemon: Daemon, tmp_path
               "session_id", "traceparent"}
     per_type = {"exec": {"filename", "argv", "argv_truncated", "match", "cwd", "cwd_truncated", "claude_env",
                          "claude_env_truncated", "claude_pid"},
-                "connect": {"family", "addr", "port", "ret", "endpoint", "conn_id"},
-                "connect_result": {"conn_id", "result", "error", "latency_ns"},
+                "connect": {"family", "addr", "port", "ret", "endpoint", "conn_id", "host"},
+                "connect_result": {"conn_id", "result", "error", "latency_ns", "host"},
                 "exit": {"exit_code", "signal", "core_dumped", "duration_ns"},
                 "fork": {"child_pid"}, "rename": {"old_comm", "new_comm", "match", "thread"}}
     for r in tree:
+        if r["type"] == "file":  # the fields beyond these depend on the op (mode, path2, owner_uid, ...)
+            assert set(r) >= common | {"op", "path", "ret", "count"}, r
+            continue
         assert set(r) == common | per_type[r["type"]], r
-    assert sorted({r["type"] for r in tree}) == ["connect", "connect_result", "exec", "exit", "fork",
-                                                 "rename"]
+    assert sorted({r["type"] for r in tree} - {"file"}) == ["connect", "connect_result", "exec", "exit", "fork",
+                                                            "rename"]
     assert len([r for r in tree if r["type"] == "connect"]) == 6
     assert man["api_key"] not in json.dumps(recs)
     unrelated = {man["claude_not"]["pid"], man["busy"]["pid"]}
@@ -115,10 +118,14 @@ def test_workload_through_the_log_status_and_clean_stop(daemon: Daemon, tmp_path
 
     # status while running: programs with run counts (BPF stats on), counters, the log
     assert st["object"] == "claude_monitor" and st["pid"] == daemon.proc.pid and st["stats_enabled"]
-    assert set(st["programs"]) == {"handle_exec", "handle_fork", "handle_exit", "handle_rename",
-                                   "handle_connect_exit", "handle_sock_state"}
-    for p in st["programs"].values():
-        assert p["attached"] and p["run_cnt"] > 0 and p["avg_ns"] > 0
+    from rawbpf.elf import load_spec
+
+    assert set(st["programs"]) == set(load_spec(str(OBJ)).programs)
+    assert all(p["attached"] for p in st["programs"].values())
+    for name in ("handle_exec", "handle_fork", "handle_exit", "handle_rename", "handle_connect_exit",
+                 "handle_sock_state", "files_exit_openat", "files_exit_write"):  # (others: no such syscall)
+        p = st["programs"][name]
+        assert p["run_cnt"] > 0 and p["avg_ns"] > 0, name
     kinds = st["counters"]["kinds"]
     assert kinds["connect"]["emitted"] >= 6 and kinds["exec"]["seen"] >= kinds["exec"]["emitted"] > 0
     assert st["lost_total"] == 0 and st["ring"]["size"] == 4 << 20

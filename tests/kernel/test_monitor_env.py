@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import List
 
 import pytest
-from monitor_support import OBJ, ROOT
+from monitor_support import MONITOR_PROGRAMS, OBJ, ROOT
 
 LOAD = [sys.executable, "-m", "rawbpf", "load", str(OBJ)]
 
@@ -99,7 +99,7 @@ def test_bpffs_not_mounted_is_mounted_on_demand(tmp_path: Path) -> None:
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
-    assert "stopped: detached 6 programs, unpinned " in out
+    assert f"stopped: detached {MONITOR_PROGRAMS} programs, unpinned " in out
     assert not os.path.exists(pins)  # the namespace's bpffs went away; nothing was pinned in ours
 
 
@@ -111,7 +111,7 @@ def test_monitor_options_rejected_for_other_objects(tmp_path: Path, flag: str) -
 
 
 @pytest.mark.parametrize(("args", "needle"), [
-    (["--endpoint", "10.0.0.0/8"], "expected CIDR=NAME"),
+    (["--endpoint", "10.0.0.0/8"], "expected CIDR[:PORT]=NAME"),
     (["--argv-max-bytes", "999999"], "argv max bytes: 999999"),
     (["--match-comm", "a-name-longer-than-15"], "comm 'a-name-longer-than-15'"),
 ])

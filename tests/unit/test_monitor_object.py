@@ -12,6 +12,11 @@ from rawbpf.elf import load_spec
 from rawbpf.records import ring_decoder
 
 OBJ = Path(__file__).resolve().parents[2] / "programs" / "claude_monitor.o"
+FILE_SYSCALLS = ["open", "openat", "openat2", "creat", "unlink", "unlinkat", "rmdir", "rename", "renameat",
+                 "renameat2", "mkdir", "mkdirat", "chmod", "fchmod", "fchmodat", "fchmodat2", "chown",
+                 "lchown", "fchown", "fchownat", "link", "linkat", "symlink", "symlinkat", "truncate",
+                 "ftruncate"]
+NET_SYSCALLS = ["write", "sendto", "sendmsg", "sendmmsg", "recvfrom", "recvmsg", "recvmmsg"]
 HEADER = ["type", "flags", "ts", "pid", "tid", "ppid", "uid", "root_pid", "depth", "comm", "start",
           "parent_start", "root_start", "cgroup_id", "euid", "auid", "tty", "hpad", "attr"]
 
@@ -30,6 +35,8 @@ def test_programs_and_their_attach_points(spec: Any) -> None:
         "handle_rename": ("tracing", "task_rename"),
         "handle_connect_exit": ("tracepoint", "syscalls/sys_exit_connect"),
         "handle_sock_state": ("tracing", "inet_sock_set_state"),
+        **{f"files_exit_{sc}": ("tracepoint", f"syscalls/sys_exit_{sc}")
+           for sc in FILE_SYSCALLS + NET_SYSCALLS},
     }
     assert spec.license == "GPL"
 
@@ -44,6 +51,10 @@ def test_maps(spec: Any) -> None:
     assert (m["endpoints"].type, m["endpoints"].key_size) == (MapType.LPM_TRIE, 20)
     assert (m["comm_rules"].type, m["comm_rules"].key_size) == (MapType.HASH, 16)
     assert m["counters"].type == MapType.PERCPU_ARRAY
+    recent = m["file_recent"]
+    assert (recent.type, recent.key_size, recent.value_size) == (MapType.HASH, 24, 16)
+    assert (m["watch_names"].type, m["watch_names"].key_size) == (MapType.HASH, 32)
+    assert (m["sock_watch"].type, m["sock_watch"].key_size) == (MapType.HASH, 8)
     assert (m["pending_conns"].type, m["pending_conns"].key_size) == (MapType.LRU_HASH, 8)
 
 
@@ -60,14 +71,15 @@ def _members(spec: Any, name: str) -> List[str]:
     return [mm.name for mm in t.members]
 
 
-@pytest.mark.parametrize("kind", ["exec", "fork", "exit", "connect", "rename", "connect_result"])
+@pytest.mark.parametrize("kind", ["exec", "fork", "exit", "connect", "rename", "connect_result", "file",
+                                  "dns", "tls"])
 def test_every_record_starts_with_the_common_header(spec: Any, kind: str) -> None:
     assert _members(spec, f"rec_{kind}")[: len(HEADER)] == HEADER
 
 
 def test_the_data_path_finds_the_tagged_family(spec: Any) -> None:
     dec = ring_decoder(spec.btf, "events")
-    assert sorted(dec.kinds) == [1, 2, 3, 4, 5, 6]
+    assert sorted(dec.kinds) == [1, 2, 3, 4, 5, 6, 7, 8, 9]
     fork = bytearray(spec.btf.size_of(spec.btf.find("rec_fork").id))
     fork[0] = 2  # REC_FORK
     rec = dec.decode(bytes(fork))

@@ -21,7 +21,7 @@ def catalog() -> Catalog:
 
 
 def test_catalog_from_the_objects_btf(catalog: Catalog) -> None:
-    kinds = ("exec", "fork", "exit", "connect", "rename", "connect_result")
+    kinds = ("exec", "fork", "exit", "connect", "rename", "connect_result", "file", "dns", "tls")
     assert catalog.kinds == dict(enumerate(kinds, 1))
     assert catalog.structs == {k: f"rec_{k}" for k in kinds}
     assert catalog.matches[0] == "inherited" and catalog.matches[3] == "script"

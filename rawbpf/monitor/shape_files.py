@@ -1,0 +1,193 @@
+"""Shape the monitor's file, dns and tls kernel records, and name connections; pure, no syscalls.
+
+:class:`FileShaping` is the state these records need across the stream: the watch list (a read record the
+kernel sent as a candidate is kept only when its absolute path matches a glob for its owner's home), host
+names learnt per Claude tree from DNS answers and TLS server names, the sessions learnt from transcripts,
+host-name endpoint rules, and the last record of each summarised file key (for the sweep's remainder
+records). :class:`rawbpf.monitor.shape.Shaper` calls it for these kinds and for ``connect`` records.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+from rawbpf.monitor.dns import DnsError, parse_dns
+from rawbpf.monitor.files import (
+    FF_CUT1,
+    FF_CUT2,
+    FF_SENSITIVE,
+    OPS,
+    HostNames,
+    HostRule,
+    WatchList,
+    canonical_addr,
+    file_paths,
+    home_of,
+    transcript_session,
+)
+from rawbpf.monitor.tls import TlsError, parse_client_hello
+
+__tier__ = "pure"
+
+SOCK_STREAM = 1
+FileKey = Tuple[int, str, int, int, int]  # pid, op, dev, ino, generation
+
+
+def match_port_rules(rules: Tuple[Tuple[Any, Optional[int], str], ...], addr: str,
+                     port: Optional[int]) -> Optional[str]:
+    """The name of the longest-prefix CIDR rule containing ``addr`` whose port is ``port`` or unset (a rule
+    with a port wins over one without at the same prefix)."""
+    try:
+        ip = ipaddress.ip_address(canonical_addr(addr))
+    except ValueError:
+        return None
+    best: Optional[Tuple[int, int, str]] = None
+    for net, rport, name in rules:
+        if ip.version != net.version or ip not in net or rport not in (None, port):
+            continue
+        rank = (net.prefixlen, 1 if rport is not None else 0)
+        if best is None or rank > best[:2]:
+            best = (rank[0], rank[1], name)
+    return best[2] if best else None
+
+
+def _home_unknown(uid: int) -> str:
+    raise KeyError(uid)
+
+
+@dataclass
+class FileShaping:
+    """State and rules for shaping file/dns/tls records and naming connections."""
+
+    watch: WatchList = field(default_factory=WatchList)
+    home: Callable[[int], str] = _home_unknown  # uid → home directory (pwd in the daemon)
+    host_rules: Tuple[HostRule, ...] = ()
+    # every CIDR endpoint, with its port or None, when any has a port: the kernel names by address only
+    port_rules: Tuple[Tuple[Any, Optional[int], str], ...] = ()
+    hosts: HostNames = field(default_factory=HostNames)
+    sessions: Dict[int, Dict[str, str]] = field(default_factory=dict)  # root pid → session_id, transcript
+    last_write: Dict[FileKey, Dict[str, Any]] = field(default_factory=dict)
+    conn_hosts: Dict[int, Optional[str]] = field(default_factory=dict)  # conn_id → host, until its result
+    max_last_write: int = 16384
+
+    def _home(self, uid: int) -> str:
+        return home_of(uid, self.home)
+
+    # -- file
+
+    def file(self, rec: Dict[str, Any], out: Dict[str, Any], data: bytes) -> Optional[Dict[str, Any]]:
+        op_value = rec.get("op", 0)
+        if isinstance(op_value, str):
+            op = op_value.lower()
+            op = op[4:] if op.startswith("fop_") else op
+        else:
+            op = OPS.get(int(op_value), str(op_value))
+        fflags = int(rec.get("fflags", 0))
+        lens = [int(rec.get(k, 0)) for k in ("name1_len", "walk1_len", "name2_len", "walk2_len")]
+        path, path2 = file_paths(data, lens, fflags, op)
+        out.update(op=op, path=path)
+        if op in ("rename", "link", "symlink"):
+            out["path2"] = path2
+        out["ret"] = int(rec.get("ret", 0))
+        out["count"] = int(rec.get("count", 1)) or 1
+        mode = int(rec.get("mode", 0))
+        if op in ("chmod", "mkdir") or (op == "create" and mode):
+            out["mode"] = mode & 0o7777
+        if op == "chown":
+            for k in ("owner_uid", "owner_gid"):
+                v = int(rec.get(k, 0)) & 0xFFFFFFFF
+                out[k] = None if v == 0xFFFFFFFF else v
+        if fflags & (FF_CUT1 | FF_CUT2):
+            out["truncated"] = True
+        if op == "read":
+            home = self._home(out["uid"])
+            if not (fflags & FF_SENSITIVE) or path is None or not self.watch.matches(path, home):
+                return None  # a candidate of the kernel's name prefilter that no glob matches
+            out["sensitive"] = True
+        if op in ("create", "write") and path and out["pid"] == out["root_pid"] and out["ret"] == 0:
+            sid = transcript_session(path, self._home(out["uid"]))
+            if sid is not None:
+                out["transcript"] = True
+                self.sessions[out["root_pid"]] = {"session_id": sid, "transcript": path}
+        ino = int(rec.get("ino", 0))
+        if ino and op in ("create", "write", "truncate"):
+            key: FileKey = (out["pid"], op, int(rec.get("dev", 0)), ino, int(rec.get("gen", 0)))
+            self.last_write[key] = out
+            if len(self.last_write) > self.max_last_write:
+                self.last_write.pop(next(iter(self.last_write)))
+        return out
+
+    def remainder(self, pid: int, op: str, dev: int, ino: int, gen: int, pending: int, now_ns: int
+                  ) -> Optional[Dict[str, Any]]:
+        """The record for ``pending`` folded writes of a key the sweep removed (None if never seen)."""
+        last = self.last_write.pop((pid, op, dev, ino, gen), None)
+        if last is None or pending <= 0:
+            return None
+        out = dict(last)
+        out["ts"] = now_ns
+        out["count"] = pending
+        out.pop("transcript", None)
+        return out
+
+    # -- dns and tls
+
+    def dns(self, rec: Dict[str, Any], out: Dict[str, Any], data: bytes) -> Optional[Dict[str, Any]]:
+        stream = int(rec.get("sock_type", 0)) == SOCK_STREAM
+        try:
+            msg = parse_dns(data, stream=stream)
+        except DnsError:
+            return None
+        out.update(qname=msg.qname, qtype=msg.qtype, rcode=msg.rcode,
+                   answers=[a.as_dict() for a in msg.answers], response=msg.response, id=msg.id,
+                   proto="tcp" if stream else "udp")
+        if msg.response:
+            for a in msg.addresses():
+                self.hosts.learn(out["root_pid"], a, msg.qname)
+        return out
+
+    def tls(self, rec: Dict[str, Any], out: Dict[str, Any], data: bytes) -> Optional[Dict[str, Any]]:
+        try:
+            hello = parse_client_hello(data)
+        except TlsError:
+            return None
+        out.update(sni=hello.sni, alpn=hello.alpn)
+        if hello.sni and out.get("addr"):
+            self.hosts.learn(out["root_pid"], out["addr"], hello.sni)
+        return out
+
+    # -- connections
+
+    def name_connect(self, out: Dict[str, Any]) -> None:
+        """Add ``host`` (from a prior answer or server name in the tree) and a host-rule ``endpoint``."""
+        addr = out.get("addr")
+        out["host"] = None
+        if not addr or out.get("family") not in ("inet", "inet6"):
+            return
+        host = self.hosts.lookup(out.get("root_pid", 0), canonical_addr(addr))
+        out["host"] = host
+        conn_id = out.get("conn_id")
+        if conn_id and host:
+            self.conn_hosts[conn_id] = host
+            if len(self.conn_hosts) > self.max_last_write:
+                self.conn_hosts.pop(next(iter(self.conn_hosts)))
+        port = out.get("port")
+        if self.port_rules:
+            out["endpoint"] = match_port_rules(self.port_rules, addr, port)
+        for rule in self.host_rules:
+            if rule.matches(host) and rule.port in (None, port):
+                out["endpoint"] = rule.name
+                break
+
+    def host_of_conn(self, conn_id: Optional[int]) -> Optional[str]:
+        """The host of the connect whose ``connect_result`` this is (each is asked for once)."""
+        return self.conn_hosts.pop(conn_id, None) if conn_id else None
+
+    def session_of(self, root: int) -> Optional[str]:
+        s = self.sessions.get(root)
+        return s["session_id"] if s else None
+
+    def status(self) -> List[Dict[str, Any]]:
+        """The sessions learnt from transcripts, for the status file."""
+        return [{"root_pid": r, **v} for r, v in sorted(self.sessions.items())]
