@@ -108,8 +108,8 @@ def test_workload_through_the_log_status_and_clean_stop(daemon: Daemon, tmp_path
             assert set(r) >= common | {"op", "path", "ret", "count"}, r
             continue
         assert set(r) == common | per_type[r["type"]], r
-    assert sorted({r["type"] for r in tree} - {"file"}) == ["connect", "connect_result", "exec", "exit", "fork",
-                                                            "rename"]
+    kinds = sorted({r["type"] for r in tree} - {"file"})
+    assert kinds == ["connect", "connect_result", "exec", "exit", "fork", "rename"]
     assert len([r for r in tree if r["type"] == "connect"]) == 6
     assert man["api_key"] not in json.dumps(recs)
     unrelated = {man["claude_not"]["pid"], man["busy"]["pid"]}

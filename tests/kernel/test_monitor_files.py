@@ -128,7 +128,7 @@ def test_write_storm_exact_accounting(tmp_path: Path) -> None:
     cfg = MonitorConfig(ring_bytes=1 << 20)
     with monitor(cfg) as mon:
         man = run_claude(tmp_path, "storm", str(tmp_path / "out"), str(n))
-        mon.wait_for(lambda r: r["type"] == "exit" and r["pid"] == man["pid"], timeout=60)
+        time.sleep(0.1)  # it has exited (its exit record may itself be lost: the ring is full)
         mon.drain()
         c = mon.counters()
         out_dir = str(tmp_path / "out") + "/"
