@@ -181,6 +181,60 @@ def stale_drop_totals(spec: CollectionSpec, pin_dir: str) -> Dict[str, int]:
             m.close()
 
 
+_ARGV_LIKE = re.compile(r"^(?:argv|args|arguments|cmdline|command|cmd|environ|env|envp)(?:_?\d+)?$", re.I)
+
+
+def argv_like_fields(decoder: RingDecoder) -> List[str]:
+    """Fields of a ring's records that look like a command line or an environment (where secrets hide)."""
+    decs = [decoder.single] if decoder.single is not None else list(decoder.kinds.values())
+    names = set()
+    for d in decs:
+        if d is None:
+            continue
+        for f in [*d.fields, d.flex]:
+            if f and _ARGV_LIKE.match(f):
+                names.add(f)
+    return sorted(names)
+
+
+def argv_redactor(decoder: RingDecoder, ring: str) -> Optional[Transform]:
+    """For an object that is not the monitor: a transform replacing secrets in argv-like fields (byte
+    arrays split at NUL, strings, lists of strings) with ``[REDACTED]`` and listing the fields it changed in
+    ``redacted``; said once on stderr. None when the ring has no such fields (the fast path stays)."""
+    from rawbpf.monitor.redact import redact_argv, redact_text
+
+    fields = argv_like_fields(decoder)
+    if not fields:
+        return None
+    log.warning("ring %s: secrets in %s are replaced by [REDACTED] (argv-like fields)", ring,
+                ", ".join(fields))
+
+    def one(v: Any) -> Any:
+        if isinstance(v, (bytes, bytearray)):
+            parts = bytes(v).split(b"\0")
+            out, changed = redact_argv([p.decode("utf-8", "surrogateescape") for p in parts])
+            return b"\0".join(p.encode("utf-8", "surrogateescape") for p in out) if changed else v
+        if isinstance(v, str):
+            return redact_text(v)
+        if isinstance(v, list) and all(isinstance(x, str) for x in v):
+            return redact_argv(v)[0]
+        return v
+
+    def transform(rec: Record) -> Optional[Record]:
+        changed = []
+        for f in fields:
+            if f in rec:
+                new = one(rec[f])
+                if new != rec[f]:
+                    rec[f] = new
+                    changed.append(f)
+        if changed:
+            rec["redacted"] = changed
+        return rec
+
+    return transform
+
+
 def keep_stale_drops(options: DaemonOptions) -> Callable[[CollectionSpec, str, int], None]:
     """An ``on_stale_pins`` hook for :func:`rawbpf.run.load_and_run`: keeps what the dead run's drop counters
     held in ``options.stale_drops`` before its pins are removed."""
@@ -330,7 +384,10 @@ class Daemon:
             self._epoll = select.epoll()
             for name in names:
                 m = coll.maps[name]
-                pipe = RingPipeline(name, decoders[name], self.writer, options.transform)
+                transform = options.transform
+                if transform is None:
+                    transform = argv_redactor(decoders[name], name)
+                pipe = RingPipeline(name, decoders[name], self.writer, transform)
                 self.pipelines[name] = pipe
                 if int(m.type) == MapType.RINGBUF:
                     rb = RingBuffer(m, sink=pipe.sink, name=name)
@@ -350,15 +407,17 @@ class Daemon:
         self._last_status = self._last_clock = time.monotonic()
 
     def _crash_fields(self, info: Dict[str, Any]) -> Dict[str, Any]:
-        """``kernel_drops`` for the crash record: what the dead run's counters grew by after the last total
-        it logged (its newest header, then its ``lost`` records), when its pins were the ones taken over."""
+        """``kernel_drops`` for the crash record: what the dead run's pinned counters grew by after the last
+        total it logged (its newest header, then its ``lost`` records)."""
         stale = self.options.stale_drops
-        if not stale or stale.get("pid") != info.get("writer_pid"):
+        if not stale:
             return {}
         header = info.get("header") or {}
         logged: Dict[str, int] = dict(header.get("drop_totals") or {}) if header.get("pid") == stale["pid"] \
             else {}
-        for rec in info.get("records", ()):
+        # the pins' dead owner is another run than the log's when one was killed before opening the log:
+        # its counters started at zero and it logged nothing
+        for rec in info.get("records", ()) if stale.get("pid") == info.get("writer_pid") else ():
             total = rec.get("total")
             if rec.get("type") == "lost" and rec.get("reason") == "kernel" and isinstance(total, int):
                 logged[str(rec.get("source"))] = total

@@ -57,7 +57,8 @@ def load_and_run(obj: str, *, pin_root: str, attach: bool = True,
                  stop: Optional[threading.Event] = None,
                  prepare: Optional[Callable[[Any], None]] = None,
                  map_sizes: Optional[Dict[str, int]] = None,
-                 on_stale_pins: Optional[Callable[[Any, str, int], None]] = None) -> LoadResult:
+                 on_stale_pins: Optional[Callable[[Any, str, int], None]] = None,
+                 name: Optional[str] = None) -> LoadResult:
     """Load ``obj``, attach (unless ``attach=False``), pin under ``pin_root/<object>``, run ``runner``
     until it returns (the default returns on SIGINT/SIGTERM), then detach and unpin everything.
 
@@ -72,7 +73,7 @@ def load_and_run(obj: str, *, pin_root: str, attach: bool = True,
     from rawbpf.elf import load_spec
 
     t0 = time.monotonic()
-    spec = load_spec(obj)
+    spec = load_spec(obj, name)  # ``name``: the object's name whatever its file is called
     for name, size in (map_sizes or {}).items():
         if name not in spec.maps:
             raise ConfigError(f"object '{spec.name}': no map '{name}' to resize")

@@ -6,7 +6,7 @@ one is a usage error.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Dict
 
 import click
 
@@ -65,21 +65,24 @@ def _given(values: Dict[str, Any]) -> Dict[str, Any]:
     return {k: v for k, v in values.items() if v not in (None, False, ())}
 
 
-def object_name(obj: str) -> Optional[str]:
-    """The name the loader gives the object (None if it cannot be parsed: the loader reports that)."""
+def object_is_monitor(obj: str) -> bool:
+    """Whether ``obj`` is the Claude monitor by its content (False if it cannot be parsed: the loader
+    reports that)."""
     from rawbpf.elf import load_spec
+    from rawbpf.monitor import is_monitor
 
     try:
-        return load_spec(obj).name
+        return is_monitor(load_spec(obj))
     except Exception:
-        return None
+        return False
 
 
 def maybe_run_monitor(obj: str, values: Dict[str, Any], **load_kwargs: Any) -> bool:
-    """Run the monitor if ``obj`` is claude_monitor (returns True when it ran); otherwise reject monitor
-    options given for another object and return False so the generic loader runs."""
+    """Run the monitor if ``obj`` is claude_monitor by its content, whatever the file is called (returns
+    True when it ran); otherwise reject monitor options given for another object and return False so the
+    generic loader runs."""
     given = _given({k: values.get(k) for k in OPTION_NAMES})
-    if object_name(obj) != OBJECT_NAME:
+    if not object_is_monitor(obj):
         if given:
             flags = ", ".join("--" + k.replace("_", "-") for k in given)
             raise ConfigError(f"load {obj}: {flags} only apply to the {OBJECT_NAME} object")

@@ -348,7 +348,7 @@ def run_monitor(obj: str, cfg: MonitorConfig, *, pin_root: str, log_dir: str, at
                             runner=runner, echo=echo, stop=stop,
                             prepare=before_attach,
                             map_sizes={"events": cfg.ring_bytes} if cfg.ring_bytes else None,
-                            on_stale_pins=keep_stale_drops(options))
+                            on_stale_pins=keep_stale_drops(options), name=OBJECT_NAME)
     except BaseException:
         if created_log_dir:
             try:
