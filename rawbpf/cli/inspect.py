@@ -104,10 +104,29 @@ def inspect(obj: str, as_json: bool) -> None:
 @click.command("disasm")
 @click.argument("obj", type=click.Path(dir_okay=False))
 @click.argument("prog", required=False)
-def disasm(obj: str, prog: Optional[str]) -> None:
-    """Disassemble a BPF object's programs as they would be loaded, with C source lines. No root."""
+@click.option("--as-compiled", is_flag=True,
+              help="Print the object's code sections as compiled, exactly as "
+                   "llvm-objdump -d --no-show-raw-insn does (nothing linked or relocated).")
+@click.option("-r", "--reloc", "relocs", is_flag=True,
+              help="With --as-compiled: a relocation line after each instruction it patches "
+                   "(llvm-objdump -dr).")
+@click.option("--alu32", is_flag=True, help="With --as-compiled: 32-bit register names (--mattr=+alu32).")
+def disasm(obj: str, prog: Optional[str], as_compiled: bool, relocs: bool, alu32: bool) -> None:
+    """Disassemble a BPF object's programs as they would be loaded, with C source lines. No root.
+
+    --as-compiled prints the sections as clang wrote them instead, for diffing against llvm-objdump."""
     from rawbpf.errors import ConfigError
 
+    if as_compiled:
+        if prog is not None:
+            raise ConfigError(f"disasm --as-compiled {obj}: prints whole sections; drop '{prog}'")
+        from rawbpf.objdump import objdump_lines
+
+        for line in objdump_lines(obj, relocs=relocs, alu32=alu32):  # tabs are llvm-objdump's columns
+            click.echo("\t".join(escape(part, backslash=False) for part in line.split("\t")))
+        return
+    if relocs or alu32:
+        raise ConfigError("disasm: --reloc and --alu32 apply to --as-compiled")
     spec = _spec(obj)
     names = list(spec.programs)
     if prog is not None:
