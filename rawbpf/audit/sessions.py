@@ -533,14 +533,16 @@ def load_sessions(log_dir: str) -> Log:
 
 
 def select_session(log: Log, spec: str) -> Session:
-    """The session ``spec`` names: ``latest``, a Claude session id (or a unique prefix of one), or a pid (the
-    Claude root's, else any process of the session)."""
+    """The session ``spec`` names: ``latest`` (the last one started, among those with a Claude session id when
+    any has one: a process merely named ``claude`` is not a Claude Code session), a Claude session id (or a
+    unique prefix of one), or a pid (the Claude root's, else any process of the session)."""
     sessions = log.sessions
     if not sessions:
         raise ConfigError("no Claude session in the log")
     s = spec.strip()
     if s == "latest":
-        return max(sessions, key=lambda x: x.start or 0)
+        real = [x for x in sessions if x.session_id] or sessions
+        return max(real, key=lambda x: x.start or 0)
     if s.isdigit():
         pid = int(s)
         roots = [x for x in sessions if x.root_pid == pid]

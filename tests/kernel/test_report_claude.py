@@ -112,7 +112,14 @@ def test_report_of_a_real_claude_session(claude_cli: str, daemon: Daemon, tmp_pa
             notes = str(run.cwd / "notes.txt")
             assert any(f["op"] == "rename" and f["path2"] == notes for f in call["files"]), call
 
-    text = _report(log_dir, "report", str(run.pid), *transcript)
+    # `latest`: the last Claude Code session started (other tests on this host may run Claude meanwhile)
+    with_id = [r for r in (json.loads(x) for x in _report(log_dir, "sessions", "--json").stdout.splitlines())
+               if r["session_id"]]
+    latest = json.loads(_report(log_dir, "report", "latest", "--json", *transcript).stdout)
+    if attributed:
+        assert latest["session"]["root_pid"] == max(with_id, key=lambda r: r["start"])["root_pid"]
+    text = _report(log_dir, "report", "latest" if latest["session"]["root_pid"] == run.pid else str(run.pid),
+                   *transcript)
     assert text.returncode == 0, text.stderr
     for cmd in COMMANDS:
         assert cmd in text.stdout
