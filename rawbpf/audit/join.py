@@ -590,7 +590,8 @@ def build_report(
         },
         "root": r.node(root.key, {root.key}),
         "log": {"records": log.records, "first_ts": log.first_ts, "last_ts": last, "torn": log.torn,
-                "missing": log.missing},
+                "missing": log.missing, "missing_in_session": log.missing_between(start, end),
+                "damaged": log.damaged, "blind": [list(w) for w in log.blind_during(start, end)]},
     }
     report["findings"] = _findings(report, sess, cwd, j)
     return report
@@ -724,6 +725,13 @@ def _findings(report: Dict[str, Any], sess: Session, cwd: Optional[str], j: _Joi
                 exec_id=o["exec_id"],
                 tool_use_id=o["tool_use_id"],
             )
+    for a, b in report["log"]["blind"]:
+        add("monitor_down", "high", f"the monitor was not running for {_secs(b - a)} during the session: "
+            "what Claude did then is not in the log", since=a, until=b, ts=a)
+    if report["log"]["missing_in_session"]:
+        n = report["log"]["missing_in_session"]
+        add("records_missing", "medium", f"{n} record(s) of the session's time are missing from the log "
+            "(rotated away or damaged)", count=n)
     lost = report["unexplained"]["lost_records"]
     if lost:
         add(

@@ -174,6 +174,21 @@ class Log:
     #: between files (rotated away before they were read)
     torn: int = 0
     missing: int = 0
+    #: where seq numbers skip, as the reader marks it: (ts of the next record, count, reason)
+    missing_marks: List[Tuple[int, int, str]] = field(default_factory=list)
+    #: windows the monitor was not running (its ``crash`` records): (since, until)
+    blind: List[Tuple[int, int]] = field(default_factory=list)
+    #: damaged regions the writer found and skipped (``gap`` records)
+    damaged: int = 0
+
+    def blind_during(self, start: Optional[int], end: Optional[int]) -> List[Tuple[int, int]]:
+        """Windows without a monitor that overlap ``start``..``end`` (None: open end)."""
+        return [(a, b) for a, b in self.blind if (end is None or a <= end) and (start is None or b >= start)]
+
+    def missing_between(self, start: Optional[int], end: Optional[int]) -> int:
+        """Records missing from the log (seq skips) marked between two times."""
+        return sum(c for ts, c, _ in self.missing_marks
+                   if (start is None or ts >= start) and (end is None or ts <= end))
 
     def lost_between(self, start: Optional[int], end: Optional[int]) -> int:
         """Records lost (``lost`` records) between two times (None: open end)."""
@@ -223,6 +238,10 @@ class _Builder:
         self.host: Optional[str] = None
         self.boot_id: Optional[str] = None
         self.lost: List[Tuple[int, int, str]] = []
+        self.missing: List[Tuple[int, int, str]] = []
+        self.pending_missing: List[Tuple[int, str]] = []
+        self.blind: List[Tuple[int, int]] = []
+        self.damaged = 0
         self.records = 0
         self.first_ts: Optional[int] = None
         self.last_ts: Optional[int] = None
@@ -287,9 +306,25 @@ class _Builder:
             self.host = _str(rec.get("host")) or self.host
             self.boot_id = _str(rec.get("boot_id")) or self.boot_id
             return
+        if self.pending_missing and rtype != "header" and ts is not None:
+            # a skip in seq is placed at the next record's time (the header of a new file has the writer's)
+            self.missing.extend((ts, c, why) for c, why in self.pending_missing)
+            self.pending_missing = []
         if rtype == "lost":
             c = rec.get("count")
             self.lost.append((ts or 0, c if isinstance(c, int) else 0, str(rec.get("reason") or "")))
+            return
+        if rtype == "missing":  # marked by the reader where seq numbers skip
+            c = rec.get("count")
+            self.pending_missing.append((c if isinstance(c, int) else 0, str(rec.get("reason") or "")))
+            return
+        if rtype == "crash":  # the monitor was not running from `since` to `until`
+            since, until = rec.get("since"), rec.get("until")
+            if isinstance(since, int) and isinstance(until, int):
+                self.blind.append((since, until))
+            return
+        if rtype == "gap":
+            self.damaged += 1
             return
         pid = rec.get("pid")
         if not isinstance(pid, int):
@@ -494,12 +529,17 @@ class _Builder:
                 names[a] = d["qname"].rstrip(".")
 
     def result(self) -> Log:
+        self.missing.extend((self.last_ts or 0, c, why) for c, why in self.pending_missing)
+        self.pending_missing = []
         return Log(
             sessions=[self.sessions[k] for k in self.order],
             lost=self.lost,
             records=self.records,
             first_ts=self.first_ts,
             last_ts=self.last_ts,
+            missing_marks=self.missing,
+            blind=self.blind,
+            damaged=self.damaged,
         )
 
 
@@ -526,7 +566,7 @@ def load_sessions(log_dir: str) -> Log:
     """:func:`find_sessions` over every file of the log in ``log_dir`` (reads files only)."""
     from rawbpf.logfile import LogReader
 
-    with LogReader(log_dir) as reader:
+    with LogReader(log_dir, mark_missing=True) as reader:
         log = find_sessions(reader.records())
         log.torn, log.missing = reader.torn, reader.missing
         return log

@@ -180,3 +180,22 @@ def test_records_after_exit_device_files_and_claude_temp_files() -> None:
         assert [(f["op"], f["path"]) for f in tree["files"]] == [
             ("create", "/work/tmp/claude-30e1-cwd"), ("write", f"{s.cwd}/out.o")]
         assert rep["session"]["counts"]["files_changed"] == 1
+
+
+def test_monitor_down_and_records_missing_are_findings(tmp_path: Path) -> None:
+    s, _ = audit_fixture.build()
+    mid = s.records[len(s.records) // 2]["ts"]
+    # the monitor restarted after a kill -9 in the middle of the session: its crash record names the window
+    s.records.insert(len(s.records) // 2 + 1, {"ts": mid + 1, "type": "crash", "writer_pid": 999,
+                                                "since": mid - 50_000_000, "until": mid, "torn_bytes": 0})
+    d = tmp_path / "log"
+    s.write_log(str(d), max_bytes=2048, backups=100)
+    files = sorted(os.listdir(d))
+    os.unlink(d / files[len(files) // 2])  # and a file in the middle is gone
+    log = load_sessions(str(d))
+    rep = build_report(select_session(log, "latest"), log, None)
+    kinds = [x["kind"] for x in rep["findings"]]
+    assert "monitor_down" in kinds and "records_missing" in kinds, kinds
+    (down,) = [x for x in rep["findings"] if x["kind"] == "monitor_down"]
+    assert (down["since"], down["until"]) == (mid - 50_000_000, mid) and down["severity"] == "high"
+    assert rep["log"]["missing_in_session"] > 0
