@@ -6,24 +6,33 @@ import json
 
 import click
 
-from rawbpf.cli.common import log_dir_option, pin_dir_option
+from rawbpf.cli.common import DEFAULT_LOG_DIR, DEFAULT_PIN_DIR
 
 __tier__ = "kernel"
 
 
 @click.command("status")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
-@log_dir_option
-@pin_dir_option
+# readable=False: a user who may not read them gets a one-line "permission denied", not a usage error
+@click.option("--log-dir", default=DEFAULT_LOG_DIR, show_default=True,
+              type=click.Path(file_okay=False, readable=False),
+              help="Directory of the msgpack log (default: found from the running monitor's pins).")
+@click.option("--pin-dir", default=DEFAULT_PIN_DIR, show_default=True,
+              type=click.Path(file_okay=False, readable=False), help="bpffs directory for pinned objects.")
 def status(as_json: bool, log_dir: str, pin_dir: str) -> None:
     """Show the running monitor: programs (runs, average ns), event counters, drops, tracked processes, ring
-    fill, log files and records written. Reads LOG_DIR/claude_monitor.status.json and the pins it names
-    (PIN_DIR/claude_monitor unless the status file says otherwise). Then every destination of rawbpf ship
-    with a cursor in LOG_DIR: connected or not, cursor, records behind, last error."""
+    fill, log files and records written. Without --log-dir, finds the monitor that owns PIN_DIR/claude_monitor
+    (its owner record) and its log directory; reads LOG_DIR/claude_monitor.status.json and the pins it names.
+    Counters, run times, tracked processes and the ring are read live; records written is the daemon's
+    figure, with its age. Then every destination of rawbpf ship with a cursor in LOG_DIR: connected or not,
+    cursor, records behind, last error."""
     from rawbpf.errors import ConfigError
-    from rawbpf.monitor.status import collect, format_text, lost_total
+    from rawbpf.monitor.status import collect, find_log_dir, format_text, lost_total
     from rawbpf.ship.status import collect as collect_ship
     from rawbpf.ship.status import format_text as format_ship
+
+    if click.get_current_context().get_parameter_source("log_dir") == click.core.ParameterSource.DEFAULT:
+        log_dir = find_log_dir(pin_dir) or log_dir
 
     ship = collect_ship(log_dir)
     try:

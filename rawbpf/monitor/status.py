@@ -93,6 +93,69 @@ def _has_pins(pin_dir: str) -> bool:
         return False
 
 
+def _denied(path: str) -> ConfigError:
+    return ConfigError(f"status: permission denied reading {path} (the monitor's pins and status need root)")
+
+
+def _check_readable(path: str) -> bool:
+    """True when path exists; raises the permission error a non-root user gets, instead of 'missing'."""
+    try:
+        os.stat(path)
+    except PermissionError:
+        raise _denied(path) from None
+    except OSError:
+        return False
+    if os.path.isdir(path) and not os.access(path, os.R_OK | os.X_OK):
+        raise _denied(path)
+    return True
+
+
+def find_log_dir(default_pin_root: str) -> Optional[str]:
+    """The log directory of the monitor that owns ``<pin root>/claude_monitor``, found from the pin
+    directory's owner (its lock holder or owner record): of the directories that process has open (it holds
+    its log directory's lock) or, failing that, its ``--log-dir`` argument, the one with a status file. None
+    when no monitor owns the pins; ConfigError when they cannot be read."""
+    from rawbpf import owner
+    from rawbpf.monitor import OBJECT_NAME
+
+    pins = os.path.join(default_pin_root, OBJECT_NAME)
+    if not _check_readable(pins):
+        return None
+    pid = owner.running(pins)
+    if pid is None:
+        return None
+    candidates: List[str] = []
+    fd_dir = f"/proc/{pid}/fd"
+    try:
+        fds = os.listdir(fd_dir)
+    except PermissionError:
+        raise _denied(fd_dir) from None
+    except OSError:
+        fds = []
+    for fd in fds:
+        try:
+            target = os.readlink(os.path.join(fd_dir, fd))
+        except OSError:
+            continue
+        if target.startswith("/"):
+            candidates.append(target if os.path.isdir(target) else os.path.dirname(target))
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            argv = [a.decode(errors="replace") for a in f.read().split(b"\0")]
+        cwd = os.readlink(f"/proc/{pid}/cwd")
+    except OSError:
+        argv, cwd = [], "/"
+    for i, a in enumerate(argv):
+        if a == "--log-dir" and i + 1 < len(argv):
+            candidates.append(os.path.join(cwd, argv[i + 1]))
+        elif a.startswith("--log-dir="):
+            candidates.append(os.path.join(cwd, a.split("=", 1)[1]))
+    for d in candidates:
+        if os.path.isfile(status_path(d)):
+            return os.path.normpath(d)
+    return None
+
+
 def read_status(log_dir: str, default_pin_root: str = "/sys/fs/bpf/rawbpf") -> Dict[str, Any]:
     """The daemon's status file; ConfigError when no monitor runs with this log directory (saying so when a
     dead daemon left its pins behind)."""
@@ -102,6 +165,8 @@ def read_status(log_dir: str, default_pin_root: str = "/sys/fs/bpf/rawbpf") -> D
     try:
         with open(path) as f:
             data: Dict[str, Any] = json.load(f)
+    except PermissionError:
+        raise _denied(path) from None
     except FileNotFoundError:
         pins = os.path.join(default_pin_root, OBJECT_NAME)
         _refuse_stale(pins, None)
@@ -204,15 +269,22 @@ def collect(log_dir: str, default_pin_root: str = "/sys/fs/bpf/rawbpf") -> Dict[
     """Everything ``rawbpf status`` shows: the status file plus live reads of the pinned objects."""
     data = read_status(log_dir, default_pin_root)
     pin_dir = data.get("pin_dir") or os.path.join(default_pin_root, "claude_monitor")
-    if not pin_dir or not os.path.isdir(pin_dir):
+    if not pin_dir or not _check_readable(pin_dir) or not os.path.isdir(pin_dir):
         raise ConfigError(f"status: the monitor's pin directory {pin_dir or '(none)'} is missing")
     from rawbpf.elf import load_spec
 
     spec = load_spec(data["object_path"])
-    data["programs"] = read_programs(pin_dir)
-    data["counters"] = read_counters(pin_dir, spec.btf)
-    data["tracked_now"] = count_tracked(pin_dir)
-    data["ring"] = ring_fill(pin_dir)
+    try:
+        data["programs"] = read_programs(pin_dir)
+        data["counters"] = read_counters(pin_dir, spec.btf)
+        data["tracked_now"] = count_tracked(pin_dir)
+        data["ring"] = ring_fill(pin_dir)
+    except PermissionError:
+        raise _denied(pin_dir) from None
+    except RawBPFError as err:
+        if getattr(err, "errno", None) in (1, 13):  # EPERM, EACCES: BPF_OBJ_GET needs privilege
+            raise _denied(pin_dir) from None
+        raise
     data["now"] = time.time_ns()
     return data
 
@@ -238,7 +310,9 @@ def format_text(d: Dict[str, Any]) -> str:
     lines.append(f"  log: {escape(str(d.get('log_dir')))}   pins: {escape(str(d.get('pin_dir')))}")
     log = d.get("log", {})
     current = escape(os.path.basename(log.get("current", "")))
-    lines.append(f"  records written: {log.get('records', 0)}, lost: {d.get('lost_total', 0)}; "
+    age = (d.get("now", time.time_ns()) - int(d.get("updated") or 0)) / 1e9 if d.get("updated") else None
+    as_of = f" (as of {age:.1f} s ago)" if age is not None else ""
+    lines.append(f"  records written: {log.get('records', 0)}{as_of}, lost: {d.get('lost_total', 0)} (live); "
                  f"log files: {len(log.get('files', []))} (current {current})")
     ring = d.get("ring", {})
     if ring.get("size"):
@@ -256,7 +330,7 @@ def format_text(d: Dict[str, Any]) -> str:
     c = d.get("counters", {})
     kinds = c.get("kinds", {})
     if kinds:
-        lines.append(f"  {'events':<22}{'seen':>12}{'tracked':>10}{'emitted':>10}{'lost':>8}")
+        lines.append(f"  {'events (live)':<22}{'seen':>12}{'tracked':>10}{'emitted':>10}{'lost':>8}")
         for name, k in kinds.items():
             lines.append(f"  {escape(name):<22}{k['seen']:>12}{k['tracked']:>10}{k['emitted']:>10}"
                          f"{k['lost']:>8}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -141,6 +142,33 @@ def test_status_text_and_no_monitor(daemon: Daemon, tmp_path: Path) -> None:
                          cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert res.returncode == 1 and res.stderr.startswith("rawbpf: status: no monitor is running")
     assert len(res.stderr.strip().splitlines()) == 1
+
+
+def test_status_finds_the_monitor_from_its_pins(daemon: Daemon, tmp_path: Path) -> None:
+    """No --log-dir: the pin directory's owner leads to the log directory; counters are live, the daemon's
+    record count says its age; a user who may not read the pins is told so in one line."""
+    status = [sys.executable, "-m", "rawbpf", "status", "--pin-dir", str(daemon.pin_root)]
+    res = subprocess.run([*status, "--json"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    st = json.loads(res.stdout)
+    assert st["pid"] == daemon.proc.pid and st["log_dir"] == str(daemon.log_dir)
+    before = st["counters"]["kinds"]["exec"]["seen"]
+    subprocess.run(["/bin/true"], check=True)
+    res = subprocess.run(status, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    assert "claude_monitor: running" in res.stdout and " s ago)" in res.stdout and "(live)" in res.stdout
+    st = json.loads(subprocess.run([*status, "--json"], cwd=ROOT, capture_output=True, text=True,
+                                   timeout=60).stdout)
+    assert st["counters"]["kinds"]["exec"]["seen"] > before  # read from the map, not the status file
+    if shutil.which("setpriv") is None:
+        pytest.skip("setpriv (util-linux) is not installed")
+    nobody = ["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups"]
+    for extra in ([], ["--log-dir", str(daemon.log_dir)]):
+        res = subprocess.run([*nobody, *status, *extra], cwd="/", capture_output=True, text=True, timeout=60,
+                             env={**os.environ, "PYTHONPATH": str(ROOT)})
+        assert res.returncode == 1, res
+        assert len(res.stderr.strip().splitlines()) == 1 and "permission denied" in res.stderr, res.stderr
+        assert "missing" not in res.stderr and "no monitor" not in res.stderr
 
 
 def test_claude_already_running_is_seeded(tmp_path: Path, pin_dir: Path) -> None:
