@@ -176,13 +176,12 @@ class SyslogProtocol(Protocol):
 
     def __init__(self, dest: Destination, hostname: str) -> None:
         super().__init__(dest, hostname)
-        self.app_name = dest.text("app_name", "rawbpf")
-        self.facility = dest.facility
+        self.formatter = syslog.Formatter(hostname=hostname, app_name=dest.text("app_name", "rawbpf"),
+                                          facility=dest.facility)
 
     def encode(self, records: Sequence[Record]) -> Batch:
-        fmt, frame, host, app, fac = (syslog.format_message, syslog.frame, self.hostname, self.app_name,
-                                      self.facility)
-        data = b"".join([frame(fmt(r, hostname=host, app_name=app, facility=fac)) for r in records])
+        fmt, frame = self.formatter.format, syslog.frame
+        data = b"".join([frame(fmt(r)) for r in records])
         return Batch(units=[data], count=len(records), last_seq=None, file="")
 
     def feed(self, data: bytes) -> List[Any]:
@@ -194,8 +193,8 @@ class RelpProtocol(Protocol):
 
     def __init__(self, dest: Destination, hostname: str) -> None:
         super().__init__(dest, hostname)
-        self.app_name = dest.text("app_name", "rawbpf")
-        self.facility = dest.facility
+        self.formatter = syslog.Formatter(hostname=hostname, app_name=dest.text("app_name", "rawbpf"),
+                                          facility=dest.facility)
         self.reset()
 
     def reset(self) -> None:
@@ -207,8 +206,8 @@ class RelpProtocol(Protocol):
         return self._txnr
 
     def encode(self, records: Sequence[Record]) -> Batch:
-        fmt, host, app, fac = syslog.format_message, self.hostname, self.app_name, self.facility
-        units = [fmt(r, hostname=host, app_name=app, facility=fac) for r in records]
+        fmt = self.formatter.format
+        units = [fmt(r) for r in records]
         return Batch(units=units, count=len(records), last_seq=None, file="")
 
     def handshake(self, sock: Socket, deadline: float) -> None:

@@ -21,7 +21,7 @@ from typing import Any, Dict, Optional
 
 __tier__ = "pure"
 
-__all__ = ["SD_ID", "SD_FIELDS", "format_message", "frame", "to_json"]
+__all__ = ["SD_ID", "SD_FIELDS", "Formatter", "format_message", "frame", "to_json"]
 
 Record = Dict[str, Any]
 
@@ -50,9 +50,11 @@ def to_json(record: Record) -> str:
 
 
 def _sd_value(v: Any) -> str:
+    if type(v) is int:
+        return str(v)
     if isinstance(v, bytes):
         v = v.hex()
-    s = str(v)
+    s = v if isinstance(v, str) else str(v)
     if '"' in s or "\\" in s or "]" in s:
         s = s.replace("\\", "\\\\").replace('"', '\\"').replace("]", "\\]")
     return s
@@ -72,7 +74,7 @@ class _Clock:
         self._text = ""
 
     def stamp(self, ts_ns: Any) -> str:
-        if not isinstance(ts_ns, int) or ts_ns <= 0:
+        if type(ts_ns) is not int or ts_ns <= 0:
             return "-"
         sec, ns = divmod(ts_ns, 1_000_000_000)
         if sec != self._sec:
@@ -81,19 +83,43 @@ class _Clock:
         return f"{self._text}.{ns // 1000:06d}Z"
 
 
-_clock = _Clock()
+class Formatter:
+    """Formats records for one destination (the header fields that do not change are built once)."""
+
+    def __init__(self, *, hostname: str, app_name: str = "rawbpf", facility: int = 16) -> None:
+        tail = f" {_field(hostname, 255)} {_field(app_name, 48)} - "
+        self._info = f"<{facility * 8 + SEV_INFO}>1 "
+        self._warning = f"<{facility * 8 + SEV_WARNING}>1 "
+        self._tail = tail
+        self._msgid: Dict[Any, str] = {}
+        self._clock = _Clock()
+
+    def _msgid_of(self, rtype: Any) -> str:
+        m = self._msgid.get(rtype) if isinstance(rtype, str) else None
+        if m is None:
+            m = _field(str(rtype or "-"), 32)
+            if isinstance(rtype, str) and len(self._msgid) < 1024:
+                self._msgid[rtype] = m
+        return m
+
+    def format(self, record: Record, msg: Optional[str] = None) -> bytes:
+        """One RFC 5424 message (without framing) for ``record``."""
+        rtype = record.get("type")
+        params = []
+        for k in SD_FIELDS:
+            v = record.get(k)
+            if v is not None:
+                params.append(f'{k}="{_sd_value(v)}"')
+        body = _dumps(record) if msg is None else msg
+        sd = f"[{SD_ID} {' '.join(params)}] " if params else "- "
+        return (f"{self._warning if rtype == 'lost' else self._info}{self._clock.stamp(record.get('ts'))}"
+                f"{self._tail}{self._msgid_of(rtype)} {sd}{body}").encode("utf-8", "replace")
 
 
 def format_message(record: Record, *, hostname: str, app_name: str = "rawbpf", facility: int = 16,
                    msg: Optional[str] = None) -> bytes:
     """One RFC 5424 message (without framing) for ``record``."""
-    rtype = record.get("type")
-    severity = SEV_WARNING if rtype == "lost" else SEV_INFO
-    sd = " ".join(f'{k}="{_sd_value(record[k])}"' for k in SD_FIELDS if record.get(k) is not None)
-    body = to_json(record) if msg is None else msg
-    head = (f"<{facility * 8 + severity}>1 {_clock.stamp(record.get('ts'))} {_field(hostname, 255)} "
-            f"{_field(app_name, 48)} - {_field(str(rtype or '-'), 32)} ")
-    return (head + (f"[{SD_ID} {sd}] " if sd else "- ") + body).encode("utf-8", "replace")
+    return Formatter(hostname=hostname, app_name=app_name, facility=facility).format(record, msg)
 
 
 def frame(message: bytes) -> bytes:
