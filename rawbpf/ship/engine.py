@@ -189,20 +189,30 @@ class Worker:
         return since, names[chosen]
 
     def _run(self) -> None:
+        # (re)start from the cursor: whatever was read or sent and not acknowledged is read again
         self.pending.clear()
+        self.inflight.clear()
+        self.inflight_records = 0
+        self.tokens.clear()
         with LogReader(self.log_dir, mark_missing=True) as reader:
             start = self._load_cursor(reader)
             since, self.file = self._start_file(reader, start)
             self._reader = reader
             gen = reader.records(follow=True, poll_interval=_POLL, since_ns=since, start_after_seq=start,
                                  stop=self._idle)
+            batch_size, stopped = self.batch_size, self.stop.is_set
+            pending = self.pending
             try:
                 for rec in gen:
-                    self._take(rec)
-                    if len(self.pending) >= self.batch_size:
+                    t = rec.get("type")
+                    if t == "missing" or t == "header":
+                        self._take(rec)
+                    else:
+                        pending.append(rec)
+                    if len(pending) >= batch_size:
                         self._flush()
-                    if self.stop.is_set():
-                        break
+                        if stopped():
+                            break
             finally:
                 gen.close()  # type: ignore[attr-defined]
         if self.drain and not self.stop.is_set():
@@ -259,7 +269,8 @@ class Worker:
     def _flush(self) -> None:
         if not self.pending:
             return
-        records, self.pending = self.pending, []
+        records = self.pending[:]  # the list object stays: the reading loop holds it
+        self.pending.clear()
         last_seq = None
         for r in reversed(records):  # the last log record (an announcement made here has no seq)
             seq = r.get("seq")

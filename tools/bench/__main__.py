@@ -59,7 +59,8 @@ GOALS: Dict[str, List[Tuple[str, str, Any, str]]] = {
              ("forward_rss_mb", "MB", None, ""), ("forward_gzip_per_core", "rec/s", None, ""),
              ("syslog_per_core", "rec/s", 50_000, "min"), ("syslog_end_to_end", "rec/s", None, ""),
              ("syslog_rss_mb", "MB", None, ""), ("relp_per_core", "rec/s", None, ""),
-             ("relp_end_to_end", "rec/s", None, ""), ("relp_rss_mb", "MB", None, "")],
+             ("relp_end_to_end", "rec/s", None, ""), ("relp_rss_mb", "MB", None, ""),
+             ("load_avg_1m", "", None, "")],
 }
 
 
