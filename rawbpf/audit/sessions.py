@@ -296,43 +296,33 @@ class _Builder:
 
     def feed(self, rec: Dict[str, Any]) -> None:
         self.records += 1
-        rtype = rec.get("type")
-        ts = rec.get("ts") if isinstance(rec.get("ts"), int) else None
-        if ts is not None:
+        get = rec.get
+        ts = get("ts")
+        if ts.__class__ is not int:
+            ts = None
+        else:
             if self.first_ts is None:
                 self.first_ts = ts
             self.last_ts = ts
-        if rtype == "header":
-            self.host = _str(rec.get("host")) or self.host
-            self.boot_id = _str(rec.get("boot_id")) or self.boot_id
-            return
+        rtype = get("type")
         if self.pending_missing and rtype != "header" and ts is not None:
             # a skip in seq is placed at the next record's time (the header of a new file has the writer's)
             self.missing.extend((ts, c, why) for c, why in self.pending_missing)
             self.pending_missing = []
-        if rtype == "lost":
-            c = rec.get("count")
-            self.lost.append((ts or 0, c if isinstance(c, int) else 0, str(rec.get("reason") or "")))
+        pid = get("pid")
+        if pid.__class__ is not int:
+            self._log_record(rec, rtype, ts)
             return
-        if rtype == "missing":  # marked by the reader where seq numbers skip
-            c = rec.get("count")
-            self.pending_missing.append((c if isinstance(c, int) else 0, str(rec.get("reason") or "")))
-            return
-        if rtype == "crash":  # the monitor was not running from `since` to `until`
-            since, until = rec.get("since"), rec.get("until")
-            if isinstance(since, int) and isinstance(until, int):
-                self.blind.append((since, until))
-            return
-        if rtype == "gap":
-            self.damaged += 1
-            return
-        pid = rec.get("pid")
-        if not isinstance(pid, int):
-            return
-        key = self._proc_key(rec, pid)
-        sess = self._session(rec, pid, key, ts)
+        key, root_key = get("exec_id"), get("root_exec_id")
+        sess: Optional[Session] = None
+        if key.__class__ is str and root_key.__class__ is str and key and root_key:
+            sess = self.sessions.get(root_key)  # the common case: a known session, keyed by exec ids
+        else:
+            key = self._proc_key(rec, pid)
         if sess is None:
-            return
+            sess = self._session(rec, pid, key, ts)
+            if sess is None:
+                return
         sess.records += 1
         if ts is not None:
             if sess.first_ts is None:
@@ -349,6 +339,24 @@ class _Builder:
         handler = _HANDLERS.get(rtype)  # type: ignore[arg-type]
         if handler is not None:
             handler(self, sess, proc, rec, ts)
+
+    def _log_record(self, rec: Dict[str, Any], rtype: Any, ts: Optional[int]) -> None:
+        """Records of the log itself rather than of a process."""
+        if rtype == "header":
+            self.host = _str(rec.get("host")) or self.host
+            self.boot_id = _str(rec.get("boot_id")) or self.boot_id
+        elif rtype == "lost":
+            c = rec.get("count")
+            self.lost.append((ts or 0, c if isinstance(c, int) else 0, str(rec.get("reason") or "")))
+        elif rtype == "missing":  # marked by the reader where seq numbers skip
+            c = rec.get("count")
+            self.pending_missing.append((c if isinstance(c, int) else 0, str(rec.get("reason") or "")))
+        elif rtype == "crash":  # the monitor was not running from `since` to `until`
+            since, until = rec.get("since"), rec.get("until")
+            if isinstance(since, int) and isinstance(until, int):
+                self.blind.append((since, until))
+        elif rtype == "gap":
+            self.damaged += 1
 
     def _identity(self, sess: Session, proc: Proc, rec: Dict[str, Any]) -> None:
         get = rec.get

@@ -8,7 +8,9 @@ prints the same structure (``rawbpf.report/1``), ``--html FILE`` writes it as on
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
+import gc
 import glob
 import json
 import os
@@ -16,7 +18,7 @@ import re
 import shlex
 import socket
 import sys
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import click
 
@@ -103,6 +105,11 @@ def _status(t: Dict[str, Any]) -> str:
 @log_dir_option
 def sessions(as_json: bool, since: Optional[str], log_dir: str) -> None:
     """List the Claude sessions in the log: start, duration, user, cwd, version and what each did."""
+    with _no_cycle_gc():
+        _sessions(as_json, since, log_dir)
+
+
+def _sessions(as_json: bool, since: Optional[str], log_dir: str) -> None:
     from rawbpf.audit.join import session_summary
     from rawbpf.cli.tail import parse_since
 
@@ -190,6 +197,19 @@ def _load(log_dir: str) -> Any:
     return load_sessions(log_dir)
 
 
+@contextlib.contextmanager
+def _no_cycle_gc() -> Iterator[None]:
+    """The commands build ~10 objects per record and free none of them before they end: the cycle collector
+    would only rescan them (a third of the time of a 100 k-record report)."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+
+
 # -- report
 
 
@@ -242,6 +262,12 @@ def report(
 ) -> None:
     """What one Claude session did: findings, prompts, each tool call with the processes, files and
     connections it caused, and what no tool call explains."""
+    with _no_cycle_gc():
+        _report(session, as_json, html_file, transcript, log_dir)
+
+
+def _report(session: str, as_json: bool, html_file: Optional[str], transcript: Optional[str],
+            log_dir: str) -> None:
     from rawbpf.audit.join import build_report
     from rawbpf.audit.sessions import select_session
     from rawbpf.audit.transcript import TranscriptUnreadable, read_transcript
