@@ -138,7 +138,12 @@ class FileShaping:
         try:
             msg = parse_dns(data, stream=stream)
         except DnsError:
-            return None
+            if not stream:
+                return None
+            try:  # a stream read that got the message after its length prefix was read alone
+                msg = parse_dns(data)
+            except DnsError:
+                return None
         out.update(qname=msg.qname, qtype=msg.qtype, rcode=msg.rcode,
                    answers=[a.as_dict() for a in msg.answers], response=msg.response, id=msg.id,
                    proto="tcp" if stream else "udp")

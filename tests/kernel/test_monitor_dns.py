@@ -1,0 +1,160 @@
+"""DNS and TLS server names in the real kernel, against a real resolver: Debian's dnsmasq serving a test zone
+on 127.0.0.1 inside a network namespace this test creates (with the namespace's own resolv.conf, so the
+host's resolver is never asked). A tracked process resolves names through glibc (A, AAAA, CNAME, NXDOMAIN),
+sends raw UDP and TCP queries, connects by name, and makes a TLS handshake with a server name."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any, Dict, Iterator, List
+
+import pytest
+from monitor_support import ROOT, monitor
+
+WORK = ROOT / "tests" / "workload" / "net_work.py"
+
+
+def _need(tool: str) -> str:
+    path = shutil.which(tool) or (f"/usr/sbin/{tool}" if os.path.exists(f"/usr/sbin/{tool}") else None)
+    if path is None:
+        if os.environ.get("RAWBPF_REQUIRE_KERNEL") == "1":
+            pytest.fail(f"{tool} is not installed (make deps installs it)")
+        pytest.skip(f"{tool} is not installed")
+    return path
+
+
+@pytest.fixture(scope="module")
+def netns(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dict[str, Any]]:
+    """A network namespace with lo up, its own resolv.conf, and dnsmasq answering the test zone."""
+    ip, dnsmasq, openssl = _need("ip"), _need("dnsmasq"), _need("openssl")
+    tmp = tmp_path_factory.mktemp("dns")
+    name = f"rawbpf-dns-{uuid.uuid4().hex[:8]}"
+    etc = Path("/etc/netns") / name
+    subprocess.run([ip, "netns", "add", name], check=True)
+    proc = None
+    try:
+        etc.mkdir(parents=True)
+        (etc / "resolv.conf").write_text("nameserver 127.0.0.1\noptions attempts:1 timeout:2\n")
+        subprocess.run([ip, "-n", name, "link", "set", "lo", "up"], check=True)
+        conf = tmp / "dnsmasq.conf"
+        conf.write_text("\n".join([
+            "no-resolv", "no-hosts", "no-poll", "bind-interfaces", "listen-address=127.0.0.1",
+            "local=/test/",  # unknown names under test. are NXDOMAIN, never forwarded
+            "host-record=api.test,127.0.0.2,::1", "cname=alias.test,api.test",
+            "host-record=udp.test,127.0.0.5", "host-record=tcp.test,127.0.0.6", "",
+        ]))
+        proc = subprocess.Popen([ip, "netns", "exec", name, dnsmasq, "--keep-in-foreground",
+                                 f"--conf-file={conf}", f"--pid-file={tmp / 'dnsmasq.pid'}", "--user=root"],
+                                stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 10
+        while True:  # ready when it answers
+            r = subprocess.run([ip, "netns", "exec", name, sys.executable, "-c",
+                                "import socket; socket.getaddrinfo('api.test', 1, socket.AF_INET)"],
+                               capture_output=True)
+            if r.returncode == 0:
+                break
+            if proc.poll() is not None or time.monotonic() > deadline:
+                err = proc.stderr.read().decode() if proc.stderr else ""
+                raise RuntimeError(f"dnsmasq did not come up: {err or r.stderr.decode()}")
+            time.sleep(0.1)
+        subprocess.run([openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+                        "-nodes", "-subj", "/CN=direct.test", "-days", "1", "-keyout", str(tmp / "key.pem"),
+                        "-out", str(tmp / "cert.pem")], check=True, capture_output=True)
+        yield {"name": name, "ip": ip, "tmp": tmp}
+    finally:
+        if proc is not None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        subprocess.run([ip, "netns", "delete", name], check=False)
+        shutil.rmtree(etc, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def observed(netns: Dict[str, Any]) -> Dict[str, Any]:
+    tmp: Path = netns["tmp"]
+    bindir = tmp / "bin"
+    bindir.mkdir()
+    (bindir / "claude").symlink_to(WORK)
+    (bindir / "python3").symlink_to(os.path.realpath(sys.executable))
+    env = dict(os.environ, PATH=f"{bindir}:{os.environ.get('PATH', '')}")
+    with monitor(endpoints={}) as mon:
+        out = subprocess.run([netns["ip"], "netns", "exec", netns["name"], str(bindir / "claude"),
+                              str(tmp / "cert.pem"), str(tmp / "key.pem")], env=env, capture_output=True,
+                             text=True, timeout=60)
+        assert out.returncode == 0, out.stderr
+        man = json.loads(out.stdout)
+        mon.wait_for(lambda r: r["type"] == "exit" and r["pid"] == man["pid"])
+        time.sleep(0.1)
+        mon.drain()
+        return {"manifest": man, "records": list(mon.records), "counters": mon.counters()}
+
+
+def _of(observed: Dict[str, Any], kind: str) -> List[Dict[str, Any]]:
+    pid = observed["manifest"]["pid"]
+    return [r for r in observed["records"] if r["type"] == kind and r["pid"] == pid]
+
+
+def test_the_workload_resolved_through_dnsmasq(observed: Dict[str, Any]) -> None:
+    m = observed["manifest"]
+    assert m["api"] == ["127.0.0.2", "::1"] and m["alias"] == ["127.0.0.2"]
+    assert m["nope"] == socket.EAI_NONAME and m["udp_reply"] > 12 and m["tcp_reply"] > 12
+    assert m["connected"] == "127.0.0.2"
+
+
+def test_queries_and_answers(observed: Dict[str, Any]) -> None:
+    dns = _of(observed, "dns")
+    answers = {(r["qname"], r["qtype"]): r for r in dns if r["response"]}
+    queries = {(r["qname"], r["qtype"]) for r in dns if not r["response"]}
+    assert {("api.test", "A"), ("api.test", "AAAA"), ("alias.test", "A"), ("nope.test", "A"),
+            ("udp.test", "A"), ("tcp.test", "A")} <= queries
+    a = answers[("api.test", "A")]
+    assert (a["rcode"], [x["data"] for x in a["answers"]]) == ("NOERROR", ["127.0.0.2"])
+    assert [x["data"] for x in answers[("api.test", "AAAA")]["answers"]] == ["::1"]
+    cn = answers[("alias.test", "A")]["answers"]
+    assert [(x["type"], x["data"]) for x in cn] == [("CNAME", "api.test"), ("A", "127.0.0.2")]
+    assert answers[("nope.test", "A")]["rcode"] == "NXDOMAIN" and answers[("nope.test", "A")]["answers"] == []
+    assert [x["data"] for x in answers[("udp.test", "A")]["answers"]] == ["127.0.0.5"]
+    tcp = answers[("tcp.test", "A")]
+    assert tcp["proto"] == "tcp" and [x["data"] for x in tcp["answers"]] == ["127.0.0.6"]
+    assert all(r["addr"] == "127.0.0.1" and r["port"] == 53 for r in dns)
+    assert all(r["sent"] is (not r["response"]) for r in dns)
+
+
+def test_connect_by_name_carries_host(observed: Dict[str, Any]) -> None:
+    port = observed["manifest"]["plain_port"]
+    # glibc's address sorting connects a UDP socket to each answer, then the TCP connects try ::1 (refused)
+    # and 127.0.0.2: every one of them is named
+    conns = [r for r in _of(observed, "connect") if r["port"] == port]
+    assert {c["addr"] for c in conns} == {"127.0.0.2", "::1"} and {c["host"] for c in conns} == {"api.test"}
+    dns_conns = [r for r in _of(observed, "connect") if r["port"] == 53]
+    assert dns_conns and all(c["host"] is None for c in dns_conns)
+    ids = {c["conn_id"]: c["addr"] for c in conns if c["conn_id"]}
+    results = [(ids[r["conn_id"]], r["result"], r["host"]) for r in _of(observed, "connect_result")
+               if r.get("conn_id") in ids]
+    assert ("127.0.0.2", "established", "api.test") in results
+    assert ("::1", "refused", "api.test") in results
+
+
+def test_tls_server_name_and_the_next_connect(observed: Dict[str, Any]) -> None:
+    tls = _of(observed, "tls")
+    assert [(r["sni"], r["addr"], r["port"]) for r in tls] == [("direct.test", "127.0.0.4", 443)]
+    conns = [r for r in _of(observed, "connect") if r["port"] == 443]
+    assert [c["host"] for c in conns] == [None, "direct.test"]  # the first handshake named the address
+
+
+def test_counters(observed: Dict[str, Any]) -> None:
+    k = observed["counters"]["kinds"]
+    assert k["dns"]["lost"] == 0 and k["dns"]["emitted"] >= 12 and k["tls"]["emitted"] == 1
