@@ -107,9 +107,11 @@ class FileShaping:
                 return None  # a candidate of the kernel's name prefilter that no glob matches
             out["sensitive"] = True
         if op in ("create", "write") and path and out["pid"] == out["root_pid"] and out["ret"] == 0:
-            sid = transcript_session(path, self._home(out["uid"]))
+            sid = transcript_session(path)  # wherever HOME points: the CLI may run with another
             if sid is not None:
                 out["transcript"] = True
+                if out.get("session_id") is None:
+                    out["session_id"] = sid
                 self.sessions[out["root_pid"]] = {"session_id": sid, "transcript": path}
         ino = int(rec.get("ino", 0))
         if ino and op in ("create", "write", "truncate"):

@@ -86,9 +86,9 @@ def main(cert: str, key: str) -> Dict[str, Any]:
     cctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     cctx.check_hostname = False
     cctx.verify_mode = ssl.CERT_NONE
-    with socket.create_connection(("127.0.0.4", 443), timeout=5) as raw:
-        with cctx.wrap_socket(raw, server_hostname="direct.test") as s:
-            s.sendall(b"hi")
+    with socket.create_connection(("127.0.0.4", 443), timeout=5) as raw, \
+            cctx.wrap_socket(raw, server_hostname="direct.test") as s:
+        s.sendall(b"hi")
     with socket.create_connection(("127.0.0.4", 443), timeout=5):  # named by the server name sent before
         pass
     t.join(5)
