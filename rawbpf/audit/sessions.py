@@ -39,6 +39,7 @@ CHANGE_OPS = frozenset(
 )
 _VERSION = re.compile(r"(?:/versions/|claude-code@|claude-code-)(\d+\.\d+[0-9A-Za-z.+-]*)")
 _EINPROGRESS = -_errno.EINPROGRESS
+_LOG_TYPES = frozenset({"header", "lost", "missing", "crash", "gap"})  # records of the log, not of a process
 _TRANSCRIPT = re.compile(
     r"/\.claude/projects/[^/]+/([0-9a-fA-F]{8}(?:-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12})\.jsonl\Z")
 
@@ -310,7 +311,7 @@ class _Builder:
             self.missing.extend((ts, c, why) for c, why in self.pending_missing)
             self.pending_missing = []
         pid = get("pid")
-        if pid.__class__ is not int:
+        if pid.__class__ is not int or rtype in _LOG_TYPES:  # a header's pid is the writer's
             self._log_record(rec, rtype, ts)
             return
         key, root_key = get("exec_id"), get("root_exec_id")

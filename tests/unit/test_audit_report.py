@@ -130,6 +130,7 @@ def test_session_summary(scripted: Dict[str, Any]) -> None:
     script = scripted["script"]
     assert s["session_id"] == script.session_id and s["root_pid"] == script.root.pid
     assert s["claude_version"] == "2.1.197" and s["cwd"] == audit_fixture.CWD and s["uid"] == 1000
+    assert s["host"] == "testhost"  # from the log's header (whose pid is the writer's, not a process's)
     assert not s["running"] and s["duration_ns"] > 0
     assert s["transcript"] == script.transcript_path
     c = s["counts"]

@@ -357,7 +357,7 @@ class ScriptedSession:
     # -- output
 
     def write_log(self, directory: str, **writer_args: Any) -> None:
-        header = {"host": "testhost", "boot_id": self.boot_id, "object": "claude_monitor.o"}
+        header = {"host": "testhost", "boot_id": self.boot_id, "object": "claude_monitor.o", "pid": 99}
         with LogWriter(directory, header=header, **writer_args) as w:
             for rec in self.records:  # one at a time, so a small max_bytes rotates between records
                 w.write(rec)
