@@ -70,7 +70,7 @@ function cmd(argv){if(argv&&argv.length>=3&&/(ba)?sh$/.test(argv[0])&&argv[1]===
  return (argv||[]).map(function(a){return /\s/.test(a)||a===''?JSON.stringify(a):a;}).join(' ');}
 function status(n){if(n.running)return ['running','run'];if(n.signal)return ['signal '+n.signal,'bad'];
  if(n.exit_code==null)return ['exited',''];return ['exit '+n.exit_code,n.exit_code?'bad':''];}
-function fileText(f){return f.op+' '+f.path+(f.path2?' \u2192 '+f.path2:'')+(f.sensitive?'  [sensitive]':'')+(f.count>1?'  \u00d7'+f.count:'')+
+function fileText(f){return f.op+' '+f.path+(f.path2?' \u2192 '+f.path2:'')+(f.sensitive?'  [sensitive]':'')+(f.claude_state?"  (Claude's own)":'')+(f.count>1?'  \u00d7'+f.count:'')+
  (typeof f.ret==='number'&&f.ret<0?'  (error '+f.ret+')':'');}
 function node(n,pcwd){
  ['argv','children','files','connections','dns'].forEach(function(k){if(!n[k])n[k]=[];});
@@ -173,7 +173,7 @@ def _embed(data: Any) -> str:
 
 _NODE = ("pid", "comm", "argv", "cwd", "origin", "start", "end", "duration_ns", "running", "exit_code", "signal",
          "failed", "joined_by")
-_FILE = ("op", "path", "path2", "ret", "count", "sensitive", "pid")
+_FILE = ("op", "path", "path2", "ret", "count", "sensitive", "pid", "claude_state")
 
 
 def _empty(v: Any) -> bool:

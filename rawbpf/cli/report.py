@@ -438,6 +438,8 @@ def _file_text(x: Dict[str, Any]) -> str:
     text = f"{x['op']} {x['path']}" + (f" → {x['path2']}" if x.get("path2") else "")
     if x.get("sensitive"):
         text += "  [sensitive]"
+    if x.get("claude_state"):
+        text += "  (Claude's own)"
     if isinstance(x.get("ret"), int) and x["ret"] < 0:
         from rawbpf.audit.sessions import errno_name
 
