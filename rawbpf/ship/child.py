@@ -56,7 +56,7 @@ def ship_beside(urls: Sequence[str], log_dir: str, *, echo: Callable[[str], None
         parse_destination(u)
     log_dir = os.path.abspath(log_dir)
     try:
-        os.makedirs(log_dir, mode=0o750, exist_ok=True)
+        os.makedirs(log_dir, mode=0o700, exist_ok=True)
     except OSError as err:
         raise ConfigError(f"log directory {log_dir}: {os.strerror(err.errno or 0).lower()}") from None
     proc = subprocess.Popen(ship_command(urls, log_dir), preexec_fn=_die_with_parent)

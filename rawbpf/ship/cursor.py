@@ -95,7 +95,11 @@ class CursorFile:
     def lock(self) -> None:
         """Take the destination's lock, or refuse naming the shipper that holds it."""
         flags = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | getattr(os, "O_NOFOLLOW", 0)
-        fd = os.open(self.lock_path, flags, 0o600)
+        try:
+            fd = os.open(self.lock_path, flags, 0o600)
+        except OSError as err:
+            raise ConfigError(f"ship {self.url}: cannot create {self.lock_path}: "
+                              f"{os.strerror(err.errno or 0).lower()}") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as err:

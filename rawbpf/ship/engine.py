@@ -487,8 +487,10 @@ class Worker:
 
 
 def _reason(err: BaseException) -> str:
+    if isinstance(err, ssl.SSLCertVerificationError):
+        return f"tls: certificate verify failed: {err.verify_message}"
     if isinstance(err, ssl.SSLError):
-        return f"tls: {err.reason or err}"
+        return f"tls: {(err.reason or str(err)).lower().replace('_', ' ')}"
     if isinstance(err, socket.timeout):
         return "timed out"
     if isinstance(err, OSError) and err.errno:
