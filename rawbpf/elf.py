@@ -17,6 +17,7 @@ import struct
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 from rawbpf import sections as _sections
+from rawbpf.asm import codec
 from rawbpf.consts import BPF_F_MMAPABLE, BPF_F_RDONLY_PROG, MapType, ProgType
 from rawbpf.errors import BTFError, ObjectError, RawBPFError
 from rawbpf.spec import (
@@ -48,7 +49,7 @@ SHF_COMPRESSED = 0x800
 SHN_UNDEF = 0
 SHN_LORESERVE = 0xFF00
 
-OP_LD_IMM64 = 0x18
+OP_LD_IMM64 = codec.LD_IMM64
 OP_CALL = 0x85
 BPF_PSEUDO_CALL = 1
 
@@ -970,8 +971,7 @@ class _Reader:
         return out
 
     def _classify(self, prog: ProgramSpec, local: int, sym: _Sym, sec: str) -> Relocation:
-        code = prog.insns[local * INSN_SIZE]
-        src = prog.insns[local * INSN_SIZE + 1] >> 4
+        code, _dst, src, _off, _imm = codec.read(prog.insns, local)
         symname = sym.name or (self.sec_names.get(sym.shndx, "") if sym.type == "STT_SECTION" else "")
         if code not in (OP_CALL, OP_LD_IMM64):
             raise self.fail(

@@ -18,6 +18,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 from rawbpf import _sys
 from rawbpf._types import LinkCreateAttr
+from rawbpf.asm import codec
 from rawbpf.consts import BPF_F_MMAPABLE, AttachType, Cmd, MapType, ProgType
 from rawbpf.errors import NotSupportedError, RawBPFError, SyscallError, VerifierError
 from rawbpf.kbtf import KernelBTF
@@ -222,8 +223,7 @@ def _btf_enum64() -> bool:
 # --- maps and programs ---------------------------------------------------------------------------
 
 
-def _insn(op: int, dst: int = 0, src: int = 0, off: int = 0, imm: int = 0) -> bytes:
-    return struct.pack("<BBhi", op, dst | src << 4, off, imm)
+_insn = codec.pack
 
 
 _RET0 = _insn(0xB7, 0, 0, 0, 0) + _insn(0x95)  # r0 = 0; exit

@@ -10,10 +10,10 @@ travel with the copied instructions (converted from byte offsets to instruction 
 
 from __future__ import annotations
 
-import struct
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple, Union
 
+from rawbpf.asm import codec
 from rawbpf.consts import (
     BPF_PSEUDO_BTF_ID,
     BPF_PSEUDO_CALL,
@@ -35,9 +35,8 @@ from rawbpf.spec import (
 
 __tier__ = "pure"
 
-OP_LD_IMM64 = 0x18
+OP_LD_IMM64 = codec.LD_IMM64
 OP_CALL = 0x85
-_INSN = struct.Struct("<BBhi")
 
 
 @dataclass
@@ -81,8 +80,7 @@ class LinkedProgram:
 
 def decode(insns: Union[bytes, bytearray], idx: int) -> Tuple[int, int, int, int, int]:
     """(code, dst, src, off, imm) of instruction ``idx``."""
-    code, regs, off, imm = _INSN.unpack_from(insns, idx * INSN_SIZE)
-    return code, regs & 0xF, regs >> 4, off, imm
+    return tuple(codec.read(insns, idx))  # type: ignore[return-value]
 
 
 def _put(
@@ -93,19 +91,12 @@ def _put(
     off: Optional[int] = None,
     imm: Optional[int] = None,
 ) -> None:
-    code, regs, o, i = _INSN.unpack_from(insns, idx * INSN_SIZE)
     if src is not None:
-        regs = (regs & 0x0F) | (src << 4)
+        codec.set_src(insns, idx, src)
     if off is not None:
-        o = off
+        codec.set_off(insns, idx, off)
     if imm is not None:
-        i = _s32(imm)
-    _INSN.pack_into(insns, idx * INSN_SIZE, code, regs, o, i)
-
-
-def _s32(v: int) -> int:
-    v &= 0xFFFFFFFF
-    return v - (1 << 32) if v & 0x80000000 else v
+        codec.set_imm(insns, idx, imm)
 
 
 def _subprog_at(spec: CollectionSpec, insn_idx: int) -> Optional[ProgramSpec]:

@@ -20,6 +20,7 @@ from typing import Callable, Iterator, List, Optional, Sequence, Tuple, Union
 from rawbpf import _sys, bpffs
 from rawbpf._fd import FD
 from rawbpf._types import EnableStatsAttr, ProgBindMapAttr, ProgInfoStruct, ProgLoadAttr, TestRunAttr, ptr
+from rawbpf.asm.codec import INSN_SIZE
 from rawbpf.consts import BPF_STATS_RUN_TIME, Cmd, ProgType
 from rawbpf.errors import ConfigError, SyscallError, VerifierError
 from rawbpf.maps import ENOTSUPP, sanitize_name
@@ -28,7 +29,6 @@ __tier__ = "kernel"
 
 log = logging.getLogger("rawbpf")
 
-INSN_SIZE = 8
 LOG_BUF_START = 256 * 1024
 LOG_BUF_MAX = (1 << 30) - 1  # the kernel refuses log_size above UINT_MAX >> 2
 

@@ -12,6 +12,7 @@ import struct
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 
+from rawbpf.asm.codec import INSN_SIZE
 from rawbpf.consts import MapType, ProgType
 from rawbpf.errors import ConfigError
 from rawbpf.globals import encode_value
@@ -22,7 +23,6 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __tier__ = "pure"
 
-INSN_SIZE = 8
 
 
 class RelocKind(enum.Enum):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
-from rawbpf.asm.codec import INSN_SIZE as SLOT_SIZE
+from rawbpf.asm.codec import INSN_SIZE
 from rawbpf.asm.format import UNKNOWN, Symbols, _format, describe, format_insn
 from rawbpf.asm.insn import decode_one
 from rawbpf.errors import AsmError
@@ -61,12 +61,12 @@ def disassemble_indexed(
     out: List[Tuple[int, str]] = []
     offset = 0
     while offset < len(data):
-        index = start + offset // SLOT_SIZE
+        index = start + offset // INSN_SIZE
         try:
             insn = decode_one(data, offset)
         except AsmError:
             out.append((index, UNKNOWN))
-            offset += SLOT_SIZE
+            offset += INSN_SIZE
             continue
         line = _format(insn, index, table, alu32)
         comments: List[str] = []

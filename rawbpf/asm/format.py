@@ -20,7 +20,7 @@ import bisect
 from typing import Mapping, Optional, Protocol
 
 from rawbpf.asm import opcodes as op
-from rawbpf.asm.codec import INSN_SIZE as SLOT_SIZE
+from rawbpf.asm.codec import INSN_SIZE
 from rawbpf.asm.helpers import helper_name
 
 __tier__ = "pure"
@@ -68,14 +68,14 @@ class Symbols:
 
     def __init__(self, symbols: Mapping[int, str]) -> None:
         index = sorted(symbols)
-        self._addresses = [(i * SLOT_SIZE) % (1 << 64) for i in index]
+        self._addresses = [(i * INSN_SIZE) % (1 << 64) for i in index]
         self._names = [symbols[i] for i in index]
         order = sorted(range(len(index)), key=lambda k: self._addresses[k])
         self._addresses = [self._addresses[k] for k in order]
         self._names = [self._names[k] for k in order]
 
     def describe(self, target_slot: int) -> str:
-        address = (target_slot * SLOT_SIZE) % (1 << 64)
+        address = (target_slot * INSN_SIZE) % (1 << 64)
         pos = bisect.bisect_right(self._addresses, address) - 1
         if pos < 0:
             return ""

@@ -13,7 +13,7 @@ from typing import Iterable, List
 
 from rawbpf.asm import codec
 from rawbpf.asm import opcodes as op
-from rawbpf.asm.codec import INSN_SIZE as SLOT_SIZE
+from rawbpf.asm.codec import INSN_SIZE
 from rawbpf.asm.codec import signed as _signed
 from rawbpf.asm.format import format_insn
 from rawbpf.errors import AsmError
@@ -64,7 +64,7 @@ class Instruction:
     @property
     def size(self) -> int:
         """Encoded size in bytes."""
-        return SLOT_SIZE * self.slots
+        return INSN_SIZE * self.slots
 
     @property
     def cls(self) -> int:
@@ -98,14 +98,14 @@ def encode(insns: Iterable[Instruction]) -> bytes:
 
 def decode_one(data: bytes, offset: int = 0) -> Instruction:
     """Decode the instruction starting at byte ``offset`` (two slots for ld_imm64)."""
-    if offset < 0 or offset + SLOT_SIZE > len(data):
+    if offset < 0 or offset + INSN_SIZE > len(data):
         raise AsmError(f"decode at byte {offset}: truncated instruction ({len(data) - offset} bytes left)")
     view = memoryview(data)[offset:]
     s = codec.read(view, 0)
     if s.code != op.LD_IMM64:
         return Instruction(*s)
-    index = offset // SLOT_SIZE
-    if offset + 2 * SLOT_SIZE > len(data):
+    index = offset // INSN_SIZE
+    if offset + 2 * INSN_SIZE > len(data):
         raise AsmError(f"decode insn {index}: ld_imm64 is missing its second slot")
     s2 = codec.read(view, 1)
     if s2.code or s2.dst or s2.src or s2.off:
@@ -115,7 +115,7 @@ def decode_one(data: bytes, offset: int = 0) -> Instruction:
 
 def decode(data: bytes) -> List[Instruction]:
     """Decode a whole instruction stream; its length must be a multiple of 8 bytes."""
-    if len(data) % SLOT_SIZE:
+    if len(data) % INSN_SIZE:
         raise AsmError(f"decode: {len(data)} bytes is not a whole number of 8-byte instructions")
     out: List[Instruction] = []
     offset = 0

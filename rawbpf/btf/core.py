@@ -16,11 +16,12 @@ Failures are :class:`RelocationError` naming the program, the type and field pat
 
 from __future__ import annotations
 
-import struct
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
-from rawbpf.btf.ext import INSN_SIZE, CoreRelo, CoreReloKind
+from rawbpf.asm import codec
+from rawbpf.asm.codec import INSN_SIZE
+from rawbpf.btf.ext import CoreRelo, CoreReloKind
 from rawbpf.btf.match import (
     Accessor,
     CoreFailure,
@@ -283,12 +284,12 @@ def _why_missing(kind: CoreReloKind, spec: Spec) -> str:
 
 
 def _poison(insns: bytearray, idx: int) -> None:
-    struct.pack_into("<BBhi", insns, idx * INSN_SIZE, _CALL, 0, 0, POISON_IMM)
+    codec.write(insns, idx, _CALL, imm=POISON_IMM)
 
 
 def _patch(insns: bytearray, idx: int, res: Resolution, applied: AppliedRelo) -> None:
     base = idx * INSN_SIZE
-    code, _regs, off, imm = struct.unpack_from("<BBhi", insns, base)
+    code, _dst, src, off, imm = codec.read(insns, idx)
     cls = code & 0x07
     if res.poison:
         applied.poisoned = True
@@ -303,7 +304,7 @@ def _patch(insns: bytearray, idx: int, res: Resolution, applied: AppliedRelo) ->
         if res.validate and (imm & _U64) != orig:
             raise CoreFailure(f"instruction {idx} (ALU) has imm {imm}, expected {orig} "
                               "(object and BTF disagree)")
-        struct.pack_into("<i", insns, base + 4, _s32(new))
+        codec.set_imm(insns, idx, new)
         orig = imm
     elif cls in (_CLS_LDX, _CLS_ST, _CLS_STX):
         if res.validate and (off & _U64) != orig:
@@ -316,7 +317,7 @@ def _patch(insns: bytearray, idx: int, res: Resolution, applied: AppliedRelo) ->
                               "integer; read fields of matching type and size")
             _poison(insns, idx)
             return
-        struct.pack_into("<h", insns, base + 2, new)
+        codec.set_off(insns, idx, new)
         orig = off
         if res.new_sz != res.orig_sz:
             have = _SIZE_BYTES.get(code & 0x18)
@@ -330,20 +331,15 @@ def _patch(insns: bytearray, idx: int, res: Resolution, applied: AppliedRelo) ->
     elif code == _LD_IMM64:
         if idx + 1 >= len(insns) // INSN_SIZE:
             raise CoreFailure(f"instruction {idx} (LDIMM64) is truncated")
-        c2, r2, o2, imm2 = struct.unpack_from("<BBhi", insns, base + INSN_SIZE)
-        if (_regs >> 4) != 0 or off != 0 or c2 != 0 or r2 != 0 or o2 != 0:
+        second = codec.read(insns, idx + 1)
+        if src != 0 or off != 0 or second.code != 0 or second.dst != 0 or second.src != 0 or second.off != 0:
             raise CoreFailure(f"instruction {idx} (LDIMM64) has an unexpected form")
-        val = (imm & 0xFFFFFFFF) | ((imm2 & _U64) << 32 & _U64)
+        val = codec.imm64(insns, idx)
         if res.validate and val != orig:
             raise CoreFailure(f"instruction {idx} (LDIMM64) holds {val}, expected {orig}")
-        struct.pack_into("<i", insns, base + 4, _s32(new))
-        struct.pack_into("<i", insns, base + INSN_SIZE + 4, _s32(new >> 32))
+        codec.set_imm64(insns, idx, new)
         orig = val
     else:
         raise CoreFailure(f"instruction {idx} (code 0x{code:02x}) cannot be relocated")
     applied.orig, applied.new = orig, new
 
-
-def _s32(v: int) -> int:
-    v &= 0xFFFFFFFF
-    return v - (1 << 32) if v & 0x80000000 else v

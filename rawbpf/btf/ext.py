@@ -13,6 +13,7 @@ import struct
 from dataclasses import dataclass, field
 from typing import Callable, Dict, Iterable, List, Tuple
 
+from rawbpf.asm.codec import INSN_SIZE
 from rawbpf.btf.parse import BTF
 from rawbpf.errors import BTFError
 
@@ -23,7 +24,6 @@ EXT_HEADER_CORE = 32  # with core_relo_off/len
 FUNC_INFO_SIZE = 8  # struct bpf_func_info
 LINE_INFO_SIZE = 16  # struct bpf_line_info
 CORE_RELO_SIZE = 16  # struct bpf_core_relo
-INSN_SIZE = 8
 
 
 class CoreReloKind(enum.IntEnum):
