@@ -267,3 +267,27 @@ def test_session_whose_start_was_rotated_away(scripted: Dict[str, Any], tmp_path
     assert res.exit_code == 0, res.output
     assert "the log begins after this session started" in res.output
     assert "cat read /home/ada/.ssh/id_rsa" in res.output  # what is there is still reported
+
+
+def test_json_structure_is_the_documented_one(scripted: Dict[str, Any]) -> None:
+    """rawbpf.report/1 is a contract (README): a key added or renamed must be a deliberate change here."""
+    rep = scripted["report"]
+    assert set(rep) == {"format", "session", "transcript", "findings", "prompts", "calls", "unexplained",
+                        "root", "log"}
+    assert {"session_id", "root_pid", "root_exec_id", "start", "end", "running", "duration_ns", "uid", "cwd",
+            "claude_version", "argv", "exe", "host", "transcript", "counts", "start_seen"} <= set(rep["session"])
+    assert set(rep["session"]["counts"]) == {"commands", "failed_commands", "files_changed",
+                                             "sensitive_reads", "connections", "lost_records", "records",
+                                             "processes"}
+    assert {"path", "status", "error", "join"} <= set(rep["transcript"])
+    call = rep["calls"][0]
+    assert {"tool_use_id", "tool", "target", "input", "prompt", "ts_use", "ts_result", "ts_end", "background",
+            "is_error", "join", "candidates", "processes", "files", "connections", "dns"} <= set(call)
+    proc = call["processes"][0]
+    assert {"exec_id", "pid", "ppid", "comm", "argv", "filename", "cwd", "origin", "start", "end",
+            "duration_ns", "running", "exit_code", "signal", "failed", "files", "connections", "dns",
+            "children", "joined_by"} <= set(proc)
+    assert {"label", "result", "latency_ns", "host", "endpoint"} <= set(
+        rep["calls"][3]["processes"][0]["children"][1]["connections"][0])
+    assert set(rep["unexplained"]) == {"processes", "connections", "files", "dns", "outlived", "lost_records"}
+    assert all({"kind", "severity", "summary"} <= set(f) for f in rep["findings"])
