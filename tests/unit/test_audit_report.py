@@ -275,7 +275,8 @@ def test_json_structure_is_the_documented_one(scripted: Dict[str, Any]) -> None:
     assert set(rep) == {"format", "session", "transcript", "findings", "prompts", "calls", "unexplained",
                         "root", "log"}
     assert {"session_id", "root_pid", "root_exec_id", "start", "end", "running", "duration_ns", "uid", "cwd",
-            "claude_version", "argv", "exe", "host", "transcript", "counts", "start_seen"} <= set(rep["session"])
+            "claude_version", "argv", "exe", "host", "transcript", "counts",
+            "start_seen"} <= set(rep["session"])
     assert set(rep["session"]["counts"]) == {"commands", "failed_commands", "files_changed",
                                              "sensitive_reads", "connections", "lost_records", "records",
                                              "processes"}
