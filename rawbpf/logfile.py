@@ -261,7 +261,7 @@ class LogWriter:
             if m:
                 out["next_seq"] = max(out["next_seq"], int(m.group("seq")) + 1)
         for name in reversed(names):
-            stream = _Stream(name)
+            stream = _Stream(name, track=True)
             recs: List[Dict[str, Any]] = []
             try:
                 for rec in _read_stream(self._dir_fd, name, stream=stream):
@@ -659,8 +659,10 @@ _RECORD_START = re.compile(rb"(?:[\x80-\x8f]|\xde[\x00-\xff]{2}|\xdf[\x00-\xff]{
 DamageFn = Callable[[str, int, int], None]
 
 
-def _unpacker() -> msgpack.Unpacker:
-    return msgpack.Unpacker(raw=False, strict_map_key=False, unicode_errors="surrogateescape", **_LIMITS)
+def _unpacker(errors: str = "strict") -> msgpack.Unpacker:
+    # strict UTF-8 is the fast path; a string that is not UTF-8 is read again with surrogateescape (its bytes
+    # survive, and text output shows them as \xNN)
+    return msgpack.Unpacker(raw=False, strict_map_key=False, unicode_errors=errors, **_LIMITS)
 
 
 def _is_record(rec: Any) -> bool:
@@ -670,7 +672,7 @@ def _is_record(rec: Any) -> bool:
 def _find_record(data: bytes, start: int) -> Optional[int]:
     """The first offset at or after ``start`` where a whole, well-formed record begins (None if none)."""
     for m in _RECORD_START.finditer(data, start):
-        u = _unpacker()
+        u = _unpacker("surrogateescape")
         try:
             u.feed(data[m.start():m.start() + _CHUNK])
             try:
@@ -678,7 +680,7 @@ def _find_record(data: bytes, start: int) -> Optional[int]:
             except msgpack.exceptions.OutOfData:
                 if len(data) - m.start() <= _CHUNK:
                     continue
-                u = _unpacker()
+                u = _unpacker("surrogateescape")
                 u.feed(data[m.start():])
                 rec = u.unpack()
         except (msgpack.exceptions.OutOfData, *_UNPACK_ERRORS):
@@ -706,8 +708,11 @@ class _Stream:
     unless a record follows it. ``complete`` is the offset just past the last record read.
     """
 
-    def __init__(self, name: str, on_damage: Optional[DamageFn] = None) -> None:
+    last_lenient: Dict[str, Any]
+
+    def __init__(self, name: str, on_damage: Optional[DamageFn] = None, *, track: bool = False) -> None:
         self.name = name
+        self.track = track  # keep last_seq, max_seq and the last record (the writer's resume needs them)
         self.on_damage = on_damage
         self.unpacker = _unpacker()
         self.origin = 0  # the file offset where the unpacker's input starts
@@ -748,25 +753,58 @@ class _Stream:
             if self.damaged and not self._resync():
                 return
             bad = False
+            origin, tell, track = self.origin, self.unpacker.tell, self.track
             try:
                 for rec in self.unpacker:
-                    if not isinstance(rec, dict):
+                    if type(rec) is not dict:
                         bad = True
                         break
-                    self.complete = self.origin + self.unpacker.tell()
-                    seq = rec.get("seq")
-                    if isinstance(seq, int):
-                        self.last_seq = seq
-                        if self.max_seq is None or seq > self.max_seq:
-                            self.max_seq = seq
-                    self.last = rec
+                    self.complete = origin + tell()
+                    if track:
+                        self._track(rec)
                     yield rec
+            except UnicodeDecodeError:
+                bad = not self._lenient()
+                if not bad:
+                    rec = self.last_lenient
+                    if track:
+                        self._track(rec)
+                    yield rec
+                    continue
             except _UNPACK_ERRORS:
                 bad = True
             if not bad:
                 self._trim()
                 return
             self.damaged = True
+
+    def _lenient(self) -> bool:
+        """The record at ``complete`` has a string that is not UTF-8: read it with surrogateescape and go on
+        after it with a fresh strict unpacker (False if it is no record after all)."""
+        data = self._pending()
+        u = _unpacker("surrogateescape")
+        u.feed(data)
+        try:
+            rec = u.unpack()
+        except (msgpack.exceptions.OutOfData, *_UNPACK_ERRORS):
+            return False
+        if type(rec) is not dict:
+            return False
+        used = u.tell()
+        self.complete += used
+        self.origin = self.complete
+        self.unpacker = _unpacker()
+        self.unpacker.feed(data[used:])
+        self.last_lenient = rec
+        return True
+
+    def _track(self, rec: Dict[str, Any]) -> None:
+        seq = rec.get("seq")
+        if isinstance(seq, int):
+            self.last_seq = seq
+            if self.max_seq is None or seq > self.max_seq:
+                self.max_seq = seq
+        self.last = rec
 
     def _pending(self) -> bytes:
         parts = []

@@ -114,3 +114,20 @@ def test_error_lines_escape_names_from_the_object(tmp_path: Path) -> None:
     err = r.stderr.decode("utf-8", "surrogateescape")
     assert r.returncode == 1 and err.count("\n") == 1 and not DANGEROUS.search(err), err
     assert "nope\\x1b]0;x\\x07" in err and "use\\x1b[2Jx" in err
+
+
+def test_a_string_that_is_not_utf8_is_shown_byte_by_byte(tmp_path: Path) -> None:
+    import msgpack
+
+    with LogWriter(str(tmp_path)) as w:
+        w.write({"type": "t", "i": 0})
+    f = next(p for p in tmp_path.iterdir() if p.name.endswith(".mlog"))
+    bad = b"\x84\xa3seq\x02\xa2ts\x01\xa4type\xa1t\xa4argv\xa5ab\xff\x1b\xfe"  # argv: a str with bytes ff, fe
+    with open(f, "ab") as out:
+        out.write(bad + msgpack.packb({"seq": 3, "ts": 1, "type": "t", "i": 2}))
+    r = CliRunner().invoke(cli, ["tail", "--log-dir", str(tmp_path)], catch_exceptions=False)
+    assert r.exit_code == 0 and not DANGEROUS.search(r.stdout), r.stdout
+    lines = r.stdout.splitlines()
+    assert len(lines) == 3 and "argv=ab\\xff\\x1b\\xfe" in lines[1] and "i=2" in lines[2]
+    r = CliRunner().invoke(cli, ["tail", "--log-dir", str(tmp_path), "--json"], catch_exceptions=False)
+    assert json.loads(r.stdout.splitlines()[1])["argv"] == "ab\udcff\x1b\udcfe"
