@@ -213,3 +213,42 @@ def test_a_stalled_destination_does_not_hold_back_another(tmp_path: Path) -> Non
                      10, "the stalled destination's window to be full")
             ship.stop()
         _check(_counts(fluent), expected)
+
+
+def test_relp_destination_restarted_mid_stream(tmp_path: Path) -> None:
+    """rsyslogd (imrelp) stopped mid-stream and started again on the same port: every record arrives,
+    duplicates only after the cursor at the stop. (rsyslogd acknowledges a RELP message once it is queued
+    in memory, so it is stopped with SIGTERM, which writes its queue out; SIGKILL would lose what rsyslogd
+    itself had queued, which no client can see.)"""
+    import json as _json
+
+    from tests.ship.servers import Rsyslog
+
+    log_dir = tmp_path / "log"
+    write_log(log_dir, 500)
+    rs = Rsyslog(tmp_path)
+    port = rs.relp_port
+    url = f"relp://127.0.0.1:{port}?batch={BATCH}&window={WINDOW}"
+    writer = _Writer(log_dir)
+    writer.start()
+    got: Dict[int, int] = collections.Counter()
+    try:
+        with ShipProcess(log_dir, [url]) as ship:
+            wait_for(lambda: len(rs.messages()) > 2000, 30, "records flowing")
+            rs.stop()
+            acked_before = cursor_seq(log_dir)[url]
+            got.update(_json.loads(m["msg"])["seq"] for m in rs.messages())
+            time.sleep(1.0)
+            rs = Rsyslog(tmp_path, tcp_port=free_port(), relp_port=port)
+            time.sleep(0.5)
+            writer.stop()
+            expected = all_seqs(log_dir)
+            wait_for(lambda: cursor_seq(log_dir)[url] == expected[-1], 60, "the cursor at the end")
+            ship.stop()
+        wait_for(lambda: len(rs.messages()) + sum(got.values()) >= len(expected), 20, "rsyslog's file")
+        got.update(_json.loads(m["msg"])["seq"] for m in rs.messages())
+    finally:
+        writer.stop()
+        rs.stop()
+    assert acked_before is not None
+    _check(got, expected, dup_after=acked_before)

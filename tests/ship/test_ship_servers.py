@@ -73,6 +73,17 @@ def test_forward_gzip(tmp_path: Path) -> None:
         _check_forward(fluent.entries(), log_dir)
 
 
+def test_forward_without_acks_is_judged_by_tcp(tmp_path: Path) -> None:
+    """ack=0: no chunk ids are sent, the server sends nothing back; a batch counts once the peer's TCP stack
+    has all of it."""
+    log_dir = tmp_path / "log"
+    write_log(log_dir, 2000)
+    with Fluent(tmp_path) as fluent:
+        _drain(log_dir, f"forward://127.0.0.1:{fluent.port}?ack=0&batch=300")
+        wait_for(lambda: len(fluent.entries()) >= len(all_seqs(log_dir)), 20, "every entry written")
+        _check_forward(fluent.entries(), log_dir)
+
+
 def test_forward_shared_key_handshake(tmp_path: Path) -> None:
     log_dir = tmp_path / "log"
     write_log(log_dir, 500)
