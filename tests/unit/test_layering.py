@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ast
 import importlib.util
+import re
 import sys
 from pathlib import Path
 from typing import Dict, Set
@@ -89,3 +90,11 @@ def test_pure_modules_stay_pure_transitively() -> None:
             seen.add(mod)
             assert TIERS.get(mod) == "pure", f"pure module {module} reaches {mod} ({TIERS.get(mod)})"
             stack.extend(GRAPH.get(mod, ()))
+
+
+def test_internals_maps_every_module() -> None:
+    """docs/INTERNALS.md's layer map names every top-level module and package."""
+    text = (ROOT / "docs" / "INTERNALS.md").read_text()
+    tops = {m.split(".")[1] for m in GRAPH if m.count(".") >= 1} - {"__main__"}
+    missing = sorted(t for t in tops if not re.search(rf"(?<![\w.]){re.escape(t)}(\.py|/)", text))
+    assert not missing, f"docs/INTERNALS.md does not place: {missing}"
