@@ -144,6 +144,39 @@ def test_status_text_and_no_monitor(daemon: Daemon, tmp_path: Path) -> None:
     assert len(res.stderr.strip().splitlines()) == 1
 
 
+def test_tail_json_keeps_every_field(daemon: Daemon, tmp_path: Path) -> None:
+    """``rawbpf tail --json`` prints each monitor record with all its fields and values, as logged."""
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    (bindir / "claude").symlink_to(sys.executable)
+    code = ("import os, socket, subprocess; os.chdir('/tmp'); subprocess.run(['/bin/true'], env={"
+            "'CLAUDE_CODE_SESSION_ID': 'tail-session', 'CLAUDE_CODE_CHILD_SESSION': '1',"
+            " 'A_SECRET': 'nope'})\ns = socket.socket(); s.connect_ex(('127.0.0.1', 9)); s.close()")
+    proc = subprocess.Popen([str(bindir / "claude"), "-c", code])
+    proc.wait(timeout=60)
+    deadline = time.monotonic() + 30
+    while True:
+        recs = [r for r in daemon.records() if r.get("type") != "header"]
+        root = [r for r in recs if r.get("type") == "exec" and r.get("pid") == proc.pid]
+        if root and any(r.get("type") == "exit" and r.get("pid") == proc.pid for r in recs):
+            break
+        assert time.monotonic() < deadline, "records never arrived"
+        time.sleep(0.2)
+    res = subprocess.run([sys.executable, "-m", "rawbpf", "tail", "--json", "--log-dir", str(daemon.log_dir)],
+                         cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    printed = {(r["seq"]): r for r in map(json.loads, res.stdout.splitlines())}
+    tree = [r for r in recs if r.get("root_pid") == root[0]["pid"]]
+    kinds = {r["type"] for r in tree}
+    assert {"exec", "connect", "connect_result", "exit"} <= kinds
+    for r in tree:
+        assert printed[r["seq"]] == json.loads(json.dumps(r)), r
+    child = [r for r in tree if r["type"] == "exec" and r["argv"] == ["/bin/true"]]
+    assert child and (child[0]["cwd"], child[0]["session_id"], child[0]["origin"]) == ("/tmp", "tail-session",
+                                                                                        "tool")
+    assert "nope" not in json.dumps(child)  # (the root's argv holds the text of the script, with it)
+
+
 def test_status_finds_the_monitor_from_its_pins(daemon: Daemon, tmp_path: Path) -> None:
     """No --log-dir: the pin directory's owner leads to the log directory; counters are live, the daemon's
     record count says its age; a user who may not read the pins is told so in one line."""
