@@ -22,7 +22,7 @@ from rawbpf.monitor.cgroups import CgroupPaths
 from rawbpf.monitor.config import MonitorConfig
 from rawbpf.monitor.files import OPS
 from rawbpf.monitor.redact import redact_argv
-from rawbpf.monitor.seed import TICK_NS, SeedEntry, find_trees, scan
+from rawbpf.monitor.seed import TICK_NS, SeedEntry, attribute, attribute_trees, find_trees, scan
 from rawbpf.monitor.shape import Catalog, Shaper
 from rawbpf.monitor.shape_files import FileShaping
 from rawbpf.monitor.status import remove_status, write_status
@@ -43,32 +43,45 @@ def enum_value(btf: Any, enum: str, name: str) -> int:
     raise RawBPFError(f"object '{OBJECT_NAME}': BTF has no enumerator {enum}.{name}")
 
 
-def pack_struct(btf: Any, name: str, values: Dict[str, int]) -> bytes:
-    """The bytes of ``struct name`` with the given integer members set (others zero), laid out per BTF."""
+def pack_struct(btf: Any, name: str, values: Dict[str, Any]) -> bytes:
+    """The bytes of ``struct name`` with the given members set (others zero), laid out per BTF: integers,
+    or bytes for a char array (cut to its size); ``a.b`` names member b of the struct member a."""
     t = btf.find(name) if btf is not None else None
     if t is None:
         raise RawBPFError(f"object '{OBJECT_NAME}': BTF has no struct {name}")
     buf = bytearray(btf.size_of(t.id))
-    members = {m.name: m for m in t.members}
     for field, value in values.items():
-        m = members.get(field)
-        if m is None:
-            raise RawBPFError(f"object '{OBJECT_NAME}': struct {name} has no member {field}")
-        size = btf.size_of(m.type)
-        off = m.bits_offset // 8
-        buf[off : off + size] = int(value).to_bytes(size, "little")
+        off, cur = 0, t
+        for part in field.split("."):
+            members = {m.name: m for m in getattr(cur, "members", ()) or ()}
+            m = members.get(part)
+            if m is None:
+                raise RawBPFError(f"object '{OBJECT_NAME}': struct {name} has no member {field}")
+            off += m.bits_offset // 8
+            cur = btf[btf.resolve(m.type)]
+            size = btf.size_of(m.type)
+        if isinstance(value, (bytes, bytearray)):
+            buf[off : off + size] = bytes(value[: size - 1]).ljust(size, b"\0")
+        else:
+            buf[off : off + size] = int(value).to_bytes(size, "little")
     return bytes(buf)
 
 
 def track(coll: Any, pid: int, *, start_ns: int, root_pid: int, depth: int = 0, flags: int = 0,
-          replace: bool = True) -> bool:
-    """Make the program track process ``pid``: its ``tracked`` entry, then its byte in ``tracked_pids``
-    (the programs' fast pre-check). Returns False if the kernel tracked it already and ``replace`` is off."""
+          replace: bool = True, root_start_ns: Optional[int] = None, attr: Optional[Any] = None) -> bool:
+    """Make the program track process ``pid``: its ``tracked`` entry (with ``attr``, a seed Attribution, as
+    the attribution its records and children inherit), then its byte in ``tracked_pids`` (the programs' fast
+    pre-check). Returns False if the kernel tracked it already and ``replace`` is off."""
     from rawbpf.consts import BPF_ANY, BPF_NOEXIST
 
     btf = coll.spec.btf
-    value = pack_struct(btf, "proc_info", {"start": start_ns, "root_pid": root_pid, "depth": depth,
-                                           "flags": flags})
+    fields: Dict[str, Any] = {"start": start_ns, "root_pid": root_pid, "depth": depth, "flags": flags,
+                              "root_start": start_ns if root_start_ns is None else root_start_ns}
+    if attr is not None:
+        fields["attr.origin"] = enum_value(btf, "origin", f"ORIGIN_{attr.origin.upper()}")
+        fields["attr.session_id"] = (attr.session_id or "").encode()
+        fields["attr.traceparent"] = (attr.traceparent or "").encode()
+    value = pack_struct(btf, "proc_info", fields)
     try:
         coll.maps["tracked"].update(pid, value, BPF_ANY if replace else BPF_NOEXIST)
     except OSError as err:
@@ -159,11 +172,13 @@ def seed(coll: Any, cfg: MonitorConfig, *, proc_root: str = "/proc",
 
     def insert(e: SeedEntry) -> None:
         if track(coll, e.proc.pid, start_ns=e.start_ns, root_pid=e.root_pid, depth=e.depth, flags=flags,
-                 replace=False):
+                 replace=False, root_start_ns=e.root_start_ns, attr=e.attr):
             seeded.append(e)  # (a process the kernel already tracks has its own exec record)
         done[e.proc.pid] = e
 
-    for e in find_trees(cfg, scan(proc_root), exclude=skip):
+    trees = find_trees(cfg, scan(proc_root), exclude=skip)
+    attribute_trees(trees)
+    for e in trees:
         insert(e)
     if done:
         procs = scan(proc_root)
@@ -173,7 +188,10 @@ def seed(coll: Any, cfg: MonitorConfig, *, proc_root: str = "/proc",
             for p in procs.values():
                 parent = done.get(p.ppid)
                 if parent is not None and p.pid not in done and p.pid not in skip:
-                    insert(SeedEntry(p, parent.root_pid, parent.depth + 1, None))
+                    e = SeedEntry(p, parent.root_pid, parent.depth + 1, None,
+                                  root_start_ns=parent.root_start_ns)
+                    e.attr = attribute(e, parent.attr)
+                    insert(e)
                     changed = True
     return seeded
 
@@ -187,14 +205,12 @@ def seed_records(entries: Iterable[SeedEntry], *, redact: bool = True, boot: str
                  proc_root: str = "/proc") -> List[Dict[str, Any]]:
     """One ``exec`` record flagged ``seen_at_start`` per seeded process (what /proc says about it), with the
     fields of a kernel exec record; a seeded root's session is filled in from its descendants' when known."""
-    from rawbpf.monitor.seed import origin_of, read_proc
+    from rawbpf.monitor.seed import read_proc
     from rawbpf.monitor.shape import exec_id, tty_name
 
     entries = list(entries)
     now = time.time_ns()
     starts = {e.proc.pid: e.start_ns for e in entries}
-    sessions = {e.root_pid: e.proc.env["CLAUDE_CODE_SESSION_ID"] for e in entries
-                if "CLAUDE_CODE_SESSION_ID" in e.proc.env and e.depth > 0}
     out = []
     for e in entries:
         p = e.proc
@@ -202,16 +218,14 @@ def seed_records(entries: Iterable[SeedEntry], *, redact: bool = True, boot: str
             parent = read_proc(proc_root, p.ppid)
             starts[p.ppid] = parent.start_ticks * TICK_NS if parent else 0
         argv = redact_argv(p.argv)[0] if redact else list(p.argv)
-        origin = "claude" if e.depth == 0 else origin_of(p.env)
-        session = sessions.get(e.root_pid) if e.depth == 0 else p.env.get("CLAUDE_CODE_SESSION_ID")
         out.append({
             "type": "exec", "ts": now, "pid": p.pid, "tid": p.pid, "ppid": p.ppid, "uid": p.uid,
             "euid": p.euid, "root_pid": e.root_pid, "depth": e.depth, "comm": p.comm, "seen_at_start": True,
             "exec_id": exec_id(boot, p.pid, e.start_ns),
             "parent_exec_id": exec_id(boot, p.ppid, starts[p.ppid]),
-            "root_exec_id": exec_id(boot, e.root_pid, starts.get(e.root_pid, 0)), "auid": p.auid,
-            "tty": tty_name(_tty_dev(p.tty_nr)), "cgroup": p.cgroup, "origin": origin,
-            "session_id": session or None, "traceparent": p.env.get("TRACEPARENT") or None,
+            "root_exec_id": exec_id(boot, e.root_pid, e.root_start_ns or starts.get(e.root_pid, 0)),
+            "auid": p.auid, "tty": tty_name(_tty_dev(p.tty_nr)), "cgroup": p.cgroup, "origin": e.attr.origin,
+            "session_id": e.attr.session_id, "traceparent": e.attr.traceparent,
             "filename": p.exe, "argv": argv, "argv_truncated": False, "match": e.match,
             "cwd": p.cwd or "/", "cwd_truncated": False,
             "claude_env": [n for n in ("CLAUDE_CODE_SESSION_ID", "CLAUDECODE", "CLAUDE_PID",

@@ -62,6 +62,33 @@ def allowlisted_env(data: bytes) -> Dict[str, str]:
     return out
 
 
+def attribute(entry: SeedEntry, parent: Optional[Attribution]) -> Attribution:
+    """The program's rule at exec, from a seeded process's environment and its parent's attribution: a root
+    is ``claude`` with no session of its own; others take origin, session id and traceparent from their
+    environment when it has them, else from the parent."""
+    env = entry.proc.env
+    up = parent if (parent is not None and entry.depth > 0) else Attribution()
+    if entry.depth == 0:
+        return Attribution("claude", None, env.get("TRACEPARENT") or None)
+    return Attribution(origin_of(env) or up.origin, env.get("CLAUDE_CODE_SESSION_ID") or up.session_id,
+                       env.get("TRACEPARENT") or up.traceparent)
+
+
+def attribute_trees(entries: List[SeedEntry]) -> None:
+    """Fill ``attr`` and ``root_start_ns`` of entries listed parents first (as find_trees lists them); a root
+    takes the first session id seen among its descendants, as the program gives it."""
+    by_pid = {e.proc.pid: e for e in entries}
+    for e in entries:
+        parent = by_pid.get(e.proc.ppid)
+        e.attr = attribute(e, parent.attr if parent is not None and e.depth > 0 else None)
+        root = by_pid.get(e.root_pid)
+        e.root_start_ns = root.start_ns if root is not None else e.start_ns
+    for e in entries:
+        root = by_pid.get(e.root_pid)
+        if root is not None and root is not e and root.attr.session_id is None and e.attr.session_id:
+            root.attr.session_id = e.attr.session_id
+
+
 def origin_of(env: Dict[str, str]) -> Optional[str]:
     """The program's origin rule on an environment (None: not decided by it)."""
     if "CLAUDE_CODE_SESSION_ID" not in env:
@@ -72,6 +99,15 @@ def origin_of(env: Dict[str, str]) -> Optional[str]:
 
 
 @dataclass
+class Attribution:
+    """What the program's attribution of a process would be: origin, session id, traceparent."""
+
+    origin: str = "claude"
+    session_id: Optional[str] = None
+    traceparent: Optional[str] = None
+
+
+@dataclass
 class SeedEntry:
     """A process to track from the start: its /proc facts plus its place in a Claude tree."""
 
@@ -79,6 +115,8 @@ class SeedEntry:
     root_pid: int
     depth: int
     match: Optional[str]  # why a root matched ("comm", "path", "script"); None for descendants
+    attr: Attribution = field(default_factory=Attribution)
+    root_start_ns: int = 0
 
     @property
     def start_ns(self) -> int:

@@ -214,7 +214,10 @@ def test_claude_already_running_is_seeded(tmp_path: Path, pin_dir: Path) -> None
     fifo = tmp_path / "go"
     os.mkfifo(fifo)
     script = bindir / "claude"
-    script.write_text(f"#!/bin/sh\n/bin/sleep 30 &\nread line < {fifo}\nkill $!\nwait\n/bin/true\nexit 4\n")
+    # its child runs as a tool call would (Claude's variables), the late child as Claude's own helper
+    script.write_text("#!/bin/sh\nCLAUDE_CODE_SESSION_ID=seeded-session CLAUDE_CODE_CHILD_SESSION=1 "
+                      f"A_SECRET=nope /bin/sleep 30 &\nread line < {fifo}\nkill $!\nwait\n/bin/true\n"
+                      "exit 4\n")
     script.chmod(0o755)
     pid = int(subprocess.run(["/bin/sh", "-c", f"{script} </dev/null >/dev/null 2>&1 & echo $!"],
                              capture_output=True, text=True, check=True).stdout)
@@ -246,6 +249,16 @@ def test_claude_already_running_is_seeded(tmp_path: Path, pin_dir: Path) -> None
     assert not late["seen_at_start"] and late["depth"] == 1 and late["ppid"] == pid
     fork = next(r for r in tree if r["type"] == "fork" and r["child_pid"] == late["pid"])
     assert fork["seen_at_start"] and fork["pid"] == pid  # the fork record is the seeded parent's
+    # attribution read from /proc the way the program reads it at exec (allowlist only), and handed to the
+    # kernel so the late child inherits it; ids join the seeded records with the kernel's
+    assert (child["origin"], child["session_id"]) == ("tool", "seeded-session")
+    assert (root["origin"], root["session_id"]) == ("claude", "seeded-session")
+    assert (late["origin"], late["session_id"]) == ("claude", "seeded-session")
+    assert child["root_exec_id"] == root["exec_id"] == late["root_exec_id"] == ex["exec_id"]
+    assert late["parent_exec_id"] == root["exec_id"] and child["parent_exec_id"] == root["exec_id"]
+    assert (kid_exit["origin"], kid_exit["exec_id"]) == ("tool", child["exec_id"])
+    assert child["cwd"] == root["cwd"] == os.getcwd() and late["cwd"] == os.getcwd()
+    assert "nope" not in json.dumps(tree)
 
 
 def test_log_options_reach_the_monitor(tmp_path: Path, pin_dir: Path) -> None:

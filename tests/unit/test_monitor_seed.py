@@ -64,3 +64,29 @@ def test_exclude_skips_the_monitor_itself(tmp_path: Path) -> None:
 
 def test_missing_proc_root_gives_nothing(tmp_path: Path) -> None:
     assert scan(str(tmp_path / "nope")) == {}
+
+
+def test_environment_allowlist_and_attribution(tmp_path: Path) -> None:
+    from rawbpf.monitor.seed import allowlisted_env, attribute_trees
+
+    env = (b"PATH=/bin\0A_TOKEN=sk-secret\0CLAUDE_CODE_SESSION_IDX=x\0CLAUDE_CODE_SESSION_ID=s1\0"
+           b"CLAUDE_CODE_CHILD_SESSION=1\0CLAUDE_PROJECT_DIR=/p\0TRACEPARENT=00-t\0")
+    got = allowlisted_env(env)
+    assert got == {"CLAUDE_CODE_SESSION_ID": "s1", "CLAUDE_CODE_CHILD_SESSION": "1", "CLAUDE_PROJECT_DIR": "",
+                   "TRACEPARENT": "00-t"}  # the project dir by name only; nothing else
+    cfg = MonitorConfig()
+    _proc(tmp_path, 10, 1, "claude", ["claude"])
+    _proc(tmp_path, 11, 10, "bash", ["bash", "-c", "x"])
+    _proc(tmp_path, 12, 11, "git", ["git", "status"])
+    _proc(tmp_path, 13, 10, "rg", ["rg", "--files"])
+    (tmp_path / "11" / "environ").write_bytes(b"CLAUDE_CODE_SESSION_ID=s1\0CLAUDE_CODE_CHILD_SESSION=1\0"
+                                              b"TRACEPARENT=00-t\0SECRET=x\0")
+    (tmp_path / "13" / "environ").write_bytes(b"CLAUDE_CODE_SESSION_ID=s1\0CLAUDE_PROJECT_DIR=/p\0")
+    trees = find_trees(cfg, scan(str(tmp_path)))
+    attribute_trees(trees)
+    by = {e.proc.pid: e for e in trees}
+    assert (by[10].attr.origin, by[10].attr.session_id) == ("claude", "s1")  # from its first child
+    assert (by[11].attr.origin, by[11].attr.traceparent) == ("tool", "00-t")
+    assert (by[12].attr.origin, by[12].attr.session_id, by[12].attr.traceparent) == ("tool", "s1", "00-t")
+    assert by[13].attr.origin == "mcp"
+    assert {e.root_start_ns for e in trees} == {by[10].start_ns}
