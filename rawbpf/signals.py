@@ -21,7 +21,8 @@ _active: List[StopSignals] = []
 
 
 class StopSignals:
-    """While entered (in the main thread): SIGINT/SIGTERM set :attr:`stop`, SIGHUP calls the hangup callbacks.
+    """While entered (in the main thread): SIGINT/SIGTERM set :attr:`stop`, SIGHUP calls the hangup callbacks
+    registered with :meth:`on_hangup`.
 
     Elsewhere than the main thread it installs nothing and :attr:`stop` is only set by its owner. The previous
     handlers come back on exit, also when the body raised.
@@ -35,9 +36,8 @@ class StopSignals:
 
     def __enter__(self) -> StopSignals:
         if threading.current_thread() is threading.main_thread():
-            for sig, fn in ((signal.SIGINT, self._on_stop), (signal.SIGTERM, self._on_stop),
-                            (signal.SIGHUP, self._on_hup)):
-                self._previous[sig] = signal.signal(sig, fn)
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._previous[sig] = signal.signal(sig, self._on_stop)
             self.installed = True
         _active.append(self)
         return self
@@ -51,12 +51,19 @@ class StopSignals:
         self.installed = False
 
     def on_hangup(self, fn: Callable[[], None]) -> Callable[[], None]:
-        """Call ``fn`` on SIGHUP while entered; returns the function that unregisters it."""
+        """Call ``fn`` on SIGHUP while entered; returns the function that unregisters it. SIGHUP is handled
+        only while someone is registered (its default, ending the process, applies otherwise)."""
         self._hangup.append(fn)
+        if self.installed and signal.SIGHUP not in self._previous and \
+                threading.current_thread() is threading.main_thread():
+            self._previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, self._on_hup)
 
         def remove() -> None:
             if fn in self._hangup:
                 self._hangup.remove(fn)
+            if not self._hangup and signal.SIGHUP in self._previous and \
+                    threading.current_thread() is threading.main_thread():
+                signal.signal(signal.SIGHUP, self._previous.pop(signal.SIGHUP))
         return remove
 
     def _on_stop(self, signum: int, frame: Any) -> None:

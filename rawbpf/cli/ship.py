@@ -7,14 +7,14 @@ everything in the log is acknowledged), and prints what each destination got.
 from __future__ import annotations
 
 import os
-import signal
 import sys
 import threading
-from typing import Any, Dict, Sequence
+from typing import Sequence
 
 import click
 
 from rawbpf.cli.common import log_dir_option
+from rawbpf.signals import StopSignals
 
 __tier__ = "files"
 
@@ -37,21 +37,11 @@ def ship(urls: Sequence[str], log_dir: str, drain: bool, grace: float) -> None:
     dests = [parse_destination(u) for u in urls]
     stop = threading.Event()
     shipper = Shipper(dests, os.path.abspath(log_dir), drain=drain, grace=grace, stop=stop)
-    old: Dict[Any, Any] = {}
-
-    def handler(signum: int, frame: Any) -> None:
-        stop.set()
-
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        old[sig] = signal.signal(sig, handler)
-    try:
+    with StopSignals(stop):  # SIGINT/SIGTERM set stop
         click.echo(f"shipping {os.path.abspath(log_dir)} to {', '.join(d.url for d in dests)}"
                    + ("" if drain else "; Ctrl-C or SIGTERM to stop"))
         sys.stdout.flush()
         final = shipper.run()
-    finally:
-        for sig, h in old.items():
-            signal.signal(sig, h)
     failed = False
     for url, st in final.items():
         c = st["counters"]
