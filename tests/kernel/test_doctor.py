@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import List
 
 from rawbpf import features
-from rawbpf.cli.doctor import effective_caps, run_checks
+from rawbpf.doctor import effective_caps, run_checks
 
 ROOT = Path(__file__).resolve().parents[2]
 NO_CAPS = ["setpriv", "--bounding-set=-all", "--inh-caps=-all"]
