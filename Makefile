@@ -139,7 +139,7 @@ testdata-ringbuf: deps-build ## Rebuild tests/data/ringbuf objects (clang 14): r
 	  -idirafter /usr/include/$$(gcc -dumpmachine) -fdebug-prefix-map=$$PWD=. -ffile-prefix-map=$$PWD=. \
 	  -fno-ident -c $$c -o $${c%.c}.o || exit 1; done
 
-bench: deps-bench venv-run mounts ## Benchmarks vs peers (ring buffer, handler ns, connect overhead, load, exec storm, latency) → bench/results.json (root; fails if a figure cannot be measured)
+bench: deps-bench venv-run mounts test-servers ## Benchmarks vs peers (ring buffer, handler ns, connect overhead, load, exec storm, latency, shipping) → bench/results.json (root; fails if a figure cannot be measured)
 	RAWBPF_PEERS=$(PEERS_DIR) $(VPY) -m tools.bench $(BENCH_ARGS)
 
 stress: deps venv mounts ## Slow reliability suites: fuzzing, ring overflow, kill -9, fd/pin hygiene, hostile environments (root)
