@@ -252,3 +252,28 @@ def test_relp_destination_restarted_mid_stream(tmp_path: Path) -> None:
         rs.stop()
     assert acked_before is not None
     _check(got, expected, dup_after=acked_before)
+
+
+def test_damaged_log_region_is_announced(tmp_path: Path) -> None:
+    """Records in a damaged part of a log file cannot be shipped: the destination is told which (a lost
+    record with reason damaged and their seq range), and every other record arrives."""
+    log_dir = tmp_path / "log"
+    write_log(log_dir, 2000)
+    files = sorted(log_dir.glob("*.mlog"))
+    assert len(files) == 1
+    data = bytearray(files[0].read_bytes())
+    mid = len(data) // 2
+    data[mid:mid + 600] = b"\xc1" * 600  # 0xc1 is never used by msgpack
+    files[0].write_bytes(bytes(data))
+    with Fluent(tmp_path) as fluent:
+        with ShipProcess(log_dir, [_url(fluent.port)], extra=["--drain"]) as ship:
+            assert ship.wait(60) == 0, ship.text()
+        entries = fluent.entries()
+    got = collections.Counter(e["record"]["seq"] for e in entries if "seq" in e["record"])
+    damaged = [e["record"] for e in entries if e["record"]["type"] == "lost"]
+    assert damaged and all(r["reason"] == "damaged" for r in damaged), damaged
+    covered = collections.Counter(got)
+    for r in damaged:
+        for s in range(r["first_seq"], r["last_seq"] + 1):
+            covered[s] += 1
+    assert sorted(covered) == list(range(0, 2001)) and max(covered.values()) == 1
