@@ -1,11 +1,13 @@
 """Measure rawbpf's import graph: cycles (counting function-local imports), library modules that import the
 CLI, and function-local imports.
 
-Usage: python tools/import_graph.py [--list]   [--root DIR]   (--list: every function-local import)
+Usage: python tools/import_graph.py [--list] [--root DIR] [--since OLDROOT]
+
+``--list`` prints every function-local import; ``--root`` measures another checkout; ``--since`` counts
+function-local imports only in the modules OLDROOT/rawbpf also has (like for like with an older tree).
 
 An import inside a function body is an edge like any other; imports under ``if TYPE_CHECKING:`` never run
-and are counted apart. A cycle is a strongly connected component of more
-than one module (or a module importing itself).
+and are counted apart. A cycle is a strongly connected component of more than one module.
 """
 
 from __future__ import annotations
@@ -19,8 +21,8 @@ PKG = Path(sys.argv[sys.argv.index("--root") + 1] if "--root" in sys.argv else
            Path(__file__).resolve().parents[1]) / "rawbpf"
 
 
-def module_name(path: Path) -> str:
-    parts = list(path.relative_to(PKG.parent).with_suffix("").parts)
+def module_name(path: Path, pkg: Path = PKG) -> str:
+    parts = list(path.relative_to(pkg.parent).with_suffix("").parts)
     if parts[-1] == "__init__":
         parts.pop()
     return ".".join(parts)
@@ -53,7 +55,7 @@ def scan(pkg: Path = PKG, *, type_checking: bool = False
     """Per module, the rawbpf modules it imports (resolved to modules that exist, with the packages whose
     ``__init__`` the import runs); and every import statement inside a function as (module, imported, line).
     ``type_checking``: count imports under ``if TYPE_CHECKING:`` too (they never run)."""
-    files = {module_name(p): p for p in pkg.rglob("*.py")}
+    files = {module_name(p, pkg): p for p in pkg.rglob("*.py")}
     graph: Dict[str, Set[str]] = {m: set() for m in files}
     local: List[Tuple[str, str, int]] = []
 
@@ -142,6 +144,9 @@ def main(argv: List[str]) -> int:
     graph, local = scan()
     cyc = cycles(graph)
     typed = cycles(scan(type_checking=True)[0])
+    if "--since" in argv:  # only the modules that also exist in an older tree: like for like
+        older = set(scan(Path(argv[argv.index("--since") + 1]) / "rawbpf")[0])
+        local = [x for x in local if x[0] in older]
     cli = cli_imports(graph)
     edges = sum(len(d) for d in graph.values())
     print(f"modules {len(graph)}, edges {edges}")
