@@ -122,6 +122,7 @@ def test_kill_9_at_random_moments(pins: Path, tmp_path: Path) -> None:
     records = 0
     stale: Set[int] = set()
     killed: List[int] = []
+    named: Set[int] = set()  # killed daemons named by a crash record (old files are pruned: collected here)
     try:
         for kill in range(KILLS):
             proc = _start(pins, log)
@@ -135,10 +136,11 @@ def test_kill_9_at_random_moments(pins: Path, tmp_path: Path) -> None:
             assert left.exists() and any(left.iterdir()), "a killed daemon should leave its pins"
             stale = _pinned_prog_ids(left)
             assert stale, "no pinned programs or links found"
-            records, torn, crashes, drops = _check_log(log)
+            records, torn, _crashes, drops = _check_log(log)
             # each restart that got as far as its log named the window its killed predecessor left (one
             # killed before that leaves its window to the next restart's record, which starts earlier)
-            assert crashes <= kill and set(CRASHED) <= set(killed[:-1])
+            assert set(CRASHED) <= set(killed[:-1])
+            named.update(CRASHED)
             torn_total += torn
         proc = _start(pins, log)
         _wait_gone(stale)
@@ -150,8 +152,11 @@ def test_kill_9_at_random_moments(pins: Path, tmp_path: Path) -> None:
     finally:
         load.kill()
         load.wait()
-    records, torn, crashes, drops = _check_log(log)
-    assert CRASHED[-1] == killed[-1] and crashes >= KILLS // 2
+    records, _torn, _crashes, drops = _check_log(log)
+    named.update(CRASHED)
+    assert CRASHED[-1] == killed[-1] and len(named) >= KILLS // 2
     assert records > KILLS  # the log really was being written
     print(f"\ncrash: {KILLS} kill -9, {records} records readable at the end, {torn_total} torn tails "
-          f"skipped, {crashes} crash records, {drops} kernel drops reported in crash windows")
+          f"skipped, {len(named)} killed daemons named by a crash record (the others died before opening "
+          f"the log; the next record's window covers them), {drops} kernel drops in the crash windows of the "
+          f"last files")
