@@ -22,7 +22,7 @@ import sys
 import time
 import uuid
 from pathlib import Path
-from typing import Iterator, List, Set
+from typing import Dict, Iterator, List, Set
 
 import pytest
 
@@ -85,6 +85,7 @@ def _wait_gone(ids: Set[int]) -> None:
 
 
 CRASHED: List[int] = []  # writer_pid of each crash record, in log order (filled by _check_log)
+DROPS: Dict[int, int] = {}  # writer_pid → kernel_drops of its crash record, across iterations
 
 
 def _check_log(log: Path) -> List[int]:
@@ -99,6 +100,7 @@ def _check_log(log: Path) -> List[int]:
             if rec["type"] == "crash":
                 crashes += 1
                 CRASHED.append(rec["writer_pid"])
+                DROPS[rec["writer_pid"]] = rec["kernel_drops"]
                 assert rec["until"] >= rec["since"] > 0 and isinstance(rec["writer_pid"], int), rec
                 assert isinstance(rec.get("kernel_drops"), int), rec
                 drops += rec["kernel_drops"]
@@ -136,7 +138,7 @@ def test_kill_9_at_random_moments(pins: Path, tmp_path: Path) -> None:
             assert left.exists() and any(left.iterdir()), "a killed daemon should leave its pins"
             stale = _pinned_prog_ids(left)
             assert stale, "no pinned programs or links found"
-            records, torn, _crashes, drops = _check_log(log)
+            records, torn, _crashes, _drops = _check_log(log)
             # each restart that got as far as its log named the window its killed predecessor left (one
             # killed before that leaves its window to the next restart's record, which starts earlier)
             assert set(CRASHED) <= set(killed[:-1])
@@ -152,11 +154,11 @@ def test_kill_9_at_random_moments(pins: Path, tmp_path: Path) -> None:
     finally:
         load.kill()
         load.wait()
-    records, _torn, _crashes, drops = _check_log(log)
+    records, _torn, _crashes, _drops = _check_log(log)
     named.update(CRASHED)
     assert CRASHED[-1] == killed[-1] and len(named) >= KILLS // 2
     assert records > KILLS  # the log really was being written
     print(f"\ncrash: {KILLS} kill -9, {records} records readable at the end, {torn_total} torn tails "
           f"skipped, {len(named)} killed daemons named by a crash record (the others died before opening "
-          f"the log; the next record's window covers them), {drops} kernel drops in the crash windows of the "
-          f"last files")
+          f"the log; the next record's window covers them), {sum(DROPS.values())} kernel drops reported in "
+          f"crash windows")
