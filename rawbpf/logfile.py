@@ -13,17 +13,24 @@ Every record, headers included, has ``seq`` (+1 for each record of the stream, a
 
 Durability. Records are packed at once and written with one ``write(2)`` per flush (``flush_interval``,
 default 100 ms, or sooner when 1 MiB is pending; nothing pending, no write). After a crash the newest file
-may end in a torn record: the reader skips it (and counts it in :attr:`LogReader.torn`), and a restarted
-writer resumes ``seq`` after the last complete record, in a new file. A failed write (full disk, I/O error)
-is truncated back to the last complete record, the records are counted as lost, and a ``lost`` record
-(``reason``: the error) is written once writing works again: never a crash, never silent.
+may end in a torn record: the reader skips it (and counts it in :attr:`LogReader.torn`); the restarted writer
+resumes ``seq`` above every seq seen, in a new file, and writes a ``crash`` record (the dead writer's pid, the
+window from its last record to now). Damage anywhere (garbage, power-loss NUL padding, a length field past
+the reader's limits) is skipped up to the next record and reported with file, offset and size; found in the
+newest file at start, it is also a ``gap`` record. A failed write (full disk, I/O error) is truncated back to
+the last complete record, the records are counted as lost, and a ``lost`` record (``reason: "log"``,
+``error``) is written once writing works again; a removed directory is recreated. Never a crash, never silent.
+
+Ownership. One writer per directory: it holds the directory's flock and owner record
+(:class:`rawbpf.dirlock.DirLock`) while open; a dead writer's record is how a crash is recognised.
 
 Safety. Files are created 0600 with ``O_EXCL | O_NOFOLLOW`` relative to a directory fd opened with
-``O_NOFOLLOW``: a symlink in place of the directory or of a file is refused.
+``O_NOFOLLOW``: a symlink in place of the directory or of a file is refused. A new directory is 0700 whatever
+the umask; a group- or world-writable one is refused.
 
 Rotation. A new file is started when the current one would pass ``max_bytes`` (default 10 MB) or is older than
-``max_age`` seconds, or on :meth:`LogWriter.reopen` (SIGHUP, for logrotate); ``backups`` older files (default
-5) are kept.
+``max_age`` seconds, or on :meth:`LogWriter.reopen` (SIGHUP, for logrotate); ``backups`` older files of the
+same object (default 5) are kept; another object's files are never deleted.
 """
 
 from __future__ import annotations
