@@ -1,9 +1,10 @@
 """TCP and TLS connections to a destination; touches the network.
 
 Sockets run with a short timeout so a worker blocked on a stalled server still notices a stop request and
-its acknowledgement deadline. :func:`unacked_bytes` is how protocols without acknowledgements of their own
-(syslog) learn what the peer has received: Linux's ``SIOCOUTQ`` counts the bytes the peer's TCP stack has
-not acknowledged yet.
+its acknowledgement deadline. :func:`bytes_written` and :func:`bytes_acked` are how protocols without
+acknowledgements of their own (syslog) learn what the peer has received: a batch whose last byte went out at
+``bytes_written`` (``TCP_INFO.tcpi_bytes_acked`` plus ``SIOCOUTQ``, the bytes still queued) has arrived once
+``bytes_acked`` reaches it. Both count bytes on the wire, so this holds through TLS as well.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from rawbpf.ship.url import Destination
 
 __tier__ = "files"
 
-__all__ = ["Socket", "connect", "tls_context", "unacked_bytes"]
+__all__ = ["Socket", "connect", "tls_context", "unacked_bytes", "bytes_acked", "bytes_written"]
 
 Socket = Union[socket.socket, ssl.SSLSocket]
 IO_TIMEOUT = 0.2
@@ -63,3 +64,20 @@ def unacked_bytes(sock: Socket) -> int:
     """Bytes written to ``sock`` that the peer's TCP stack has not acknowledged yet (``SIOCOUTQ``)."""
     out = fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0\0\0\0")
     return int(struct.unpack("i", out)[0])
+
+
+# struct tcp_info: tcpi_bytes_acked (u64, Linux >= 4.1) sits at offset 120
+_TCP_INFO_LEN = 128
+_BYTES_ACKED = struct.Struct("<Q")
+
+
+def bytes_acked(sock: Socket) -> int:
+    """Bytes of this connection the peer's TCP stack has acknowledged (``TCP_INFO.tcpi_bytes_acked``);
+    through TLS these are bytes on the wire, records and handshake included."""
+    info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, _TCP_INFO_LEN)
+    return int(_BYTES_ACKED.unpack_from(info, 120)[0])
+
+
+def bytes_written(sock: Socket) -> int:
+    """Bytes handed to TCP on this connection so far: acknowledged plus still queued."""
+    return bytes_acked(sock) + unacked_bytes(sock)

@@ -89,7 +89,6 @@ class Worker:
         self.connected_since = 0
         self.next_attempt = 0.0
         self.backoff = BACKOFF_MIN
-        self.sent_bytes = 0
         # reading and sending
         self.pending: List[Record] = []
         self.inflight: Deque[Batch] = deque()
@@ -322,11 +321,11 @@ class Worker:
                         return
                     continue
                 view = view[n:]
-                self.sent_bytes += n
+            if self.proto.tcp_acked:
+                batch.end_offset = conn.bytes_written(sock)
         except (OSError, RawBPFError) as err:
             self._fail(f"send: {_reason(err)}")
             return
-        batch.end_offset = self.sent_bytes
 
     def _service(self, wait: bool, timeout: float = 0.1) -> None:
         """Connect when due, read acknowledgements, enforce the ack deadline; with ``wait``, spend up to
@@ -371,14 +370,10 @@ class Worker:
 
     def _tcp_acks(self, sock: conn.Socket) -> None:
         """Syslog (and Forward without acks): a batch is delivered once the peer's TCP stack has acknowledged
-        all of its bytes. Through TLS the byte counts differ, so there it takes an empty send queue."""
-        unacked = conn.unacked_bytes(sock)
-        if isinstance(sock, ssl.SSLSocket):
-            acked_to = self.sent_bytes if unacked == 0 else -1
-        else:
-            acked_to = self.sent_bytes - unacked
+        every byte written up to its end (wire bytes, so this holds through TLS too)."""
+        acked = conn.bytes_acked(sock)
         for b in self.inflight:
-            if not b.sent_at or not b.end_offset or b.end_offset > acked_to:
+            if not b.sent_at or not b.end_offset or b.end_offset > acked:
                 break
             b.delivered = True
 
@@ -404,7 +399,6 @@ class Worker:
     def _connect(self) -> None:
         self.proto.reset()
         self.tokens.clear()
-        self.sent_bytes = 0
         try:
             deadline = time.monotonic() + self.dest.connect_timeout
             sock = conn.connect(self.dest, self.ctx, self.dest.connect_timeout)

@@ -39,7 +39,7 @@ class Batch:
     chunks: List[str] = field(default_factory=list)  # Forward chunk ids (stable across resends)
     waiting: set = field(default_factory=set)         # tokens still to be acknowledged on this connection
     sent_at: float = 0.0        # monotonic time of the last (re)send; 0 = not sent on this connection
-    end_offset: int = 0         # bytes sent on this connection up to the end of this batch (TCP-acked)
+    end_offset: int = 0         # TCP-acked: bytes written on the connection up to this batch's end
     delivered: bool = False     # TCP-acked: the peer has every byte of it
     sends: int = 0
 
