@@ -46,5 +46,6 @@ def status(as_json: bool, log_dir: str, pin_dir: str) -> None:
     if as_json:
         click.echo(json.dumps(data, sort_keys=True))
         return
-    text = format_text(data) if "monitor_error" not in data else str(data["monitor_error"])
+    err_text = str(data.get("monitor_error", ""))
+    text = format_text(data) if not err_text else "monitor: " + err_text.removeprefix("status: ")
     click.echo(text + ("\n" + format_ship(ship) if ship else ""))

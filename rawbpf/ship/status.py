@@ -145,7 +145,7 @@ def format_text(dests: List[Dict[str, Any]]) -> str:
         if c:
             lines.append(f"    sent {c.get('sent', 0)}, acked {c.get('acked', 0)}, "
                          f"resent {c.get('resent', 0)}, "
-                         f"unshipped {c.get('unshipped', 0)}, in flight {d.get('inflight', 0)}, "
+                         f"unshipped {c.get('unshipped', 0)}, waiting for ack {d.get('inflight', 0)}, "
                          f"connects {c.get('connects', 0)}, failures {c.get('failures', 0)}")
         if d.get("last_error"):
             when = f" ({_ago(d['last_error_at'])})" if d.get("last_error_at") else ""
