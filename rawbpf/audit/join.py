@@ -619,14 +619,18 @@ def _findings(report: Dict[str, Any], sess: Session, cwd: Optional[str], j: _Joi
         call = j.owner.get(p.key)
         for f in p.files:
             if f.get("sensitive"):
+                ret = f.get("ret")
+                refused = isinstance(ret, int) and ret < 0  # an attempt the kernel refused is still one
                 add(
                     "sensitive_read",
                     "high",
-                    f"{p.comm or p.pid} read {f.get('path')}",
+                    f"{p.comm or p.pid} tried to read {f.get('path')} ({errno_name(ret)})" if refused
+                    else f"{p.comm or p.pid} read {f.get('path')}",
                     pid=p.pid,
                     exec_id=p.key,
                     path=f.get("path"),
                     op=f.get("op"),
+                    ret=ret,
                     ts=f.get("ts"),
                     tool_use_id=call,
                 )

@@ -199,3 +199,20 @@ def test_monitor_down_and_records_missing_are_findings(tmp_path: Path) -> None:
     (down,) = [x for x in rep["findings"] if x["kind"] == "monitor_down"]
     assert (down["since"], down["until"]) == (mid - 50_000_000, mid) and down["severity"] == "high"
     assert rep["log"]["missing_in_session"] > 0
+
+
+def test_a_refused_sensitive_read_is_still_a_finding() -> None:
+    s = ScriptedSession(uid=1000)
+    s.prompt("p")
+    c = s.tool_use("Bash", {"command": "cat /etc/shadow"})
+    sh = s.bash_tool("cat /etc/shadow")
+    cat = s.spawn(sh, "/usr/bin/cat", ["cat", "/etc/shadow"])
+    s.file(cat, "read", "/etc/shadow", sensitive=True, ret=-13)
+    s.exit(cat, 1)
+    s.exit(sh, 1)
+    s.tool_result(c, "Permission denied", is_error=True)
+    s.exit(s.root, 0)
+    rep = _report(s)
+    (f,) = [x for x in rep["findings"] if x["kind"] == "sensitive_read"]
+    assert f["summary"] == "cat tried to read /etc/shadow (EACCES)"
+    assert f["ret"] == -13 and f["tool_use_id"] == c
