@@ -192,8 +192,12 @@ def installed_version(exe: Optional[str], host: Optional[str]) -> Optional[str]:
 def _load(log_dir: str) -> Any:
     from rawbpf.audit.sessions import load_sessions
 
+    from rawbpf.logfile import iter_files
+
     if not os.path.isdir(log_dir):
         raise ConfigError(f"log directory {log_dir}: not found (give --log-dir)")
+    if not iter_files(log_dir):
+        raise ConfigError(f"log directory {log_dir}: holds no rawbpf log (give --log-dir)")
     return load_sessions(log_dir)
 
 

@@ -226,10 +226,12 @@ def test_cli_report_transcript_not_readable(scripted: Dict[str, Any]) -> None:
     assert "tool commands with no matching call: " in res.output
 
 
-def test_cli_errors(tmp_path: Path, scripted: Dict[str, Any]) -> None:
+def test_cli_errors(tmp_path: Path, scripted: Dict[str, Any], capsys: pytest.CaptureFixture) -> None:
     from rawbpf.cli import main
 
+    (tmp_path / "empty").mkdir()
     for args, msg in (
+        (["sessions", "--log-dir", str(tmp_path / "empty")], "holds no rawbpf log"),
         (["report", "latest", "--log-dir", str(tmp_path / "none")], "not found"),
         (["report", "12345678", "--log-dir", str(scripted["log_dir"])], "no Claude session"),
         (
@@ -246,7 +248,8 @@ def test_cli_errors(tmp_path: Path, scripted: Dict[str, Any]) -> None:
     ):
         with pytest.raises(SystemExit) as ex:
             main(args)
-        assert ex.value.code == 1, (args, msg)
+        err = capsys.readouterr().err
+        assert ex.value.code == 1 and msg in err and len(err.splitlines()) == 1, (args, err)
 
 
 def test_terminal_escapes_in_argv_are_shown_not_obeyed(tmp_path: Path) -> None:
