@@ -191,7 +191,6 @@ def installed_version(exe: Optional[str], host: Optional[str]) -> Optional[str]:
 
 def _load(log_dir: str) -> Any:
     from rawbpf.audit.sessions import load_sessions
-
     from rawbpf.logfile import iter_files
 
     if not os.path.isdir(log_dir):
