@@ -433,7 +433,8 @@ class Daemon:
         if wanted is not None:
             for n in wanted:
                 if n not in maps:
-                    raise ConfigError(f"object '{self.coll.spec.name}': no map '{n}' to consume")
+                    raise ConfigError(f"no map '{n}' to consume").with_context(
+                        f"object '{self.coll.spec.name}'")
             names = list(wanted)
         else:
             names = [n for n, m in maps.items()

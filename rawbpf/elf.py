@@ -242,7 +242,7 @@ class _Reader:
 
     def fail(self, what: str, section: str = "") -> ObjectError:
         where = f"object '{self.label}'" + (f": section '{section}'" if section else "")
-        return ObjectError(f"{where}: {what}")
+        return ObjectError(what).with_context(where)
 
     # -- top level -----------------------------------------------------------------------------------------
 

@@ -96,11 +96,11 @@ def fill_kconfig(spec: CollectionSpec, config: Optional[Dict[str, str]] = None) 
         elif e.weak:
             raw = bytes(e.size)
         else:
-            raise RelocationError(
-                f"object '{spec.name}': extern '{e.name}' (__kconfig) is not set in the kernel config"
-            )
+            raise RelocationError(f"extern '{e.name}' (__kconfig) is not set in the kernel config"
+                                  ).with_context(f"object '{spec.name}'")
         if raw is None:
-            raise RelocationError(f"object '{spec.name}': extern '{e.name}': unsupported size {e.size}")
+            raise RelocationError(f"unsupported size {e.size}").with_context(
+                f"object '{spec.name}': extern '{e.name}'")
         mspec.data[e.offset : e.offset + e.size] = raw
 
 
@@ -138,20 +138,20 @@ def resolve(spec: CollectionSpec, maps: Dict[str, Any]) -> Dict[str, ExternValue
         elif e.kind == "kfunc":
             tid = vmlinux_type_id(e.name, "FUNC")
             if not tid and not e.weak:
-                raise RelocationError(f"{where}: kfunc not found in the kernel's BTF")
+                raise RelocationError("kfunc not found in the kernel's BTF").with_context(where)
             out[e.name] = ExternValue("kfunc", btf_id=tid)
         else:
             if e.typed:
                 tid = vmlinux_type_id(e.name, "VAR")
                 if not tid and not e.weak:
-                    raise RelocationError(f"{where}: kernel variable not found in the kernel's BTF")
+                    raise RelocationError("kernel variable not found in the kernel's BTF").with_context(where)
                 out[e.name] = ExternValue("btf_id", btf_id=tid) if tid else ExternValue("addr")
             else:
                 if syms is None:
                     syms = kallsyms()
                 addr = syms.get(e.name, 0)
                 if not addr and not e.weak:
-                    raise RelocationError(f"{where}: symbol not found in /proc/kallsyms")
+                    raise RelocationError("symbol not found in /proc/kallsyms").with_context(where)
                 out[e.name] = ExternValue("addr", addr=addr)
     return out
 

@@ -76,7 +76,7 @@ def load_and_run(obj: str, *, pin_root: str, attach: bool = True,
     spec = load_spec(obj, name)  # ``name``: the object's name whatever its file is called
     for name, size in (map_sizes or {}).items():
         if name not in spec.maps:
-            raise ConfigError(f"object '{spec.name}': no map '{name}' to resize")
+            raise ConfigError(f"no map '{name}' to resize").with_context(f"object '{spec.name}'")
         spec.maps[name].max_entries = size
     for name in constants or {}:
         if name not in spec.variables:

@@ -220,7 +220,8 @@ class CollectionSpec:
         var = self.variables.get(name)
         if var is None:
             known = ", ".join(sorted(self.variables)) or "none"
-            raise ConfigError(f"object '{self.name}': no global variable '{name}' (known: {known})")
+            raise ConfigError(f"no global variable '{name}' (known: {known})").with_context(
+                f"object '{self.name}'")
         raw = encode_value(self, var, value)
         data = self.maps[var.map].data
         assert data is not None
