@@ -183,7 +183,7 @@ def _btf_datasec() -> bool:
     return _btf_loads(_datasec_blob(".data"))
 
 
-@_feature("btf_qmark_datasec", "BTF DATASEC names starting with '?'", "5.18")
+@_feature("btf_qmark_datasec", "BTF DATASEC names starting with '?'", "6.9")
 def _btf_qmark_datasec() -> bool:
     return _btf_loads(_datasec_blob("?.data"))
 
@@ -302,6 +302,20 @@ def _kernel_core() -> bool:
         return _absent(err)
     finally:
         btf.close()
+
+
+@_feature("isa_v4", "BPF ISA v4 instructions (sign-extending loads and moves, bswap, signed div/mod, gotol)",
+          "6.6")
+def _isa_v4() -> bool:
+    # r0 = (s8)r0 (MOVSX: ALU64 MOV X with off 8); older verifiers refuse the non-zero offset as reserved
+    try:
+        with Program.load(ProgType.SOCKET_FILTER, _insn(0xB7, 0, 0, 0, 0x80) + _insn(0xBF, 0, 0, 8) +
+                          _insn(0x95), name="probe_isa_v4") as prog:
+            return prog.test_run(b"\0" * 64).retval == 0xFFFFFF80
+    except VerifierError:
+        return False
+    except SyscallError as err:
+        return _absent(err)
 
 
 @_feature("bpf_stats", "BPF run-time statistics (BPF_ENABLE_STATS)", "5.8")

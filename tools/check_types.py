@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Check rawbpf/_types.py against the running kernel's BTF: every field offset, and that no layout is larger
-than the kernel's type. Reads /sys/kernel/btf/vmlinux with rawbpf's own BTF parser (``--bpftool`` uses
-``bpftool -j btf dump`` instead, as an independent second opinion); no root needed when the file is readable.
+than the kernel's type except by fields of later kernels past its end (which bpf(2) accepts while zero).
+Reads /sys/kernel/btf/vmlinux with rawbpf's own BTF parser (``--bpftool`` uses ``bpftool -j btf dump``
+instead, as an independent second opinion); no root needed when the file is readable.
 Exit status 0: all layouts match; 1: a mismatch (printed); 2: BTF unavailable.
 
     python3 tools/check_types.py [--vmlinux PATH] [--bpftool] [--verbose]
@@ -123,19 +124,26 @@ def check(types: Types, verbose: bool = False) -> List[str]:
             continue
         ours = T.field_offsets(layout)
         bad = 0
+        newer = []
         for name, off in ours.items():
-            if name not in kflat:
+            if name not in kflat and off >= ksize:
+                # a field of a later kernel, past the end of this kernel's type: bpf(2) accepts the longer
+                # attr as long as that tail is zero, which it is while rawbpf does not use the field
+                newer.append(name)
+            elif name not in kflat:
                 problems.append(f"{layout.__name__}.{name}: the kernel has no such field")
                 bad += 1
             elif kflat[name] != off:
                 problems.append(f"{layout.__name__}.{name}: offset {off}, kernel says {kflat[name]}")
                 bad += 1
         size = ctypes.sizeof(layout)
-        if size > ksize:
+        if size > ksize and not newer:
             problems.append(f"{layout.__name__}: {size} bytes, larger than the kernel's {ksize}")
             bad += 1
         if verbose:
             state = "ok" if not bad else f"{bad} problem(s)"
+            if newer:
+                state += f" (newer than this kernel: {', '.join(newer)})"
             print(f"{layout.__name__:22} {len(ours):3} fields  {size:4}/{ksize:<4} bytes  {state}")
     return problems
 

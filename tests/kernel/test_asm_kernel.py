@@ -8,6 +8,7 @@ import struct
 import uuid
 
 import pytest
+from kernel_limits import require, require_feature
 
 from rawbpf.asm import (
     R0,
@@ -122,6 +123,7 @@ def v4_program() -> Assembler:
 
 
 def test_cpu_v4_instructions_compute_the_right_values() -> None:
+    require_feature("isa_v4")
     with Map.create(MapType.ARRAY, 4, 64, 1, name=_name("asm_v4")) as out:
         asm = v4_program()
         try:
@@ -217,6 +219,7 @@ def test_kfunc_calls_by_btf_id() -> None:
 
     btf = vmlinux()
     lock, unlock = (btf.find(n, Kind.FUNC) for n in ("bpf_rcu_read_lock", "bpf_rcu_read_unlock"))
+    require(lock is not None and unlock is not None, "the bpf_rcu_read_lock/unlock kfuncs", "6.2")
     assert lock is not None and unlock is not None
     p = Assembler("kfuncs").call_kfunc(lock.id).call_kfunc(unlock.id).mov(R0, 7).exit()
     assert disassemble(p.assemble(), helpers=True)[0] == f"call {lock.id}  ; kfunc btf_id {lock.id}"

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
+from kernel_limits import release, version
 
 from rawbpf import features
 from rawbpf._types import ALL_LAYOUTS
@@ -27,11 +28,15 @@ def fresh_cache() -> Iterator[None]:
     features.reset_cache()
 
 
-def test_every_probe_answers_true_on_this_kernel(fresh_cache: None) -> None:
-    # Linux 6.18 has every feature rawbpf probes; a False here is a broken probe
+def test_every_probe_answers_true_from_its_first_release(fresh_cache: None) -> None:
+    # a probe answers True exactly on kernels at or after the release it names (6.18 has them all; 6.1 lacks
+    # isa_v4 and btf_qmark_datasec): a False on a later kernel is a broken probe, a True on an older one a
+    # wrong release in the table
     answers = features.probe_all()
     assert set(answers) == set(features.names())
-    assert {name for name, ok in answers.items() if not ok} == set()
+    now = version(release())
+    newer = {name for name in answers if version(features.feature(name).min_kernel) > now}
+    assert {name for name, ok in answers.items() if not ok} == newer
     for name in ("ringbuf", "perf_link", "kernel_core", "mmapable_array", "btf_enum64", "btf_decl_tag",
                  "btf_type_tag", "btf_float", "btf_func_global", "bpf_loop", "bpf_stats"):
         assert name in answers
@@ -75,8 +80,9 @@ def test_negative_answers_are_real() -> None:
 
 def test_btf_features_for_the_sanitiser() -> None:
     f = features.btf_features()
-    assert all(getattr(f, name) for name in ("func", "func_global", "datasec", "qmark_datasec", "float",
-                                             "decl_tag", "type_tag", "enum64"))
+    assert all(getattr(f, name) for name in ("func", "func_global", "datasec", "float", "decl_tag",
+                                             "type_tag", "enum64"))
+    assert f.qmark_datasec == features.has("btf_qmark_datasec")  # 6.9
 
 
 def test_missing_privilege_raises_instead_of_answering_false() -> None:
@@ -117,3 +123,31 @@ def test_check_types_tool_catches_a_wrong_offset(monkeypatch: pytest.MonkeyPatch
     for types in (check_types.load_types("/sys/kernel/btf/vmlinux"),
                   check_types.RawbpfTypes("/sys/kernel/btf/vmlinux")):
         assert check_types.check(types) == ["Wrong.data_size_in: offset 4, kernel says 8"]
+
+
+def test_check_types_tool_accepts_later_fields_past_the_end(monkeypatch: pytest.MonkeyPatch) -> None:
+    # rawbpf's attrs carry fields of newer kernels; an older kernel takes the longer attr while that tail is
+    # zero, so such a field past the kernel's end is not a mismatch, but an unknown field inside it is
+    import ctypes
+
+    sys.path.insert(0, str(ROOT / "tools"))
+    try:
+        import check_types
+    finally:
+        sys.path.pop(0)
+    types = check_types.RawbpfTypes("/sys/kernel/btf/vmlinux")
+    ksize = check_types.kernel_layout(types, type("Probe", (), {"_kernel_": ("bpf_attr", "test")}))[1]
+
+    class Later(ctypes.Structure):
+        _kernel_ = ("bpf_attr", "test")
+        _names_: dict = {}
+        _fields_ = [("prog_fd", ctypes.c_uint32), ("_pad", ctypes.c_uint8 * (ksize - 4)),
+                    ("rawbpf_future", ctypes.c_uint32)]
+
+    class Inside(ctypes.Structure):
+        _kernel_ = ("bpf_attr", "test")
+        _names_: dict = {}
+        _fields_ = [("prog_fd", ctypes.c_uint32), ("rawbpf_future", ctypes.c_uint32)]
+
+    monkeypatch.setattr(check_types.T, "ALL_LAYOUTS", (Later, Inside))
+    assert check_types.check(types) == ["Inside.rawbpf_future: the kernel has no such field"]

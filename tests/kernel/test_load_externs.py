@@ -14,6 +14,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from kernel_limits import require
 
 from rawbpf.collection import Collection
 from rawbpf.elf import load_spec
@@ -122,6 +123,10 @@ def libbpf_tag(loader: Path, obj: Path, pin_dir: Path) -> dict:
 
 
 def test_kconfig_and_kfuncs(tmp_path: Path, loader: Path, pin_dir: Path) -> None:
+    from rawbpf.btf import Kind
+    from rawbpf.btf.kernel import vmlinux
+
+    require(vmlinux().find("bpf_task_from_pid", Kind.FUNC) is not None, "the bpf_task_from_pid kfunc", "6.2")
     obj = compile_bpf(tmp_path, "externs", EXTERNS_C)
     spec = load_spec(obj)
     assert {e.name: e.kind for e in spec.externs.values()} == {
