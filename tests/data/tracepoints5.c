@@ -46,10 +46,22 @@ int tp5_fork(struct trace_event_raw_sched_process_fork *ctx)
 	return 0;
 }
 
+/* sched_process_exit's record on kernels where it has no type of its own (6.1 among them) */
+struct trace_event_raw_sched_process_template {
+	struct trace_entry ent;
+	pid_t pid;
+} __attribute__((preserve_access_index));
+
 SEC("tp/sched/sched_process_exit")
 int tp5_exit(struct trace_event_raw_sched_process_exit *ctx)
 {
-	emit(3, BPF_CORE_READ(ctx, pid));
+	/* newer kernels give sched_process_exit a type of its own (with group_dead); older ones, 6.1 among them,
+	 * share sched_process_template, a name newer kernels keep for a different layout: CO-RE picks the one
+	 * this kernel has */
+	if (bpf_core_type_exists(struct trace_event_raw_sched_process_exit))
+		emit(3, BPF_CORE_READ(ctx, pid));
+	else
+		emit(3, BPF_CORE_READ((struct trace_event_raw_sched_process_template *)ctx, pid));
 	return 0;
 }
 

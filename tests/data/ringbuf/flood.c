@@ -69,7 +69,9 @@ struct ev_tick *ev_tick_type __attribute__((unused));
 struct ev_note *ev_note_type __attribute__((unused));
 struct rec *rec_type __attribute__((unused));
 
-static __always_inline void send(__u64 n, __u64 flags)
+/* from_task: the caller runs in a task's context (a tracepoint). Socket filters may not ask for the current
+ * task's comm or pid on older kernels (6.1 among them), so `flood` sends a fixed comm and pid 0. */
+static __always_inline void send(__u64 n, __u64 flags, int from_task)
 {
 	if (n & 1) {
 		struct ev_note *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
@@ -82,7 +84,10 @@ static __always_inline void send(__u64 n, __u64 flags)
 		e->text_len = 5;
 		e->ts = bpf_ktime_get_ns();
 		e->n = n;
-		bpf_get_current_comm(e->comm, sizeof(e->comm));
+		if (from_task)
+			bpf_get_current_comm(e->comm, sizeof(e->comm));
+		else
+			__builtin_memcpy(e->comm, "socket", 7);
 		__builtin_memcpy(e->text, "hello, world", 13);
 		bpf_ringbuf_submit(e, flags);
 		return;
@@ -97,7 +102,7 @@ static __always_inline void send(__u64 n, __u64 flags)
 	t->cpu = bpf_get_smp_processor_id();
 	t->ts = bpf_ktime_get_ns();
 	t->n = n;
-	t->pid = bpf_get_current_pid_tgid() >> 32;
+	t->pid = from_task ? bpf_get_current_pid_tgid() >> 32 : 0;
 	t->pad = 0;
 	bpf_ringbuf_submit(t, flags);
 }
@@ -105,13 +110,13 @@ static __always_inline void send(__u64 n, __u64 flags)
 SEC("socket")
 int flood(struct __sk_buff *skb)
 {
-	send(__sync_fetch_and_add(&attempts, 1), 0);
+	send(__sync_fetch_and_add(&attempts, 1), 0, 0);
 	return 0;
 }
 
 static long emit_one(__u32 i, void *ctx)
 {
-	send(__sync_fetch_and_add(&attempts, 1), submit_flags);
+	send(__sync_fetch_and_add(&attempts, 1), submit_flags, 1);
 	return 0;
 }
 
