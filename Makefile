@@ -42,7 +42,7 @@ endef
 
 .PHONY: help deps deps-run deps-test deps-build deps-bench venv venv-run mounts bpffs test-servers test unit kernel-test lint run demo \
 	programs check-programs testdata check-testdata testdata-asm testdata-btf testdata-ringbuf bench stress zipapp \
-	clean
+	deps-kernels test-kernels clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -144,6 +144,26 @@ bench: deps-bench venv-run mounts test-servers ## Benchmarks vs peers (ring buff
 
 stress: deps venv mounts ## Slow reliability suites: fuzzing, ring overflow, kill -9, fd/pin hygiene, hostile environments (root)
 	RAWBPF_REQUIRE_KERNEL=1 $(VPY) -m pytest -q -m slow tests/stress $(PYTEST_ARGS)
+
+# test-kernels: Debian 12's stock 6.1 (the newest linux-image-6.1.0-NN-amd64, unpacked under build/kernels, never
+# installed as a host kernel) booted under qemu with TCG, and the running kernel directly; on each, the kernel
+# tests and the monitor workload (tools/test_kernels.py says what runs). Each kernel is stopped after
+# TEST_KERNELS_TIMEOUT seconds; TEST_KERNELS_ARGS takes --no-host, --kernel SERIES, or pytest paths for a subset.
+APT_KERNELS_PKGS     := qemu-system-x86 busybox-static kmod
+TEST_KERNELS_TIMEOUT ?= 1500
+TEST_KERNELS_ARGS    ?=
+
+deps-kernels: ## Install what test-kernels needs, if missing (qemu-system-x86, busybox-static, kmod; virtme-ng in .venv)
+	$(call apt,$(APT_KERNELS_PKGS))
+
+$(VENV)/.kernels: $(VENV)/.dev
+	@echo "setting up $(VENV): virtme-ng (boots a kernel under qemu on this host's root filesystem)"
+	@$(VPY) -m pip install -q --disable-pip-version-check 'virtme-ng>=1.42,<2' > $(VENV)/pip.log 2>&1 \
+	  || { tail -20 $(VENV)/pip.log >&2; echo "make: pip install virtme-ng failed (log: $(VENV)/pip.log)" >&2; exit 1; }
+	@touch $@
+
+test-kernels: deps deps-kernels venv test-servers $(VENV)/.kernels ## Kernel tests + the monitor workload on the running kernel and on Debian 12's 6.1 under qemu (root)
+	$(VPY) tools/test_kernels.py --timeout $(TEST_KERNELS_TIMEOUT) $(TEST_KERNELS_ARGS)
 
 clean: ## Remove build outputs (keeps committed objects)
 	rm -rf build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache bench/out
