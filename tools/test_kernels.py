@@ -147,12 +147,14 @@ def run_pytest(out: Path, name: str, tests: List[str]) -> int:
     cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-o", "addopts=-ra -m 'not slow'",
            f"--junitxml={out / (name + '.xml')}", *tests]
     with open(out / f"{name}.log", "w") as logf:
-        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                text=True)
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         assert proc.stdout is not None
-        for line in proc.stdout:
-            logf.write(line)
-            sys.stdout.write(line)
+        # as it comes (pytest -q ends a line of progress dots only every 72 tests)
+        while chunk := proc.stdout.read1(4096):  # type: ignore[attr-defined]
+            text = chunk.decode(errors="replace")
+            logf.write(text)
+            logf.flush()
+            sys.stdout.write(text)
             sys.stdout.flush()
         return proc.wait()
 
