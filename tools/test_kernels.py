@@ -113,9 +113,11 @@ def run_bounded(cmd: List[str], timeout: float) -> Optional[int]:
     try:
         return proc.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
         return None
+    finally:  # the timeout, or this run stopped (SIGINT, SIGTERM): the VM or namespace goes with it
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
 
 
 def inner_command(out: Path, name: str, tests: List[str], boot: Optional[Path]) -> List[str]:
@@ -314,10 +316,10 @@ def main() -> int:
         return inside(args)
     if os.geteuid() != 0:
         raise SystemExit("test-kernels: needs root (kernel tests, a private mount namespace)")
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwinds through run_bounded's cleanup
     tests = args.tests or DEFAULT_TESTS
-    out = args.cache / "results"
-    if out.exists():
-        shutil.rmtree(out)
+    # this run's own directory: a concurrent run's guest may be writing into another
+    out = args.cache / "results" / time.strftime(f"%Y%m%d-%H%M%S-{os.getpid()}")
     out.mkdir(parents=True)
     # compiled once here: in the guest every interpreter start would otherwise recompile under emulation
     subprocess.run([sys.executable, "-m", "compileall", "-q", "rawbpf", "tests", "tools"], cwd=ROOT,
