@@ -68,8 +68,25 @@ def syscall_numbers(machine: Optional[str] = None) -> tuple[int, int]:
 
 
 def _fail(what: str, err: int, hints: Optional[Mapping[int, str]]) -> SyscallError:
-    hint = (hints or {}).get(err, "") or DEFAULT_HINTS.get(err, "")
+    hint = (hints or {}).get(err, "")
+    if not hint and err in (_errno.EPERM, _errno.EACCES) and has_bpf_caps():
+        hint = (f"{_errno.errorcode[err]} although the caller has CAP_BPF/CAP_PERFMON: a program type, "
+                "attach point or operation this kernel does not allow")
+    hint = hint or DEFAULT_HINTS.get(err, "")
     return SyscallError(what, err, hint)
+
+
+_CAP_SYS_ADMIN, _CAP_PERFMON, _CAP_BPF = 21, 38, 39
+
+
+def has_bpf_caps() -> bool:
+    """Whether this process holds CAP_SYS_ADMIN, or CAP_BPF and CAP_PERFMON (from /proc/self/status)."""
+    try:
+        with open("/proc/self/status") as f:
+            caps = next((int(ln.split()[1], 16) for ln in f if ln.startswith("CapEff:")), 0)
+    except (OSError, ValueError):
+        return False
+    return bool(caps >> _CAP_SYS_ADMIN & 1) or bool(caps >> _CAP_BPF & 1 and caps >> _CAP_PERFMON & 1)
 
 
 class Backend(Protocol):

@@ -318,8 +318,6 @@ class _Reader:
                     self.spec.hidden_symbols.append(sym.name)
 
         self.where = ""
-        if not self.spec.license:
-            raise self.fail('missing license (add: char LICENSE[] SEC("license") = "GPL";)', "license")
         self._read_btf(btf_data, ext_data)
         for idx in exec_secs:
             self._read_programs(idx, secs[idx])

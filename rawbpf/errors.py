@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import errno as _errno
 import os
+import re
 from typing import Optional, Sequence, TypeVar
 
 __tier__ = "pure"
@@ -166,7 +167,7 @@ class VerifierError(KernelRefusal):
         source: str = "",
     ) -> None:
         self.log = log
-        self.reason = reason or _last_meaningful_line(log) or os.strerror(err).lower()
+        self.reason = reason or explain_refusal(log, err) or os.strerror(err).lower()
         self.insn_index = insn_index
         self.source = source
         SyscallError.__init__(self, op, err)
@@ -203,6 +204,38 @@ def _rebuild_verifier_error(op: str, err: int, log: str, reason: str, insn: Opti
 
 
 _NOISE = ("processed ", "verification time", "stack depth", "max_states_per_insn", "peak_states", "mark_read")
+
+
+#: why the kernel refuses a program before verifying it, by errno (the log then holds no reason)
+PRE_VERIFY = {
+    _errno.EPERM: "the kernel refused this program type or attach point before verifying it (EPERM)",
+    _errno.EACCES: "the kernel refused this program before verifying it (EACCES)",
+    ENOTSUPP: "this program type or attach point is not supported by this kernel (ENOTSUPP)",
+    _errno.EOPNOTSUPP: "this program type or attach point is not supported by this kernel (EOPNOTSUPP)",
+}
+
+_PROCESSED_RE = re.compile(r"^processed (\d+) insns", re.M)
+_CALL_RE = re.compile(r"\bcall ([A-Za-z_][A-Za-z0-9_]*)")
+
+
+def explain_refusal(log: str, err: int) -> str:
+    """The reason a program load failed, from its verifier log and errno.
+
+    A GPL-only helper or kfunc called from a program whose license is not GPL-compatible (or that has none)
+    is named; a refusal before verification (EPERM/ENOTSUPP with no instruction processed) names the errno,
+    not whatever the log printed before it (kernel-side CO-RE lines); else the log's last telling line."""
+    lines = [ln.strip() for ln in log.splitlines() if ln.strip()]
+    for i, ln in enumerate(lines):
+        if "non-GPL compatible" in ln:
+            calls = (_CALL_RE.search(prev) for prev in reversed(lines[:i]))
+            called = next((m.group(1) for m in calls if m), "")
+            what = f"'{called}'" if called else "a function"
+            return (f"{what} is GPL-only and the program's license is not GPL-compatible "
+                    '(add: char LICENSE[] SEC("license") = "GPL";)')
+    processed = [int(n) for n in _PROCESSED_RE.findall(log)]
+    if err in PRE_VERIFY and not any(processed):
+        return PRE_VERIFY[err]
+    return _last_meaningful_line(log)
 
 
 def _last_meaningful_line(log: str) -> str:

@@ -160,8 +160,6 @@ def _check_create(label: str, map_type: MapType, key_size: int, value_size: int,
         raise ConfigError(f"create {label}: stack_trace values are arrays of u64 (value_size % 8 == 0)")
     if max_entries == 0 and (map_type in _KEYED or map_type in _KEYLESS):
         raise ConfigError(f"create {label}: max_entries must be > 0")
-    if flags & BPF_F_MMAPABLE and map_type != MapType.ARRAY:
-        raise ConfigError(f"create {label}: BPF_F_MMAPABLE is only for array maps")
 
 
 class Map(FD):

@@ -141,7 +141,7 @@ def test_no_attach(pin_dir: Path) -> None:
         (["tests/data/not_elf.bin"], "object 'not_elf.bin': not an ELF file"),
         (["tests/data/wrong_machine.o"], "not a BPF object"),
         (["tests/data/truncated.o"], "object 'truncated.o': malformed ELF"),
-        (["tests/data/no_license.o"], "section 'license': missing license"),
+        (["tests/data/no_license.o"], "'bpf_probe_read_kernel' is GPL-only"),
         (["tests/data/bad_btf.o"], "section '.BTF': bad BTF"),
         (["tests/data/sections_misc.o"], "section 'rawbpf_unknown/thing': unknown program section"),
         (["tests/data/verifier_reject.o"], "verifier_reject.c:21"),

@@ -59,7 +59,7 @@ PROGRAMS: Dict[str, Dict[str, Set[str]]] = {
         "lsm/file_open": {"misc_lsm"},
         "rawbpf_unknown/thing": {"misc_unknown"},
     },
-    "no_license": {"socket": {"unlicensed"}},
+    "no_license": {"socket": {"unlicensed"}, "tracepoint/syscalls/sys_enter_getppid": {"gpl_helper"}},
     "verifier_reject": {"socket": {"deref_unchecked"}},
 }
 

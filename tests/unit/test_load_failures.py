@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from fake_kernel import FakeKernel
 
-from rawbpf import programs
+from rawbpf import _sys, programs
 from rawbpf._types import ProgLoadAttr
 from rawbpf.collection import Collection
 from rawbpf.consts import Cmd
@@ -66,7 +66,9 @@ def test_verifier_log_grows_fourfold_when_the_kernel_does_not_say(fake_kernel: F
     assert fake_kernel.leaked() == []
 
 
-def test_refusal_before_the_verifier_keeps_the_first_error(fake_kernel: FakeKernel) -> None:
+def test_refusal_before_the_verifier_keeps_the_first_error(fake_kernel: FakeKernel,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_sys, "has_bpf_caps", lambda: False)  # an unprivileged caller
     fake_kernel.refuse(Cmd.PROG_LOAD, errno.EPERM)  # no log at all: privileges, not the verifier
     with pytest.raises(SyscallError) as err:
         Collection.load(load_spec(DATA / "verifier_reject.o"))

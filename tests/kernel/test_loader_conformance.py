@@ -1,0 +1,52 @@
+"""rawbpf loads what libbpf loads and refuses with the kernel's reason, against the real kernel."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from rawbpf.collection import Collection
+from rawbpf.consts import ProgType
+from rawbpf.elf import load_spec
+from rawbpf.errors import VerifierError
+
+DATA = Path(__file__).resolve().parent.parent / "data"
+
+
+def test_object_without_license_loads_and_gpl_only_helper_is_named() -> None:
+    spec = load_spec(DATA / "no_license.o")
+    with Collection.load(spec, programs=["unlicensed"]) as coll:
+        prog = coll.programs["unlicensed"]
+        assert prog.type == ProgType.SOCKET_FILTER and prog.fd >= 0
+    with pytest.raises(VerifierError) as info:
+        Collection.load(spec, programs=["gpl_helper"])
+    msg = info.value.summary()
+    assert "'bpf_probe_read_kernel' is GPL-only" in msg and "gpl_helper" in msg
+    assert "need CAP_BPF" not in msg
+
+
+def test_refused_before_verifying_names_the_errno() -> None:
+    spec = load_spec(DATA / "sections_misc.o")
+    with pytest.raises(Exception) as info:  # fentry is refused by this kernel before verification
+        Collection.load(spec, programs=["misc_fentry"])
+    msg = str(info.value)
+    assert "EPERM" in msg or "ENOTSUPP" in msg or "not supported" in msg, msg
+    assert "need CAP_BPF" not in msg and "relocat" not in msg.split(":")[-1], msg
+
+
+def test_arena_map_flags_are_left_to_the_kernel() -> None:
+    """BPF_F_MMAPABLE is the kernel's policy (arena maps require it): rawbpf asks, the kernel answers.
+
+    This kernel refuses arenas as a policy (EPERM as root); the answer must be the kernel's errno, not a
+    rawbpf-side "only for array maps"."""
+    from rawbpf.consts import BPF_F_MMAPABLE, MapType
+    from rawbpf.errors import SyscallError
+    from rawbpf.maps import Map
+
+    try:
+        with Map.create(MapType.ARENA, 0, 0, 1, name="rb_arena_t", flags=BPF_F_MMAPABLE) as m:
+            assert m.fd >= 0
+    except SyscallError as err:
+        assert err.errno != 0 and "only for array maps" not in str(err)
+        assert "need CAP_BPF" not in str(err)

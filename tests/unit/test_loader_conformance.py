@@ -1,0 +1,58 @@
+"""Where rawbpf loads what libbpf loads and says why the kernel refused: the pure parts (no root)."""
+
+from __future__ import annotations
+
+import errno
+from pathlib import Path
+
+from rawbpf import _sys
+from rawbpf.elf import load_spec
+from rawbpf.errors import ENOTSUPP, VerifierError, explain_refusal
+
+DATA = Path(__file__).resolve().parent.parent / "data"
+
+GPL_LOG = """0: R1=ctx() R10=fp0
+0: (b7) r1 = 0                        ; R1_w=0
+1: (7b) *(u64 *)(r10 -8) = r1         ; R1_w=0 R10=fp0 fp-8_w=0
+2: (bf) r1 = r10                      ; R1_w=fp0 R10=fp0
+5: (85) call bpf_probe_read_kernel#113
+cannot call GPL-restricted function from non-GPL compatible program
+processed 5 insns (limit 1000000) max_states_per_insn 0 total_states 0 peak_states 0 mark_read 0
+"""
+
+CORE_ONLY_LOG = """libbpf: prog 'p': relo #0: <byte_off> [7] struct task_struct.pid (0:60 @ offset 2456)
+CO-RE relocating [7] struct task_struct: found target candidate [123] struct task_struct in vmlinux
+insn #3 relocated, imm 2456 -> 2456
+processed 0 insns (limit 1000000) max_states_per_insn 0 total_states 0 peak_states 0 mark_read 0
+"""
+
+
+def test_object_without_license_parses_with_an_empty_license() -> None:
+    spec = load_spec(DATA / "no_license.o")
+    assert spec.license == ""
+    assert {p.name for p in spec.programs.values()} == {"unlicensed", "gpl_helper"}
+    assert all(p.license == "" for p in spec.programs.values())
+
+
+def test_gpl_only_helper_is_named_as_the_reason() -> None:
+    err = VerifierError("load program 'gpl_helper'", errno.EINVAL, GPL_LOG)
+    assert err.reason.startswith("'bpf_probe_read_kernel' is GPL-only")
+    assert 'SEC("license")' in err.summary()
+
+
+def test_refusal_before_verifying_names_the_errno_not_a_core_line() -> None:
+    for err, word in ((errno.EPERM, "EPERM"), (ENOTSUPP, "ENOTSUPP")):
+        reason = explain_refusal(CORE_ONLY_LOG, err)
+        assert word in reason and "relocat" not in reason
+    # a real verifier failure with instructions processed keeps the log's own reason
+    bad = GPL_LOG.replace("cannot call GPL-restricted function from non-GPL compatible program",
+                          "R1 invalid mem access 'scalar'")
+    assert explain_refusal(bad, errno.EPERM) == "R1 invalid mem access 'scalar'"
+
+
+def test_capability_hint_only_when_the_caller_lacks_them(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setattr(_sys, "has_bpf_caps", lambda: False)
+    assert "need CAP_BPF/CAP_PERFMON or root" in str(_sys._fail("load program 'p'", errno.EPERM, None))
+    monkeypatch.setattr(_sys, "has_bpf_caps", lambda: True)
+    msg = str(_sys._fail("load program 'p'", errno.EPERM, None))
+    assert "need CAP_BPF" not in msg and "has CAP_BPF/CAP_PERFMON" in msg
