@@ -14,7 +14,7 @@ from __future__ import annotations
 import copy
 import logging
 import os
-from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Set
+from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Set, Tuple
 
 from rawbpf import bpffs
 from rawbpf._fd import FD
@@ -215,9 +215,47 @@ class Collection:
         _externs.fill_kconfig(spec)
         self._create_maps(pin_dir)
         externs = self._resolve_externs()
-        for name in wanted:
-            self._load_program(spec.programs[name], externs, log_level)
+        self._load_programs([spec.programs[n] for n in wanted], externs, log_level)
         self._fill_map_values()
+
+    def _load_programs(self, progs: List[ProgramSpec], externs: Dict[str, ExternValue],
+                       log_level: int) -> None:
+        """Link each program and hand it to the kernel; verification runs on worker threads.
+
+        BPF_PROG_LOAD spends its time in the verifier with the GIL released, so while one program is being
+        verified the next one is linked here and others verify on the other CPUs. Results are taken in
+        program order: the first failure (in that order) is raised, after every program that did load is
+        recorded, so the caller's close() releases them all.
+        """
+        workers = load_workers(len(progs))
+        if workers <= 1:
+            for prog in progs:
+                self.programs[prog.name] = self._finish_program(prog, self._prepare_program(prog, externs),
+                                                                log_level)
+            return
+        from concurrent.futures import ThreadPoolExecutor
+
+        pending: List[Tuple[ProgramSpec, Any]] = []
+        unprepared: Optional[BaseException] = None  # a program that failed to link: nothing after it is sent
+        with ThreadPoolExecutor(workers, thread_name_prefix="rawbpf-load") as pool:
+            try:
+                for prog in progs:
+                    if any(f.done() and f.exception() is not None for _, f in pending):
+                        break  # one was refused: the rest would only be loaded to be closed again
+                    job = self._prepare_program(prog, externs)
+                    pending.append((prog, pool.submit(self._finish_program, prog, job, log_level)))
+            except BaseException as prep_err:
+                unprepared = prep_err
+        failure: Optional[BaseException] = None
+        for prog, fut in pending:
+            refused = fut.exception()
+            if refused is None:
+                self.programs[prog.name] = fut.result()
+            elif failure is None:
+                failure = refused
+        failure = failure or unprepared
+        if failure is not None:
+            raise failure
 
     def _load_btf(self) -> None:
         spec = self.spec
@@ -371,6 +409,12 @@ class Collection:
     # -- programs ------------------------------------------------------------------------------------------
 
     def _load_program(self, prog: ProgramSpec, externs: Dict[str, ExternValue], log_level: int) -> None:
+        self.programs[prog.name] = self._finish_program(prog, self._prepare_program(prog, externs), log_level)
+
+    def _prepare_program(self, prog: ProgramSpec, externs: Dict[str, ExternValue]
+                         ) -> Tuple[LinkedProgram, bytes, int]:
+        """Link, patch and relocate one program (user space only): its instructions, kernel CO-RE records
+        and attach BTF id."""
         spec = self.spec
         try:
             linked = link(spec, prog.name)
@@ -395,8 +439,15 @@ class Collection:
         attach_btf_id = 0
         if prog.type in (ProgType.TRACING, ProgType.LSM, ProgType.EXT):
             attach_btf_id = self._attach_btf_id(prog)
-        btf_fd = self.btf.fd if self.btf is not None else -1
         self.linked[prog.name] = linked
+        return linked, core, attach_btf_id
+
+    def _finish_program(self, prog: ProgramSpec, job: Tuple[LinkedProgram, bytes, int],
+                        log_level: int) -> Program:
+        """BPF_PROG_LOAD of a prepared program (safe on a worker thread: the syscall releases the GIL)."""
+        spec = self.spec
+        linked, core, attach_btf_id = job
+        btf_fd = self.btf.fd if self.btf is not None else -1
         try:
             p = self._program_load(prog, linked, attach_btf_id, btf_fd, core, log_level)
         except VerifierError as err:
@@ -406,7 +457,7 @@ class Collection:
             raise err.with_context(where(spec.name, prog.section)) from None
         except RawBPFError as err:
             raise err.with_context(where(spec.name, prog.section)) from None
-        self.programs[prog.name] = p
+        return p
 
     def _explain_core_failure(self, prog: ProgramSpec, err: VerifierError) -> Optional[RelocationError]:
         """A reachable instruction CO-RE could not relocate (poisoned with libbpf's ``call 0xbad2310``)
@@ -662,6 +713,17 @@ def _btf_features(btf: Any) -> Any:
         type_tag=need("btf_type_tag", Kind.TYPE_TAG in kinds),
         enum64=need("btf_enum64", Kind.ENUM64 in kinds or signed_enum),
     )
+
+
+def load_workers(count: int) -> int:
+    """How many programs verify at once: one per CPU (``RAWBPF_LOAD_THREADS`` overrides; 1 loads in order
+    on the calling thread)."""
+    env = os.environ.get("RAWBPF_LOAD_THREADS", "")
+    try:
+        limit = int(env) if env else (os.cpu_count() or 1)
+    except ValueError:
+        limit = 1
+    return max(1, min(count, limit))
 
 
 def _quiet_close(obj: Any) -> None:
