@@ -87,10 +87,8 @@ def fill_kconfig(spec: CollectionSpec, config: Optional[Dict[str, str]] = None) 
     assert mspec.data is not None
     cfg = config if config is not None else read_kconfig()
     for e in kexts:
-        if e.name == "LINUX_KERNEL_VERSION":
-            raw = kernel_version_code().to_bytes(e.size, "little") if e.size in (4, 8) else None
-        elif e.name == "LINUX_HAS_BPF_COOKIE":
-            raw = b"\1".ljust(e.size, b"\0")
+        if e.name.startswith("LINUX_"):
+            raw = _virtual_kconfig(spec, e.name, e.size)
         elif e.name in cfg:
             raw = _kconfig_bytes(cfg[e.name], e.size)
         elif e.weak:
@@ -102,6 +100,36 @@ def fill_kconfig(spec: CollectionSpec, config: Optional[Dict[str, str]] = None) 
             raise RelocationError(f"unsupported size {e.size}").with_context(
                 f"object '{spec.name}': extern '{e.name}'")
         mspec.data[e.offset : e.offset + e.size] = raw
+
+
+#: the architecture's prefix of syscall entry points when the kernel wraps them (pt_regs-taking wrappers)
+_SYSCALL_PREFIX = {"x86_64": "__x64_", "aarch64": "__arm64_", "s390x": "__s390x_", "riscv64": "__riscv_"}
+
+
+def has_syscall_wrapper(symbols: Optional[Dict[str, int]] = None) -> bool:
+    """Whether syscalls enter through arch wrappers (``__x64_sys_bpf``): then a BPF_KSYSCALL program's
+    context is the wrapper's pt_regs, which the object learns from LINUX_HAS_SYSCALL_WRAPPER."""
+    prefix = _SYSCALL_PREFIX.get(platform.machine(), "")
+    if not prefix:
+        return False
+    try:
+        syms = symbols if symbols is not None else kallsyms()
+    except OSError:
+        return True  # every supported architecture has had wrappers since 4.17
+    return prefix + "sys_bpf" in syms
+
+
+def _virtual_kconfig(spec: CollectionSpec, name: str, size: int) -> Optional[bytes]:
+    """The values a loader fills itself rather than reading the kernel config (libbpf's LINUX_* set)."""
+    if name == "LINUX_KERNEL_VERSION":
+        return kernel_version_code().to_bytes(size, "little") if size in (4, 8) else None
+    if name == "LINUX_HAS_BPF_COOKIE":  # bpf_get_attach_cookie: Linux 5.15; older kernels are not supported
+        return b"\1".ljust(size, b"\0")
+    if name == "LINUX_HAS_SYSCALL_WRAPPER":
+        return bytes([int(has_syscall_wrapper())]).ljust(size, b"\0")
+    raise RelocationError(f"unknown virtual extern '{name}' (__kconfig): the known ones are "
+                          "LINUX_KERNEL_VERSION, LINUX_HAS_BPF_COOKIE and LINUX_HAS_SYSCALL_WRAPPER"
+                          ).with_context(f"object '{spec.name}'")
 
 
 def _kconfig_bytes(value: str, size: int) -> bytes:

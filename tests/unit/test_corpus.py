@@ -61,6 +61,7 @@ PROGRAMS: Dict[str, Dict[str, Set[str]]] = {
     },
     "no_license": {"socket": {"unlicensed"}, "tracepoint/syscalls/sys_enter_getppid": {"gpl_helper"}},
     "verifier_reject": {"socket": {"deref_unchecked"}},
+    "kconfig_virtual": {"socket": {"read_virtual"}},
 }
 
 # object -> data sections it must carry

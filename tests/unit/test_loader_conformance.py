@@ -56,3 +56,21 @@ def test_capability_hint_only_when_the_caller_lacks_them(monkeypatch) -> None:  
     monkeypatch.setattr(_sys, "has_bpf_caps", lambda: True)
     msg = str(_sys._fail("load program 'p'", errno.EPERM, None))
     assert "need CAP_BPF" not in msg and "has CAP_BPF/CAP_PERFMON" in msg
+
+
+def test_virtual_kconfig_values_without_a_kernel_config(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from rawbpf import externs
+
+    spec = load_spec(DATA / "kconfig_virtual.o")
+    monkeypatch.setattr(externs, "kernel_version_code", lambda release=None: 0x061200)
+    monkeypatch.setattr(externs, "kallsyms", lambda path="/proc/kallsyms": {"__x64_sys_bpf": 1})
+    monkeypatch.setattr(externs.platform, "machine", lambda: "x86_64")
+    externs.fill_kconfig(spec, config={})  # none of them is in the kernel config
+    kmap = next(m for m in spec.maps.values() if m.section == ".kconfig")
+    assert kmap.data is not None
+    values = {e.name: bytes(kmap.data[e.offset:e.offset + e.size]) for e in spec.externs.values()}
+    assert values["LINUX_HAS_SYSCALL_WRAPPER"] == b"\1" and values["LINUX_HAS_BPF_COOKIE"] == b"\1"
+    assert int.from_bytes(values["LINUX_KERNEL_VERSION"], "little") == 0x061200
+    monkeypatch.setattr(externs, "kallsyms", lambda path="/proc/kallsyms": {"__ia32_sys_bpf": 1})
+    externs.fill_kconfig(spec, config={})
+    assert kmap.data[spec.externs["LINUX_HAS_SYSCALL_WRAPPER"].offset] == 0

@@ -50,3 +50,15 @@ def test_arena_map_flags_are_left_to_the_kernel() -> None:
     except SyscallError as err:
         assert err.errno != 0 and "only for array maps" not in str(err)
         assert "need CAP_BPF" not in str(err)
+
+
+def test_virtual_kconfig_values_are_filled() -> None:
+    """LINUX_HAS_SYSCALL_WRAPPER (strong), LINUX_HAS_BPF_COOKIE and LINUX_KERNEL_VERSION (weak) get the
+    running kernel's values, as libbpf fills them; a weak one must not silently read 0."""
+    from rawbpf.externs import kernel_version_code
+
+    with Collection.load(load_spec(DATA / "kconfig_virtual.o")) as coll:
+        assert coll.programs["read_virtual"].test_run(bytes(64)).retval == 1  # x86_64 wraps syscalls
+        v = coll.variables
+        assert (v["has_wrapper"], v["has_cookie"]) == (1, 1)
+        assert v["kernel_version"] == kernel_version_code() != 0
