@@ -818,17 +818,12 @@ static __always_inline void clamp_argv(struct exec_scratch *s, struct argv_ctx *
 	}
 }
 
-/* Does the environment string in buf start with the literal `name` (len bytes, a constant)? */
-static __always_inline bool has_prefix(const char *buf, const char *name, __u32 len)
-{
-	for (__u32 i = 0; i < len; i++)
-		if (buf[i] != name[i])
-			return false;
-	return true;
-}
-
-#define HAS_PREFIX(buf, lit) has_prefix(buf, lit, sizeof(lit) - 1)
-
+/* Eight characters as the little-endian word they load as, and a mask of a word's first n bytes: names are
+ * compared a word at a time (a byte loop made the verifier walk hundreds of thousands of instructions). */
+#define W8(a, b, c, d, e, f, g, h)                                                                            \
+	((__u64)(a) | (__u64)(b) << 8 | (__u64)(c) << 16 | (__u64)(d) << 24 | (__u64)(e) << 32 |            \
+	 (__u64)(f) << 40 | (__u64)(g) << 48 | (__u64)(h) << 56)
+#define FIRST(n) ((1ULL << (8 * (n))) - 1)
 
 struct env_ctx {
 	unsigned long p;	/* next user address */
@@ -846,9 +841,9 @@ struct env_ctx {
  */
 static long read_env(__u32 i, struct env_ctx *e)
 {
+	__u64 buf[ENV_CHUNK / 8], w;
 	__u32 zero = 0, v = 0;
 	struct exec_scratch *s;
-	char buf[ENV_CHUNK];
 	long n;
 
 	if (e->p >= e->end)
@@ -875,41 +870,49 @@ static long read_env(__u32 i, struct env_ctx *e)
 			return 0;
 		}
 	}
-	if (buf[0] == 'T') {
-		if (!HAS_PREFIX(buf, "TRACEPARENT="))
+	w = buf[0];
+	if (w == W8('T', 'R', 'A', 'C', 'E', 'P', 'A', 'R')) {
+		if ((buf[1] & FIRST(4)) != W8('E', 'N', 'T', '=', 0, 0, 0, 0))
 			return 0;
 		s = bpf_map_lookup_elem(&exec_scratch, &zero);
 		if (!s)
 			return 1;
 		e->flags |= ENV_TRACEPARENT;
 		/* a string copy: stops at the value's NUL, so bytes left in buf by earlier variables stay */
-		bpf_probe_read_kernel_str(s->traceparent, TRACEPARENT_LEN, buf + 12);
-		return 0;
-	}
-	if (buf[0] != 'C' || !HAS_PREFIX(buf, "CLAUDE"))
-		return 0;
-	if (HAS_PREFIX(buf, "CLAUDE_CODE_SESSION_ID=")) {
-		s = bpf_map_lookup_elem(&exec_scratch, &zero);
-		if (!s)
-			return 1;
-		e->flags |= ENV_SESSION_ID;
-		bpf_probe_read_kernel_str(s->session_id, SESSION_LEN, buf + 23);
-	} else if (HAS_PREFIX(buf, "CLAUDECODE=")) {
-		e->flags |= ENV_CLAUDECODE;
-	} else if (HAS_PREFIX(buf, "CLAUDE_CODE_CHILD_SESSION=")) {
-		e->flags |= ENV_CHILD_SESSION;
-	} else if (HAS_PREFIX(buf, "CLAUDE_PROJECT_DIR=")) {
-		e->flags |= ENV_PROJECT_DIR;	/* the name alone: a path, but not on the allowlist */
-	} else if (HAS_PREFIX(buf, "CLAUDE_PID=")) {
-		e->flags |= ENV_CLAUDE_PID;
-		for (__u32 j = 11; j < 21; j++) {
-			char c = buf[j];
-
-			if (c < '0' || c > '9')
-				break;
-			v = v * 10 + (c - '0');
+		bpf_probe_read_kernel_str(s->traceparent, TRACEPARENT_LEN, (char *)buf + 12);
+	} else if (w == W8('C', 'L', 'A', 'U', 'D', 'E', '_', 'C')) {
+		if (buf[1] == W8('O', 'D', 'E', '_', 'S', 'E', 'S', 'S') &&
+		    (buf[2] & FIRST(7)) == W8('I', 'O', 'N', '_', 'I', 'D', '=', 0)) {
+			s = bpf_map_lookup_elem(&exec_scratch, &zero);
+			if (!s)
+				return 1;
+			e->flags |= ENV_SESSION_ID;
+			bpf_probe_read_kernel_str(s->session_id, SESSION_LEN, (char *)buf + 23);
+		} else if (buf[1] == W8('O', 'D', 'E', '_', 'C', 'H', 'I', 'L') &&
+			   buf[2] == W8('D', '_', 'S', 'E', 'S', 'S', 'I', 'O') &&
+			   (buf[3] & FIRST(2)) == W8('N', '=', 0, 0, 0, 0, 0, 0)) {
+			e->flags |= ENV_CHILD_SESSION;
 		}
-		e->claude_pid = v;
+	} else if (w == W8('C', 'L', 'A', 'U', 'D', 'E', 'C', 'O')) {
+		if ((buf[1] & FIRST(3)) == W8('D', 'E', '=', 0, 0, 0, 0, 0))
+			e->flags |= ENV_CLAUDECODE;
+	} else if (w == W8('C', 'L', 'A', 'U', 'D', 'E', '_', 'P')) {
+		if (buf[1] == W8('R', 'O', 'J', 'E', 'C', 'T', '_', 'D') &&
+		    (buf[2] & FIRST(3)) == W8('I', 'R', '=', 0, 0, 0, 0, 0)) {
+			e->flags |= ENV_PROJECT_DIR;	/* the name alone: a path, but not on the allowlist */
+		} else if ((buf[1] & FIRST(3)) == W8('I', 'D', '=', 0, 0, 0, 0, 0)) {
+			const char *digits = (const char *)buf + 11;
+
+			e->flags |= ENV_CLAUDE_PID;
+			for (__u32 j = 0; j < 10; j++) {
+				char c = digits[j];
+
+				if (c < '0' || c > '9')
+					break;
+				v = v * 10 + (c - '0');
+			}
+			e->claude_pid = v;
+		}
 	}
 	return 0;
 }
