@@ -229,3 +229,27 @@ def test_shaping_learns_hosts_and_names_connects() -> None:
     fs.name_connect(other)
     assert other["host"] is None and other["endpoint"] is None
     assert fs.dns(*_dns_rec(b"garbage"), b"garbage") is None
+
+
+def _file_rec(op: int, data: bytes, lens: List[int], fflags: int, **kw: Any) -> Dict[str, Any]:
+    rec = {"op": op, "fflags": fflags, "data": data, "ret": 0, "count": 1, "mode": 0,
+           "name1_len": lens[0], "walk1_len": lens[1], "name2_len": lens[2], "walk2_len": lens[3], **kw}
+    return rec
+
+
+def test_file_shaping_reads_transcript_and_remainder() -> None:
+    fs = FileShaping(home=lambda uid: "/home/ann")
+    out = {"type": "file", "pid": 7, "root_pid": 7, "uid": 1000, "session_id": None}
+    data, lens = _data(b"", b"id_rsa\0.ssh\0ann\0home\0", b"", b"")
+    got = fs.file(_file_rec(12, data, lens, FF_FILE1 | FF_WALK1 | 8), dict(out), data)
+    assert got is not None and got["op"] == "read" and got["sensitive"] is True
+    data, lens = _data(b"", b"config\0.ssh\0bob\0home\0", b"", b"")  # another user's .ssh: not this owner's
+    assert fs.file(_file_rec(12, data, lens, FF_FILE1 | FF_WALK1 | 8), dict(out), data) is None
+    sid = "0f5e3c1a-2b4d-4e6f-8a9b-0c1d2e3f4a5b"
+    data, lens = _data(b"", f"{sid}.jsonl\0-w\0projects\0.claude\0ann\0home\0".encode(), b"", b"")
+    got = fs.file(_file_rec(2, data, lens, FF_FILE1 | FF_WALK1, ino=5, dev=1, gen=9), dict(out), data)
+    assert got is not None and got["transcript"] is True and got["session_id"] == sid
+    assert fs.session_of(7) == sid and fs.status()[0]["transcript"].endswith(f"/{sid}.jsonl")
+    rest = fs.remainder(7, "write", 1, 5, 9, 41, 123)
+    assert rest is not None and (rest["count"], rest["ts"], "transcript" in rest) == (41, 123, False)
+    assert fs.remainder(7, "write", 1, 5, 9, 1, 124) is None  # reported once
