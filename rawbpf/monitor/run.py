@@ -347,6 +347,10 @@ def run_monitor(obj: str, cfg: MonitorConfig, *, pin_root: str, log_dir: str, at
             on_status(daemon.status())
             echo(f"logging to {log_dir}; status: rawbpf status --log-dir {log_dir}")
             daemon.run(stop=stop_event.is_set)
+            try:  # what is still folded in the kernel: reported now, however recent
+                daemon.writer.write_many(sweep_file_summaries(coll, fshape, 0))
+            except (OSError, RawBPFError) as err:
+                log.warning("file summary sweep failed: %s", err)
         finally:
             daemon.close()
             remove_status(log_dir, os.getpid())

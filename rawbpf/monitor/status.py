@@ -336,7 +336,11 @@ def format_text(d: Dict[str, Any]) -> str:
                          f"{k['lost']:>8}")
         lines.append(f"  connects filtered: {c.get('filtered', 0)}, "
                      f"tracked map full: {c.get('tracked_full', 0)}, forced wakeups: {c.get('wakeups', 0)}, "
-                     f"unreadable user memory: {c.get('read_errors', 0)}")
+                     f"unreadable user memory: {c.get('read_errors', 0)}, "
+                     f"file events folded into counts: {c.get('file_summarised', 0)}")
+    for s in d.get("sessions", []) or []:
+        lines.append(f"  session {escape(str(s.get('session_id')))} (root pid {s.get('root_pid')}): "
+                     f"transcript {escape(str(s.get('transcript')))}")
     return "\n".join(lines)
 
 

@@ -19,7 +19,7 @@ import traceback
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Tuple
 
-from tools.bench import exec_storm, kernel_ns, latency, load, report, ringbuf, ship, syscall_overhead
+from tools.bench import exec_storm, files, kernel_ns, latency, load, report, ringbuf, ship, syscall_overhead
 from tools.bench.common import ROOT, Context, Unavailable
 
 SECTIONS: Dict[str, Callable[[Context], Dict[str, Any]]] = {
@@ -31,6 +31,7 @@ SECTIONS: Dict[str, Callable[[Context], Dict[str, Any]]] = {
     "latency": latency.run_section,
     "report": report.run_section,
     "ship": ship.run_section,
+    "files": files.run_section,
 }
 
 # section -> [(key, unit, goal, "min" when bigger is better else "max")]; the keys issue 6 requires
@@ -55,6 +56,16 @@ GOALS: Dict[str, List[Tuple[str, str, Any, str]]] = {
                ("tail_json_100k_s", "s", None, ""), ("report_100k_cpu_s", "s", None, ""),
                ("page_main_thread_s", "s", None, ""),
                ("load_avg_1m", "", None, "")],
+    "files": [("openat_untracked_vs_floor", "x", 1.3, "max"), ("write_untracked_vs_floor", "x", 1.3, "max"),
+              ("sendto_untracked_vs_floor", "x", 1.3, "max"), ("openat_untracked_ns", "ns", None, ""),
+              ("openat_floor_ns", "ns", None, ""), ("write_untracked_ns", "ns", None, ""),
+              ("write_floor_ns", "ns", None, ""), ("sendto_untracked_ns", "ns", None, ""),
+              ("sendto_floor_ns", "ns", None, ""), ("file_event_tracked_ns", "ns", None, ""),
+              ("file_repeat_tracked_ns", "ns", None, ""), ("dns_packet_tracked_ns", "ns", None, ""),
+              ("workload_untracked_overhead_pct", "%", 1, "max"),
+              ("workload_tracked_overhead_pct", "%", 5, "max"), ("workload_lost", "", 0, "max"),
+              ("workload_untracked_cpu_pct", "%", 1, "max"), ("workload_tracked_cpu_pct", "%", 5, "max"),
+              ("workload_untracked_off_s", "s", None, ""), ("workload_tracked_off_s", "s", None, "")],
     "ship": [("forward_per_core", "rec/s", 200_000, "min"), ("forward_end_to_end", "rec/s", None, ""),
              ("forward_rss_mb", "MB", None, ""), ("forward_gzip_per_core", "rec/s", None, ""),
              ("syslog_per_core", "rec/s", 50_000, "min"), ("syslog_end_to_end", "rec/s", None, ""),

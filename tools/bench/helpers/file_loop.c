@@ -1,0 +1,72 @@
+/* file_loop MODE N [DIR]: N iterations of one syscall pattern, then print {"ns_per_op": ...}.
+ *   openat  open("/etc/hostname", O_RDONLY) and close it (a read: recorded only when watched)
+ *   write   write one byte to /dev/null
+ *   sendto  send one datagram to 127.0.0.1:9 from an unconnected socket
+ *   create  create, write and close DIR/fNNNNN (N distinct files: one file record each)
+ *   rewrite open DIR/log for appending, write, close (one file: folded into a count)
+ *   dns     send a 29-byte DNS query to 127.0.0.1:53 from an unconnected socket (one dns record each)
+ */
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+static long long now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+int main(int argc, char **argv)
+{
+	const char *mode = argc > 1 ? argv[1] : "openat";
+	long n = argc > 2 ? atol(argv[2]) : 100000;
+	const char *dir = argc > 3 ? argv[3] : "/tmp";
+	static const unsigned char query[] = { 0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0, 3, 'a', 'p', 'i',
+					       4, 't', 'e', 's', 't', 0, 0, 1, 0, 1 };
+	struct sockaddr_in sa = { .sin_family = AF_INET };
+	char path[4096];
+	int fd = -1, out = open("/dev/null", O_WRONLY);
+	long long t0;
+
+	inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+	if (!strcmp(mode, "sendto") || !strcmp(mode, "dns")) {
+		fd = socket(AF_INET, SOCK_DGRAM, 0);
+		sa.sin_port = htons(!strcmp(mode, "dns") ? 53 : 9);
+	}
+	t0 = now_ns();
+	for (long i = 0; i < n; i++) {
+		if (!strcmp(mode, "openat")) {
+			int f = open("/etc/hostname", O_RDONLY);
+			if (f >= 0)
+				close(f);
+		} else if (!strcmp(mode, "write")) {
+			if (write(out, "x", 1) != 1)
+				return 1;
+		} else if (!strcmp(mode, "sendto") || !strcmp(mode, "dns")) {
+			sendto(fd, query, sizeof(query), 0, (struct sockaddr *)&sa, sizeof(sa));
+		} else if (!strcmp(mode, "create") || !strcmp(mode, "rewrite")) {
+			int create = !strcmp(mode, "create"), f;
+
+			if (create)
+				snprintf(path, sizeof(path), "%s/f%06ld", dir, i);
+			else
+				snprintf(path, sizeof(path), "%s/log", dir);
+			f = open(path, O_WRONLY | O_CREAT | (create ? O_TRUNC : O_APPEND), 0644);
+			if (f < 0 || write(f, "x", 1) != 1)
+				return 1;
+			close(f);
+		} else {
+			fprintf(stderr, "unknown mode %s\n", mode);
+			return 2;
+		}
+	}
+	printf("{\"ns_per_op\": %.1f}\n", (double)(now_ns() - t0) / (n ? n : 1));
+	return 0;
+}
