@@ -44,6 +44,8 @@
 #define O_APPEND 02000
 #define O_WRITING (1 | 2 | O_CREAT | O_TRUNC | O_APPEND)	/* O_WRONLY, O_RDWR and the creating flags */
 #define FMODE_CREATED (1U << 20)	/* set on a struct file by the open that created the file */
+#define EPERM 1
+#define EACCES 13
 #ifndef EINPROGRESS
 #define EINPROGRESS 115
 #endif
@@ -572,8 +574,9 @@ static __always_inline void file_event(struct syscall_exit_args *ctx, __u32 tgid
 	}
 	if (sc == SC_OPEN || sc == SC_OPENAT || sc == SC_OPENAT2 || sc == SC_CREAT) {
 		if (!(oflags & O_WRITING)) {
-			/* a read: only a successful one, and only when its path has a watched name */
-			if (!watch_reads || ret < 0)
+			/* a read: a successful one when its path has a watched name, or one refused for lack
+			 * of permission (user space matches the globs; a missing file is not a read) */
+			if (!watch_reads || (ret < 0 && ret != -EACCES && ret != -EPERM))
 				return;
 			reading = true;
 			op = FOP_READ;
@@ -635,7 +638,7 @@ static __always_inline void file_event(struct syscall_exit_args *ctx, __u32 tgid
 		off = s->rec.name1_len + s->rec.walk1_len;
 	}
 	if (reading) {
-		if (!(flags & FF_FILE1))
+		if (!(flags & FF_FILE1) && ret >= 0)
 			return;
 		flags |= FF_SENSITIVE;
 		c->kind[REC_FILE].tracked++;

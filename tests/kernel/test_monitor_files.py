@@ -81,8 +81,11 @@ def test_sensitive_reads_only(scripted: Dict[str, Any]) -> None:
         assert paths.count(p) == 1, (p, paths)
     for p in m["ordinary"]:
         assert p not in paths
-    assert all(r["sensitive"] is True for r in reads)
+    assert all(r["sensitive"] is True and r["ret"] == 0 for r in reads)
     assert set(paths) == set(m["sensitive"])  # nothing Python read while starting up, either
+    for pid, path, ret in m["denied"]:  # refused for lack of permission: recorded with the error
+        got = [r for r in files_of(scripted["records"], pid) if r["op"] == "read"]
+        assert [(r["path"], r["ret"], r["sensitive"], r["uid"]) for r in got] == [(path, ret, True, 65534)]
 
 
 def test_counters_account_for_every_file_event(scripted: Dict[str, Any]) -> None:

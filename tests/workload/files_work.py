@@ -95,8 +95,22 @@ def scripted(d: str) -> Dict[str, Any]:
     add("create", "proj/not-env.txt")
     with open("proj/not-env.txt") as f:
         f.read()
+    denied = []
+    if os.getuid() == 0:  # a read refused for lack of permission is recorded too (with its -EACCES)
+        child = os.fork()
+        if child == 0:
+            os.setuid(65534)
+            try:
+                open("/etc/shadow").close()
+            except PermissionError:
+                os._exit(0)
+            os._exit(1)
+        _, status = os.waitpid(child, 0)
+        assert os.WEXITSTATUS(status) == 0
+        denied.append([child, "/etc/shadow", -errno.EACCES])
     return {"pid": os.getpid(), "ops": ops, "sensitive": [os.path.join(real, "proj/.env"), "/etc/shadow"],
-            "ordinary": [os.path.join(real, "a.txt"), os.path.join(real, "proj/not-env.txt")]}
+            "ordinary": [os.path.join(real, "a.txt"), os.path.join(real, "proj/not-env.txt")],
+            "denied": denied}
 
 
 def storm(d: str, n: int) -> Dict[str, Any]:

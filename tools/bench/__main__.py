@@ -65,6 +65,7 @@ GOALS: Dict[str, List[Tuple[str, str, Any, str]]] = {
               ("workload_untracked_overhead_pct", "%", 1, "max"),
               ("workload_tracked_overhead_pct", "%", 5, "max"), ("workload_lost", "", 0, "max"),
               ("workload_untracked_cpu_pct", "%", 1, "max"), ("workload_tracked_cpu_pct", "%", 5, "max"),
+              ("workload_monitor_idle_cpu_pct", "%", None, ""),
               ("workload_untracked_off_s", "s", None, ""), ("workload_tracked_off_s", "s", None, "")],
     "ship": [("forward_per_core", "rec/s", 200_000, "min"), ("forward_end_to_end", "rec/s", None, ""),
              ("forward_rss_mb", "MB", None, ""), ("forward_gzip_per_core", "rec/s", None, ""),
