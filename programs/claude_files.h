@@ -220,8 +220,10 @@ struct {
 	__type(value, __u32);
 } watch_names SEC(".maps");
 
+/* LRU: a watched socket's entry goes when its fd is reused (see net_event), and the least recently used ones
+ * (sockets of processes long gone) make room when it is full. */
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 4096);
 	__type(key, struct sock_watch_key);
 	__type(value, struct sock_watch);
@@ -588,8 +590,16 @@ static __always_inline void file_event(struct syscall_exit_args *ctx, __u32 tgid
 	}
 	if (fd >= 0)
 		f = fd_file(task, fd);
-	if (f && reading && ((BPF_CORE_READ(f, f_inode, i_mode) & 0170000) == 0040000))
-		return;		/* a directory listed, not a file read */
+	if (f) {
+		__u32 fmt = BPF_CORE_READ(f, f_inode, i_mode) & 0170000;
+
+		if (reading && fmt == 0040000)
+			return;		/* a directory listed, not a file read */
+		/* a terminal, /dev/null, a pipe or a socket opened for writing changes nothing on disk */
+		if (!reading && (sc == SC_OPEN || sc == SC_OPENAT || sc == SC_OPENAT2 || sc == SC_CREAT) &&
+		    (fmt == 0020000 || fmt == 0010000 || fmt == 0140000))
+			return;
+	}
 	if (f && !reading && (sc == SC_OPEN || sc == SC_OPENAT || sc == SC_OPENAT2 || sc == SC_CREAT)) {
 		if (BPF_CORE_READ(f, f_mode) & FMODE_CREATED)
 			op = FOP_CREATE;

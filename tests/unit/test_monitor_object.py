@@ -54,7 +54,7 @@ def test_maps(spec: Any) -> None:
     recent = m["file_recent"]
     assert (recent.type, recent.key_size, recent.value_size) == (MapType.HASH, 24, 16)
     assert (m["watch_names"].type, m["watch_names"].key_size) == (MapType.HASH, 32)
-    assert (m["sock_watch"].type, m["sock_watch"].key_size) == (MapType.HASH, 8)
+    assert (m["sock_watch"].type, m["sock_watch"].key_size) == (MapType.LRU_HASH, 8)
     assert (m["pending_conns"].type, m["pending_conns"].key_size) == (MapType.LRU_HASH, 8)
 
 

@@ -45,6 +45,19 @@ from tools.bench.common import (
 )
 
 TRACEPOINTS = ("sys_exit_openat", "sys_exit_write", "sys_exit_sendto")
+# Only the bench's own processes are tracked: other Claude processes on the host (tests, sessions) would add
+# their tracked runs to the per-event averages of the untracked loops and to the monitor's CPU.
+TRACK_NAME = "claude-bench"
+LOAD_ARGS = ("--no-default-rules", "--match-comm", TRACK_NAME, "--no-seed")
+
+
+def _tracked(ctx: Context, target: Path) -> Path:
+    """A symlink named TRACK_NAME to ``target``: exec'd through it, the process is a tracked root."""
+    link = ctx.work / f"track-{target.name}" / TRACK_NAME
+    if not link.exists():
+        link.parent.mkdir(exist_ok=True)
+        link.symlink_to(target)
+    return link
 
 
 @contextlib.contextmanager
@@ -101,9 +114,9 @@ def kernel_costs(ctx: Context, out: Dict[str, Any]) -> None:
     n = "50000" if ctx.quick else "300000"
     nt = 2000 if ctx.quick else 10000
     loop = str(ctx.helper("file_loop"))
-    tracked = str(ctx.tracked("file_loop"))
+    tracked = str(_tracked(ctx, ctx.helper("file_loop")))
     with bpffs_dir("files") as pins, scratch("files-log") as logs, scratch("files-out") as work, \
-            bpf_stats(), rawbpf_load(MONITOR_OBJ, pins, logs), _floors() as floors:
+            bpf_stats(), rawbpf_load(MONITOR_OBJ, pins, logs, extra=LOAD_ARGS), _floors() as floors:
         ids = pinned_prog_ids(pins)
         if "files_exit_openat" not in ids:
             raise Unavailable("the monitor object has no file programs")
@@ -188,9 +201,7 @@ def workload(ctx: Context, out: Dict[str, Any]) -> None:
         tar = _project(work, 12 if ctx.quick else 24)
         job = work / "job.sh"
         job.write_text(_JOB.format(tar=tar))
-        claude = work / "bin" / "claude"  # bash under the name claude: the job's whole tree is tracked
-        claude.parent.mkdir()
-        claude.symlink_to(shutil.which("bash") or "/bin/bash")
+        claude = _tracked(ctx, Path(shutil.which("bash") or "/bin/bash"))  # the job's whole tree is tracked
         cmds = {"untracked": ["bash", str(job)], "tracked": [str(claude), str(job)]}
         times: Dict[str, List[float]] = {f"{w}_{m}": [] for w in cmds for m in ("off", "on")}
         cpu: Dict[str, List[float]] = {w: [] for w in cmds}  # the monitor's CPU (BPF + daemon) / job time
@@ -203,7 +214,7 @@ def workload(ctx: Context, out: Dict[str, Any]) -> None:
             for mode in order:
                 if mode == "on":
                     with bpffs_dir("files-job") as pins, scratch("files-job-log") as logs, bpf_stats(), \
-                            rawbpf_load(MONITOR_OBJ, pins, logs) as daemon:
+                            rawbpf_load(MONITOR_OBJ, pins, logs, extra=LOAD_ARGS) as daemon:
                         ids = pinned_prog_ids(pins)
                         time.sleep(0.5)  # past the daemon's start-up work
 
