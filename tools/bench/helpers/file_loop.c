@@ -1,4 +1,5 @@
-/* file_loop MODE N [DIR]: N iterations of one syscall pattern, then print {"ns_per_op": ...}.
+/* file_loop MODE N [DIR]: N iterations of one syscall pattern, then print {"ns_per_op": ..., "cpu_ns_per_op":
+ * ...} (wall time, and the process's own CPU time, which other load on the host does not inflate).
  *   openat  open("/etc/hostname", O_RDONLY) and close it (a read: recorded only when watched)
  *   write   write one byte to /dev/null
  *   sendto  send one datagram to 127.0.0.1:9 from an unconnected socket
@@ -16,11 +17,16 @@
 #include <time.h>
 #include <unistd.h>
 
-static long long now_ns(void)
+static long long clock_ns(clockid_t clock)
 {
 	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
+	clock_gettime(clock, &ts);
 	return ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+static long long now_ns(void)
+{
+	return clock_ns(CLOCK_MONOTONIC);
 }
 
 int main(int argc, char **argv)
@@ -33,7 +39,7 @@ int main(int argc, char **argv)
 	struct sockaddr_in sa = { .sin_family = AF_INET };
 	char path[4096];
 	int fd = -1, out = open("/dev/null", O_WRONLY);
-	long long t0;
+	long long t0, c0;
 
 	inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
 	if (!strcmp(mode, "sendto") || !strcmp(mode, "dns")) {
@@ -41,6 +47,7 @@ int main(int argc, char **argv)
 		sa.sin_port = htons(!strcmp(mode, "dns") ? 53 : 9);
 	}
 	t0 = now_ns();
+	c0 = clock_ns(CLOCK_PROCESS_CPUTIME_ID);
 	for (long i = 0; i < n; i++) {
 		if (!strcmp(mode, "openat")) {
 			int f = open("/etc/hostname", O_RDONLY);
@@ -67,6 +74,7 @@ int main(int argc, char **argv)
 			return 2;
 		}
 	}
-	printf("{\"ns_per_op\": %.1f}\n", (double)(now_ns() - t0) / (n ? n : 1));
+	printf("{\"ns_per_op\": %.1f, \"cpu_ns_per_op\": %.1f}\n", (double)(now_ns() - t0) / (n ? n : 1),
+	       (double)(clock_ns(CLOCK_PROCESS_CPUTIME_ID) - c0) / (n ? n : 1));
 	return 0;
 }
