@@ -560,10 +560,17 @@ class _Reader:
             prog.section_offset = sym.value // INSN_SIZE
             prog.is_global = sym.bind != "STB_LOCAL"
             prog.hidden = prog.is_global and sym.visibility in ("STV_HIDDEN", "STV_INTERNAL")
-            table = self.spec.subprograms if idx == self.text_shndx else self.spec.programs
-            if prog.name in self.spec.programs or prog.name in self.spec.subprograms:
-                raise self.fail(f"duplicate function name '{prog.name}'", name)
-            table[prog.name] = prog
+            if idx == self.text_shndx:
+                # subprograms are found by offset, not name: a linked object may hold two static functions
+                # of one name (one per source file); the later ones are keyed name@offset
+                key = prog.name
+                if key in self.spec.subprograms:
+                    key = f"{prog.name}@{prog.section_offset}"
+                self.spec.subprograms[key] = prog
+            else:
+                if prog.name in self.spec.programs:
+                    raise self.fail(f"duplicate program name '{prog.name}'", name)
+                self.spec.programs[prog.name] = prog
             out.append(prog)
         self.funcs[idx] = out
 

@@ -112,7 +112,7 @@ def link(spec: CollectionSpec, name: str) -> LinkedProgram:
     if main is None:
         raise RelocationError(f"no program '{name}'").with_context(f"object '{spec.name}'")
     out = LinkedProgram(name=name, spec=main, insns=bytearray(main.insns))
-    placed: Dict[str, int] = {}
+    placed: Dict[int, int] = {}  # subprogram's .text offset -> where it starts in this program
     has_func = bool(main.func_info)
     has_line = bool(main.line_info)
 
@@ -167,14 +167,14 @@ def link(spec: CollectionSpec, name: str) -> LinkedProgram:
                     f"program '{name}': call from '{prog.name}' at instruction {i} does not "
                     "land on the start of a .text function"
                 )
-            if sub.name not in placed:
+            if sub.section_offset not in placed:
                 start = len(out.insns) // INSN_SIZE
-                placed[sub.name] = start
+                placed[sub.section_offset] = start
                 out.layout.append((sub.name, start))
                 out.insns += sub.insns
                 process(sub, start)
             at = base + i
-            delta = placed[sub.name] - at - 1
+            delta = placed[sub.section_offset] - at - 1
             if is_func:
                 _put(out.insns, at, src=BPF_PSEUDO_FUNC, imm=delta)
             else:

@@ -17,6 +17,13 @@ bpf_objs=(globals maps_btf maps_legacy subprogs callbacks core tracepoints5 atta
 for name in "${bpf_objs[@]}"; do
 	"$clang" "${cflags[@]}" -c "$name.c" -o "$name.o"
 done
+# linked_statics.o: two objects linked by bpftool, each with a static function of the same name
+tmp=$(mktemp -d)
+for half in 1 2; do
+	"$clang" "${cflags[@]}" -c "linked_statics_$half.c" -o "$tmp/linked_statics_$half.o"
+done
+bpftool gen object linked_statics.o "$tmp/linked_statics_1.o" "$tmp/linked_statics_2.o"
+rm -rf "$tmp"
 gcc -O2 -g0 -fno-ident -fno-asynchronous-unwind-tables "-ffile-prefix-map=$here=." -c wrong_machine.c \
 	-o wrong_machine.o
 size=$(stat -c %s globals.o)

@@ -62,3 +62,11 @@ def test_virtual_kconfig_values_are_filled() -> None:
         v = coll.variables
         assert (v["has_wrapper"], v["has_cookie"]) == (1, 1)
         assert v["kernel_version"] == kernel_version_code() != 0
+
+
+def test_two_static_functions_of_one_name_in_a_linked_object() -> None:
+    """Each entry program calls its own file's static `scale` (found by .text offset, not by name)."""
+    with Collection.load(load_spec(DATA / "linked_statics.o")) as coll:
+        # a 64-byte packet: skb->len is 50 (the Ethernet header is pulled)
+        assert coll.programs["entry_1"].test_run(bytes(64)).retval == 50 * 10 + 1
+        assert coll.programs["entry_2"].test_run(bytes(64)).retval == 50 * 100 + 2

@@ -74,3 +74,17 @@ def test_virtual_kconfig_values_without_a_kernel_config(monkeypatch) -> None:  #
     monkeypatch.setattr(externs, "kallsyms", lambda path="/proc/kallsyms": {"__ia32_sys_bpf": 1})
     externs.fill_kconfig(spec, config={})
     assert kmap.data[spec.externs["LINUX_HAS_SYSCALL_WRAPPER"].offset] == 0
+
+
+def test_linked_object_with_two_static_functions_of_one_name() -> None:
+    from rawbpf.linker import link
+
+    spec = load_spec(DATA / "linked_statics.o")
+    scales = sorted(s.section_offset for s in spec.subprograms.values() if s.name == "scale")
+    assert len(scales) == 2
+    firsts = {}
+    for name in ("entry_1", "entry_2"):
+        linked = link(spec, name)
+        assert [n for n, _ in linked.layout] == [name, "scale"]
+        firsts[name] = bytes(linked.insns[len(spec.programs[name].insns):])
+    assert firsts["entry_1"] != firsts["entry_2"]  # each program got its own file's function
