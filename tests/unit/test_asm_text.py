@@ -48,7 +48,11 @@ def _sections(golden: Path) -> Dict[str, str]:
     return {name: "\n".join(lines) for name, lines in out.items()}
 
 
-@pytest.mark.parametrize("golden", sorted(GOLDEN.glob("*.alu32.txt")), ids=lambda p: p.name.split(".")[0])
+# linked_statics.o's .text holds two functions named `scale`: text labels must be unique, so it cannot
+# round-trip through assembler text (its loading is tested in test_loader_conformance)
+@pytest.mark.parametrize("golden", sorted(g for g in GOLDEN.glob("*.alu32.txt")
+                                          if not g.name.startswith("linked_statics.")),
+                         ids=lambda p: p.name.split(".")[0])
 def test_llvm_objdump_output_assembles_back_to_the_object_bytes(golden: Path) -> None:
     stem = golden.name.split(".")[0]
     obj = next(p for p in (DATA / f"{stem}.o", DATA / "asm" / f"{stem}.o") if p.exists())
