@@ -46,7 +46,18 @@ class _LazyGroup(click.Group):
         module, attr = _COMMANDS[cmd_name]
         cmd = getattr(importlib.import_module(module), attr)
         assert isinstance(cmd, click.Command)
+        if not any(p.name == "verbose" for p in cmd.params):  # `rawbpf tail -v` as well as `rawbpf -v tail`
+            cmd.params.append(click.Option(["-v", "--verbose"], is_flag=True, expose_value=False,
+                                           callback=_verbose_after, help="Same as rawbpf --verbose."))
         return cmd
+
+
+def _verbose_after(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    if value:
+        root = ctx.find_root()
+        root.ensure_object(dict)
+        root.obj["verbose"] = True
+        logging.getLogger().setLevel(logging.DEBUG)
 
 
 @click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})

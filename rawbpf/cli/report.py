@@ -111,7 +111,7 @@ def sessions(as_json: bool, since: Optional[str], log_dir: str) -> None:
 
 def _sessions(as_json: bool, since: Optional[str], log_dir: str) -> None:
     from rawbpf.audit.join import session_summary
-    from rawbpf.cli.tail import parse_since
+    from rawbpf.cli.common import parse_since
 
     since_ns = parse_since(since) if since else None
     log = _load(log_dir)

@@ -19,11 +19,16 @@ import pytest
 from click.testing import CliRunner
 
 from rawbpf.cli import cli
-from rawbpf.cli.tail import format_record, parse_since
+from rawbpf.cli.tail import parse_since
+from rawbpf.cli.tail_format import TextFormat
 from rawbpf.errors import ConfigError
 from rawbpf.logfile import LogWriter
 
 ROOT = Path(__file__).resolve().parents[2]
+
+
+def format_record(rec: dict) -> str:
+    return TextFormat().line(rec)
 
 
 def make_log(d: Path) -> None:
@@ -57,13 +62,13 @@ def test_readable_format(tmp_path: Path) -> None:
     code, out, _ = run("--log-dir", str(tmp_path))
     lines = out.splitlines()
     assert code == 0 and len(lines) == 4
-    assert " exec " in lines[0] and "10/claude" in lines[0] and 'argv=[sh,-c,"echo hi"]' in lines[0]
-    assert "tid=" not in lines[0]
-    assert "11/HTTP Client" in lines[1] and "port=443" in lines[1]
-    assert "count=4 reason=kernel" in lines[3]
+    assert "  10  " in lines[0] and " claude " in lines[0] and "exec    sh -c 'echo hi'" in lines[0]
+    assert "11          HTTP Client      connect 160.79.104.10:443" in lines[1]
+    assert lines[2].endswith("exit    exit 0")
+    assert lines[3].endswith("lost    4 records (kernel, events_drops)")
     rec = {"type": "x", "ts": 1_700_000_000_123_456_789, "v": {"a": 1}, "e": ""}
-    assert format_record(rec).endswith("x        v={a=1} e=\"\"")
-    assert ".123456 " in format_record(rec)
+    assert format_record(rec).endswith("x       v={a=1}")  # an unknown type: its fields, without empty ones
+    assert ".123  " in format_record(rec)
 
 
 def test_filters_and_last_n(tmp_path: Path) -> None:
@@ -119,7 +124,8 @@ def test_follow_across_rotation(tmp_path: Path) -> None:
     t = threading.Thread(target=produce)
     t.start()
     ready.wait()
-    p = subprocess.Popen([sys.executable, "-m", "rawbpf", "tail", "-f", "--json", "--log-dir", str(tmp_path),
+    p = subprocess.Popen([sys.executable, "-m", "rawbpf", "tail", "-f", "--from-start", "--json", "--log-dir",
+                          str(tmp_path),
                           "--poll-interval", "0.01"], stdout=subprocess.PIPE, text=True, cwd=ROOT)
     got: List[int] = []
     try:

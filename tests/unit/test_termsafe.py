@@ -63,7 +63,7 @@ def test_tail_text_escapes_what_argv_carries(tmp_path: Path) -> None:
     out = r.stdout
     assert out.count("\n") == 1 and not DANGEROUS.search(out), repr(out)
     assert "\\x1b]0;owned\\x07" in out and "\\x9b31m" in out and "\\u202eevil" in out
-    assert "7/cl\\x1b[31maude" in out and "\\x00tail" in out
+    assert "7           cl\\x1b[31maude" in out and "\\x00tail" in out
 
 
 def test_tail_json_is_exact_and_safe(tmp_path: Path) -> None:
