@@ -52,6 +52,7 @@ text-align:right;flex:none}.cmd{white-space:pre-wrap;word-break:break-all}.st{co
 button.all{font:inherit;font-size:12px;padding:3px 10px;border:1px solid var(--line);background:var(--card);border-radius:5px;cursor:pointer}
 table.small{border-collapse:collapse;font-size:12.5px}table.small td{padding:2px 12px 2px 0;vertical-align:top}
 .call,.prompt,.trow,#unexplained>.node{content-visibility:auto;contain-intrinsic-size:auto 30px}
+button.more{margin-left:96px;border:0;background:none;color:var(--tool);cursor:pointer;font:inherit;font-size:12px;padding:0}
 """
 
 _JS = r"""
@@ -70,8 +71,9 @@ function cmd(argv){if(argv&&argv.length>=3&&/(ba)?sh$/.test(argv[0])&&argv[1]===
  return (argv||[]).map(function(a){return /\s/.test(a)||a===''?JSON.stringify(a):a;}).join(' ');}
 function status(n){if(n.running)return ['running','run'];if(n.signal)return ['signal '+n.signal,'bad'];
  if(n.exit_code==null)return ['exited',''];return ['exit '+n.exit_code,n.exit_code?'bad':''];}
-function fileText(f){return f.op+' '+f.path+(f.path2?' \u2192 '+f.path2:'')+(f.sensitive?'  [sensitive]':'')+(f.claude_state?"  (Claude's own)":'')+(f.count>1?'  \u00d7'+f.count:'')+
- (typeof f.ret==='number'&&f.ret<0?'  (error '+f.ret+')':'');}
+function rel(p){return S.cwd&&p&&p.indexOf(S.cwd+'/')===0?'./'+p.slice(S.cwd.length+1):p;}
+function fileText(f){return f.op+' '+rel(f.path)+(f.path2?' \u2192 '+rel(f.path2):'')+(f.sensitive?'  [sensitive]':'')+(f.claude_state?"  (Claude's own)":'')+(f.count>1?'  \u00d7'+f.count:'')+
+ (typeof f.ret==='number'&&f.ret<0?'  ('+(f.error||'error '+f.ret)+')':'');}
 function node(n,pcwd){
  ['argv','children','files','connections','dns'].forEach(function(k){if(!n[k])n[k]=[];});
  var d=el('div','node o-'+(n.origin||'none'));d.dataset.pid=n.pid;
@@ -82,7 +84,11 @@ function node(n,pcwd){
  if(n.children.length)line.appendChild(el('span','muted','('+n.children.length+' child'+(n.children.length>1?'ren':'')+')'));
  d.appendChild(line);
  if(n.cwd&&n.cwd!==pcwd){var c=el('div','detail muted','cwd '+n.cwd);d.appendChild(c);}
- n.files.forEach(function(f){d.appendChild(el('div','detail'+(f.sensitive?' sens':''),'file '+fileText(f)));});
+ function fileRow(f){return el('div','detail'+(f.sensitive?' sens':''),'file '+fileText(f));}
+ n.files.slice(0,8).forEach(function(f){d.appendChild(fileRow(f));});
+ if(n.files.length>8){var more=el('button','more','\u2026 '+(n.files.length-8)+' more file changes');more.type='button';
+  more.addEventListener('click',function(ev){ev.stopPropagation();n.files.slice(8).forEach(function(f){d.insertBefore(fileRow(f),more);});more.remove();});
+  d.appendChild(more);}
  n.connections.forEach(function(c){d.appendChild(el('div','detail','net  '+c.label+' '+c.result+(c.latency_ns?' '+ms(c.latency_ns):'')));});
  n.dns.forEach(function(q){d.appendChild(el('div','detail','dns  '+q.qname+' \u2192 '+((q.answers||[]).join(', ')||q.rcode)));});
  var kids=el('div','kids');kids.hidden=true;d.appendChild(kids);var built=false;
@@ -173,7 +179,7 @@ def _embed(data: Any) -> str:
 
 _NODE = ("pid", "comm", "argv", "cwd", "origin", "start", "end", "duration_ns", "running", "exit_code", "signal",
          "failed", "joined_by")
-_FILE = ("op", "path", "path2", "ret", "count", "sensitive", "pid", "claude_state")
+_FILE = ("op", "path", "path2", "ret", "error", "count", "sensitive", "pid", "claude_state")
 
 
 def _empty(v: Any) -> bool:

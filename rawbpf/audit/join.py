@@ -297,6 +297,8 @@ def _ms(ns: Optional[int]) -> Optional[float]:
 def _file_json(p: Proc, f: Dict[str, Any]) -> Dict[str, Any]:
     out = {k: f.get(k) for k in ("ts", "op", "path", "path2", "ret", "count", "sensitive")}
     out["pid"] = p.pid
+    if isinstance(f.get("ret"), int) and f["ret"] < 0:
+        out["error"] = errno_name(f["ret"])  # EEXIST, EACCES...
     if _claude_state(f.get("path")):
         out["claude_state"] = True  # Claude Code's own bookkeeping (its Bash tool's cwd file, ~/.claude/...)
     return out
