@@ -111,8 +111,8 @@ class TextFormat:
     def line(self, rec: Dict[str, Any]) -> str:
         rtype = str(rec.get("type", "?"))
         pid, tid, comm = rec.get("pid"), rec.get("tid"), rec.get("comm")
-        who = str(pid) if pid is not None else "-"
-        if isinstance(tid, int) and isinstance(pid, int) and tid != pid:
+        who = str(pid) if pid is not None else "-"  # an exit: the process, not its last thread
+        if isinstance(tid, int) and isinstance(pid, int) and tid != pid and rtype != "exit":
             who += f"/{tid}"
         comm_text = escape(str(comm)) if comm not in (None, "") else "-"
         summary, colour = self.summary(rec)
@@ -179,7 +179,7 @@ class TextFormat:
             text = f"exit {code}" if code is not None else "exit"
             colour = _RED if isinstance(code, int) and code != 0 else None
         if isinstance(rec.get("duration_ns"), int) and rec["duration_ns"] > 0:
-            text += f"  after {duration(rec['duration_ns'])}"
+            text += f"  after {_duration(rec['duration_ns'])}"
         return self._c(colour or "", text) + self._tags(rec), colour
 
     def _s_fork(self, rec: Dict[str, Any]) -> tuple[str, Optional[str]]:
@@ -207,7 +207,7 @@ class TextFormat:
         ok = result == "established"
         text = self._c(_GREEN if ok else _RED, escape(result))
         if isinstance(rec.get("latency_ns"), int):
-            text += f" {duration(rec['latency_ns'])}"
+            text += f" {_duration(rec['latency_ns'])}"
         peer = self.peer(rec) if rec.get("addr") is not None else self._conns.get(rec.get("conn_id"))
         if peer:
             text += f"  {peer}"
@@ -316,6 +316,11 @@ class TextFormat:
         if rec.get("last_seq") is not None:
             text += f" (after seq {rec['last_seq']})"
         return text, None
+
+
+def _duration(ns: int) -> str:
+    """``23 ms``, ``4.2 s``; below 0.1 ms in µs, where ms would round to nothing."""
+    return f"{ns / 1000:.0f} µs" if ns < 100_000 else duration(ns)
 
 
 def _answer(a: Any) -> str:
