@@ -158,3 +158,34 @@ def test_tls_server_name_and_the_next_connect(observed: Dict[str, Any]) -> None:
 def test_counters(observed: Dict[str, Any]) -> None:
     k = observed["counters"]["kinds"]
     assert k["dns"]["lost"] == 0 and k["dns"]["emitted"] >= 12 and k["tls"]["emitted"] == 1
+
+
+def test_the_real_claude_cli_names_its_api_host(netns: Dict[str, Any], claude_cli: str) -> None:
+    """Claude Code resolves its API host through glibc on a thread of its own: the lookup is a dns record of
+    the Claude process, and its API connects carry the host name (here refused: nothing listens)."""
+    tmp: Path = netns["tmp"]
+    home = tmp / "claude-home"
+    home.mkdir(exist_ok=True)
+    env = dict(os.environ, HOME=str(home), ANTHROPIC_BASE_URL="http://api.test:9",
+               ANTHROPIC_API_KEY="sk-test", CLAUDE_CODE_MAX_RETRIES="0", DISABLE_TELEMETRY="1",
+               DISABLE_ERROR_REPORTING="1", DISABLE_AUTOUPDATER="1")
+    with monitor(endpoints={}) as mon:
+        proc = subprocess.Popen([netns["ip"], "netns", "exec", netns["name"], claude_cli, "-p", "hi",
+                                 "--max-turns", "1"], env=env, cwd=tmp, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT)
+        out, _ = proc.communicate(timeout=120)
+        assert proc.returncode != 0 and b"ConnectionRefused" in out, out[-500:]
+        mon.wait_for(lambda r: r["type"] == "exit" and r["pid"] == proc.pid, timeout=30)
+        time.sleep(0.1)
+        mon.drain()
+        recs = [r for r in mon.records if r["root_pid"] == proc.pid]
+    answers = [r for r in recs if r["type"] == "dns" and r["response"] and r["qname"] == "api.test"]
+    assert answers and all(r["pid"] == proc.pid for r in answers)
+    assert "127.0.0.2" in [a["data"] for r in answers for a in r["answers"]]
+    api = [r for r in recs if r["type"] == "connect" and r["port"] == 9]
+    # both answers (127.0.0.2 and ::1) are tried, and both connects are named
+    assert api and {r["addr"] for r in api} <= {"127.0.0.2", "::1"}
+    assert {r["host"] for r in api} == {"api.test"}
+    ids = {c["conn_id"] for c in api}
+    results = [r for r in recs if r["type"] == "connect_result" and r["conn_id"] in ids]
+    assert results and {(r["result"], r["host"]) for r in results} == {("refused", "api.test")}
