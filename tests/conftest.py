@@ -22,6 +22,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list) -> None:
     for item in items:
         if "tests/kernel/" in str(item.fspath).replace(os.sep, "/"):
             item.add_marker(pytest.mark.kernel)
+        if "claude_cli" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.claude_cli)
 
 
 def _kernel_limit(report: pytest.TestReport) -> bool:
