@@ -104,7 +104,16 @@ def vng_command(kdir: Path, release: str, out: Path, args: argparse.Namespace, i
     return [str(vng), "--run", str(kdir / "boot" / f"vmlinuz-{release}"), "--disable-kvm",
             "--cpus", str(args.cpus), "--memory", args.memory, "--name", "rawbpf-test-kernels",
             "--overlay-rwdir", str(ROOT), "--rwdir", str(out), "--cwd", str(ROOT),
-            "--exec", " ".join(_quote(a) for a in inner)]
+            "--exec", _script(out, release, inner)]
+
+
+def _script(out: Path, release: str, inner: List[str]) -> str:
+    """The guest's command as a script in ``out``: vng passes --exec on the kernel command line, which the
+    kernel cuts at 2048 bytes (a long list of tests left the guest waiting for a command it never got)."""
+    script = out / f"{release}.sh"
+    script.write_text("#!/bin/sh\nexec " + " ".join(_quote(a) for a in inner) + "\n")
+    script.chmod(0o755)
+    return str(script)
 
 
 def _quote(arg: str) -> str:
