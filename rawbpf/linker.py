@@ -223,7 +223,9 @@ def patch_data(
             elif ext.kind == "map_value":
                 _put(ins, r.insn, src=BPF_PSEUDO_MAP_VALUE, imm=ext.fd)
                 _put(ins, r.insn + 1, imm=ext.offset)
-            elif ext.kind == "btf_id":
+            elif ext.kind == "btf_id" or (ext.kind == "kfunc" and ext.btf_id):
+                # a kfunc's address (bpf_ksym_exists) is a BTF-id load, as libbpf writes it: the verifier
+                # then knows the kfunc exists and keeps the calls it guards; a missing weak kfunc stays 0
                 _put(ins, r.insn, src=BPF_PSEUDO_BTF_ID, imm=ext.btf_id)
                 _put(ins, r.insn + 1, imm=ext.btf_obj_fd)
             else:

@@ -70,3 +70,11 @@ def test_two_static_functions_of_one_name_in_a_linked_object() -> None:
         # a 64-byte packet: skb->len is 50 (the Ethernet header is pulled)
         assert coll.programs["entry_1"].test_run(bytes(64)).retval == 50 * 10 + 1
         assert coll.programs["entry_2"].test_run(bytes(64)).retval == 50 * 100 + 2
+
+
+def test_ksym_exists_is_true_for_a_present_kfunc_and_keeps_its_calls() -> None:
+    import os
+
+    with Collection.load(load_spec(DATA / "ksym_exists.o")) as coll:
+        assert coll.programs["probe_kfuncs"].test_run(b"").retval == os.getpid()
+        assert (coll.variables["present"], coll.variables["missing"]) == (1, 0)

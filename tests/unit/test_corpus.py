@@ -63,6 +63,7 @@ PROGRAMS: Dict[str, Dict[str, Set[str]]] = {
     "verifier_reject": {"socket": {"deref_unchecked"}},
     "kconfig_virtual": {"socket": {"read_virtual"}},
     "linked_statics": {"socket": {"entry_1", "entry_2"}},
+    "ksym_exists": {"syscall": {"probe_kfuncs"}},
 }
 
 # object -> data sections it must carry

@@ -88,3 +88,23 @@ def test_linked_object_with_two_static_functions_of_one_name() -> None:
         assert [n for n, _ in linked.layout] == [name, "scale"]
         firsts[name] = bytes(linked.insns[len(spec.programs[name].insns):])
     assert firsts["entry_1"] != firsts["entry_2"]  # each program got its own file's function
+
+
+def test_kfunc_address_becomes_a_btf_id_load_and_a_missing_weak_one_zero() -> None:
+    from rawbpf.consts import BPF_PSEUDO_BTF_ID
+    from rawbpf.linker import ExternValue, decode, link, patch_data
+
+    spec = load_spec(DATA / "ksym_exists.o")
+    linked = link(spec, "probe_kfuncs")
+    externs = {"bpf_task_from_pid": ExternValue("kfunc", btf_id=4242),
+               "bpf_task_release": ExternValue("kfunc", btf_id=4243),
+               "bpf_rawbpf_no_such_kfunc": ExternValue("kfunc", btf_id=0)}
+    maps = {m: 100 + i for i, m in enumerate(spec.maps)}
+    patch_data(linked, maps, externs)
+    loads = {r.target: r.insn for r in linked.relocations if r.target in externs and
+             decode(linked.insns, r.insn)[0] == 0x18}
+    assert set(loads) == {"bpf_task_from_pid", "bpf_rawbpf_no_such_kfunc"}
+    _code, _dst, src, _off, imm = decode(linked.insns, loads["bpf_task_from_pid"])
+    assert (src, imm) == (BPF_PSEUDO_BTF_ID, 4242)
+    _code, _dst, src, _off, imm = decode(linked.insns, loads["bpf_rawbpf_no_such_kfunc"])
+    assert (src, imm) == (0, 0)
