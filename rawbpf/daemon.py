@@ -79,6 +79,9 @@ class DaemonOptions:
     #: the timer drain, for programs that submit with BPF_RB_NO_WAKEUP: with the log's flush interval it
     #: bounds the event-to-log latency (about poll_interval + flush_interval)
     poll_interval: float = 0.05
+    #: how often the timer drain reads the kernel's drop counters (a bpf(2) call each): a drop is logged at
+    #: most this late; reading them at every 50 ms tick would be most of an idle daemon's system calls
+    drop_check_interval: float = 1.0
     record_types: Dict[str, str] = field(default_factory=dict)  # "" applies to every ring
     clock: str = "auto"
     header: Dict[str, Any] = field(default_factory=dict)
@@ -405,6 +408,7 @@ class Daemon:
             self.close()
             raise
         self._last_status = self._last_clock = time.monotonic()
+        self._next_drop_check = self._last_clock
 
     def _crash_fields(self, info: Dict[str, Any]) -> Dict[str, Any]:
         """``kernel_drops`` for the crash record: what the dead run's pinned counters grew by after the last
@@ -467,13 +471,26 @@ class Daemon:
 
     # -- work --
 
-    def drain(self) -> int:
-        """Drain every ring once and report new kernel drops; returns records consumed."""
+    def drain(self, check_drops: Optional[bool] = True) -> int:
+        """Drain every ring once and report new kernel drops; returns records consumed.
+
+        ``check_drops``: read the drop counters now (True), never (False), or when
+        ``options.drop_check_interval`` has passed since they were last read (None, the timer's choice).
+        """
         n = 0
         for rb in self.rings.values():
             n += rb.drain()
         for pb in self.perf.values():
             n += pb.drain()
+        if check_drops is None:
+            now = time.monotonic()
+            check_drops = now >= self._next_drop_check
+        if check_drops:
+            self._check_drops()
+        return n
+
+    def _check_drops(self) -> None:
+        self._next_drop_check = time.monotonic() + self.options.drop_check_interval
         for c in self.drop_counters:
             d = c.delta()
             if d:
@@ -483,11 +500,10 @@ class Daemon:
                     extra["ring"] = c.ring
                 self.writer.lost(d, "kernel", **extra)
                 self.writer.set_header(drop_totals={x.source: x.last for x in self.drop_counters})
-        return n
 
     def step(self, timeout: Optional[float] = None) -> int:
         """One iteration: drain; sleep until a wakeup or the timer if nothing came; housekeeping."""
-        n = self.drain()
+        n = self.drain(check_drops=None)
         if not n and self._epoll is not None:
             t = self.options.poll_interval if timeout is None else timeout
             due = self.writer.flush_due()
@@ -495,7 +511,7 @@ class Daemon:
                 t = due  # wake up for the flush, not a timer tick later
             try:
                 if self._epoll.poll(t):
-                    n = self.drain()
+                    n = self.drain(check_drops=None)
             except InterruptedError:
                 pass
         if self._reopen:
@@ -532,8 +548,9 @@ class Daemon:
                 self.step()
             # final drain: what the kernel queued before we stopped (bounded: the programs are still attached)
             deadline = time.monotonic() + 2.0
-            while self.drain() and time.monotonic() < deadline:
+            while self.drain(check_drops=False) and time.monotonic() < deadline:
                 pass
+            self._check_drops()
             self.writer.flush()
             final = self.status()
             if self.options.status is not None:
