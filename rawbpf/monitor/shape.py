@@ -182,6 +182,9 @@ def format_addr(family: int, addr: bytes, path: bytes = b"", path_len: int = 0) 
     return ""
 
 
+_ORIGINS = {1: "claude", 2: "tool", 3: "hook", 4: "mcp"}
+
+
 class Shaper:
     """Callable turning a decoded kernel record into a log record (``seq`` is added by the log writer)."""
 
@@ -194,13 +197,17 @@ class Shaper:
         self.boot_id = boot_id
         self.cgroup_path = cgroup_path
         self.files = files if files is not None else FileShaping()
+        self._kinds = frozenset(catalog.kinds.values())  # membership per record: a set, not a dict view
+        self._boot = boot_id.replace("-", "")[:12] or "0"  # exec_id's prefix, three times per record
 
     def _header(self, rec: Dict[str, Any], out: Dict[str, Any]) -> None:
         """Identity and attribution fields every monitor record carries."""
-        pid, ppid, root = out["pid"], out["ppid"], out["root_pid"]
-        out["exec_id"] = exec_id(self.boot_id, pid, int(rec.get("start", 0)))
-        out["parent_exec_id"] = exec_id(self.boot_id, ppid, int(rec.get("parent_start", 0)))
-        out["root_exec_id"] = exec_id(self.boot_id, root, int(rec.get("root_start", 0)))
+        pid, ppid, root, boot = out["pid"], out["ppid"], out["root_pid"], self._boot
+        get = rec.get
+        # exec_id() inlined: same text, without re-deriving the boot prefix for each of the three
+        out["exec_id"] = f"{boot}-{pid}-{int(get('start', 0)) // TICK_NS}" if pid else None
+        out["parent_exec_id"] = f"{boot}-{ppid}-{int(get('parent_start', 0)) // TICK_NS}" if ppid else None
+        out["root_exec_id"] = f"{boot}-{root}-{int(get('root_start', 0)) // TICK_NS}" if root else None
         auid = int(rec.get("auid", AUID_UNSET))
         out["auid"] = None if auid == AUID_UNSET else auid
         out["tty"] = tty_name(int(rec.get("tty", 0)))
@@ -209,7 +216,7 @@ class Shaper:
         attr = rec.get("attr") or {}
         origin = attr.get("origin", 0)
         if not isinstance(origin, str):
-            origin = {1: "claude", 2: "tool", 3: "hook", 4: "mcp"}.get(int(origin), "unknown")
+            origin = _ORIGINS.get(int(origin), "unknown")
         origin = origin.lower().removeprefix("origin_")
         out["origin"] = None if origin == "unknown" else origin
         out["session_id"] = text(attr.get("session_id", "")) or None
@@ -224,7 +231,7 @@ class Shaper:
 
     def __call__(self, rec: Dict[str, Any]) -> Optional[Dict[str, Any]]:
         kind = self.catalog.kind_of(rec.get("type", 0))
-        if kind not in self.catalog.kinds.values():
+        if kind not in self._kinds:
             return rec  # not a monitor record (e.g. the decoder's "raw" for bytes it could not decode): as is
         flags = int(rec.get("flags", 0))
         out: Dict[str, Any] = {"type": kind, "ts": int(rec.get("ts", 0)) + self.boot_offset_ns}
