@@ -3,7 +3,9 @@
 
 The archive holds the rawbpf package and the pure-Python parts of its dependencies
 (pyelftools, click, msgpack;
-msgpack's C extension cannot load from a zip, so its pure-Python fallback is used). Usage:
+msgpack's C extension cannot load from a zip, so its pure-Python fallback is used). Beside every module lies
+its bytecode for the building interpreter (unchecked-hash .pyc, which zipimport reads instead of compiling the
+source at every start); another Python version finds the magic number wrong and compiles the source. Usage:
 
     python3 tools/build_zipapp.py [-o rawbpf.pyz]
 """
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import py_compile
 import shutil
 import sys
 import tempfile
@@ -30,6 +33,14 @@ def _copy_package(src: Path, dst: Path) -> None:
     shutil.copytree(src, dst, ignore=ignore)
 
 
+def _compile(stage: Path) -> None:
+    """MODULE.pyc beside every MODULE.py (where zipimport looks), named by its path inside the archive."""
+    for src in sorted(stage.rglob("*.py")):
+        rel = src.relative_to(stage).as_posix()
+        py_compile.compile(str(src), cfile=str(src) + "c", dfile=rel, doraise=True,
+                           invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH)
+
+
 def build(out: Path) -> Path:
     with tempfile.TemporaryDirectory() as tmp:
         stage = Path(tmp) / "app"
@@ -46,6 +57,7 @@ def build(out: Path) -> Path:
             "from rawbpf.cli import main\n"
             "main()\n"
         )
+        _compile(stage)
         out.parent.mkdir(parents=True, exist_ok=True)
         zipapp.create_archive(stage, out, interpreter="/usr/bin/env python3", compressed=True)
     return out
