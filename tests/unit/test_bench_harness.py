@@ -18,14 +18,15 @@ REQUIRED = {
     "ringbuf": {"rawbpf_raw", "rawbpf_decode_log", "libbpf-c", "go-cilium"},
     "kernel_ns": {"connect_untracked", "connect_tracked", "exec_tracked"},
     "syscall_overhead": {"connect_baseline_ns", "connect_with_monitor_ns"},
-    "load": {"rawbpf_s", "rawbpf_rss_mb", "bpftool_s"},
-    "exec_storm": {"execs_per_s", "dropped"},
+    "load": {"rawbpf_s", "rawbpf_rss_mb", "bpftool_s", "ratio_vs_bpftool", "zipapp_s"},
+    "exec_storm": {"execs_per_s", "dropped", "user_us_per_record"},
     "latency": {"event_to_log_p99_ms"},
     "report": {"report_100k_s", "page_open_s"},
     "ship": {"forward_per_core", "forward_rss_mb", "syslog_per_core", "syslog_rss_mb", "relp_per_core"},
     "files": {"openat_untracked_vs_floor", "write_untracked_vs_floor", "sendto_untracked_vs_floor",
               "file_event_tracked_ns", "dns_packet_tracked_ns", "workload_untracked_overhead_pct",
               "workload_tracked_overhead_pct", "workload_lost"},
+    "watch_cost": {"idle_cpu_pct", "rss_mb_after_1m"},
 }
 
 

@@ -155,16 +155,19 @@ class Daemon:
 
 @contextlib.contextmanager
 def rawbpf_load(obj: Path, pin_root: Path, log_dir: Path, *, extra: Sequence[str] = (),
-                timeout: float = 30.0) -> Iterator[Daemon]:
+                timeout: float = 30.0, cmd: Optional[Sequence[str]] = None,
+                env: Optional[Dict[str, str]] = None) -> Iterator[Daemon]:
     """Start ``rawbpf load OBJ`` in the foreground, wait for "attached N programs", SIGINT it on exit.
 
     A daemon that exits, or does not report "attached" within ``timeout``, raises with its last output line.
     """
     if not obj.exists():
         raise Unavailable(f"{obj.relative_to(ROOT)} is not built yet")
-    cmd = [*rawbpf_cmd(), "load", str(obj), "--pin-dir", str(pin_root), "--log-dir", str(log_dir), *extra]
+    argv = [*(cmd or rawbpf_cmd()), "load", str(obj), "--pin-dir", str(pin_root), "--log-dir", str(log_dir),
+            *extra]
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=child_env(), cwd=ROOT)
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env or child_env(),
+                            cwd=ROOT if cmd is None else log_dir)
     output: List[str] = []
     try:
         assert proc.stdout is not None

@@ -5,11 +5,13 @@ log must hold one exec record per successful spawn, and no `lost` record may hav
 ``dropped`` is the larger of the missing exec records and the records the kernel reported lost (those count
 every kind, so the two are not added). The rate climbs until a step drops records or the machine cannot spawn
 faster (then one unpaced step with four workers); the figure is the best achieved rate of a step without
-drops.
+drops. ``user_us_per_record``: the daemon's user-space CPU (/proc/PID/stat utime, its threads included) per
+exec record logged, over the clean steps.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import Any, Dict, List
@@ -19,6 +21,13 @@ from tools.bench.logs import tree_counts
 
 LADDER = [1000, 2500, 5000, 7500, 10000, 12500, 15000, 20000, 30000]
 MAX_WORKERS = 4
+
+def cpu_s(pid: int) -> Dict[str, float]:
+    """User and kernel CPU seconds a process has used so far (all its threads), from /proc/PID/stat."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    tick = os.sysconf("SC_CLK_TCK")
+    return {"user": int(fields[11]) / tick, "sys": int(fields[12]) / tick}
+
 
 def _settle(log_dir: Path, root: int, expect: int, timeout: float = 5.0) -> Dict[str, int]:
     """Wait until the daemon has logged ``expect`` exec records of the tree (or the timeout passes)."""
@@ -31,15 +40,19 @@ def _settle(log_dir: Path, root: int, expect: int, timeout: float = 5.0) -> Dict
 
 
 def _step(storm: str, tiny: str, logs: Path, rate: int, secs: str, workers: int,
-          lost_before: int) -> Dict[str, Any]:
+          lost_before: int, daemon_pid: int) -> Dict[str, Any]:
+    cpu0 = cpu_s(daemon_pid)
     res = last_json(run([storm, str(rate), secs, str(workers), tiny], timeout=120))
     counts = _settle(logs, int(res["pid"]), int(res["execs"]))
+    cpu1 = cpu_s(daemon_pid)
     lost = counts["lost"] - lost_before
     logged = counts.get("exec", 0)
     return {"target": rate or "max", "workers": workers, "achieved": round(float(res["rate"])),
             "execs": int(res["execs"]), "spawn_failed": int(res["failed"]), "logged": logged,
             "lost": lost, "dropped": max(int(res["execs"]) - logged, lost),  # lost counts every kind
-            "extra_logged": max(0, logged - int(res["execs"])), "lost_total": counts["lost"]}
+            "extra_logged": max(0, logged - int(res["execs"])), "lost_total": counts["lost"],
+            "daemon_user_s": round(cpu1["user"] - cpu0["user"], 3),
+            "daemon_sys_s": round(cpu1["sys"] - cpu0["sys"], 3)}
 
 
 def run_section(ctx: Context) -> Dict[str, Any]:
@@ -48,10 +61,10 @@ def run_section(ctx: Context) -> Dict[str, Any]:
     tiny = str(ctx.helper("tiny_true"))
     steps: List[Dict[str, Any]] = []
     best = 0
-    with bpffs_dir("storm") as pins, scratch("storm-log") as logs, rawbpf_load(MONITOR_OBJ, pins, logs):
+    with bpffs_dir("storm") as pins, scratch("storm-log") as logs, rawbpf_load(MONITOR_OBJ, pins, logs) as d:
         lost_before = tree_counts(logs, -1)["lost"]
         for rate in LADDER:
-            step = _step(storm, tiny, logs, rate, secs, 2, lost_before)
+            step = _step(storm, tiny, logs, rate, secs, 2, lost_before, d.proc.pid)
             lost_before = step.pop("lost_total")
             steps.append(step)
             if step["dropped"]:
@@ -60,7 +73,7 @@ def run_section(ctx: Context) -> Dict[str, Any]:
             if step["achieved"] < 0.8 * rate:
                 break  # the machine cannot spawn this fast; see whether more workers get further
         if not any(s["dropped"] for s in steps):
-            step = _step(storm, tiny, logs, 0, secs, MAX_WORKERS, lost_before)
+            step = _step(storm, tiny, logs, 0, secs, MAX_WORKERS, lost_before, d.proc.pid)
             step.pop("lost_total")
             steps.append(step)
             if not step["dropped"]:
@@ -68,5 +81,9 @@ def run_section(ctx: Context) -> Dict[str, Any]:
     clean = [s for s in steps if not s["dropped"] and s["achieved"] == best]
     failed = [s for s in steps if s["dropped"]]
     first = {"rate": failed[0]["achieved"], "dropped": failed[0]["dropped"]} if failed else None
+    ok = [s for s in steps if not s["dropped"]]
+    records = sum(s["logged"] for s in ok)
+    user_us = round(sum(s["daemon_user_s"] for s in ok) * 1e6 / records, 1) if records else None
+    sys_us = round(sum(s["daemon_sys_s"] for s in ok) * 1e6 / records, 1) if records else None
     return {"execs_per_s": best, "dropped": clean[0]["dropped"] if clean else None, "first_drop": first,
-            "steps": steps}
+            "user_us_per_record": user_us, "sys_us_per_record": sys_us, "steps": steps}
