@@ -119,10 +119,13 @@ def walk(data: memoryview, cons: int, prod: int, limit: int = 1 << 62, *,
         if n > 1:
             step = stride >> 2
             first = off >> 2
-            heads = u32[first:first + n * step:step]
-            pat = _pattern(length, n)
-            if heads.tobytes() != pat[:4 * n]:
-                n = _matching_prefix(heads, pat)
+            if u32[first + step] != hdr:
+                n = 1  # the next record differs (records of mixed sizes): no copy-and-compare of the rest
+            else:
+                heads = u32[first:first + n * step:step]
+                pat = _pattern(length, n)
+                if heads.tobytes() != pat[:4 * n]:
+                    n = _matching_prefix(heads, pat)
         runs.append((off, length, n, stride))
         pos += n * stride
         count += n
