@@ -29,13 +29,22 @@ def cpu_s(pid: int) -> Dict[str, float]:
     return {"user": int(fields[11]) / tick, "sys": int(fields[12]) / tick}
 
 
-def _settle(log_dir: Path, root: int, expect: int, timeout: float = 5.0) -> Dict[str, int]:
-    """Wait until the daemon has logged ``expect`` exec records of the tree (or the timeout passes)."""
-    deadline = time.monotonic() + timeout
+def _settle(log_dir: Path, root: int, expect: int, timeout: float = 5.0,
+            limit: float = 60.0) -> Dict[str, int]:
+    """Wait until the daemon has logged ``expect`` exec records of the tree, or its count has not grown for
+    ``timeout`` seconds (a daemon still working through a backlog is slow, not losing records), or ``limit``
+    seconds have passed."""
+    start = time.monotonic()
+    deadline = start + timeout
+    seen = -1
     while True:
         counts = tree_counts(log_dir, root)
-        if counts.get("exec", 0) >= expect or time.monotonic() > deadline:
+        got = counts.get("exec", 0)
+        now = time.monotonic()
+        if got >= expect or now > deadline or now - start > limit:
             return counts
+        if got > seen:
+            seen, deadline = got, now + timeout
         time.sleep(0.25)
 
 

@@ -108,7 +108,7 @@ def _try(make: Callable[[Path], Way], work: Path, errors: Dict[str, str], key: s
 
 
 def run_section(ctx: Context) -> Dict[str, Any]:
-    runs = 3 if ctx.quick else 5
+    runs = 3 if ctx.quick else 4
     out: Dict[str, Any] = {}
     errors: Dict[str, str] = {}
     work = ctx.work / "load"

@@ -10,11 +10,13 @@ figure is the daemon's resident set (and its peak) once it has logged at least 1
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from pathlib import Path
 from typing import Any, Dict
 
+from rawbpf.monitor.status import STATUS_NAME
 from tools.bench.common import (
     MONITOR_OBJ,
     Context,
@@ -28,7 +30,6 @@ from tools.bench.common import (
     scratch,
 )
 from tools.bench.exec_storm import cpu_s
-from tools.bench.logs import records
 
 BUSY_RATE = 1000
 MILLION = 1_000_000
@@ -62,6 +63,21 @@ def _status(pid: int) -> Dict[str, float]:
     return out
 
 
+def _logged(log_dir: Path, after: int = -1, timeout: float = 15.0) -> int:
+    """Records the daemon has written, from its status file; waits (up to ``timeout``) for a count past
+    ``after``."""
+    deadline = time.monotonic() + timeout
+    count = 0
+    while True:
+        try:
+            count = int(json.loads((log_dir / STATUS_NAME).read_text())["log"]["records"])
+        except (OSError, ValueError, KeyError):
+            pass
+        if count > after or time.monotonic() > deadline:
+            return count
+        time.sleep(0.5)
+
+
 def run_section(ctx: Context) -> Dict[str, Any]:
     idle_s = 10.0 if ctx.quick else 30.0
     target = 100_000 if ctx.quick else MILLION
@@ -84,17 +100,17 @@ def run_section(ctx: Context) -> Dict[str, Any]:
         out["busy_cpu_pct"], out["busy_cpu_s_per_hour"], out["busy"] = \
             busy["cpu_pct"], busy["cpu_s_per_hour"], busy
         out["busy_execs_per_s"] = BUSY_RATE
-        # a million records: unpaced storms until the log holds them (counted, not estimated)
-        logged = sum(1 for _ in records(logs))
+        # a million records: unpaced storms until the daemon has written them (its own count, from the status
+        # file it rewrites every few seconds)
+        logged = _logged(logs)
         t0 = time.monotonic()
         while logged < target:
             if time.monotonic() - t0 > 900:
                 raise RuntimeError(f"only {logged} records logged after 15 minutes")
             res = last_json(run([storm, "0", "10", "2", tiny], timeout=300))
-            time.sleep(1.0)
-            logged = sum(1 for _ in records(logs))
             if not res.get("execs"):
                 raise RuntimeError("the exec storm spawned nothing")
+            logged = _logged(logs, after=logged)
         mem = _status(pid)
         out["records"] = logged
         out["rss_mb_after_1m" if target == MILLION else "rss_mb_after_100k"] = round(mem["VmRSS"], 1)
