@@ -177,6 +177,43 @@ def test_tail_json_keeps_every_field(daemon: Daemon, tmp_path: Path) -> None:
     assert "nope" not in json.dumps(child)  # (the root's argv holds the text of the script, with it)
 
 
+def test_tail_text_reads_like_a_tool(daemon: Daemon, tmp_path: Path) -> None:
+    """The readable ``rawbpf tail`` of a real workload: one aligned line per record, names not numbers (exit
+    codes, SIGKILL, a refused connect), the cwd, the tree indented by depth, no Python values."""
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    (bindir / "claude").symlink_to(sys.executable)
+    code = ("import os, signal, socket, subprocess; os.chdir('/tmp')\n"
+            "subprocess.run(['/bin/sh', '-c', 'exit 3'])\n"
+            "p = subprocess.Popen(['sleep', '30']); p.send_signal(signal.SIGKILL); p.wait()\n"
+            "s = socket.socket(); s.connect_ex(('127.0.0.1', 9)); s.close()")
+    proc = subprocess.Popen([str(bindir / "claude"), "-c", code])
+    proc.wait(timeout=60)
+    deadline = time.monotonic() + 30
+    while not any(r.get("type") == "exit" and r.get("pid") == proc.pid for r in daemon.records()):
+        assert time.monotonic() < deadline, "records never arrived"
+        time.sleep(0.2)
+    res = subprocess.run([sys.executable, "-m", "rawbpf", "tail", "--root", str(proc.pid), "--tree", "--utc",
+                          "--log-dir", str(daemon.log_dir)], cwd=ROOT, capture_output=True, text=True,
+                         timeout=60)
+    assert res.returncode == 0, res.stderr
+    lines = res.stdout.splitlines()
+    text = res.stdout
+    assert "\x1b" not in text  # not a terminal: no colour
+    rest = "\n".join(ln for ln in lines if f"  {proc.pid}  " not in ln or " exec " not in ln)
+    for noise in ("None", "False", "True", "-111", "-115", "=", "_ns"):
+        assert noise not in rest, (noise, text)
+    assert any(f"  {proc.pid}  " in ln and "claude" in ln and " exec " in ln for ln in lines), text
+    assert any("└ exec    /bin/sh -c 'exit 3'  (cwd /tmp)" in ln for ln in lines), text
+    assert any("└ exit    exit 3  after " in ln for ln in lines), text
+    assert any("└ exit    killed by SIGKILL  after " in ln for ln in lines), text
+    # a loopback refusal can come back at once (ECONNREFUSED) or after the SYN (in progress, then refused)
+    assert any(ln.endswith(("connect 127.0.0.1:9", "connect 127.0.0.1:9 ECONNREFUSED")) for ln in lines), text
+    assert any("connect_result refused " in ln and ln.endswith(" 127.0.0.1:9") for ln in lines), text
+    starts = {ln.index(" exec ") for ln in lines if " exec " in ln and "└" not in ln}
+    assert len({ln[:13].endswith("Z") for ln in lines}) == 1 and starts  # one column layout, UTC times
+
+
 def test_status_finds_the_monitor_from_its_pins(daemon: Daemon, tmp_path: Path) -> None:
     """No --log-dir: the pin directory's owner leads to the log directory; counters are live, the daemon's
     record count says its age; a user who may not read the pins is told so in one line."""
