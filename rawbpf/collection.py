@@ -393,7 +393,9 @@ class Collection:
                 m = self.maps[mspec.name]
                 if mspec.type == MapType.PROG_ARRAY:
                     prog = self.programs.get(target)
-                    if prog is None:
+                    if prog is None:  # libbpf refuses; a subset load (programs=...) is legitimate: say so
+                        log.warning("object '%s': prog-array '%s' slot %d names program '%s', which was not "
+                                    "loaded; the slot stays empty", self.spec.name, mspec.name, slot, target)
                         continue
                     m.update(slot, prog.fd.to_bytes(4, "little"))
                 else:

@@ -78,3 +78,17 @@ def test_ksym_exists_is_true_for_a_present_kfunc_and_keeps_its_calls() -> None:
     with Collection.load(load_spec(DATA / "ksym_exists.o")) as coll:
         assert coll.programs["probe_kfuncs"].test_run(b"").retval == os.getpid()
         assert (coll.variables["present"], coll.variables["missing"]) == (1, 0)
+
+
+def test_prog_array_slot_naming_an_unloaded_program_is_warned_about(caplog: pytest.LogCaptureFixture) -> None:
+    spec = load_spec(DATA / "maps_btf.o")
+    with caplog.at_level("WARNING", logger="rawbpf"), \
+            Collection.load(spec, programs=["tail_entry", "tail_one"]) as coll:
+        table = coll.maps["jump_table"]
+        slot1 = table.lookup(1)
+        assert slot1 is not None and int.from_bytes(slot1, "little") > 0  # tail_one's id
+        assert table.lookup(3) is None
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any("prog-array 'jump_table' slot 3 names program 'tail_three', which was not loaded" in w
+               for w in warnings), warnings
+    assert all("\n" not in w for w in warnings)
