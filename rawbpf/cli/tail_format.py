@@ -11,13 +11,14 @@ process or a file goes through :func:`rawbpf.termsafe.escape` before anything (p
 from __future__ import annotations
 
 import datetime as _dt
+import errno as _errno
 import re
 import shlex
+import signal as _signal
 from collections import OrderedDict
 from typing import Any, Callable, Dict, List, Optional
 
 from rawbpf.cli.report import duration, short_command
-from rawbpf.records import errno_name, signal_name
 from rawbpf.termsafe import escape
 
 __tier__ = "files"
@@ -316,6 +317,19 @@ class TextFormat:
         if rec.get("last_seq") is not None:
             text += f" (after seq {rec['last_seq']})"
         return text, None
+
+
+def errno_name(value: int) -> str:
+    """``-111`` → ``ECONNREFUSED`` (unknown numbers as they are)."""
+    return _errno.errorcode.get(abs(value), str(value))
+
+
+def signal_name(value: int) -> str:
+    """``9`` → ``SIGKILL`` (unknown numbers as ``signal N``)."""
+    try:
+        return _signal.Signals(value).name
+    except ValueError:
+        return f"signal {value}"
 
 
 def _duration(ns: int) -> str:
