@@ -276,6 +276,17 @@ def _run(log_dir: str, follow: bool, count: Optional[int], as_json: bool, sel: S
                     sel.learn(rec)
         last_seq: Optional[int] = None
         grouped = tree and not follow
+        if grouped and count is None:  # each root's lines together, formatted in log order (kept as text)
+            groups: Dict[Any, List[str]] = {}
+            for i, rec in enumerate(reader.records(since_ns=since_ns)):
+                if sel(rec):
+                    groups.setdefault(_root_key(rec, i), []).append(fmt.line(rec))
+            for lines in groups.values():
+                out.write("".join(line + "\n" for line in lines))
+                shown[0] += len(lines)
+            out.flush()
+            _report(reader)
+            return shown[0]
         if count is not None or grouped:
             keep: Deque[Dict[str, Any]] = deque(maxlen=count)
             last: Optional[Dict[str, Any]] = None
@@ -308,9 +319,13 @@ def _by_root(records: Iterable[Dict[str, Any]]) -> List[Dict[str, Any]]:
     records of no tree (the log's own) keep their place among the roots."""
     groups: Dict[Any, List[Dict[str, Any]]] = {}
     for i, rec in enumerate(records):
-        key = rec.get("root_exec_id") or rec.get("root_pid")
-        groups.setdefault(key if key is not None else ("log", i), []).append(rec)
+        groups.setdefault(_root_key(rec, i), []).append(rec)
     return [rec for group in groups.values() for rec in group]
+
+
+def _root_key(rec: Dict[str, Any], i: int) -> Any:
+    key = rec.get("root_exec_id") or rec.get("root_pid")
+    return key if key is not None else ("log", i)
 
 
 def _report(reader: Any) -> None:

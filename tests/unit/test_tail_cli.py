@@ -188,3 +188,14 @@ def test_color_auto_only_on_a_terminal(tmp_path: Path) -> None:
     assert "\x1b" not in _on_a_terminal(["tail", "--log-dir", str(tmp_path)], {**env, "NO_COLOR": "1"})
     assert "\x1b" not in _on_a_terminal(["tail", "--color", "never", "--log-dir", str(tmp_path)], env)
     assert "\x1b[" in tail("--color", "always", "--log-dir", str(tmp_path), env=env).stdout
+
+
+def test_tree_puts_each_roots_records_together(tmp_path: Path) -> None:
+    make_log(tmp_path, 6)  # roots 100 and 200 alternate in the log
+    r = tail("--log-dir", str(tmp_path), "--tree", "--color", "never")
+    pids = [int(ln.split()[1]) for ln in r.stdout.splitlines()]
+    assert pids == [100, 102, 104, 201, 203, 205] and r.returncode == 0
+    assert all("└ " in ln for ln in r.stdout.splitlines())  # depth 1 under its root
+    r = tail("--log-dir", str(tmp_path), "--tree", "-n", "2")
+    assert [int(ln.split()[1]) for ln in r.stdout.splitlines()] == [104, 205]  # the last two, each under its root
+    assert tail("--log-dir", str(tmp_path), "--tree", "--json").returncode == 2
