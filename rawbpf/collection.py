@@ -20,6 +20,7 @@ from rawbpf import bpffs
 from rawbpf._fd import FD
 from rawbpf.consts import BPF_F_MMAPABLE, AttachType, MapType, ProgType
 from rawbpf.errors import (
+    BTFLoadError,
     ConfigError,
     NotSupportedError,
     ObjectError,
@@ -281,6 +282,14 @@ class Collection:
         raw = marshal(btf if feats == BtfFeatures() else sanitized(btf, feats))
         try:
             self.btf = KernelBTF.load(raw)
+        except BTFLoadError as err:
+            # like libbpf: BTF is optional unless the kernel needs it (struct_ops); programs then load without
+            # func/line info and CO-RE is applied here
+            needs = [p.name for p in spec.programs.values() if p.type == ProgType.STRUCT_OPS]
+            if needs:
+                raise err.with_context(where(spec.name, ".BTF")) from None
+            log.warning("object '%s': the kernel refused its BTF (%s); loading without BTF",
+                        spec.name, err.reason)
         except RawBPFError as err:
             raise err.with_context(where(spec.name, ".BTF")) from None
         spec.btf = btf
@@ -325,8 +334,8 @@ class Collection:
             key_id, value_id = mspec.btf_key_type_id, mspec.btf_value_type_id
             if mspec.type in _NO_BTF_KV or mspec.inner is not None:
                 key_id = value_id = 0
-            if not value_id:
-                btf_fd, key_id = -1, 0
+            if not value_id or btf_fd < 0:
+                btf_fd, key_id, value_id = -1, 0, 0
             flags = mspec.flags
             if flags & BPF_F_MMAPABLE and not _has("mmapable_array"):
                 flags &= ~BPF_F_MMAPABLE  # Linux < 5.5: read and write through syscalls instead

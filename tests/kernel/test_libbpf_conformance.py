@@ -92,3 +92,16 @@ def test_prog_array_slot_naming_an_unloaded_program_is_warned_about(caplog: pyte
     assert any("prog-array 'jump_table' slot 3 names program 'tail_three', which was not loaded" in w
                for w in warnings), warnings
     assert all("\n" not in w for w in warnings)
+
+
+def test_btf_the_kernel_refuses_is_optional(caplog: pytest.LogCaptureFixture) -> None:
+    """clang's unnamed parameter of a __naked function makes the kernel refuse the BTF; libbpf then loads
+    without BTF (no func/line info), and so does rawbpf, after one warning line."""
+    spec = load_spec(DATA / "naked_btf.o")
+    with caplog.at_level("WARNING", logger="rawbpf"), Collection.load(spec) as coll:
+        assert coll.btf is None
+        assert coll.programs["naked_ret"].test_run(bytes(64)).retval == 42
+        assert coll.programs["counted"].test_run(bytes(64)).retval == 1
+        assert coll.variables["runs"] == 1
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and "Invalid arg#1" in warnings[0] and "loading without BTF" in warnings[0]

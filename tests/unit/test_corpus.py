@@ -64,6 +64,7 @@ PROGRAMS: Dict[str, Dict[str, Set[str]]] = {
     "kconfig_virtual": {"socket": {"read_virtual"}},
     "linked_statics": {"socket": {"entry_1", "entry_2"}},
     "ksym_exists": {"syscall": {"probe_kfuncs"}},
+    "naked_btf": {"socket": {"naked_ret", "counted"}},
 }
 
 # object -> data sections it must carry

@@ -14,7 +14,7 @@ from fake_kernel import FakeKernel
 from rawbpf import _sys, programs
 from rawbpf._types import ProgLoadAttr
 from rawbpf.collection import Collection
-from rawbpf.consts import Cmd
+from rawbpf.consts import Cmd, ProgType
 from rawbpf.elf import load_spec
 from rawbpf.errors import BTFLoadError, ObjectError, SyscallError, VerifierError
 
@@ -135,10 +135,26 @@ def test_attach_refused_on_the_third_link_detaches_the_first_two(fake_kernel: Fa
     assert fake_kernel.leaked() == [] and fake_kernel.bad_closes == []
 
 
-def test_btf_refused_closes_nothing_it_did_not_open_and_names_the_section(fake_kernel: FakeKernel) -> None:
+def test_btf_refused_loads_without_btf_after_one_warning(fake_kernel: FakeKernel,
+                                                          caplog: pytest.LogCaptureFixture) -> None:
+    """Like libbpf, BTF is optional when nothing needs it in the kernel: the object loads without it."""
     fake_kernel.refuse(Cmd.BTF_LOAD, errno.EINVAL, log="magic: 0xeb9f\n[3] FUNC f type_id=2 Invalid func\n")
+    spec = load_spec(DATA / "maps_btf.o")
+    with caplog.at_level("WARNING", logger="rawbpf"), Collection.load(spec) as coll:
+        assert coll.btf is None and set(coll.programs) == set(spec.programs)
+        assert fake_kernel.bpf_calls(Cmd.MAP_CREATE)
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert warnings == ["object 'maps_btf': the kernel refused its BTF ([3] FUNC f type_id=2 Invalid func); "
+                        "loading without BTF"]
+    assert fake_kernel.leaked() == [] and fake_kernel.bad_closes == []
+
+
+def test_btf_refused_is_fatal_when_the_kernel_needs_it(fake_kernel: FakeKernel) -> None:
+    fake_kernel.refuse(Cmd.BTF_LOAD, errno.EINVAL, log="magic: 0xeb9f\n[3] FUNC f type_id=2 Invalid func\n")
+    spec = load_spec(DATA / "maps_btf.o")
+    next(iter(spec.programs.values())).type = ProgType.STRUCT_OPS  # struct_ops programs need the object's BTF
     with pytest.raises(BTFLoadError) as err:
-        Collection.load(load_spec(DATA / "maps_btf.o"))
+        Collection.load(spec)
     assert err.value.context == "object 'maps_btf': section '.BTF'"
     assert err.value.reason == "[3] FUNC f type_id=2 Invalid func" and err.value.errno == errno.EINVAL
     assert not fake_kernel.bpf_calls(Cmd.MAP_CREATE)
