@@ -197,6 +197,11 @@ class Collection:
             if not prog.known_section:
                 raise ObjectError(f"unknown program section (program '{name}')").with_context(
                     where(spec.name, prog.section))
+            if prog.type == ProgType.STRUCT_OPS:  # the kernel would answer ENOTSUPP without saying why
+                raise ObjectError(
+                    f"struct_ops programs are not supported by rawbpf yet (program '{name}'): the kernel "
+                    "needs the struct's BTF id and member index and answers ENOTSUPP without them"
+                ).with_context(where(spec.name, prog.section))
         coll = cls(spec)
         try:
             coll._load(wanted, pin_dir, kernel_core, log_level)

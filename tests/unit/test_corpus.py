@@ -65,6 +65,7 @@ PROGRAMS: Dict[str, Dict[str, Set[str]]] = {
     "linked_statics": {"socket": {"entry_1", "entry_2"}},
     "ksym_exists": {"syscall": {"probe_kfuncs"}},
     "naked_btf": {"socket": {"naked_ret", "counted"}},
+    "struct_ops_prog": {"struct_ops/rb_ssthresh": {"rb_ssthresh"}},
 }
 
 # object -> data sections it must carry
