@@ -1,18 +1,21 @@
 """The ``rawbpf`` command line: a thin click layer that parses, calls the library and formats.
 
 Every :class:`~rawbpf.errors.RawBPFError` becomes one line on stderr and exit status 1 (``--verbose`` adds the
-detail, e.g. the full verifier log); usage errors exit 2.
+detail, e.g. the full verifier log); usage errors exit 2. Every command ends quietly, as coreutils commands
+do, when its reader leaves (SIGPIPE, 141) or on Ctrl-C (SIGINT, 130): :mod:`rawbpf.cli.ending`.
 """
 
 from __future__ import annotations
 
 import logging
+import signal
 import sys
 from typing import Any, List, Optional
 
 import click
 
 from rawbpf import __version__
+from rawbpf.cli.ending import die_of, flush_stdout
 from rawbpf.errors import KernelRefusal, RawBPFError
 from rawbpf.termsafe import escape
 
@@ -30,6 +33,15 @@ _COMMANDS = {
     "sessions": ("rawbpf.cli.report", "sessions"),
     "report": ("rawbpf.cli.report", "report"),
 }
+
+
+class _Stopped(Exception):
+    """A command was stopped by a signal (Ctrl-C, or its reader left); carried past click, which would
+    otherwise print "Aborted!" or turn it into status 1."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
 
 
 class _LazyGroup(click.Group):
@@ -50,6 +62,14 @@ class _LazyGroup(click.Group):
             cmd.params.append(click.Option(["-v", "--verbose"], is_flag=True, expose_value=False,
                                            callback=_verbose_after, help="Same as rawbpf --verbose."))
         return cmd
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            raise _Stopped(signal.SIGINT) from None
+        except BrokenPipeError:
+            raise _Stopped(signal.SIGPIPE) from None
 
 
 def _verbose_after(ctx: click.Context, param: click.Parameter, value: bool) -> None:
@@ -78,8 +98,14 @@ def main(argv: Optional[List[str]] = None) -> Any:
     """Entry point: run the CLI, turning rawbpf errors into one line and exit status 1."""
     verbose = "-v" in (argv or sys.argv[1:]) or "--verbose" in (argv or sys.argv[1:])
     try:
-        return cli.main(args=argv, prog_name="rawbpf", standalone_mode=False)
-    except click.exceptions.Abort:
+        rv = cli.main(args=argv, prog_name="rawbpf", standalone_mode=False)
+        flush_stdout()  # a reader that left before the last buffered lines: SIGPIPE, not a traceback at exit
+        return rv
+    except _Stopped as stop:
+        die_of(stop.signum)
+    except click.exceptions.Abort as err:
+        if isinstance(err.__cause__, KeyboardInterrupt):  # Ctrl-C while click itself was parsing
+            die_of(signal.SIGINT)
         click.echo("rawbpf: aborted", err=True)
         sys.exit(1)
     except click.ClickException as err:
@@ -89,9 +115,9 @@ def main(argv: Optional[List[str]] = None) -> Any:
         _report(err, verbose)
         sys.exit(1)
     except KeyboardInterrupt:
-        sys.exit(130)
+        die_of(signal.SIGINT)
     except BrokenPipeError:
-        sys.exit(0)
+        die_of(signal.SIGPIPE)
 
 
 def _report(err: RawBPFError, verbose: bool) -> None:

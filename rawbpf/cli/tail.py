@@ -25,6 +25,7 @@ from typing import Any, Callable, Deque, Dict, Iterable, List, Optional, Sequenc
 import click
 
 from rawbpf.cli.common import log_dir_option, parse_since
+from rawbpf.cli.ending import die_of_sigpipe, flush_stdout
 from rawbpf.cli.tail_format import KNOWN_TYPES, TextFormat
 from rawbpf.errors import ConfigError
 from rawbpf.termsafe import escape, escape_json
@@ -145,22 +146,6 @@ def stdout_closed() -> bool:
         return False
 
 
-def die_of_sigpipe() -> None:
-    """End the way ``cat`` and ``tail -f`` end when the reader of the pipe left: killed by SIGPIPE (status
-    141 in the shell), with nothing on stderr."""
-    import signal
-
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())  # the flush at exit goes nowhere instead of failing
-        os.close(devnull)
-    except (OSError, ValueError, AttributeError):
-        pass
-    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
-    os.kill(os.getpid(), signal.SIGPIPE)
-    sys.exit(128 + signal.SIGPIPE)  # not reached
-
-
 def _type_known(log_dir: str, t: str) -> bool:
     """An unknown type name is accepted only when some record in the log has it (objects other than the
     monitor write their own types)."""
@@ -224,21 +209,12 @@ def tail(follow: bool, count: Optional[int], from_start: bool, as_json: bool, ty
     try:
         shown = _run(log_dir, follow, count, as_json, sel, fmt, tree, since_ns, poll_interval)
     except KeyboardInterrupt:  # Ctrl-C is how -f is meant to end
-        _flush_quietly()
+        flush_stdout()
         sys.exit(0)
     except BrokenPipeError:
         die_of_sigpipe()
     if not shown and not follow:
         click.echo("-- no records --", err=True)
-
-
-def _flush_quietly() -> None:
-    try:
-        sys.stdout.flush()
-    except BrokenPipeError:
-        die_of_sigpipe()
-    except (OSError, ValueError):
-        pass
 
 
 def _run(log_dir: str, follow: bool, count: Optional[int], as_json: bool, sel: Select, fmt: TextFormat,
