@@ -56,12 +56,14 @@ def load_and_run(obj: str, *, pin_root: str, attach: bool = True,
                  runner: Runner = wait_for_signal, echo: Callable[[str], None] = _say,
                  stop: Optional[threading.Event] = None,
                  prepare: Optional[Callable[[Any], None]] = None,
+                 choose: Optional[Callable[[Any], object]] = None,
                  map_sizes: Optional[Dict[str, int]] = None,
                  on_stale_pins: Optional[Callable[[Any, str, int], None]] = None,
                  name: Optional[str] = None) -> LoadResult:
     """Load ``obj``, attach (unless ``attach=False``), pin under ``pin_root/<object>``, run ``runner``
     until it returns (the default returns on SIGINT/SIGTERM), then detach and unpin everything.
 
+    ``choose(spec)`` runs before load and may turn off programs (``autoload``) this kernel cannot attach;
     ``prepare(collection)`` runs after load and before attach (e.g. to fill maps the programs read);
     ``map_sizes`` overrides the max_entries of maps by name (e.g. a ring buffer's size in bytes);
     ``on_stale_pins(spec, pin_dir, pid)`` sees a dead run's pins before they are removed; ``echo``
@@ -83,6 +85,8 @@ def load_and_run(obj: str, *, pin_root: str, attach: bool = True,
             known = ", ".join(sorted(spec.variables)) or "none"
             raise ConfigError(f"--set {name}: object '{spec.name}' has no global variable '{name}' "
                               f"(known: {known})")
+    if choose is not None:
+        choose(spec)
     if _under_default_bpffs(pin_root):
         bpffs.ensure_mounted("/sys/fs/bpf")
     existing = os.path.abspath(pin_root)

@@ -97,6 +97,27 @@ def track(coll: Any, pid: int, *, start_ns: int, root_pid: int, depth: int = 0, 
     return True
 
 
+def skip_missing_syscalls(spec: Any, echo: Callable[[str], None]) -> List[str]:
+    """Turn off the programs of syscall tracepoints this kernel does not have (e.g. ``fchmodat2`` before
+    Linux 6.6): a syscall the kernel lacks cannot be made, so there is nothing to miss. Says so in one line.
+    Returns the names of the programs turned off."""
+    from rawbpf.attach import tracefs_root
+
+    root = None
+    off = []
+    for name, prog in spec.programs.items():
+        if not prog.autoload or not prog.section.startswith(("tp/syscalls/", "tracepoint/syscalls/")):
+            continue
+        root = root or tracefs_root("tracepoints of syscalls")
+        if not os.path.exists(os.path.join(root, "events", prog.attach_to, "id")):
+            prog.autoload = False
+            off.append(name)
+    if off:
+        gone = ", ".join(sorted(spec.programs[n].attach_to.split("/")[-1] for n in off))
+        echo(f"this kernel has no tracepoint for {gone}: {len(off)} programs not loaded")
+    return off
+
+
 def prepare(coll: Any, cfg: MonitorConfig) -> None:
     """Fill the identification rules and endpoint CIDRs before the programs are attached."""
     rules = coll.maps["comm_rules"]
@@ -365,6 +386,7 @@ def run_monitor(obj: str, cfg: MonitorConfig, *, pin_root: str, log_dir: str, at
         return load_and_run(obj, pin_root=pin_root, attach=attach, constants=consts, kernel_core=kernel_core,
                             runner=runner, echo=echo, stop=stop,
                             prepare=before_attach,
+                            choose=lambda spec: skip_missing_syscalls(spec, echo),
                             map_sizes={"events": cfg.ring_bytes} if cfg.ring_bytes else None,
                             on_stale_pins=keep_stale_drops(options), name=OBJECT_NAME)
     except BaseException:
