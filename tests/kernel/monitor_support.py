@@ -64,12 +64,13 @@ def monitor(cfg: Optional[MonitorConfig] = None, endpoints: Optional[Dict[str, s
     from rawbpf.elf import load_spec
     from rawbpf.logfile import boot_id
     from rawbpf.monitor.cgroups import CgroupPaths
-    from rawbpf.monitor.run import file_shaping, prepare
+    from rawbpf.monitor.run import file_shaping, prepare, skip_missing_syscalls
     from rawbpf.records import ring_decoder
     from rawbpf.ringbuf import RingBuffer
 
     cfg = cfg or MonitorConfig()
     spec = load_spec(str(OBJ))
+    skip_missing_syscalls(spec, lambda line: None)  # as `rawbpf load` does (fchmodat2 arrived in 6.6)
     if cfg.ring_bytes:
         spec.maps["events"].max_entries = cfg.ring_bytes
     records: List[Dict[str, Any]] = []
