@@ -42,3 +42,15 @@ def test_every_syscall_present_loads_everything(tmp_path: Path, monkeypatch: pyt
     assert skip_missing_syscalls(spec, said.append) == []
     assert said == []
     assert all(p.autoload for p in spec.programs.values())
+
+
+def test_no_tracefs_leaves_the_error_to_attach(monkeypatch: pytest.MonkeyPatch) -> None:
+    from rawbpf.errors import ConfigError
+
+    def no_tracefs(what: str = "") -> str:
+        raise ConfigError("tracefs is not mounted and could not be mounted")
+
+    spec = load_spec(str(MONITOR))
+    monkeypatch.setattr("rawbpf.attach.tracefs_root", no_tracefs)
+    assert skip_missing_syscalls(spec, lambda line: None) == []
+    assert all(p.autoload for p in spec.programs.values())
