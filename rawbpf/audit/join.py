@@ -356,7 +356,8 @@ class _Renderer:
         }
 
 
-def _walk(node: Dict[str, Any]) -> List[Dict[str, Any]]:
+def walk_tree(node: Dict[str, Any]) -> List[Dict[str, Any]]:
+    """Every node of a report process tree (``children`` lists), the root first."""
     out, stack = [], [node]
     while stack:
         n = stack.pop()
@@ -474,7 +475,7 @@ def build_report(
         tops = sorted(j.tops.get(c.tool_use_id, []), key=lambda k: sess.procs[k].started or 0)
         allowed = owned.get(c.tool_use_id, set())
         trees = [dict(r.node(k, allowed), joined_by=j.proc_how.get(k)) for k in tops]
-        nodes = [n for t in trees for n in _walk(t)]
+        nodes = [n for t in trees for n in walk_tree(t)]
         files = [f for n in nodes for f in n["files"]]
         for p, f in j.call_files.get(c.tool_use_id, []):
             claimed_files.add(id(f))

@@ -314,6 +314,8 @@ def _report(session: str, as_json: bool, html_file: Optional[str], transcript: O
 
 def format_report(rep: Dict[str, Any]) -> List[str]:
     """The report as text lines for a terminal."""
+    from rawbpf.audit.join import walk_tree
+
     s, t = rep["session"], rep["transcript"]
     lines: List[str] = []
     root = rep["root"]
@@ -394,7 +396,7 @@ def format_report(rep: Dict[str, Any]) -> List[str]:
         trees = u["processes"].get(kind)
         if not trees:
             continue
-        count = sum(len(_nodes(x)) for x in trees)
+        count = sum(len(walk_tree(x)) for x in trees)
         lines.append(f"  {names[kind]}: {count} process{'es' if count != 1 else ''}")
         for tree in trees:
             lines.extend(_tree_lines(tree, 4, s["cwd"]))
@@ -426,15 +428,6 @@ def format_report(rep: Dict[str, Any]) -> List[str]:
     if len(base) > 1:  # below the header, paths under the session's cwd are shown as ./…
         lines[2:] = [line.replace(base + "/", "./") for line in lines[2:]]
     return lines
-
-
-def _nodes(tree: Dict[str, Any]) -> List[Dict[str, Any]]:
-    out, stack = [], [tree]
-    while stack:
-        n = stack.pop()
-        out.append(n)
-        stack.extend(n["children"])
-    return out
 
 
 def _file_text(x: Dict[str, Any]) -> str:
