@@ -197,6 +197,7 @@ BPF_F_WRONLY_PROG = 1 << 8
 BPF_F_CLONE = 1 << 9
 BPF_F_MMAPABLE = 1 << 10
 BPF_F_INNER_MAP = 1 << 12
+BPF_F_LINK = 1 << 13  # a struct_ops map registered through a BPF link, not by its update
 
 # prog_flags
 BPF_F_STRICT_ALIGNMENT = 1 << 0

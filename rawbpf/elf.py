@@ -18,7 +18,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from rawbpf import sections as _sections
 from rawbpf.asm import codec
-from rawbpf.consts import BPF_F_MMAPABLE, BPF_F_RDONLY_PROG, MapType, ProgType
+from rawbpf.consts import BPF_F_LINK, BPF_F_MMAPABLE, BPF_F_RDONLY_PROG, MapType, ProgType
 from rawbpf.errors import BTFError, ObjectError, RawBPFError
 from rawbpf.spec import (
     INSN_SIZE,
@@ -33,6 +33,7 @@ from rawbpf.spec import (
     ProgramSpec,
     Relocation,
     RelocKind,
+    StructOpsSpec,
     VariableSpec,
 )
 
@@ -220,6 +221,7 @@ class _Reader:
         self.maps_shndx = -1
         self.legacy_maps_shndx = -1
         self.text_shndx = -1
+        self.struct_ops_shndx: Dict[int, bool] = {}  # .struct_ops* section index → registered by a link
         self.where = ""  # the section being read, named by load_spec's catch-all
         self.max_zero_fill: Optional[int] = None
         self.zero_fill = 0  # bytes of zero-filled data declared so far
@@ -297,6 +299,8 @@ class _Reader:
                 btf_data = self._sec_data(sec)
             elif name == ".BTF.ext":
                 ext_data = self._sec_data(sec)
+            elif struct_ops_section(name) is not None and sh_type == SHT_PROGBITS:
+                self.struct_ops_shndx[idx] = bool(struct_ops_section(name))
             elif sh_type == SHT_PROGBITS and sec["sh_size"] > 0 and sec["sh_flags"] & SHF_EXECINSTR:
                 if name == ".text":
                     self.text_shndx = idx
@@ -325,6 +329,8 @@ class _Reader:
             self._read_btf_maps()
         if self.legacy_maps_shndx >= 0:
             self._read_legacy_maps(secs[self.legacy_maps_shndx])
+        for idx, link in self.struct_ops_shndx.items():
+            self._read_struct_ops(idx, secs[idx], link)
         for idx in data_secs:
             if secs[idx].name.startswith(".bss"):
                 self._zero_fill(secs[idx].name, int(secs[idx]["sh_size"]))
@@ -785,6 +791,86 @@ class _Reader:
             raise self.fail(f"duplicate map name '{mspec.name}'", sec)
         self.spec.maps[mspec.name] = mspec
 
+    # -- struct_ops ----------------------------------------------------------------------------------------
+
+    def _read_struct_ops(self, idx: int, sec: Any, link: bool) -> None:
+        """Each variable of a ``.struct_ops``/``.struct_ops.link`` section is one struct_ops map: its BTF type
+        names the kernel struct, its bytes are the members' values (function pointers come from
+        relocations, read later)."""
+        name = self.where = sec.name
+        btf = self.spec.btf
+        if btf is None:
+            raise self.fail("struct_ops maps need the object's BTF (build with -g)", name)
+        datasec = btf.find(name, _kind("DATASEC"))
+        if datasec is None:
+            raise self.fail("no DATASEC for the section in BTF", name)
+        raw = self._sec_data(sec)
+        syms = {s.name: s for s in self.symbols if s.shndx == idx and s.name and s.type == "STT_OBJECT"}
+        for vsi in datasec.vars:
+            var = btf[vsi.type]
+            if _kind_name(var) != "VAR":
+                raise self.fail(f"unexpected {_kind_name(var)} in DATASEC", name)
+            sym = syms.get(var.name)
+            if sym is None:
+                raise self.fail(f"struct_ops map '{var.name}' has no ELF symbol", name)
+            type_id = self._skip_mods(var.type)
+            t = btf[type_id]
+            if _kind_name(t) != "STRUCT" or not t.name:
+                raise self.fail(f"struct_ops map '{var.name}': its type is not a named struct", name)
+            size = int(t.size)
+            if sym.value + size > len(raw):
+                raise self.fail(f"struct_ops map '{var.name}': {size}-byte struct {t.name} runs past the "
+                                "end of the section", name)
+            mspec = MapSpec(
+                name=var.name,
+                type=MapType.STRUCT_OPS,
+                key_size=4,
+                value_size=size,
+                max_entries=1,
+                flags=BPF_F_LINK if link else 0,
+                kind=MapKind.STRUCT_OPS,
+                section=name,
+                section_index=idx,
+                offset=sym.value,
+                data=bytearray(raw[sym.value : sym.value + size]),
+                declared_max_entries=1,
+                struct_ops=StructOpsSpec(type_name=t.name, type_id=type_id, link=link),
+            )
+            self._add_map(mspec, name)
+
+    def _read_struct_ops_relocations(self, sec: Any, target: int) -> None:
+        """A relocation in a struct_ops section sets a function-pointer member to a program."""
+        btf = self.spec.btf
+        assert btf is not None
+        tname = self.sec_names[target]
+        owners = [m for m in self.spec.maps.values()
+                  if m.kind == MapKind.STRUCT_OPS and m.section_index == target]
+        for off, sym_idx in self._iter_rels(sec):
+            if sym_idx >= len(self.symbols):
+                raise self.fail(f"relocation names missing symbol #{sym_idx}", sec.name)
+            sym = self.symbols[sym_idx]
+            owner = next((m for m in owners if m.offset <= off < m.offset + m.value_size), None)
+            if owner is None or owner.struct_ops is None:
+                raise self.fail(f"relocation at offset {off} is outside any struct_ops map", tname)
+            st = owner.struct_ops
+            moff = off - owner.offset
+            member = next((m for m in btf[st.type_id].members if m.bits_offset == moff * 8), None)
+            if member is None:
+                raise self.fail(f"struct_ops map '{owner.name}': relocation at offset {moff} of struct "
+                                f"{st.type_name} is not at a member", tname)
+            if not is_func_ptr(btf, member.type):
+                raise self.fail(f"struct_ops map '{owner.name}': member '{member.name}' is set to "
+                                f"'{sym.name}' but is not a function pointer", tname)
+            prog = self._func_at(sym.shndx, sym.value // INSN_SIZE) if sym.type == "STT_FUNC" else None
+            if prog is None or prog.is_subprog:
+                raise self.fail(f"struct_ops map '{owner.name}': member '{member.name}' names '{sym.name}', "
+                                "which is not a program", tname)
+            if prog.type != ProgType.STRUCT_OPS:
+                raise self.fail(f"struct_ops map '{owner.name}': member '{member.name}' names program "
+                                f"'{prog.name}' of section '{prog.section}', not a struct_ops program "
+                                "(SEC(\"struct_ops/...\"))", tname)
+            st.funcs[member.name] = prog.name
+
     # -- global data ---------------------------------------------------------------------------------------
 
     def _read_data_section(self, idx: int, sec: Any) -> None:
@@ -945,6 +1031,9 @@ class _Reader:
     def _read_relocations(self, sec: Any) -> None:
         target = int(sec["sh_info"])
         rel_name = self.where = sec.name
+        if target in self.struct_ops_shndx:
+            self._read_struct_ops_relocations(sec, target)
+            return
         if target not in self.funcs:
             return  # .rel.maps (prog array / map-in-map values) is handled by _resolve_map_values
         tname = self.sec_names[target]
@@ -1121,6 +1210,22 @@ class _Reader:
             if p.section_offset <= idx < p.section_offset + p.insn_count:
                 return p
         return None
+
+
+def struct_ops_section(name: str) -> Optional[bool]:
+    """Whether a section holds struct_ops maps, as libbpf reads names: None for other sections, True for
+    ``.struct_ops.link`` (registered through a BPF link), False for ``.struct_ops``."""
+    if name == ".struct_ops.link" or name.startswith(".struct_ops.link."):
+        return True
+    if name == ".struct_ops" or name.startswith(".struct_ops."):
+        return False
+    return None
+
+
+def is_func_ptr(btf: Any, type_id: int) -> bool:
+    """Whether a BTF type is a pointer to a function (typedefs and qualifiers skipped)."""
+    t = btf.resolved(type_id)
+    return _kind_name(t) == "PTR" and _kind_name(btf.resolved(t.type)) == "FUNC_PROTO"
 
 
 def _align(size: int) -> int:

@@ -134,6 +134,7 @@ SECTION_DEFS: Tuple[SecDef, ...] = (
     SecDef("cgroup/setsockopt", _T.CGROUP_SOCKOPT, _A.CGROUP_SETSOCKOPT, SEC_ATTACHABLE, ""),
     SecDef("cgroup/dev", _T.CGROUP_DEVICE, _A.CGROUP_DEVICE, SEC_ATTACHABLE | SEC_EXP_ATTACH_OPT, ""),
     SecDef("struct_ops+", _T.STRUCT_OPS, 0, SEC_NONE, ""),
+    SecDef("struct_ops.s+", _T.STRUCT_OPS, 0, SEC_SLEEPABLE, ""),
     SecDef("sk_lookup", _T.SK_LOOKUP, _A.SK_LOOKUP, SEC_ATTACHABLE, ""),
 )
 

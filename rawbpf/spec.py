@@ -45,6 +45,7 @@ class MapKind(enum.Enum):
     RODATA = "rodata"  # .rodata / .rodata.*
     BSS = "bss"  # .bss / .bss.*
     KCONFIG = "kconfig"  # extern ... __kconfig values
+    STRUCT_OPS = "struct_ops"  # a variable of SEC(".struct_ops") / SEC(".struct_ops.link")
 
 
 class Pinning(enum.IntEnum):
@@ -128,6 +129,19 @@ class ProgramSpec:
 
 
 @dataclass
+class StructOpsSpec:
+    """What a struct_ops map holds, as the object declares it: a variable of a kernel struct's type.
+
+    ``funcs`` maps each function-pointer member the object sets to the program it names (from the
+    relocations of the section); every other member's value is the map's ``data``."""
+
+    type_name: str  # the struct's name, e.g. "tcp_congestion_ops"
+    type_id: int  # the struct in the object's BTF
+    link: bool = False  # .struct_ops.link: registered through a BPF link (BPF_F_LINK)
+    funcs: Dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
 class MapSpec:
     """A map to create. For global data, ``data`` is the initial value of its single element."""
 
@@ -150,6 +164,7 @@ class MapSpec:
     offset: int = 0  # symbol offset within that section (BTF/legacy maps)
     data: Optional[bytearray] = None  # global data initial contents (value of key 0)
     declared_max_entries: int = 0  # before ringbuf page rounding
+    struct_ops: Optional[StructOpsSpec] = None  # kind STRUCT_OPS: the struct and its programs
 
     @property
     def is_global_data(self) -> bool:

@@ -66,6 +66,14 @@ PROGRAMS: Dict[str, Dict[str, Set[str]]] = {
     "ksym_exists": {"syscall": {"probe_kfuncs"}},
     "naked_btf": {"socket": {"naked_ret", "counted"}},
     "struct_ops_prog": {"struct_ops/rb_ssthresh": {"rb_ssthresh"}},
+    "struct_ops_tcp": {
+        "struct_ops/rb_init": {"rb_init"}, "struct_ops/rb_ssthresh": {"rb_ssthresh"},
+        "struct_ops/rb_cong_avoid": {"rb_cong_avoid"}, "struct_ops/rb_undo_cwnd": {"rb_undo_cwnd"},
+    },
+    "struct_ops_link": {
+        "struct_ops/rb_init": {"rb_init"}, "struct_ops/rb_ssthresh": {"rb_ssthresh"},
+        "struct_ops/rb_cong_avoid": {"rb_cong_avoid"}, "struct_ops/rb_undo_cwnd": {"rb_undo_cwnd"},
+    },
 }
 
 # object -> data sections it must carry
@@ -77,6 +85,8 @@ DATA_SECTIONS: Dict[str, List[str]] = {
     "core": [".bss"],
     "tracepoints5": [".maps"],
     "verifier_reject": [".maps"],
+    "struct_ops_tcp": [".struct_ops", ".bss"],
+    "struct_ops_link": [".struct_ops.link", ".bss"],
 }
 
 MAPS: Dict[str, Set[str]] = {
