@@ -1,4 +1,5 @@
-"""Attach programs to tracepoints, raw tracepoints, tp_btf and uprobes through a Link. Touches the kernel.
+"""Attach programs to tracepoints, raw tracepoints, tp_btf and uprobes through a Link, and register struct_ops
+maps. Touches the kernel.
 
 Every attach function returns a :class:`Link`; closing the Link detaches the program
 (unless the link is pinned). Tracepoints and uprobes go through a perf event: a BPF perf link
@@ -34,12 +35,13 @@ from rawbpf._types import (
     LinkCreateAttr,
     LinkDetachAttr,
     LinkInfoStruct,
+    MapElemAttr,
     PerfEventAttr,
     RawTracepointAttr,
 )
 from rawbpf.consts import AttachType, Cmd, ProgType
 from rawbpf.errors import ConfigError, NotSupportedError, SyscallError
-from rawbpf.maps import ENOTSUPP
+from rawbpf.maps import ENOTSUPP, Map
 from rawbpf.programs import Program
 
 __tier__ = "kernel"
@@ -423,3 +425,76 @@ def attach_uprobe(prog: Program, binary: str, symbol: str = "", offset: int = 0,
                          sample_period=1, wakeup_events=1)
     pfd = _open_perf_event(attr, pid if pid >= 0 else -1, 0 if pid < 0 else -1, what)
     return _attach_perf_event(prog, pfd, what, use_perf_link, cookie)
+
+
+# --- struct_ops ----------------------------------------------------------------------------------
+
+
+_STRUCT_OPS_HINTS = {
+    _errno.EEXIST: "a struct_ops of this name is already registered, by another load or left behind by one",
+    _errno.EBUSY: "this struct_ops map is already registered",
+    _errno.EINVAL: "the kernel refused the value: a member it requires is unset, or a program was loaded "
+                   "for another member",
+    ENOTSUPP: "this kernel cannot register this struct",
+}
+
+
+class StructOpsRegistration:
+    """A struct_ops map registered by updating key 0 (a ``.struct_ops`` map, without BPF_F_LINK).
+
+    The kernel keeps the registration, and the map, until key 0 is deleted: :meth:`close` does that. It
+    uses the Map it was given, which must stay open until then (a Collection closes its registrations
+    first). A context manager; closing twice does nothing."""
+
+    def __init__(self, m: Map, what: str) -> None:
+        self._map: Optional[Map] = m
+        self.what = what
+
+    @property
+    def closed(self) -> bool:
+        return self._map is None
+
+    @property
+    def label(self) -> str:
+        return self.what
+
+    def close(self) -> None:
+        """Unregister (BPF_MAP_DELETE_ELEM of key 0)."""
+        m, self._map = self._map, None
+        if m is not None and not m.closed:
+            m.delete(0)
+
+    def __enter__(self) -> StructOpsRegistration:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:
+            pass
+
+    def __repr__(self) -> str:
+        return f"<StructOpsRegistration {self.what!r} {'closed' if self.closed else 'registered'}>"
+
+
+def register_struct_ops(m: Map, value: bytes, *, link: bool, what: str = ""
+                        ) -> Union[Link, StructOpsRegistration]:
+    """Register a struct_ops map whose value (program fds in place) is ``value``.
+
+    Without BPF_F_LINK the update of key 0 registers it and the returned :class:`StructOpsRegistration`
+    deletes it again; with BPF_F_LINK (``link=True``) the update only readies the value and a
+    BPF_LINK_CREATE (attach type BPF_STRUCT_OPS) registers it: the returned :class:`Link` owns the
+    registration, which ends when the link is closed (and unpinned) or detached."""
+    what = what or f"register struct_ops {m.label}"
+    kbuf = ctypes.c_uint32(0)
+    vbuf = ctypes.create_string_buffer(bytes(value), max(len(value), 1))
+    attr = MapElemAttr(map_fd=m.fd, key=ctypes.addressof(kbuf), value=ctypes.addressof(vbuf), flags=0)
+    _sys.bpf(Cmd.MAP_UPDATE_ELEM, attr, what, hints=_STRUCT_OPS_HINTS)
+    if not link:
+        return StructOpsRegistration(m, what)
+    lattr = LinkCreateAttr(prog_fd=m.fd, attach_type=AttachType.STRUCT_OPS)
+    fd = _sys.bpf(Cmd.LINK_CREATE, lattr, what, hints=_STRUCT_OPS_HINTS)
+    return Link(fd, what=what)

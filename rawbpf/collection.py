@@ -157,6 +157,11 @@ class Collection:
         self.btf: Optional[FD] = None
         self.variables = Variables(self)
         self.kernel_core = False
+        #: struct_ops map name → how it is laid out and filled on this kernel
+        self.struct_ops_plans: Dict[str, Any] = {}
+        #: struct_ops map name → its registration (a Link for .struct_ops.link maps), made by attach_all()
+        self.struct_ops: Dict[str, Any] = {}
+        self._st_attach: Dict[str, Tuple[int, int]] = {}  # struct_ops program → (struct BTF id, member)
         self._pins: List[str] = []  # pins made by pin() (removed on close)
         self._by_name_pins: List[str] = []  # maps pinned by name at load (kept for the next load)
         self._reused: Set[str] = set()  # maps taken over from an existing pin
@@ -197,11 +202,7 @@ class Collection:
             if not prog.known_section:
                 raise ObjectError(f"unknown program section (program '{name}')").with_context(
                     where(spec.name, prog.section))
-            if prog.type == ProgType.STRUCT_OPS:  # the kernel would answer ENOTSUPP without saying why
-                raise ObjectError(
-                    f"struct_ops programs are not supported by rawbpf yet (program '{name}'): the kernel "
-                    "needs the struct's BTF id and member index and answers ENOTSUPP without them"
-                ).with_context(where(spec.name, prog.section))
+        wanted = _struct_ops_programs(spec, wanted, explicit=programs is not None)
         coll = cls(spec)
         try:
             coll._load(wanted, pin_dir, kernel_core, log_level)
@@ -219,6 +220,7 @@ class Collection:
         from rawbpf import externs as _externs
 
         _externs.fill_kconfig(spec)
+        self._plan_struct_ops()
         self._create_maps(pin_dir)
         externs = self._resolve_externs()
         self._load_programs([spec.programs[n] for n in wanted], externs, log_level)
@@ -291,6 +293,7 @@ class Collection:
             # like libbpf: BTF is optional unless the kernel needs it (struct_ops); programs then load without
             # func/line info and CO-RE is applied here
             needs = [p.name for p in spec.programs.values() if p.type == ProgType.STRUCT_OPS]
+            needs += [m.name for m in spec.maps.values() if m.kind == MapKind.STRUCT_OPS]
             if needs:
                 raise err.with_context(where(spec.name, ".BTF")) from None
             log.warning("object '%s': the kernel refused its BTF (%s); loading without BTF",
@@ -330,7 +333,37 @@ class Collection:
                 continue
             self.maps[mspec.name] = self._create_map(mspec)
 
+    def _plan_struct_ops(self) -> None:
+        """Match each struct_ops map's struct against the kernel's (pure, see rawbpf.structops)."""
+        maps = [m for m in self.spec.maps.values() if m.kind == MapKind.STRUCT_OPS]
+        if not maps:
+            return
+        from rawbpf import externs as _externs
+        from rawbpf import structops
+
+        if self.btf is None or self.spec.btf is None:
+            raise ObjectError("struct_ops maps need the object's BTF loaded in the kernel").with_context(
+                where(self.spec.name, maps[0].section))
+        kbtf = _externs.vmlinux()
+        for m in maps:
+            self.struct_ops_plans[m.name] = structops.plan(m, self.spec.btf, kbtf,
+                                                           where(self.spec.name, m.section))
+        self._st_attach = structops.attach_points(list(self.struct_ops_plans.values()), where(self.spec.name))
+
+    def _create_struct_ops_map(self, mspec: MapSpec) -> Map:
+        """BPF_MAP_CREATE of a struct_ops map: the kernel's wrapper type gives its value; its value (with the
+        program fds) is written when it is registered (attach_all)."""
+        plan = self.struct_ops_plans[mspec.name]
+        assert self.btf is not None
+        try:
+            return Map.create(MapType.STRUCT_OPS, 4, plan.value_size, 1, name=mspec.name, flags=mspec.flags,
+                              btf_fd=self.btf.fd, btf_vmlinux_value_type_id=plan.value_type_id)
+        except RawBPFError as err:
+            raise self._map_error(mspec, err) from err
+
     def _create_map(self, mspec: MapSpec) -> Map:
+        if mspec.kind == MapKind.STRUCT_OPS:
+            return self._create_struct_ops_map(mspec)
         inner: Optional[Map] = None
         try:
             if mspec.inner is not None:
@@ -455,6 +488,8 @@ class Collection:
         attach_btf_id = 0
         if prog.type in (ProgType.TRACING, ProgType.LSM, ProgType.EXT):
             attach_btf_id = self._attach_btf_id(prog)
+        elif prog.type == ProgType.STRUCT_OPS:
+            attach_btf_id = self._st_attach[prog.name][0]
         self.linked[prog.name] = linked
         return linked, core, attach_btf_id
 
@@ -499,7 +534,8 @@ class Collection:
             bytes(linked.insns),
             name=prog.name,
             license=prog.license or spec.license,
-            expected_attach_type=prog.expected_attach_type,
+            expected_attach_type=self._st_attach[prog.name][1] if prog.name in self._st_attach
+            else prog.expected_attach_type,
             attach_btf_id=attach_btf_id,
             kern_version=prog.kern_version,
             flags=prog.flags,
@@ -575,14 +611,51 @@ class Collection:
                     continue
                 self.links[name] = lnk
                 made.append(lnk)
+            current = ""
+            made += self.register_struct_ops()
         except RawBPFError as err:
             for lnk in made:
                 lnk.close()
             failed = self.spec.programs.get(current)
             for done in [n for n, lk in self.links.items() if any(lk is m for m in made)]:
                 del self.links[done]
+            for done in [n for n, r in self.struct_ops.items() if any(r is m for m in made)]:
+                del self.struct_ops[done]
             section = failed.section if failed is not None else ""
             raise err.with_context(where(self.spec.name, section)) from None
+        return made
+
+    def register_struct_ops(self) -> List[Any]:
+        """Register every struct_ops map not registered yet (attach_all does it after the programs):
+        ``.struct_ops`` maps by updating key 0, ``.struct_ops.link`` maps through a BPF link. Returns the
+        new registrations; on failure the ones made by this call are undone."""
+        from rawbpf import attach as _attach
+
+        made: List[Any] = []
+        try:
+            for name, plan in self.struct_ops_plans.items():
+                if name in self.struct_ops:
+                    continue
+                mspec = self.spec.maps[name]
+                here = where(self.spec.name, mspec.section)
+                missing = [s.program for s in plan.slots if s.program not in self.programs]
+                if missing:
+                    raise ConfigError(f"struct_ops map '{name}' cannot be registered: program(s) "
+                                      f"{', '.join(missing)} not loaded").with_context(here)
+                value = plan.fill({s.program: self.programs[s.program].fd for s in plan.slots})
+                what = f"register struct_ops map '{name}' (struct {plan.type_name})"
+                try:
+                    reg = _attach.register_struct_ops(self.maps[name], value, link=plan.link, what=what)
+                except RawBPFError as err:
+                    raise err.with_context(here) from None
+                self.struct_ops[name] = reg
+                made.append(reg)
+        except BaseException:
+            for reg in made:
+                _quiet_close(reg)
+            for done in [n for n, r in self.struct_ops.items() if any(r is m for m in made)]:
+                del self.struct_ops[done]
+            raise
         return made
 
     # -- pinning -------------------------------------------------------------------------------------------
@@ -629,6 +702,14 @@ class Collection:
                 log.debug("link of '%s' not pinned: %s", name, err)
                 continue
             new.append(path)
+        from rawbpf.attach import Link
+
+        for name, reg in self.struct_ops.items():
+            if not isinstance(reg, Link):  # a map-update registration has no link to pin
+                continue
+            path = os.path.join(directory, "links", pin_name(name))
+            self._pin(reg.fd, path, f"pin struct_ops link of '{name}'")
+            new.append(path)
         return new
 
     # -- lifetime ------------------------------------------------------------------------------------------
@@ -642,6 +723,9 @@ class Collection:
             return
         self._closed = True
         self.variables.close()
+        for reg in self.struct_ops.values():  # unregister first: a map-update registration needs its map
+            _quiet_close(reg)
+        self.struct_ops.clear()
         for lnk in self.links.values():
             _quiet_close(lnk)
         self.links.clear()
@@ -747,6 +831,28 @@ def _quiet_close(obj: Any) -> None:
         obj.close()
     except Exception as err:
         log.debug("close %r: %s", obj, err)
+
+
+def _struct_ops_programs(spec: CollectionSpec, wanted: List[str], *, explicit: bool) -> List[str]:
+    """Like libbpf, a struct_ops program no struct_ops map names is not loaded (there is nothing to load it
+    for: its attach point is a member of a map's struct); one line says so. Asked for by name, it is
+    refused."""
+    from rawbpf import structops
+
+    used = structops.used_programs(spec.maps)
+    out = []
+    for name in wanted:
+        prog = spec.programs[name]
+        if prog.type != ProgType.STRUCT_OPS or name in used:
+            out.append(name)
+            continue
+        if explicit:
+            raise ObjectError(f"struct_ops program '{name}' is not used by any struct_ops map: it is loaded "
+                              "for a member of a struct in SEC(\".struct_ops\") or "
+                              "SEC(\".struct_ops.link\")").with_context(where(spec.name, prog.section))
+        log.warning("object '%s': struct_ops program '%s' is not used by any struct_ops map; not loaded",
+                    spec.name, name)
+    return out
 
 
 def _private_copy(spec: CollectionSpec) -> CollectionSpec:

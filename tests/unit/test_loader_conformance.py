@@ -109,17 +109,3 @@ def test_kfunc_address_becomes_a_btf_id_load_and_a_missing_weak_one_zero() -> No
     _code, _dst, src, _off, imm = decode(linked.insns, loads["bpf_rawbpf_no_such_kfunc"])
     assert (src, imm) == (0, 0)
 
-
-def test_struct_ops_program_is_refused_by_name_before_the_kernel(fake_kernel) -> None:  # type: ignore[no-untyped-def]
-    import pytest
-
-    from rawbpf.collection import Collection
-    from rawbpf.consts import Cmd
-    from rawbpf.errors import ObjectError
-
-    with pytest.raises(ObjectError) as info:
-        Collection.load(load_spec(DATA / "struct_ops_prog.o"))
-    msg = info.value.summary()
-    assert "struct_ops programs are not supported by rawbpf yet (program 'rb_ssthresh')" in msg
-    assert "section 'struct_ops/rb_ssthresh'" in msg and "\n" not in msg
-    assert not fake_kernel.bpf_calls(Cmd.PROG_LOAD) and fake_kernel.leaked() == []
