@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, List
 
+from rawbpf.consts import ProgType
 from rawbpf.spec import CollectionSpec, MapSpec, ProgramSpec
 
 __tier__ = "pure"
@@ -48,7 +49,21 @@ def _map_dict(spec: CollectionSpec, m: MapSpec) -> Dict[str, Any]:
         out["inner"]["section"] = m.section
     if m.contents:
         out["values"] = [[slot, name] for slot, name in sorted(m.contents)]
+    if m.struct_ops is not None:
+        out["value_type"] = f"struct {m.struct_ops.type_name}"
+        out["struct_ops"] = {"struct": m.struct_ops.type_name, "link": m.struct_ops.link,
+                             "members": dict(m.struct_ops.funcs)}
     return out
+
+
+def _struct_ops_text(spec: CollectionSpec, p: ProgramSpec) -> str:
+    """Which struct_ops members a struct_ops program fills (``struct_ops tcp_congestion_ops.ssthresh in map
+    'x'``), or that no map uses it."""
+    uses = [f"{m.struct_ops.type_name}.{member} in map '{m.name}'" for m in spec.maps.values()
+            if m.struct_ops is not None for member, prog in m.struct_ops.funcs.items() if prog == p.name]
+    if not uses:
+        return "struct_ops: no struct_ops map uses it (not loaded)"
+    return "struct_ops " + ", ".join(uses)
 
 
 def attach_text(p: ProgramSpec) -> str:
@@ -75,7 +90,7 @@ def describe(spec: CollectionSpec) -> Dict[str, Any]:
         entry: Dict[str, Any] = {
             "name": p.name, "section": p.section, "type": p.type.name.lower(),
             "expected_attach_type": p.expected_attach_type, "attach": p.attach_kind, "attach_to": p.attach_to,
-            "attach_text": attach_text(p),
+            "attach_text": _struct_ops_text(spec, p) if p.type == ProgType.STRUCT_OPS else attach_text(p),
             "autoload": p.autoload, "known_section": p.known_section, "insns": p.insn_count,
             "relocations": len(p.relocations), "core_relos": len(p.core_relos),
             "func_info": len(p.func_info), "line_info": len(p.line_info), "flags": p.flags,

@@ -37,6 +37,7 @@ class LoadResult:
     object: str
     pin_dir: str
     attached: List[str] = field(default_factory=list)
+    registered: List[str] = field(default_factory=list)  # struct_ops maps registered with the kernel
     pins: List[str] = field(default_factory=list)
     seconds_to_attached: float = 0.0
 
@@ -117,10 +118,15 @@ def load_and_run(obj: str, *, pin_root: str, attach: bool = True,
                     for name in coll.links:
                         echo(f"attached {name} → {attach_text(spec.programs[name])}")
                         result.attached.append(name)
+                    for name, plan in coll.struct_ops_plans.items():
+                        how = "through a BPF link" if plan.link else "by map update"
+                        echo(f"registered struct_ops {name} (struct {plan.type_name}, {how})")
+                        result.registered.append(name)
                 coll.pin(target)
                 result.pins = coll.pins
                 result.seconds_to_attached = time.monotonic() - t0
-                not_attached = [n for n in coll.programs if n not in coll.links]
+                in_struct_ops = {s.program for p in coll.struct_ops_plans.values() for s in p.slots}
+                not_attached = [n for n in coll.programs if n not in coll.links and n not in in_struct_ops]
                 echo(f"pinned {len(result.pins)} objects under {target}")
                 if attach:
                     echo(f"attached {len(result.attached)} programs in {result.seconds_to_attached:.3f} s"
@@ -132,7 +138,9 @@ def load_and_run(obj: str, *, pin_root: str, attach: bool = True,
                 runner(coll, signals.stop)
             finally:
                 coll.close(keep_pinned_maps=False)  # a foreground run leaves nothing pinned behind
-        echo(f"stopped: detached {len(result.attached)} programs, unpinned {len(result.pins)} objects")
+        echo(f"stopped: detached {len(result.attached)} programs, "
+             + (f"unregistered {len(result.registered)} struct_ops, " if result.registered else "")
+             + f"unpinned {len(result.pins)} objects")
     finally:
         lock.release()  # the owner record, the directories it made; then the lock
     return result

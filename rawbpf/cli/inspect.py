@@ -85,6 +85,10 @@ def _map_line(m: Dict[str, Any]) -> str:
         parts.append(f"inner [{_map_line(m['inner'])}]")
     if "values" in m:
         parts.append("values " + ", ".join(f"[{s}]={n}" for s, n in m["values"]))
+    if "struct_ops" in m:
+        st = m["struct_ops"]
+        members = ", ".join(f"{k} ← {v}" for k, v in st["members"].items()) or "no programs"
+        parts.append(f"registered {'through a BPF link' if st['link'] else 'by map update'}: {members}")
     parts.append(f"from {m['section']}")
     return ", ".join(parts)
 

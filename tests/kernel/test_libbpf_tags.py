@@ -34,6 +34,7 @@ OBJECTS: List[Tuple[str, object]] = [
     ("tests/data/kconfig_virtual.o", None),
     ("tests/data/ksym_exists.o", None),
     ("tests/data/naked_btf.o", None),
+    ("tests/data/struct_ops_tcp.o", None),
     (
         "tests/data/sections_misc.o",
         ["misc_socket", "misc_xdp", "misc_tc", "misc_classifier", "misc_cgroup_skb", "misc_kprobe"],
