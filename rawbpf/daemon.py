@@ -62,6 +62,7 @@ __all__ = ["Daemon", "DaemonOptions", "DropCounter", "RingPipeline", "consumer",
 
 Record = Dict[str, Any]
 Transform = Callable[[Record], Optional[Record]]
+RunTransform = Callable[[Any, List[Run], int], List[Record]]
 
 _DROP_NAME = re.compile(r"^(?:(?P<ring>\w+?)_)?(?:drops|dropped|lost)$")
 _COUNTER_MAP = re.compile(r"^(?:counters|stats|drops|\w+_counters|\w+_stats|\w+_drops)$")
@@ -87,6 +88,10 @@ class DaemonOptions:
     header: Dict[str, Any] = field(default_factory=dict)
     #: post-processes each decoded record; returning None drops it (on purpose: not a loss)
     transform: Optional[Transform] = None
+    #: per ring, made from its decoder: turns a whole drain ``(buffer, runs, read time)`` into the records to
+    #: log, each a dict whose first key is ``seq`` (numbered by the writer); leaving a record out drops it on
+    #: purpose. Takes the place of ``transform`` (the monitor's precompiled path).
+    run_transform: Optional[Callable[[RingDecoder], RunTransform]] = None
     #: called every ``status_interval`` seconds (and at the end) with :meth:`Daemon.status`
     status: Optional[Callable[[Dict[str, Any]], None]] = None
     status_interval: float = 5.0
@@ -307,11 +312,12 @@ class RingPipeline:
     """Decodes the runs of one ring's drain and writes them to the log (the sink of a RingBuffer)."""
 
     def __init__(self, name: str, decoder: RingDecoder, writer: LogWriter,
-                 transform: Optional[Transform] = None) -> None:
+                 transform: Optional[Transform] = None, run_transform: Optional[RunTransform] = None) -> None:
         self.name = name
         self.decoder = decoder
         self.writer = writer
         self.transform = transform
+        self.run_transform = run_transform
         self.records = 0
         self.dropped_by_transform = 0
         self.decode_errors = 0
@@ -323,7 +329,11 @@ class RingPipeline:
         now = time.time_ns()
         w = self.writer
         try:
-            if self.transform is None:
+            if self.run_transform is not None:
+                out = self.run_transform(buf, runs, now)
+                self.dropped_by_transform += n - len(out)
+                w.write_numbered(out)
+            elif self.transform is None:
                 seq = w.reserve(n, len(buf))
                 w.write_packed(self.decoder.pack_runs(buf, runs, seq, now), n)
             else:
@@ -390,7 +400,9 @@ class Daemon:
                 transform = options.transform
                 if transform is None:
                     transform = argv_redactor(decoders[name], name)
-                pipe = RingPipeline(name, decoders[name], self.writer, transform)
+                make = options.run_transform
+                pipe = RingPipeline(name, decoders[name], self.writer, transform,
+                                    make(decoders[name]) if make is not None else None)
                 self.pipelines[name] = pipe
                 if int(m.type) == MapType.RINGBUF:
                     rb = RingBuffer(m, sink=pipe.sink, name=name)

@@ -398,6 +398,27 @@ class LogWriter:
         self.seq += len(stamped)
         self._add(data, len(stamped))
 
+    def write_numbered(self, records: List[Dict[str, Any]]) -> None:
+        """Append records that already have ``seq`` as their first key and their ``ts``: numbers them in
+        place (what :meth:`write_many` does without copying each record)."""
+        self._check_open()
+        if not records:
+            return
+        seq = self.seq
+        for r in records:
+            r["seq"] = seq
+            seq += 1
+        data = pack_records(records)
+        if self._needs_rotation(len(data)):
+            self.rotate()  # as in write_many: once, and the new header took a seq
+            seq = self.seq
+            for r in records:
+                r["seq"] = seq
+                seq += 1
+            data = pack_records(records)
+        self.seq = seq
+        self._add(data, len(records))
+
     def reserve(self, n: int, size_hint: int = 0) -> int:
         """Reserve ``n`` consecutive seq values for records the caller packs itself; returns the first.
 

@@ -40,12 +40,29 @@ _PATTERNS: Tuple[Tuple[re.Pattern[str], str], ...] = (
 
 
 #: something every pattern above needs to match; text without it is returned untouched after one scan
-_TRIGGER = re.compile(r"(?i)sk-ant-|gh[pousr]_|github_pat_|glpat-|xox[abpors]-|akia|://|authorization|x-api-key|=")
+TRIGGER = re.compile(r"(?i)sk-ant-|gh[pousr]_|github_pat_|glpat-|xox[abpors]-|akia|://|authorization|x-api-key|=")
+#: TRIGGER for lower-cased ASCII text: the same matches, without IGNORECASE (which makes the scan ~8x slower)
+_TRIGGER_LOWER = re.compile(
+    r"sk-ant-|gh[pousr]_|github_pat_|glpat-|xox[abpors]-|akia|://|authorization|x-api-key|=")
+
+
+def may_hold_secret(text: str) -> bool:
+    """Whether ``text`` has something every secret pattern needs (False: :func:`redact_text` leaves it as
+    is). ASCII text, the usual case, is lower-cased and scanned case-sensitively."""
+    if text.isascii():
+        return _TRIGGER_LOWER.search(text.lower()) is not None
+    return TRIGGER.search(text) is not None
+
+
+def argv_may_hold_secret(text: str) -> bool:
+    """Whether :func:`redact_argv` could change the arguments joined (any separator) in ``text``: a secret
+    pattern's trigger or a secret option (they all start with ``--``)."""
+    return "--" in text or may_hold_secret(text)
 
 
 def redact_text(text: str) -> str:
     """``text`` with every secret pattern replaced."""
-    if _TRIGGER.search(text) is None:
+    if not may_hold_secret(text):
         return text
     for pattern, repl in _PATTERNS:
         text = pattern.sub(repl, text)

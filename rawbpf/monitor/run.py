@@ -25,6 +25,7 @@ from rawbpf.monitor.redact import redact_argv
 from rawbpf.monitor.seed import TICK_NS, SeedEntry, attribute, attribute_trees, find_trees, scan
 from rawbpf.monitor.shape import Catalog, Shaper
 from rawbpf.monitor.shape_files import FileShaping
+from rawbpf.monitor.shape_runs import RunShaper
 from rawbpf.monitor.status import remove_status, write_status
 from rawbpf.owner import process_start
 from rawbpf.run import load_and_run
@@ -356,6 +357,7 @@ def run_monitor(obj: str, cfg: MonitorConfig, *, pin_root: str, log_dir: str, at
         shaper = Shaper(Catalog.from_btf(coll.spec.btf), 0, boot_id=boot_id(), cgroup_path=CgroupPaths(),
                         files=fshape)
         options.transform, options.status = shaper, on_status
+        options.run_transform = lambda decoder: RunShaper(shaper, decoder)
         try:
             daemon = Daemon(coll, options)
         except BaseException:

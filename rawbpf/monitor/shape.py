@@ -214,13 +214,18 @@ class Shaper:
         cg = int(rec.get("cgroup_id", 0))
         out["cgroup"] = self.cgroup_path(cg) if (self.cgroup_path is not None and cg) else None
         attr = rec.get("attr") or {}
-        origin = attr.get("origin", 0)
-        if not isinstance(origin, str):
-            origin = _ORIGINS.get(int(origin), "unknown")
-        origin = origin.lower().removeprefix("origin_")
-        out["origin"] = None if origin == "unknown" else origin
+        out["origin"] = self.origin_name(attr.get("origin", 0))
         out["session_id"] = text(attr.get("session_id", "")) or None
         out["traceparent"] = text(attr.get("traceparent", "")) or None
+
+    @staticmethod
+    def origin_name(value: Any) -> Optional[str]:
+        """The ``origin`` field from a decoded ``attr.origin`` (an enum label or a number); None when
+        unknown."""
+        if not isinstance(value, str):
+            value = _ORIGINS.get(int(value), "unknown")
+        value = value.lower().removeprefix("origin_")
+        return None if value == "unknown" else value
 
     def _match(self, value: Any) -> Optional[str]:
         if isinstance(value, str):
@@ -247,7 +252,12 @@ class Shaper:
             if self.redact:
                 argv, _ = redact_argv(argv)
             cut = bool(rec.get("cwd_truncated", 0))
-            cwd = join_cwd(raw(rec.get("cwd", b"")), int(rec.get("cwd_len", 0)), cut)
+            cwd_raw = rec.get("cwd", b"")
+            if isinstance(cwd_raw, str):  # the decoder took cwd_len bytes and decoded them already
+                cwd_raw = cwd_raw.encode("utf-8", "surrogatepass")
+                cwd = join_cwd(cwd_raw, len(cwd_raw), cut)
+            else:
+                cwd = join_cwd(raw(cwd_raw), int(rec.get("cwd_len", 0)), cut)
             env = int(rec.get("env", 0))
             out.update(filename=absolute(text(rec.get("filename", "")), cwd), argv=argv,
                        argv_truncated=bool(rec.get("argv_truncated", 0)),

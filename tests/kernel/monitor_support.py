@@ -65,6 +65,7 @@ def monitor(cfg: Optional[MonitorConfig] = None, endpoints: Optional[Dict[str, s
     from rawbpf.logfile import boot_id
     from rawbpf.monitor.cgroups import CgroupPaths
     from rawbpf.monitor.run import file_shaping, prepare, skip_missing_syscalls
+    from rawbpf.monitor.shape_runs import RunShaper
     from rawbpf.records import ring_decoder
     from rawbpf.ringbuf import RingBuffer
 
@@ -84,12 +85,14 @@ def monitor(cfg: Optional[MonitorConfig] = None, endpoints: Optional[Dict[str, s
         shaper = Shaper(Catalog.from_btf(coll.spec.btf), 0, boot_id=boot_id(), cgroup_path=CgroupPaths(),
                         files=files)
 
-        def keep(b: bytes) -> None:
-            r = shaper(dec.decode(b))
-            if r is not None:  # None: a read no watch glob matches, bytes that are not DNS/TLS
+        shape = RunShaper(shaper, dec)  # the daemon's path: exec/fork/exit compiled, the rest generic
+
+        def keep(buf: Any, runs: List[Any]) -> None:
+            for r in shape(buf, runs, time.time_ns()):  # a record Shaper drops is not there
+                del r["seq"]
                 records.append(r)
 
-        with RingBuffer(coll.maps["events"], callback=keep) as rb:
+        with RingBuffer(coll.maps["events"], sink=keep) as rb:
             coll.attach_all()
             yield Monitor(coll, rb, records, files)
 

@@ -1,0 +1,261 @@
+"""The monitor's precompiled record path: raw ring bytes of exec, fork and exit records straight to log
+records, without the generic decoder's intermediate dicts; pure, no syscalls.
+
+An exec storm sends three records per process (fork, exec, exit), of three lengths, so the ring walker finds
+runs of one record each and the generic path (:mod:`rawbpf.records` builds a dict keyed by C member names,
+then :class:`~rawbpf.monitor.shape.Shaper` builds the log record from it) pays its per-run and per-dict costs
+for every record. :class:`RunShaper` instead unpacks each record of these kinds with one ``struct.Struct``
+compiled from the object's BTF (member offsets and sizes, never written down here) and builds the log record
+in one dict display, with ``seq`` first (a placeholder the log writer fills), in the field order
+:class:`Shaper` gives. Every other kind, and any record shorter than its fixed part, takes the generic path
+record by record, so both paths make the same records (tests/unit/test_monitor_shape_runs.py proves it over
+random records).
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+from rawbpf.btf import Kind
+from rawbpf.monitor.redact import argv_may_hold_secret, redact_argv
+from rawbpf.monitor.shape import AUID_UNSET, ENV_NAMES, ENV_TRUNCATED, TICK_NS, Shaper, absolute, tty_name
+
+__tier__ = "pure"
+
+Record = Dict[str, Any]
+Run = Tuple[int, int, int, int]
+
+HDR_SIZE = 8  # the ring's record header, before each payload
+_INT = {(1, False): "B", (1, True): "b", (2, False): "H", (2, True): "h", (4, False): "I", (4, True): "i",
+        (8, False): "Q", (8, True): "q"}
+
+#: the members every record starts with (struct rec_header), in their order in the struct
+HEADER = ("type", "flags", "ts", "pid", "tid", "ppid", "uid", "root_pid", "depth", "comm", "start",
+          "parent_start", "root_start", "cgroup_id", "euid", "auid", "tty", "attr.origin", "attr.session_id",
+          "attr.traceparent")
+EXEC = ("match", "argv_len", "argv_truncated", "env", "claude_pid", "cwd_len", "cwd_truncated", "cwd",
+        "filename")
+FORK = ("child_pid",)
+EXIT = ("exit_code", "signal", "core_dumped", "duration_ns")
+
+
+def member(btf: Any, struct_id: int, path: str) -> Tuple[int, Any]:
+    """``(byte offset, resolved type)`` of member ``path`` (``a.b`` for member b of struct member a)."""
+    off, t = 0, btf.resolved(struct_id)
+    for part in path.split("."):
+        m = next((m for m in getattr(t, "members", ()) or () if m.name == part), None)
+        if m is None or m.bitfield_size or m.bits_offset % 8:
+            raise LookupError(path)
+        off += m.bits_offset // 8
+        t = btf.resolved(m.type)
+    return off, t
+
+
+def layout(btf: Any, struct_id: int, names: Sequence[str]) -> struct.Struct:
+    """A native-order struct reading ``names`` (integers, enums, byte arrays) from a record's start, in this
+    order; LookupError when a member is missing or the members are not in increasing offset order."""
+    fmt, pos = ["="], 0
+    for name in names:
+        off, t = member(btf, struct_id, name)
+        if off < pos:
+            raise LookupError(f"{name}: out of order")
+        if t.kind in (Kind.INT, Kind.ENUM, Kind.ENUM64) and (t.size, bool(t.signed)) in _INT:
+            code, size = _INT[(t.size, bool(t.signed))], t.size
+        elif t.kind == Kind.ARRAY and t.array is not None and btf.size_of(t.array.type) == 1:
+            size = t.array.nelems
+            code = f"{size}s"
+        else:
+            raise LookupError(f"{name}: not an integer or a byte array")
+        if off > pos:
+            fmt.append(f"{off - pos}x")
+        fmt.append(code)
+        pos = off + size
+    return struct.Struct("".join(fmt))
+
+
+class _Table(Dict[Any, Any]):
+    """A memo of a function of one number (tty names, enum names, cgroup paths). ``keep_none=False``: a
+    None answer is asked again next time (a cgroup unknown now may be found by the next scan)."""
+
+    def __init__(self, fn: Callable[[Any], Any], keep_none: bool = True) -> None:
+        super().__init__()
+        self.fn = fn
+        self.keep_none = keep_none
+
+    def __missing__(self, key: Any) -> Any:
+        value = self.fn(key)
+        if len(self) < 4096 and (value is not None or self.keep_none):
+            self[key] = value
+        return value
+
+
+#: the header's log fields, built in each kind's function from the unpacked members
+_HEAD_SRC = """\
+    cs = comm.partition(b"\\0")[0]
+    ss = session.partition(b"\\0")[0]
+    if ss:
+        sess = ss.decode("utf-8", "replace")
+    else:
+        known = _files.sessions.get(root)
+        sess = known["session_id"] if known else None
+    ts_ = trace.partition(b"\\0")[0]
+"""
+_HEAD_ITEMS = (
+    "'seq': 0, 'ts': ts + tsoff, 'type': {kind!r}, 'pid': pid, 'tid': tid, 'ppid': ppid, 'uid': uid, "
+    "'euid': euid, 'root_pid': root, 'depth': depth, 'comm': cs.decode('utf-8', 'replace'), "
+    "'seen_at_start': bool(flags & 1), "
+    "'exec_id': f'{{_boot}}-{{pid}}-{{start // _TICK}}' if pid else None, "
+    "'parent_exec_id': f'{{_boot}}-{{ppid}}-{{pstart // _TICK}}' if ppid else None, "
+    "'root_exec_id': f'{{_boot}}-{{root}}-{{rstart // _TICK}}' if root else None, "
+    "'auid': None if auid == _AUID_UNSET else auid, 'tty': _tty[tty], "
+    "'cgroup': _cgroup[cg] if cg else None, 'origin': _origin[origin], 'session_id': sess, "
+    "'traceparent': ts_.decode('utf-8', 'replace') if ts_ else None, "
+)
+_HEAD_NAMES = ("_type, flags, ts, pid, tid, ppid, uid, root, depth, comm, start, pstart, rstart, cg, euid, "
+               "auid, tty, origin, session, trace")
+
+_KIND_SRC = {
+    "fork": ("child_pid", "", "'child_pid': child_pid"),
+    "exit": ("exit_code, signal, core_dumped, duration_ns", "",
+             "'exit_code': exit_code, 'signal': signal, 'core_dumped': bool(core_dumped), "
+             "'duration_ns': duration_ns"),
+    # argv: the first argv_len bytes (zero-filled past the record's end), NUL-separated, the last NUL
+    # optional; decoded whole (a NUL never belongs to a multi-byte sequence, so this equals decoding each
+    # argument); redaction only when the text has something a secret pattern or option needs
+    "exec": ("match, argv_len, argv_cut, env, claude_pid, cwd_len, cwd_cut, cwd_raw, filename", """\
+    n = argv_len if argv_len < _ARGV_MAX else _ARGV_MAX
+    a = p + _ARGV_OFF
+    have = length - _ARGV_OFF
+    if n <= have:
+        text = str(buf[a:a + n], "utf-8", "replace")
+    else:
+        text = bytes(buf[a:a + max(0, have)]).ljust(n, b"\\0").decode("utf-8", "replace")
+    if text:
+        argv = (text[:-1] if text[-1] == "\\0" else text).split("\\0")
+        if _REDACT and _may_hold(text):
+            argv = _redact_argv(argv)[0]
+    else:
+        argv = []
+    parts = [c for c in cwd_raw[:cwd_len].decode("utf-8", "replace").split("\\0") if c]
+    parts.reverse()
+    cwd = "/" + "/".join(parts)
+    if cwd_cut:
+        cwd = "\\u2026" + cwd
+    fname = filename.partition(b"\\0")[0].decode("utf-8", "replace")
+    if not fname.startswith("/"):
+        fname = _absolute(fname, cwd)
+""", "'filename': fname, 'argv': argv, 'argv_truncated': bool(argv_cut), 'match': _match[match], "
+     "'cwd': cwd, 'cwd_truncated': bool(cwd_cut), 'claude_env': list(_env[env]), "
+     "'claude_env_truncated': bool(env & _ENV_TRUNCATED), 'claude_pid': claude_pid or None"),
+}
+
+
+class RunShaper:
+    """Callable ``(buf, runs, now) -> [record]``: the log records of one drain of the monitor's ring, each a
+    dict starting with ``seq`` (0 here; the writer numbers them), as ``shaper`` would make them from what
+    ``decoder`` decodes. Records ``shaper`` drops are left out.
+
+    Each fast kind gets a function generated at start-up (like the generic decoder's), with the record's
+    members unpacked into locals and the log record built in one dict display; lookups that depend on one
+    number (tty names, cgroup paths, enum names, the ``claude_env`` list) are memoised.
+    """
+
+    def __init__(self, shaper: Shaper, decoder: Any) -> None:
+        self.shaper = shaper
+        self.decoder = decoder
+        #: discriminant value → (function, minimum record length)
+        self._fast: Dict[int, Tuple[Callable[..., Record], int]] = {}
+        self._disc = struct.Struct("=I")
+        self._ts_at = -1
+        cat = shaper.catalog
+        for value, dec in (getattr(decoder, "kinds", None) or {}).items():
+            kind = cat.kinds.get(value)
+            if kind not in _KIND_SRC or dec.kind != kind:
+                continue
+            try:
+                fn, size = self._compile(dec, kind)
+            except LookupError:
+                continue  # a layout this path does not know: the generic path decodes it
+            self._fast[value] = (fn, size)
+
+    def _compile(self, dec: Any, kind: str) -> Tuple[Callable[..., Record], int]:
+        btf, sid = dec.btf, dec.type_id
+        names, body, items = _KIND_SRC[kind]
+        extra = {"exec": EXEC, "fork": FORK, "exit": EXIT}[kind]
+        st = layout(btf, sid, HEADER + extra)
+        self._ts_at = member(btf, sid, "ts")[0]
+        sh = self.shaper
+        origins = _enum_of(btf, sid, "attr.origin")
+        ns: Dict[str, Any] = {
+            "_st": st, "_files": sh.files, "_boot": sh._boot, "_TICK": TICK_NS, "_AUID_UNSET": AUID_UNSET,
+            "_tty": _Table(tty_name),
+            "_cgroup": _Table(sh.cgroup_path, keep_none=False) if sh.cgroup_path else _Table(lambda _: None),
+            "_origin": _Table(lambda v: sh.origin_name(origins.get(v, v))),
+        }
+        if kind == "exec":
+            argv_off, argv_t = member(btf, sid, "argv")
+            if argv_t.kind != Kind.ARRAY or argv_t.array is None:
+                raise LookupError("argv")
+            if argv_off < st.size or argv_off + argv_t.array.nelems > dec.size:
+                raise LookupError("argv")
+            matches = _enum_of(btf, sid, "match")
+            ns.update(_ARGV_OFF=argv_off, _ARGV_MAX=argv_t.array.nelems, _REDACT=sh.redact,
+                      _may_hold=argv_may_hold_secret, _redact_argv=redact_argv, _absolute=absolute,
+                      _match=_Table(lambda v: sh._match(matches.get(v, v))),
+                      _env=_Table(lambda env: [n for bit, n in ENV_NAMES.items() if env & bit]),
+                      _ENV_TRUNCATED=ENV_TRUNCATED)
+        src = (f"def _f(buf, p, length, tsoff):\n"
+               f"    ({_HEAD_NAMES}, {names},) = _st.unpack_from(buf, p)\n"
+               f"{_HEAD_SRC}{body}"
+               f"    return {{{_HEAD_ITEMS.format(kind=kind)}{items}}}\n")
+        exec(compile(src, f"<rawbpf monitor {kind}>", "exec"), ns)
+        return ns["_f"], st.size
+
+    # -- the drain
+
+    def __call__(self, buf: Any, runs: Sequence[Run], now: int) -> List[Record]:
+        out: List[Record] = []
+        append = out.append
+        fast = self._fast
+        disc = self._disc.unpack_from
+        tsoff: Optional[int] = None
+        for off, length, count, stride in runs:
+            p = off + HDR_SIZE
+            for _ in range(count):
+                entry = fast.get(disc(buf, p)[0]) if length >= 4 else None
+                if entry is not None and length >= entry[1]:
+                    if tsoff is None:
+                        tsoff = self._tsoff(buf, p)
+                    append(entry[0](buf, p, length, tsoff))
+                else:
+                    rec = self._generic(buf, (p - HDR_SIZE, length, 1, stride), now)
+                    tsoff = None  # the generic path may have settled the clock
+                    if rec is not None:
+                        append(rec)
+                p += stride
+        return out
+
+    def _tsoff(self, buf: Any, p: int) -> int:
+        tb = self.decoder.time_base
+        if tb.clock == "auto":  # the first stamp decides the kernel clock, as in the generic decoder
+            tb.settle(struct.unpack_from("=Q", buf, p + self._ts_at)[0])
+        return int(tb.offset) + self.shaper.boot_offset_ns
+
+    def _generic(self, buf: Any, run: Run, now: int) -> Optional[Record]:
+        rec = self.decoder.decode_runs(buf, [run], 0, now)[0]
+        del rec["seq"]
+        shaped = self.shaper(rec)
+        if shaped is None:
+            return None
+        out: Record = {"seq": 0, "ts": now}
+        out.update(shaped)
+        return out
+
+
+def _enum_of(btf: Any, struct_id: int, path: str) -> Dict[int, str]:
+    """Value → decoded label of the enum member ``path`` (what the generic decoder gives for it)."""
+    from rawbpf.records import enum_labels
+
+    _, t = member(btf, struct_id, path)
+    return enum_labels(t) if t.kind in (Kind.ENUM, Kind.ENUM64) else {}

@@ -1,0 +1,200 @@
+"""The monitor's precompiled path (RunShaper) makes exactly the records of the generic path (BTF decoder, then
+Shaper, then the writer's stamp), key order included, over random raw records of every field value."""
+
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from rawbpf.btf import Kind
+from rawbpf.elf import load_spec
+from rawbpf.monitor.shape import Catalog, Shaper
+from rawbpf.monitor.shape_files import FileShaping
+from rawbpf.monitor.shape_runs import EXEC, EXIT, FORK, HEADER, RunShaper, member
+from rawbpf.records import ring_decoder
+
+OBJ = Path(__file__).resolve().parents[2] / "programs" / "claude_monitor.o"
+BTF = load_spec(str(OBJ)).btf
+CATALOG = Catalog.from_btf(BTF)
+KIND = {v: k for k, v in CATALOG.kinds.items()}
+NOW = 1_700_000_000_123_456_789
+CGROUPS = {7: "/user.slice", 8: "/system.slice/x.service"}
+
+
+def _struct_id(kind: str) -> int:
+    t = BTF.find(f"rec_{kind}", Kind.STRUCT)
+    assert t is not None
+    return int(t.id)
+
+
+def _size(kind: str) -> int:
+    return int(BTF.size_of(_struct_id(kind)))
+
+
+def _put(buf: bytearray, kind: str, name: str, value: Any) -> None:
+    off, t = member(BTF, _struct_id(kind), name)
+    if isinstance(value, bytes):
+        n = t.array.nelems
+        buf[off:off + n] = value[:n].ljust(n, b"\0")
+    else:
+        buf[off:off + t.size] = (value % (1 << (8 * t.size))).to_bytes(t.size, "little")
+
+
+u32 = st.integers(0, 2**32 - 1)
+u64 = st.integers(0, 2**63)  # kernel stamps stay far below 2**64
+small = st.sampled_from([0, 1, 2, 3, 4, 5, 6, 7, 0xFFFFFFFF, 99])
+junk = st.binary(max_size=80)
+words = st.sampled_from(["ls", "-la", "--api-key", "--token=abc", "sk-ant-api03-abcdefgh", "x=y",
+                         "\u017fk-ant-zz", "https://u:pw@host/p", "Authorization: Bearer t", "ü", "\udcff",
+                         "ghp_" + "a" * 24, "", "/usr/bin/env", "AKIA" + "B" * 16, "-p", "tóken=1"])
+
+
+@st.composite
+def argv_bytes(draw: Any) -> bytes:
+    if draw(st.booleans()):
+        return draw(st.binary(max_size=200))
+    args = draw(st.lists(words, max_size=8))
+    return b"".join(a.encode("utf-8", "surrogateescape") + b"\0" for a in args)
+
+
+@st.composite
+def header(draw: Any) -> Dict[str, Any]:
+    return {
+        "flags": draw(small), "ts": draw(u64), "pid": draw(small | u32), "tid": draw(u32),
+        "ppid": draw(small | u32), "uid": draw(u32), "root_pid": draw(st.sampled_from([0, 1, 4242]) | u32),
+        "depth": draw(small), "comm": draw(junk), "start": draw(u64), "parent_start": draw(u64),
+        "root_start": draw(u64), "cgroup_id": draw(st.sampled_from([0, 7, 8, 9])), "euid": draw(u32),
+        "auid": draw(small | u32), "tty": draw(st.sampled_from([0, 136 << 20 | 3, 4 << 20 | 70, 5 << 20 | 1,
+                                                                7 << 20 | 2]) | u32),
+        "attr.origin": draw(small), "attr.session_id": draw(junk | st.just(b"")),
+        "attr.traceparent": draw(junk | st.just(b"")),
+    }
+
+
+@st.composite
+def record(draw: Any) -> bytes:
+    kind = draw(st.sampled_from(["exec", "exec", "fork", "exit", "rename", "unknown"]))
+    fields = draw(header())
+    if kind == "unknown":
+        raw = bytearray(draw(st.binary(min_size=4, max_size=64)))
+        raw[0:4] = (77).to_bytes(4, "little")
+        return bytes(raw)
+    buf = bytearray(_size(kind))
+    _put(buf, kind, "type", KIND[kind])
+    for name in HEADER[1:]:
+        _put(buf, kind, name, fields[name])
+    length = len(buf)
+    if kind == "exec":
+        argv = draw(argv_bytes())
+        cwd = draw(st.binary(max_size=300) | st.sampled_from([b"tmp\0", "ü\0tmp\0".encode(), b"a\0b\0c\0"]))
+        _put(buf, kind, "argv", argv)
+        _put(buf, kind, "cwd", cwd)
+        _put(buf, kind, "filename", draw(st.sampled_from([b"/bin/ls", b"ls", b"../x", b""]) | junk))
+        for name in ("match", "argv_truncated", "env", "claude_pid", "cwd_truncated"):
+            _put(buf, kind, name, draw(small | u32))
+        _put(buf, kind, "argv_len", draw(st.sampled_from([len(argv), len(argv) + 3, 0, 5000]) | u32))
+        _put(buf, kind, "cwd_len", draw(st.sampled_from([len(cwd), 0, 400]) | u32))
+        argv_off = member(BTF, _struct_id("exec"), "argv")[0]
+        length = draw(st.integers(argv_off - 8, len(buf) + 16))  # short records, zero-filled; longer ones
+    elif kind == "fork":
+        _put(buf, kind, "child_pid", draw(u32))
+    elif kind == "exit":
+        for name in EXIT:
+            _put(buf, kind, name, draw(u64))
+    else:
+        _put(buf, kind, "old_comm", draw(junk))
+        _put(buf, kind, "new_comm", draw(junk))
+    return bytes(buf[:length]).ljust(length, b"\xaa")
+
+
+def ring(records: List[bytes]) -> Tuple[bytes, List[Tuple[int, int, int, int]]]:
+    """The records as a ring holds them (8-byte headers, 8-byte aligned), with runs of equal lengths."""
+    out = bytearray()
+    runs: List[List[int]] = []
+    for r in records:
+        stride = (len(r) + 8 + 7) & ~7
+        off = len(out)
+        out += struct.pack("=II", len(r), 0) + r + bytes(stride - 8 - len(r))
+        if runs and runs[-1][1] == len(r):
+            runs[-1][2] += 1
+        else:
+            runs.append([off, len(r), 1, stride])
+    return bytes(out), [(a, b, c, d) for a, b, c, d in runs]
+
+
+def paths(sessions: Optional[Dict[int, str]] = None) -> Tuple[Shaper, Any]:
+    files = FileShaping()
+    for root, sid in (sessions or {}).items():
+        files.sessions[root] = {"session_id": sid, "transcript": "/x"}
+    shaper = Shaper(CATALOG, 5, boot_id="0e6f2c5a-1b2c-4d5e-8f90-123456789abc", cgroup_path=CGROUPS.get,
+                    files=files)
+    dec = ring_decoder(BTF, "events", clock="monotonic")
+    dec.time_base.offset = 1_000_000
+    return shaper, dec
+
+
+def generic(shaper: Shaper, dec: Any, buf: bytes, runs: List[Tuple[int, int, int, int]]) -> List[Any]:
+    """The path of a per-record transform: decode, shape, then the writer's stamp."""
+    out = []
+    for rec in dec.decode_runs(buf, runs, 0, NOW):
+        del rec["seq"]
+        shaped = shaper(rec)
+        if shaped is not None:
+            stamped = {"seq": 0, "ts": shaped.get("ts") or NOW}
+            stamped.update(shaped)
+            out.append(list(stamped.items()))
+    return out
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(record(), min_size=1, max_size=12), st.booleans())
+def test_run_shaper_makes_the_generic_paths_records(records: List[bytes], redact: bool) -> None:
+    buf, runs = ring(records)
+    shaper, dec = paths({4242: "sess-from-transcript"})
+    shaper.redact = redact
+    rs = RunShaper(Shaper(CATALOG, 5, redact=redact, boot_id=shaper.boot_id, cgroup_path=CGROUPS.get,
+                          files=shaper.files), dec)
+    new = [list(r.items()) for r in rs(buf, runs, NOW)]
+    assert new == generic(shaper, dec, buf, runs)
+
+
+def test_exec_fork_exit_take_the_compiled_path() -> None:
+    shaper, dec = paths()
+    rs = RunShaper(shaper, dec)
+    assert sorted(CATALOG.kinds[v] for v in rs._fast) == ["exec", "exit", "fork"]
+    assert set(FORK) | set(EXEC) | set(EXIT) <= {m.name for k in ("exec", "fork", "exit")
+                                                  for m in BTF.resolved(_struct_id(k)).members}
+
+
+def _exec(cwd: bytes, argv: bytes) -> bytes:
+    buf = bytearray(_size("exec"))
+    _put(buf, "exec", "type", KIND["exec"])
+    _put(buf, "exec", "pid", 10)
+    _put(buf, "exec", "cwd", cwd)
+    _put(buf, "exec", "cwd_len", len(cwd))
+    _put(buf, "exec", "argv", argv)
+    _put(buf, "exec", "argv_len", len(argv))
+    _put(buf, "exec", "filename", b"run")
+    return bytes(buf)
+
+
+@pytest.mark.parametrize("cwd, text", [("ü\0tmp\0".encode(), "/tmp/ü"), (b"\xff\0a\0", "/a/\ufffd"),
+                                       ("日本\0".encode(), "/日本")])
+def test_a_non_ascii_working_directory_is_kept(cwd: bytes, text: str) -> None:
+    buf, runs = ring([_exec(cwd, b"run\0")])
+    shaper, dec = paths()
+    (rec,) = RunShaper(shaper, dec)(buf, runs, NOW)
+    assert rec["cwd"] == text and rec["filename"] == text + "/run"
+    assert [list(rec.items())] == generic(shaper, dec, buf, runs)
+
+
+def test_secrets_are_redacted_on_the_compiled_path() -> None:
+    buf, runs = ring([_exec(b"tmp\0", b"curl\0--token\0abc\0-H\0x-api-key: k1\0TOKEN=s3\0")])
+    shaper, dec = paths()
+    (rec,) = RunShaper(shaper, dec)(buf, runs, NOW)
+    assert rec["argv"] == ["curl", "--token", "[REDACTED]", "-H", "x-api-key: [REDACTED]", "TOKEN=[REDACTED]"]
