@@ -36,6 +36,9 @@ _OPTIONS = [
                  help="[claude_monitor] Record only connections to named endpoints (kernel-side filter)."),
     click.option("--ring-bytes", type=int, default=None, metavar="N",
                  help="[claude_monitor] Size of the kernel ring buffer (power of two; default 4 MiB)."),
+    click.option("--priority-boost", type=int, default=None, metavar="N",
+                 help="[claude_monitor] Lower the consuming thread's nice value by N so a busy host does not "
+                      "starve it (default 4, as auditd; 0 = off)."),
     click.option("--watch-read", "watch_read", multiple=True, metavar="GLOB",
                  help="[claude_monitor] Also record reads of paths matching GLOB (~ = the process owner's "
                       "home, ** = any directories, trailing / = everything below; repeatable)."),
@@ -50,8 +53,8 @@ _OPTIONS = [
 ]
 
 OPTION_NAMES = ("match_comm", "match_path", "match_name", "no_default_rules", "endpoints",
-                "no_default_endpoints", "only_endpoints", "ring_bytes", "no_seed", "argv_max_args",
-                "argv_max_bytes", "watch_read", "no_default_watch")
+                "no_default_endpoints", "only_endpoints", "ring_bytes", "priority_boost", "no_seed",
+                "argv_max_args", "argv_max_bytes", "watch_read", "no_default_watch")
 
 
 def monitor_options(f: F) -> F:
@@ -97,7 +100,7 @@ def maybe_run_monitor(obj: str, values: Dict[str, Any], **load_kwargs: Any) -> b
         no_default_endpoints=bool(values.get("no_default_endpoints")),
         only_endpoints=bool(values.get("only_endpoints")),
         argv_max_args=values.get("argv_max_args"), argv_max_bytes=values.get("argv_max_bytes"),
-        ring_bytes=values.get("ring_bytes"),
+        ring_bytes=values.get("ring_bytes"), priority_boost=values.get("priority_boost"),
         watch_read=values.get("watch_read") or (), no_default_watch=bool(values.get("no_default_watch")),
     )
     run_monitor(obj, cfg, seed_from_proc=not values.get("no_seed"), **load_kwargs)

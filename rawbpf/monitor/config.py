@@ -42,6 +42,7 @@ DEFAULT_BASENAMES = ("claude", "claude.exe")
 DEFAULT_ENDPOINTS = (("160.79.104.0/23", "anthropic-api"), ("2607:6bc0::/48", "anthropic-api"))
 DEFAULT_ARGV_MAX_ARGS = 32
 DEFAULT_ARGV_MAX_BYTES = 2048
+DEFAULT_PRIORITY_BOOST = 4  # as auditd's default
 DEFAULT_WAKEUP_BYTES = 256 * 1024
 DEFAULT_FILE_SUMMARY_NS = 1_000_000_000
 
@@ -73,6 +74,9 @@ class MonitorConfig:
     argv_max_bytes: int = DEFAULT_ARGV_MAX_BYTES
     wakeup_bytes: int = DEFAULT_WAKEUP_BYTES
     ring_bytes: Optional[int] = None  # the ring buffer's size; None keeps the object's (4 MiB)
+    #: how much the consuming thread lowers its nice value (auditd's priority_boost): a busy host must not
+    #: starve the one thread that keeps the ring from filling; 0 leaves it as started
+    priority_boost: int = DEFAULT_PRIORITY_BOOST
     # CIDR endpoints limited to one port (CIDR:PORT=NAME); their CIDRs are also in `endpoints` for the kernel
     endpoint_ports: Tuple[Tuple[Network, int, str], ...] = ()
     host_endpoints: Tuple[HostRule, ...] = ()  # HOST[:PORT]=NAME, named in user space from DNS/SNI
@@ -104,6 +108,8 @@ class MonitorConfig:
                               "--only-endpoints (the kernel filters by address)")
         if self.file_summary_ns < 0:
             raise ConfigError(f"file summary window: {self.file_summary_ns} is negative")
+        if not 0 <= self.priority_boost <= 39:
+            raise ConfigError(f"priority boost: {self.priority_boost} is not in 0..39")
         rb = self.ring_bytes
         if rb is not None and (rb < 4096 or rb & (rb - 1) or rb > 1 << 30):
             raise ConfigError(f"ring bytes: {rb} is not a power of two from 4096 to 1 GiB")
@@ -271,6 +277,7 @@ def build_config(
     argv_max_args: Optional[int] = None,
     argv_max_bytes: Optional[int] = None,
     ring_bytes: Optional[int] = None,
+    priority_boost: Optional[int] = None,
     watch_read: Iterable[str] = (),
     no_default_watch: bool = False,
     file_summary_ms: Optional[float] = None,
@@ -307,6 +314,7 @@ def build_config(
         argv_max_args=base.argv_max_args if argv_max_args is None else argv_max_args,
         argv_max_bytes=base.argv_max_bytes if argv_max_bytes is None else argv_max_bytes,
         ring_bytes=ring_bytes,
+        priority_boost=base.priority_boost if priority_boost is None else priority_boost,
         endpoint_ports=tuple(ports),
         host_endpoints=tuple(hosts),
         watch=WatchList.build(watch_read, defaults=not no_default_watch),

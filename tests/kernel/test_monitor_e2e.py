@@ -306,8 +306,12 @@ def test_log_options_reach_the_monitor(tmp_path: Path, pin_dir: Path) -> None:
     man = run_workload(tmp_path, busy_rounds=2)
     _wait_records(d, lambda r: r.get("type") == "exit" and r.get("pid") == man["claude"]["pid"])
     st = d.status()
+    nice = int((Path("/proc") / str(d.proc.pid) / "stat").read_text().rsplit(")", 1)[1].split()[16])
     assert d.stop().returncode == 0
     assert st["ring"]["size"] == 65536 and st["config"]["ring_bytes"] == 65536
+    # the draining thread (the main one) runs boosted by the default 4, as auditd's priority_boost
+    assert st["config"]["priority_boost"] == 4
+    assert nice == st["nice"] == max(-20, os.getpriority(os.PRIO_PROCESS, 0) - 4)
     files = sorted(p for p in (tmp_path / "logs").iterdir() if p.suffix == ".mlog")
     assert len(files) >= 2  # how many depends on how the drains batch the records
     recs = d.records()

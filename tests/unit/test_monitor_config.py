@@ -73,6 +73,8 @@ def test_rodata_defaults_match_the_compiled_program() -> None:
         ({"ring_bytes": 3000}, "ring bytes: 3000"),
         ({"ring_bytes": 12288}, "ring bytes: 12288"),
         ({"ring_bytes": 1 << 31}, "ring bytes: 2147483648"),
+        ({"priority_boost": -1}, "priority boost: -1"),
+        ({"priority_boost": 40}, "priority boost: 40"),
     ],
 )
 def test_bad_values_are_one_line_config_errors(kwargs: dict, needle: str) -> None:
