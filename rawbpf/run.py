@@ -60,15 +60,17 @@ def load_and_run(obj: str, *, pin_root: str, attach: bool = True,
                  choose: Optional[Callable[[Any], object]] = None,
                  map_sizes: Optional[Dict[str, int]] = None,
                  on_stale_pins: Optional[Callable[[Any, str, int], None]] = None,
-                 name: Optional[str] = None) -> LoadResult:
+                 name: Optional[str] = None, spec: Optional[Any] = None) -> LoadResult:
     """Load ``obj``, attach (unless ``attach=False``), pin under ``pin_root/<object>``, run ``runner``
     until it returns (the default returns on SIGINT/SIGTERM), then detach and unpin everything.
 
     ``choose(spec)`` runs before load and may turn off programs (``autoload``) this kernel cannot attach;
     ``prepare(collection)`` runs after load and before attach (e.g. to fill maps the programs read);
     ``map_sizes`` overrides the max_entries of maps by name (e.g. a ring buffer's size in bytes);
-    ``on_stale_pins(spec, pin_dir, pid)`` sees a dead run's pins before they are removed; ``echo``
-    receives the progress lines (``rawbpf load`` prints them; by default they go to the log at INFO).
+    ``spec``: ``obj`` already parsed (a :class:`rawbpf.spec.CollectionSpec` of its own, changed here), so a
+    caller that looked inside it first does not parse it twice; ``on_stale_pins(spec, pin_dir, pid)`` sees
+    a dead run's pins before they are removed; ``echo`` receives the progress lines (``rawbpf load``
+    prints them; by default they go to the log at INFO).
     Signals are handled here for the whole run (:class:`rawbpf.signals.StopSignals`): SIGINT/SIGTERM set
     ``stop``, SIGHUP reaches whoever registered for it."""
     from rawbpf import bpffs
@@ -76,7 +78,8 @@ def load_and_run(obj: str, *, pin_root: str, attach: bool = True,
     from rawbpf.elf import load_spec
 
     t0 = time.monotonic()
-    spec = load_spec(obj, name)  # ``name``: the object's name whatever its file is called
+    if spec is None:
+        spec = load_spec(obj, name)  # ``name``: the object's name whatever its file is called
     for name, size in (map_sizes or {}).items():
         if name not in spec.maps:
             raise ConfigError(f"no map '{name}' to resize").with_context(f"object '{spec.name}'")

@@ -6,7 +6,7 @@ one is a usage error.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Dict
+from typing import Any, Callable, Dict, Optional
 
 import click
 
@@ -71,13 +71,23 @@ def _given(values: Dict[str, Any]) -> Dict[str, Any]:
 def object_is_monitor(obj: str) -> bool:
     """Whether ``obj`` is the Claude monitor by its content (False if it cannot be parsed: the loader
     reports that)."""
+    return parsed_monitor(obj) is not None
+
+
+def parsed_monitor(obj: str) -> Optional[Any]:
+    """``obj`` parsed under the monitor's name if it is the Claude monitor by its content, else None (also
+    when it cannot be parsed: the loader reports that). Parsed once, the spec is handed on to the load."""
     from rawbpf.elf import load_spec
-    from rawbpf.monitor import is_monitor
+    from rawbpf.monitor import OBJECT_NAME, is_monitor
 
     try:
-        return is_monitor(load_spec(obj))
+        spec = load_spec(obj)
+        if not is_monitor(spec):
+            return None
+        # a renamed copy: parsed again under the monitor's name (its internal maps are named after it)
+        return spec if spec.name == OBJECT_NAME else load_spec(obj, OBJECT_NAME)
     except Exception:
-        return False
+        return None
 
 
 def maybe_run_monitor(obj: str, values: Dict[str, Any], **load_kwargs: Any) -> bool:
@@ -85,7 +95,8 @@ def maybe_run_monitor(obj: str, values: Dict[str, Any], **load_kwargs: Any) -> b
     True when it ran); otherwise reject monitor options given for another object and return False so the
     generic loader runs."""
     given = _given({k: values.get(k) for k in OPTION_NAMES})
-    if not object_is_monitor(obj):
+    spec = parsed_monitor(obj)
+    if spec is None:
         if given:
             flags = ", ".join("--" + k.replace("_", "-") for k in given)
             raise ConfigError(f"load {obj}: {flags} only apply to the {OBJECT_NAME} object")
@@ -103,5 +114,5 @@ def maybe_run_monitor(obj: str, values: Dict[str, Any], **load_kwargs: Any) -> b
         ring_bytes=values.get("ring_bytes"), priority_boost=values.get("priority_boost"),
         watch_read=values.get("watch_read") or (), no_default_watch=bool(values.get("no_default_watch")),
     )
-    run_monitor(obj, cfg, seed_from_proc=not values.get("no_seed"), **load_kwargs)
+    run_monitor(obj, cfg, seed_from_proc=not values.get("no_seed"), spec=spec, **load_kwargs)
     return True

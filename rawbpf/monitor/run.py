@@ -300,9 +300,10 @@ def run_monitor(obj: str, cfg: MonitorConfig, *, pin_root: str, log_dir: str, at
                 constants: Optional[Dict[str, Any]] = None, kernel_core: Optional[bool] = None,
                 echo: Callable[[str], None] = print, stop: Optional[threading.Event] = None,
                 proc_root: str = "/proc", status_interval: float = 1.0, seed_from_proc: bool = True,
-                log_options: Optional[Dict[str, Any]] = None) -> Any:
+                log_options: Optional[Dict[str, Any]] = None, spec: Optional[Any] = None) -> Any:
     """Load and run the monitor in the foreground until SIGINT/SIGTERM (or ``stop``).
 
+    ``spec``: ``obj`` already parsed under the monitor's name (not parsed again).
     ``log_options``: DaemonOptions fields for the log (max_bytes, backups, flush_interval). Returns the
     loader's LoadResult.
     """
@@ -413,7 +414,7 @@ def run_monitor(obj: str, cfg: MonitorConfig, *, pin_root: str, log_dir: str, at
                             prepare=before_attach,
                             choose=lambda spec: skip_missing_syscalls(spec, echo),
                             map_sizes={"events": cfg.ring_bytes} if cfg.ring_bytes else None,
-                            on_stale_pins=keep_stale_drops(options), name=OBJECT_NAME)
+                            on_stale_pins=keep_stale_drops(options), name=OBJECT_NAME, spec=spec)
     except BaseException:
         if created_log_dir:
             try:
