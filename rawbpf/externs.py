@@ -37,7 +37,16 @@ def vmlinux(path: str = VMLINUX) -> BTF:
 
 
 def vmlinux_type_id(name: str, kind: str, path: str = VMLINUX) -> int:
-    """Id of the named type of ``kind`` ("FUNC", "VAR", "TYPEDEF", …) in vmlinux BTF, 0 if absent."""
+    """Id of the named type of ``kind`` ("FUNC", "VAR", "TYPEDEF", …) in vmlinux BTF, 0 if absent.
+
+    Found ids are remembered for the rest of the boot (:mod:`rawbpf.vmlinux_ids`): indexing vmlinux BTF
+    costs every start a tenth of a second or more."""
+    from rawbpf import vmlinux_ids
+
+    return vmlinux_ids.type_id(name, kind, path, lambda n, k: _scan_type_id(n, k, path))
+
+
+def _scan_type_id(name: str, kind: str, path: str = VMLINUX) -> int:
     from rawbpf.btf import Kind
 
     t = vmlinux(path).find(name, Kind[kind])
