@@ -1236,21 +1236,18 @@ class _Reader:
         )
         for per_section, what, dest, make in kinds:
             for secname, recs in per_section.items():
+                # each function's span, in section order (the first that holds a record owns it)
+                spans = [(p.section_offset, p.section_offset + p.insn_count, p)
+                         for p in allfuncs.get(secname, ())]
                 for rec in recs:
-                    prog = self._ext_owner(allfuncs, secname, rec.insn_off, f".BTF.ext {what}")
-                    if prog is not None:
-                        dest(prog).append(make(rec.insn_off // INSN_SIZE - prog.section_offset, rec))
-
-    def _ext_owner(
-        self, allfuncs: Dict[str, List[ProgramSpec]], secname: str, insn_off: int, what: str
-    ) -> Optional[ProgramSpec]:
-        if insn_off % INSN_SIZE:
-            raise self.fail(f"{what} record at misaligned offset {insn_off}", secname)
-        idx = insn_off // INSN_SIZE
-        for p in allfuncs.get(secname, ()):
-            if p.section_offset <= idx < p.section_offset + p.insn_count:
-                return p
-        return None
+                    off = rec.insn_off
+                    if off % INSN_SIZE:
+                        raise self.fail(f".BTF.ext {what} record at misaligned offset {off}", secname)
+                    idx = off // INSN_SIZE
+                    for lo, hi, prog in spans:
+                        if lo <= idx < hi:
+                            dest(prog).append(make(idx - lo, rec))
+                            break
 
 
 def struct_ops_section(name: str) -> Optional[bool]:

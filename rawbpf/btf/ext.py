@@ -141,12 +141,20 @@ class BTFExt:
                                        lambda sec, rec: ext.func_info.setdefault(sec, []).append(
                                            FuncInfo(*struct.unpack_from(e + "II", rec))))
 
+        four = struct.Struct(e + "IIII")
+        texts: Dict[int, str] = {}  # lines share their file name, and inlined code its source lines
+
+        def text(off: int, what: str) -> str:
+            got = texts.get(off)
+            if got is None:
+                got = texts[off] = _string(btf, off, what)
+            return got
+
         def line(sec: str, rec: bytes) -> None:
-            insn_off, file_off, line_off, line_col = struct.unpack_from(e + "IIII", rec)
+            insn_off, file_off, line_off, line_col = four.unpack_from(rec)
             ext.line_info.setdefault(sec, []).append(LineInfo(
-                insn_off, _string(btf, file_off, "line_info file name"),
-                _string(btf, line_off, "line_info line"), line_col >> 10, line_col & 0x3FF,
-                file_off, line_off))
+                insn_off, text(file_off, "line_info file name"), text(line_off, "line_info line"),
+                line_col >> 10, line_col & 0x3FF, file_off, line_off))
 
         ext.line_info_rec_size = _walk(body, e, li_off, li_len, LINE_INFO_SIZE, "line_info", btf, names, line)
 
