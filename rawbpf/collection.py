@@ -834,25 +834,22 @@ def _quiet_close(obj: Any) -> None:
 
 
 def _struct_ops_programs(spec: CollectionSpec, wanted: List[str], *, explicit: bool) -> List[str]:
-    """Like libbpf, a struct_ops program no struct_ops map names is not loaded (there is nothing to load it
-    for: its attach point is a member of a map's struct); one line says so. Asked for by name, it is
-    refused."""
+    """The programs to load, struct_ops ones as libbpf picks them: a struct_ops program a struct_ops map names
+    is loaded even from a ``SEC("?struct_ops/...")`` section (the map needs it), and one no map names is
+    refused (it has no member to be loaded for), unless its section starts with ``?``."""
     from rawbpf import structops
 
     used = structops.used_programs(spec.maps)
-    out = []
+    if not explicit:
+        wanted = [n for n, p in spec.programs.items()
+                  if n in wanted or (p.type == ProgType.STRUCT_OPS and n in used)]
     for name in wanted:
         prog = spec.programs[name]
-        if prog.type != ProgType.STRUCT_OPS or name in used:
-            out.append(name)
-            continue
-        if explicit:
-            raise ObjectError(f"struct_ops program '{name}' is not used by any struct_ops map: it is loaded "
-                              "for a member of a struct in SEC(\".struct_ops\") or "
-                              "SEC(\".struct_ops.link\")").with_context(where(spec.name, prog.section))
-        log.warning("object '%s': struct_ops program '%s' is not used by any struct_ops map; not loaded",
-                    spec.name, name)
-    return out
+        if prog.type == ProgType.STRUCT_OPS and name not in used:
+            raise ObjectError(f"struct_ops program '{name}' is not used by any struct_ops map (set it as a "
+                              "member of a struct in SEC(\".struct_ops\") or SEC(\".struct_ops.link\"))"
+                              ).with_context(where(spec.name, prog.section))
+    return wanted
 
 
 def _private_copy(spec: CollectionSpec) -> CollectionSpec:

@@ -62,7 +62,7 @@ def _struct_ops_text(spec: CollectionSpec, p: ProgramSpec) -> str:
     uses = [f"{m.struct_ops.type_name}.{member} in map '{m.name}'" for m in spec.maps.values()
             if m.struct_ops is not None for member, prog in m.struct_ops.funcs.items() if prog == p.name]
     if not uses:
-        return "struct_ops: no struct_ops map uses it (not loaded)"
+        return f"struct_ops: no struct_ops map uses it ({'refused at load' if p.autoload else 'not loaded'})"
     return "struct_ops " + ", ".join(uses)
 
 

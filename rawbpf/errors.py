@@ -234,6 +234,10 @@ def explain_refusal(log: str, err: int) -> str:
                     '(add: char LICENSE[] SEC("license") = "GPL";)')
     processed = [int(n) for n in _PROCESSED_RE.findall(log)]
     if err in PRE_VERIFY and not any(processed):
+        # a struct_ops program for a member the kernel's struct_ops cannot take says which one
+        member = next((ln for ln in lines if ln.startswith("attach to unsupported member")), "")
+        if member:
+            return f"{member} ({'ENOTSUPP' if err == ENOTSUPP else _errno.errorcode.get(err, err)})"
         return PRE_VERIFY[err]
     return _last_meaningful_line(log)
 

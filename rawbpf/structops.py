@@ -90,7 +90,8 @@ def plan(mspec: MapSpec, btf: Any, kbtf: Any, where: str = "") -> StructOpsPlan:
 
     ktype = kbtf.find(name, Kind.STRUCT)
     if ktype is None:
-        raise fail("the kernel has no struct of this name in its BTF")
+        raise fail("the kernel's BTF (vmlinux) has no struct of this name; struct_ops types of kernel "
+                   "modules are not supported")
     wrapper = kbtf.find(WRAPPER_PREFIX + name, Kind.STRUCT)
     if wrapper is None:
         raise fail(f"this kernel does not take it as struct_ops (no struct {WRAPPER_PREFIX}{name} in its "

@@ -145,7 +145,7 @@ def _refusal(m: MapSpec, btf: Any, kbtf: BTF) -> str:
 def test_a_struct_the_kernel_lacks_is_refused_by_name() -> None:
     spec, m = reno()
     msg = _refusal(m, spec.btf, kernel_btf(struct_name="other_ops"))
-    assert "the kernel has no struct of this name in its BTF" in msg
+    assert "the kernel's BTF (vmlinux) has no struct of this name" in msg
 
 
 def test_a_struct_without_the_kernels_struct_ops_wrapper_is_refused() -> None:
@@ -351,21 +351,27 @@ def test_a_subset_without_a_members_program_cannot_register(kernel: Seen, fake_k
     assert kernel.updates == [] and fake_kernel.leaked() == []
 
 
-def test_an_unused_struct_ops_program_is_not_loaded_and_refused_by_name(fake_kernel: Any,
-                                                                        caplog: Any) -> None:
+def test_an_unused_struct_ops_program_is_refused_by_name_before_the_kernel(fake_kernel: Any) -> None:
     from rawbpf.collection import Collection
 
-    caplog.set_level(logging.WARNING, "rawbpf")
-    with Collection.load(load_spec(DATA / "struct_ops_prog.o")) as coll:
-        assert coll.programs == {}
-    assert "struct_ops program 'rb_ssthresh' is not used by any struct_ops map; not loaded" in caplog.text
-    assert not fake_kernel.bpf_calls(Cmd.PROG_LOAD)
-    with pytest.raises(ObjectError) as info:
-        Collection.load(load_spec(DATA / "struct_ops_prog.o"), programs=["rb_ssthresh"])
-    msg = info.value.summary()
-    assert "struct_ops program 'rb_ssthresh' is not used by any struct_ops map" in msg
-    assert "section 'struct_ops/rb_ssthresh'" in msg and "\n" not in msg
+    for programs in (None, ["rb_ssthresh"]):
+        with pytest.raises(ObjectError) as info:
+            Collection.load(load_spec(DATA / "struct_ops_prog.o"), programs=programs)
+        msg = info.value.summary()
+        assert "struct_ops program 'rb_ssthresh' is not used by any struct_ops map" in msg
+        assert "section 'struct_ops/rb_ssthresh'" in msg and "\n" not in msg
     assert not fake_kernel.bpf_calls(Cmd.PROG_LOAD) and fake_kernel.leaked() == []
+
+
+def test_struct_ops_programs_in_question_mark_sections_load_when_a_map_uses_them(kernel: Seen) -> None:
+    from rawbpf.collection import Collection
+
+    spec, _m = reno()
+    spec.programs["rb_init"].autoload = False  # as SEC("?struct_ops/rb_init"): the map still needs it
+    spec.programs["rb_spare"] = copy.copy(spec.programs["rb_undo_cwnd"])  # an unused "?" one: left out
+    spec.programs["rb_spare"].name, spec.programs["rb_spare"].autoload = "rb_spare", False
+    with Collection.load(spec) as coll:
+        assert sorted(coll.programs) == sorted(RENO)
 
 
 def test_a_kernel_without_the_struct_refuses_the_object_before_any_map(fake_kernel: Any,
@@ -377,7 +383,7 @@ def test_a_kernel_without_the_struct_refuses_the_object_before_any_map(fake_kern
     monkeypatch.setattr(externs, "vmlinux", lambda path=externs.VMLINUX: kbtf)
     with pytest.raises(ObjectError) as info:
         Collection.load(load_spec(DATA / "struct_ops_tcp.o"))
-    assert "the kernel has no struct of this name" in info.value.summary()
+    assert "the kernel's BTF (vmlinux) has no struct of this name" in info.value.summary()
     assert not fake_kernel.bpf_calls(Cmd.MAP_CREATE) and fake_kernel.leaked() == []
 
 
@@ -406,4 +412,14 @@ def test_inspect_shows_the_struct_ops_maps_and_which_program_fills_which_member(
                                            "cong_avoid": "rb_cong_avoid", "undo_cwnd": "rb_undo_cwnd"}}
     res = CliRunner().invoke(cli, ["inspect", str(DATA / "struct_ops_prog.o")])
     assert "rb_ssthresh: struct_ops [struct_ops/rb_ssthresh] → struct_ops: no struct_ops map uses it " \
-           "(not loaded)" in res.output
+           "(refused at load)" in res.output
+
+
+def test_a_member_the_kernel_cannot_take_is_named_in_the_refusal() -> None:
+    from rawbpf.errors import ENOTSUPP, explain_refusal
+
+    log = ("attach to unsupported member get_info of struct tcp_congestion_ops\n"
+           "processed 0 insns (limit 1000000) max_states_per_insn 0 total_states 0 peak_states 0\n")
+    assert explain_refusal(log, ENOTSUPP) == \
+        "attach to unsupported member get_info of struct tcp_congestion_ops (ENOTSUPP)"
+    assert "not supported by this kernel (ENOTSUPP)" in explain_refusal("processed 0 insns\n", ENOTSUPP)
