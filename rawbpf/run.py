@@ -100,8 +100,12 @@ def load_and_run(obj: str, *, pin_root: str, attach: bool = True,
         raise ConfigError(f"--pin-dir {pin_root}: {existing} is not on a bpffs mount (pins need one; "
                           "mount one with: mount -t bpf bpf DIR)")
     target = os.path.join(pin_root, spec.name)
-    lock = PinDirLock(target, spec.name, inspect_stale=None if on_stale_pins is None else (
-        lambda d, pid: on_stale_pins(spec, d, pid)))
+    def inspect_stale(d: str, pid: int) -> None:
+        _unregister_stale(spec, d, pid)
+        if on_stale_pins is not None:
+            on_stale_pins(spec, d, pid)
+
+    lock = PinDirLock(target, spec.name, inspect_stale=inspect_stale)
     owner = lock.acquire()  # refuses a live owner; removes the pins of a dead one
     result = LoadResult(object=spec.name, pin_dir=target)
     try:
@@ -147,6 +151,42 @@ def load_and_run(obj: str, *, pin_root: str, attach: bool = True,
     finally:
         lock.release()  # the owner record, the directories it made; then the lock
     return result
+
+
+def _unregister_stale(spec: Any, directory: str, pid: int) -> None:
+    """A dead run's struct_ops stay registered: a ``.struct_ops`` map is held by the kernel, not by a file
+    descriptor, and a ``.struct_ops.link`` map by its pinned link. Unregister each one still pinned in its
+    directory before the stale pins are removed, at once: a link freed by removing its pin would end its
+    registration only later, from a kernel work queue, and this run's own registration would find the
+    name still taken."""
+    from rawbpf.attach import Link
+    from rawbpf.collection import pin_name
+    from rawbpf.consts import MapType
+    from rawbpf.errors import NotSupportedError, RawBPFError
+    from rawbpf.maps import Map
+
+    for m in spec.maps.values():
+        if m.struct_ops is None:
+            continue
+        link = m.struct_ops.link
+        path = os.path.join(directory, "links", pin_name(m.name)) if link else \
+            os.path.join(directory, pin_name(m.name))
+        if not os.path.exists(path):
+            continue
+        try:
+            if link:
+                with Link.from_pin(path) as pinned_link:
+                    pinned_link.detach()  # BPF_LINK_DETACH: unregistered now (Linux 6.10+)
+            else:
+                with Map.from_pin(path) as pinned:
+                    if not (pinned.type == MapType.STRUCT_OPS and pinned.delete(0)):
+                        continue
+            log.warning("unregistered struct_ops %s, left registered by pid %d (no longer running)",
+                        m.name, pid)
+        except NotSupportedError:
+            pass  # an older kernel: removing the pin ends it, a moment later
+        except RawBPFError as err:
+            log.warning("struct_ops %s left by pid %d: cannot unregister it: %s", m.name, pid, err)
 
 
 def _under_default_bpffs(path: str) -> bool:

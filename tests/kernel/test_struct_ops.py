@@ -42,6 +42,17 @@ def available() -> List[str]:
         return f.read().split()
 
 
+def gone(cc: str, timeout: float = 5.0) -> bool:
+    """Whether ``cc`` is unregistered within ``timeout``: a link freed by removing its last pin is released
+    from a kernel work queue, a moment later (closing its last fd releases it at once)."""
+    deadline = time.monotonic() + timeout
+    while cc in available():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
 def _unregister_leftovers(map_name: str) -> int:
     """Unregister every struct_ops map called ``map_name`` that is still registered (a failed test's)."""
     undone = 0
@@ -144,7 +155,7 @@ def test_a_pinned_link_keeps_the_registration_until_unpinned(pin_dir: Path) -> N
         assert str(pin_dir / "rawbpf_renolk") in pins
         with Link.from_pin(pin_dir / "links" / "rawbpf_renolk") as pinned:
             assert pinned.info().id > 0
-    assert "rawbpf_renolk" not in available()  # close() unpinned it: the registration ended with the link
+    assert gone("rawbpf_renolk")  # close() unpinned it: the registration ended with the link
     assert not (pin_dir / "links").exists() or not any((pin_dir / "links").iterdir())
 
 
@@ -167,5 +178,66 @@ def test_rawbpf_load_registers_until_sigint_and_leaves_nothing(variant: tuple, t
             proc.wait()
     assert proc.returncode in (0, 130, -signal.SIGINT), err
     assert f"registered struct_ops {_map_name}" in out + err
-    assert cc not in available()
+    assert gone(cc)  # a pinned link ends when its pin is removed
     assert not os.path.exists(pin_root) or not any(Path(pin_root).rglob("*"))
+
+
+def _start_load(obj: str, pin_root: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "rawbpf", "load", str(DATA / obj), "--pin-dir", pin_root],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _wait_registered(proc: subprocess.Popen, cc: str) -> str:
+    """Read the run's output up to the line saying it runs: registered and pinned (its own registration,
+    not another's)."""
+    assert proc.stdout is not None
+    seen = ""
+    for line in proc.stdout:
+        seen += line
+        if "Ctrl-C or SIGTERM to stop" in line:
+            break
+    assert "registered struct_ops" in seen, seen
+    assert cc in available(), seen + (proc.stderr.read() if proc.poll() is not None else "")
+    return seen
+
+
+def test_the_next_run_unregisters_what_a_killed_one_left(variant: tuple) -> None:
+    """kill -9 leaves a registration behind (a .struct_ops map is held by the kernel, a pinned link by its
+    pin); the next rawbpf load of the object in that pin directory ends it before registering its own."""
+    obj, _map_name, cc = variant
+    pin_root = f"/sys/fs/bpf/rawbpf-test-so9-{os.getpid()}"
+    procs = [_start_load(obj, pin_root)]
+    try:
+        _wait_registered(procs[0], cc)
+        procs[0].kill()
+        procs[0].communicate(timeout=30)
+        time.sleep(0.2)
+        assert cc in available()  # what kill -9 leaves
+        procs.append(_start_load(obj, pin_root))
+        said = _wait_registered(procs[1], cc)
+        assert transfer(cc, 1 << 20) == cc
+        procs[1].send_signal(signal.SIGINT)
+        _out, err = procs[1].communicate(timeout=30)
+        assert procs[1].returncode in (0, 130, -signal.SIGINT), err
+        assert "stale pins" in err, said + err
+        assert f"unregistered struct_ops {_map_name}, left registered by pid" in err, said + err
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        if os.path.exists(pin_root):
+            from rawbpf import bpffs
+
+            bpffs.remove_tree(pin_root)
+    assert gone(cc)
+
+
+def test_the_link_variant_has_the_tags_libbpf_gives_the_same_programs() -> None:
+    """libbpf 1.1 does not read .struct_ops.link (it came in 1.2), so struct_ops_link.o is checked through
+    struct_ops_tcp.o: same programs, whose tags test_libbpf_tags.py checks against libbpf's."""
+    tags = []
+    for obj in ("struct_ops_tcp.o", "struct_ops_link.o"):
+        with Collection.load(load_spec(DATA / obj)) as coll:
+            tags.append({n: p.info().tag.hex() for n, p in coll.programs.items()})
+    assert tags[0] == tags[1] and len(tags[0]) == 4
