@@ -423,3 +423,46 @@ def test_a_member_the_kernel_cannot_take_is_named_in_the_refusal() -> None:
     assert explain_refusal(log, ENOTSUPP) == \
         "attach to unsupported member get_info of struct tcp_congestion_ops (ENOTSUPP)"
     assert "not supported by this kernel (ENOTSUPP)" in explain_refusal("processed 0 insns\n", ENOTSUPP)
+
+
+# -- malformed struct_ops relocations (struct_ops_tcp.o with one relocation rewritten) --------------------
+
+
+def _patched(first_offset: Optional[int] = None, symbol: str = "") -> bytes:
+    """struct_ops_tcp.o with the first relocation of .rel.struct_ops moved to ``first_offset`` or pointed at
+    ``symbol``."""
+    import io
+
+    from elftools.elf.elffile import ELFFile
+
+    raw = bytearray((DATA / "struct_ops_tcp.o").read_bytes())
+    elf = ELFFile(io.BytesIO(bytes(raw)))
+    rel = elf.get_section_by_name(".rel.struct_ops")
+    at = rel["sh_offset"]
+    r_offset, r_info = struct.unpack_from("<QQ", raw, at)
+    if first_offset is not None:
+        r_offset = first_offset
+    if symbol:
+        symtab = elf.get_section_by_name(".symtab")
+        index = next(i for i, s in enumerate(symtab.iter_symbols()) if s.name == symbol)
+        r_info = (index << 32) | (r_info & 0xFFFFFFFF)
+    struct.pack_into("<QQ", raw, at, r_offset, r_info)
+    return bytes(raw)
+
+
+@pytest.mark.parametrize("patch, message", [
+    (dict(first_offset=0), "struct_ops map 'rawbpf_reno': member 'name' is set to 'rb_init' but is not a "
+                           "function pointer"),
+    (dict(first_offset=4), "struct_ops map 'rawbpf_reno': relocation at offset 4 of struct "
+                           "tcp_congestion_ops is not at a member"),
+    (dict(first_offset=4096), "relocation at offset 4096 is outside any struct_ops map"),
+    (dict(symbol="init_calls"), "struct_ops map 'rawbpf_reno': member 'init' names 'init_calls', which "
+                                "is not a program"),
+])
+def test_a_struct_ops_relocation_that_names_no_program_for_a_member_is_refused(patch: Dict[str, Any],
+                                                                              message: str) -> None:
+    with pytest.raises(ObjectError) as info:
+        load_spec(_patched(**patch), "struct_ops_tcp")
+    msg = info.value.summary()
+    assert message in msg and "\n" not in msg
+    assert "section '.struct_ops'" in msg
