@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Iterator, List
 
 import pytest
+from kernel_limits import require
 
 from rawbpf.attach import Link, StructOpsRegistration
 from rawbpf.collection import Collection
@@ -40,6 +41,15 @@ VARIANTS = [("struct_ops_tcp.o", "rawbpf_reno", "rawbpf_reno"),
 def available() -> List[str]:
     with open(AVAILABLE) as f:
         return f.read().split()
+
+
+def require_struct_ops_link() -> None:
+    """.struct_ops.link maps (BPF_F_LINK, registered by BPF_LINK_CREATE) came with bpf_struct_ops_link."""
+    from rawbpf.btf import Kind
+    from rawbpf.externs import vmlinux
+
+    require(vmlinux().find("bpf_struct_ops_link", Kind.STRUCT) is not None,
+            "struct_ops maps registered through a BPF link (.struct_ops.link)", "6.4")
 
 
 def gone(cc: str, timeout: float = 5.0) -> bool:
@@ -69,7 +79,9 @@ def _unregister_leftovers(map_name: str) -> int:
 
 @pytest.fixture(params=VARIANTS, ids=["struct_ops", "struct_ops.link"])
 def variant(request: pytest.FixtureRequest) -> Iterator[tuple]:
-    _obj, map_name, cc = request.param
+    obj, map_name, cc = request.param
+    if obj == "struct_ops_link.o":
+        require_struct_ops_link()
     if cc in available():
         pytest.fail(f"{cc} is already registered before the test (another run?)")
     yield request.param
@@ -146,6 +158,7 @@ def test_a_second_registration_of_one_name_is_refused_with_the_reason(variant: t
 
 
 def test_a_pinned_link_keeps_the_registration_until_unpinned(pin_dir: Path) -> None:
+    require_struct_ops_link()
     if "rawbpf_renolk" in available():
         pytest.fail("rawbpf_renolk is already registered before the test")
     with Collection.load(load_spec(DATA / "struct_ops_link.o")) as coll:
@@ -236,6 +249,7 @@ def test_the_next_run_unregisters_what_a_killed_one_left(variant: tuple) -> None
 def test_the_link_variant_has_the_tags_libbpf_gives_the_same_programs() -> None:
     """libbpf 1.1 does not read .struct_ops.link (it came in 1.2), so struct_ops_link.o is checked through
     struct_ops_tcp.o: same programs, whose tags test_libbpf_tags.py checks against libbpf's."""
+    require_struct_ops_link()
     tags = []
     for obj in ("struct_ops_tcp.o", "struct_ops_link.o"):
         with Collection.load(load_spec(DATA / obj)) as coll:
