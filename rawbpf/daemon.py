@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import operator
 import os
 import re
 import select
@@ -64,6 +65,7 @@ Record = Dict[str, Any]
 Transform = Callable[[Record], Optional[Record]]
 RunTransform = Callable[[Any, List[Run], int], List[Record]]
 
+_COUNT = operator.itemgetter(2)  # a run's record count
 _DROP_NAME = re.compile(r"^(?:(?P<ring>\w+?)_)?(?:drops|dropped|lost)$")
 _COUNTER_MAP = re.compile(r"^(?:counters|stats|drops|\w+_counters|\w+_stats|\w+_drops)$")
 
@@ -323,9 +325,7 @@ class RingPipeline:
         self.decode_errors = 0
 
     def sink(self, buf: bytes, runs: List[Run]) -> None:
-        n = 0
-        for run in runs:
-            n += run[2]
+        n = sum(map(_COUNT, runs))
         now = time.time_ns()
         w = self.writer
         try:

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import ctypes
 import mmap
+import operator
 import os
 import select
 import struct
@@ -68,6 +69,7 @@ RunSink = Callable[[bytes, List[Run]], object]
 RecordCallback = Callable[[memoryview], object]
 
 _PATTERNS: Dict[int, bytes] = {}
+_COUNT = operator.itemgetter(2)  # a run's record count
 
 
 def _pattern(length: int, n: int) -> bytes:
@@ -80,7 +82,7 @@ def _pattern(length: int, n: int) -> bytes:
 
 
 def walk(data: memoryview, cons: int, prod: int, limit: int = 1 << 62, *,
-         what: str = "ring buffer") -> WalkResult:
+         what: str = "ring buffer", relative: bool = False) -> WalkResult:
     """Find the committed records between the consumer and producer positions; pure.
 
     ``data`` is the data area mapped twice (``2 * size`` bytes; ``size`` a power of two), as the kernel maps
@@ -88,7 +90,8 @@ def walk(data: memoryview, cons: int, prod: int, limit: int = 1 << 62, *,
     after ``limit`` records. DISCARD records are skipped (and counted). Returns runs of equal-length records
     with header offsets into ``data`` (contiguous from ``cons % size``, so a run may reach into the second
     mapping; the consumed span is ``data[cons % size : cons % size + new - cons]``), the position to publish,
-    and the number of discarded records. A header that claims more bytes than the producer has published
+    and the number of discarded records (``relative=True``: header offsets into the consumed span instead).
+    A header that claims more bytes than the producer has published
     raises :class:`RawBPFError` (a corrupt or foreign ring).
     """
     size = len(data) >> 1
@@ -101,6 +104,7 @@ def walk(data: memoryview, cons: int, prod: int, limit: int = 1 << 62, *,
     count = 0
     pos = cons
     base = (cons & mask) - cons  # offsets stay contiguous past the end, in the second mapping
+    shift = -(cons & mask) if relative else 0
     while pos < prod and count < limit:
         off = base + pos
         hdr = u32[off >> 2]
@@ -126,7 +130,7 @@ def walk(data: memoryview, cons: int, prod: int, limit: int = 1 << 62, *,
                 pat = _pattern(length, n)
                 if heads.tobytes() != pat[:4 * n]:
                     n = _matching_prefix(heads, pat)
-        runs.append((off, length, n, stride))
+        runs.append((off + shift, length, n, stride))
         pos += n * stride
         count += n
     return runs, pos, discarded
@@ -280,7 +284,7 @@ class RingBuffer(FD):
         cons = self._cons
         if prod == cons:
             return 0
-        runs, new, discarded = walk(data, cons, prod, limit, what=f"ring buffer '{self.name}'")
+        runs, new, discarded = walk(data, cons, prod, limit, what=f"ring buffer '{self.name}'", relative=True)
         if new == cons:
             return 0
         start = cons & self._mask
@@ -295,10 +299,7 @@ class RingBuffer(FD):
         n = 0
         try:
             if runs:
-                if start:
-                    runs = [(off - start, length, cnt, stride) for off, length, cnt, stride in runs]
-                for run in runs:
-                    n += run[2]
+                n = sum(map(_COUNT, runs))
                 if self._sink is not None:
                     self._sink(buf, runs)
                 else:

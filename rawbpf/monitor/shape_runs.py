@@ -74,6 +74,11 @@ def layout(btf: Any, struct_id: int, names: Sequence[str]) -> struct.Struct:
     return struct.Struct("".join(fmt))
 
 
+def _cstr(b: bytes) -> str:
+    """A C string member: up to the first NUL, utf-8 with replacement characters (as the decoder's)."""
+    return b.partition(b"\0")[0].decode("utf-8", "replace")
+
+
 class _Table(Dict[Any, Any]):
     """A memo of a function of one number (tty names, enum names, cgroup paths). ``keep_none=False``: a
     None answer is asked again next time (a cgroup unknown now may be found by the next scan)."""
@@ -92,25 +97,21 @@ class _Table(Dict[Any, Any]):
 
 #: the header's log fields, built in each kind's function from the unpacked members
 _HEAD_SRC = """\
-    cs = comm.partition(b"\\0")[0]
-    ss = session.partition(b"\\0")[0]
-    if ss:
-        sess = ss.decode("utf-8", "replace")
-    else:
+    sess = _str[session]
+    if not sess:
         known = _files.sessions.get(root)
         sess = known["session_id"] if known else None
-    ts_ = trace.partition(b"\\0")[0]
 """
 _HEAD_ITEMS = (
     "'seq': 0, 'ts': ts + tsoff, 'type': {kind!r}, 'pid': pid, 'tid': tid, 'ppid': ppid, 'uid': uid, "
-    "'euid': euid, 'root_pid': root, 'depth': depth, 'comm': cs.decode('utf-8', 'replace'), "
+    "'euid': euid, 'root_pid': root, 'depth': depth, 'comm': _str[comm], "
     "'seen_at_start': bool(flags & 1), "
     "'exec_id': f'{{_boot}}-{{pid}}-{{start // _TICK}}' if pid else None, "
     "'parent_exec_id': f'{{_boot}}-{{ppid}}-{{pstart // _TICK}}' if ppid else None, "
     "'root_exec_id': f'{{_boot}}-{{root}}-{{rstart // _TICK}}' if root else None, "
     "'auid': None if auid == _AUID_UNSET else auid, 'tty': _tty[tty], "
     "'cgroup': _cgroup[cg] if cg else None, 'origin': _origin[origin], 'session_id': sess, "
-    "'traceparent': ts_.decode('utf-8', 'replace') if ts_ else None, "
+    "'traceparent': _str[trace] or None, "
 )
 _HEAD_NAMES = ("_type, flags, ts, pid, tid, ppid, uid, root, depth, comm, start, pstart, rstart, cg, euid, "
                "auid, tty, origin, session, trace")
@@ -189,7 +190,7 @@ class RunShaper:
         origins = _enum_of(btf, sid, "attr.origin")
         ns: Dict[str, Any] = {
             "_st": st, "_files": sh.files, "_boot": sh._boot, "_TICK": TICK_NS, "_AUID_UNSET": AUID_UNSET,
-            "_tty": _Table(tty_name),
+            "_tty": _Table(tty_name), "_str": _Table(_cstr),
             "_cgroup": _Table(sh.cgroup_path, keep_none=False) if sh.cgroup_path else _Table(lambda _: None),
             "_origin": _Table(lambda v: sh.origin_name(origins.get(v, v))),
         }

@@ -44,6 +44,8 @@ def payloads(ring: Ring, limit: int = 1 << 62) -> Tuple[List[bytes], int, int]:
     span = image[ring.cons % ring.size: ring.cons % ring.size + (new - ring.cons)].tobytes()
     start = ring.cons % ring.size
     rebased = [(off - start, ln, n, st) for off, ln, n, st in runs]
+    # relative=True gives the offsets into the consumed span directly (what RingBuffer hands its sink)
+    assert walk(image, ring.cons, ring.prod, limit, relative=True) == (rebased, new, discarded)
     return [bytes(v) for v in iter_records(span, rebased)], new, discarded
 
 
