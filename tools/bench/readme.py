@@ -56,7 +56,8 @@ def rows(f: Figures) -> List[str]:
     add(f"| connect(2) latency, no monitor / monitor loaded (untracked) | "
         f"{f('syscall_overhead.connect_baseline_ns'):.0f} ns / {f('syscall_overhead.connect_with_monitor_ns'):.0f} "
         f"ns | |")
-    add(f"| tracked exec storm with 0 dropped records; the daemon's user / system CPU per exec | "
+    add(f"| tracked exec storm with 0 dropped records; the daemon's user / system CPU per exec (load average "
+        f"{f('exec_storm.load_avg_1m'):.1f}) | "
         f"{_k(f('exec_storm.execs_per_s'))} execs/s; {f('exec_storm.user_us_per_record'):.0f} / "
         f"{f('exec_storm.sys_us_per_record'):.0f} µs | |")
     add(f"| what watching costs (daemon user + system + BPF run time): idle host / tracked session exec'ing "
