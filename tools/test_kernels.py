@@ -99,12 +99,13 @@ def fetch_kernel(package: str, cache: Path) -> Path:
 # --- running the tests --------------------------------------------------------------------------------
 
 
-def vng_command(kdir: Path, release: str, out: Path, args: argparse.Namespace, inner: List[str]) -> List[str]:
+def vng_command(kdir: Path, release: str, name: str, out: Path, args: argparse.Namespace,
+                inner: List[str]) -> List[str]:
     vng = Path(sys.executable).parent / "vng"
     return [str(vng), "--run", str(kdir / "boot" / f"vmlinuz-{release}"), "--disable-kvm",
             "--cpus", str(args.cpus), "--memory", args.memory, "--name", "rawbpf-test-kernels",
             "--overlay-rwdir", str(ROOT), "--rwdir", str(out), "--cwd", str(ROOT),
-            "--exec", _script(out, release, inner)]
+            "--exec", _script(out, name, inner)]
 
 
 def _script(out: Path, release: str, inner: List[str]) -> str:
@@ -120,26 +121,67 @@ def _quote(arg: str) -> str:
     return arg if re.fullmatch(r"[A-Za-z0-9_./=:+,@%-]+", arg) else "'" + arg.replace("'", "'\\''") + "'"
 
 
-def run_bounded(cmd: List[str], timeout: float) -> Optional[int]:
-    """Run ``cmd`` in its own process group, output passed through; None if it was stopped at ``timeout``."""
+def run_bounded(cmds: List[List[str]], timeout: float) -> List[Optional[int]]:
+    """Run ``cmds`` at once, each in its own process group, output passed through; their exit codes, None for
+    one stopped at ``timeout``."""
     # vng starts virtme-run, which sits beside this interpreter in the venv
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
-    proc = subprocess.Popen(cmd, start_new_session=True, env=env, stdin=subprocess.DEVNULL)
+    procs = [subprocess.Popen(cmd, start_new_session=True, env=env, stdin=subprocess.DEVNULL) for cmd in cmds]
+    deadline = time.monotonic() + timeout
+    codes: List[Optional[int]] = []
     try:
-        return proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        return None
-    finally:  # the timeout, or this run stopped (SIGINT, SIGTERM): the VM or namespace goes with it
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        for proc in procs:
+            try:
+                codes.append(proc.wait(timeout=max(0.0, deadline - time.monotonic())))
+            except subprocess.TimeoutExpired:
+                codes.append(None)
+        return codes
+    finally:  # the timeout, or this run stopped (SIGINT, SIGTERM): the VMs or namespace go with it
+        for proc in procs:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
 
 
-def inner_command(out: Path, name: str, tests: List[str], boot: Optional[Path], marks: str) -> List[str]:
+# Seconds each kernel test file took in a 6.1 TCG guest (measured; a file not listed counts as DEFAULT_COST).
+# Only used to split the files over guests that run at once, each mostly one busy host thread.
+COSTS = {
+    "test_monitor_program.py": 400, "test_monitor_env.py": 260, "test_monitor_attrib.py": 240,
+    "test_monitor_e2e.py": 200, "test_monitor_files.py": 200, "test_cli_load.py": 150,
+    "test_log_guarantees.py": 150, "test_monitor_dns.py": 120, "test_ship_load.py": 100,
+    "test_monitor_renamed.py": 60, "test_attach.py": 70, "test_daemon.py": 40, "test_cli_load_crash.py": 40,
+}
+DEFAULT_COST = 25
+
+
+def split_tests(tests: List[str], parts: int) -> List[List[str]]:
+    """``tests`` (directories, files, node ids) as ``parts`` lists of about equal cost, whole files kept
+    together (module-scoped fixtures); fewer lists when there are fewer files."""
+    files: Dict[str, List[str]] = {}
+    for t in tests:
+        path = ROOT / t.split("::")[0]
+        if path.is_dir():
+            for found in sorted(path.glob("test_*.py")):
+                files.setdefault(str(found.relative_to(ROOT)), [])
+        else:
+            files.setdefault(t.split("::")[0], []).append(t)
+    groups: List[List[str]] = [[] for _ in range(max(1, min(parts, len(files))))]
+    load = [0] * len(groups)
+    for name in sorted(files, key=lambda n: -COSTS.get(Path(n).name, DEFAULT_COST)):
+        i = load.index(min(load))
+        load[i] += COSTS.get(Path(name).name, DEFAULT_COST)
+        groups[i].extend(files[name] or [name])
+    return groups
+
+
+def inner_command(out: Path, name: str, tests: List[str], boot: Optional[Path], marks: str,
+                  workload: bool = True) -> List[str]:
     cmd = [sys.executable, str(Path(__file__).resolve()), "--inside", str(out), "--name", name,
            "--marks", marks]
     if boot is not None:
         cmd += ["--boot", str(boot)]
+    if not workload:
+        cmd += ["--no-workload"]
     return [*cmd, "--", *tests]
 
 
@@ -260,8 +302,9 @@ def inside(args: argparse.Namespace) -> int:
         subprocess.run(["mount", "--bind", args.boot, "/boot"], check=True)
     summary: Dict[str, Any] = {"release": os.uname().release, "unmounted": fresh_mounts()}
     summary["pytest_exit"] = run_pytest(out, args.name, args.tests or DEFAULT_TESTS, args.marks)
-    with tempfile.TemporaryDirectory(prefix="rawbpf-test-kernels-") as work:
-        summary["monitor"] = monitor_workload(Path(work))
+    if not args.no_workload:
+        with tempfile.TemporaryDirectory(prefix="rawbpf-test-kernels-") as work:
+            summary["monitor"] = monitor_workload(Path(work))
     (out / f"{args.name}.json").write_text(json.dumps(summary, indent=2))
     return 0
 
@@ -269,37 +312,45 @@ def inside(args: argparse.Namespace) -> int:
 # --- the summary -----------------------------------------------------------------------------------------
 
 
-def summarise(out: Path, name: str, where: str, seconds: float) -> bool:
-    """Print the kernel's lines from what the inside run left in ``out``; True when it all passed."""
-    xml, js = out / f"{name}.xml", out / f"{name}.json"
-    if not xml.exists() or not js.exists():
-        print(f"kernel {name}: 0 passed, 1 failed, 0 skipped")
-        print(f"  no results ({where}, {seconds:.0f} s): the run did not finish; see the output above")
-        return False
-    summary = json.loads(js.read_text())
+def summarise(out: Path, release: str, names: List[str], where: str, seconds: float) -> bool:
+    """Print the kernel's lines from what the inside runs ``names`` (one per guest or namespace) left in
+    ``out``; True when it all passed."""
     passed = failed = skipped = 0
-    limits, failures = [], []
-    for case in ET.parse(xml).getroot().iter("testcase"):
-        test = f"{case.get('classname', '').replace('.', '/')}.py::{case.get('name')}"
-        bad = case.find("failure") is not None or case.find("error") is not None
-        skip = case.find("skipped")
-        if bad:
+    limits: List[str] = []
+    failures: List[str] = []
+    mon: Dict[str, Any] = {}
+    for name in names:
+        xml, js = out / f"{name}.xml", out / f"{name}.json"
+        if not xml.exists() or not js.exists():
             failed += 1
-            failures.append(test)
-        elif skip is not None:
-            skipped += 1
-            limits.append(f"{test}: {skip.get('message', '')}")
-        else:
-            passed += 1
-    mon = summary.get("monitor", {})
-    if mon.get("problems"):
-        failed += 1
-    else:
-        passed += 1
-    if summary.get("pytest_exit") not in (0, 1) and not failures:
-        failed += 1
-        failures.append(f"pytest exited {summary.get('pytest_exit')}")
-    print(f"kernel {summary['release']}: {passed} passed, {failed} failed, {skipped} skipped")
+            failures.append(f"{name}: no results, the run did not finish; see the output above")
+            continue
+        summary = json.loads(js.read_text())
+        release = summary["release"]
+        part_failures = []
+        for case in ET.parse(xml).getroot().iter("testcase"):
+            test = f"{case.get('classname', '').replace('.', '/')}.py::{case.get('name')}"
+            bad = case.find("failure") is not None or case.find("error") is not None
+            skip = case.find("skipped")
+            if bad:
+                failed += 1
+                part_failures.append(test)
+            elif skip is not None:
+                skipped += 1
+                limits.append(f"{test}: {skip.get('message', '')}")
+            else:
+                passed += 1
+        if "monitor" in summary:
+            mon = summary["monitor"]
+            if mon.get("problems"):
+                failed += 1
+            else:
+                passed += 1
+        if summary.get("pytest_exit") not in (0, 1) and not part_failures:
+            failed += 1
+            part_failures.append(f"{name}: pytest exited {summary.get('pytest_exit')}")
+        failures += part_failures
+    print(f"kernel {release}: {passed} passed, {failed} failed, {skipped} skipped")
     print(f"  ran {where} in {seconds:.0f} s; tests and the monitor workload (counted as one test)")
     if "attach_s" in mon:
         print(f"  monitor: attached in {mon['attach_s']} s, {mon.get('records', 0)} records of the workload's"
@@ -321,12 +372,15 @@ def main() -> int:
     ap.add_argument("--no-vm", action="store_true", help="only the running kernel: boot nothing")
     ap.add_argument("--cache", type=Path, default=ROOT / "build" / "kernels")
     ap.add_argument("--timeout", type=float, default=1500.0, help="seconds per kernel before it is stopped")
-    ap.add_argument("--cpus", type=int, default=2)
+    ap.add_argument("--guests", type=int, default=2,
+                    help="guests booted at once per kernel, the test files split between them (default 2)")
+    ap.add_argument("--cpus", type=int, default=2, help="vCPUs per guest (default 2)")
     ap.add_argument("--memory", default="1536M")
     ap.add_argument("--inside", help=argparse.SUPPRESS)
     ap.add_argument("--name", help=argparse.SUPPRESS)
     ap.add_argument("--boot", help=argparse.SUPPRESS)
     ap.add_argument("--marks", default=HOST_MARKS, help=argparse.SUPPRESS)
+    ap.add_argument("--no-workload", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("tests", nargs="*", help="pytest arguments (default: tests/kernel)")
     args = ap.parse_args()
     if args.inside:
@@ -344,13 +398,13 @@ def main() -> int:
     ok = True
     lines: List[str] = []
 
-    def record(name: str, where: str, t0: float) -> None:
+    def record(release: str, names: List[str], where: str, t0: float) -> None:
         nonlocal ok
         from contextlib import redirect_stdout
         from io import StringIO
         buf = StringIO()
         with redirect_stdout(buf):
-            ok = summarise(out, name, where, time.monotonic() - t0) and ok
+            ok = summarise(out, release, names, where, time.monotonic() - t0) and ok
         lines.append(buf.getvalue())
         print(buf.getvalue(), end="", flush=True)
 
@@ -359,23 +413,28 @@ def main() -> int:
         log(f"running kernel {name}: directly on this host, tracefs/debugfs/bpffs unmounted in a private"
             " mount namespace")
         t0 = time.monotonic()
-        run_bounded(["unshare", "-m", "--propagation", "private", "--",
-                     *inner_command(out, name, tests, None, HOST_MARKS)], args.timeout)
-        record(name, "directly on this host (private mount namespace)", t0)
+        run_bounded([["unshare", "-m", "--propagation", "private", "--",
+                      *inner_command(out, name, tests, None, HOST_MARKS)]], args.timeout)
+        record(name, [name], "directly on this host (private mount namespace)", t0)
     for spec in [] if args.no_vm else args.kernel or ["6.1"]:
         package = newest_package(spec) if SERIES_RE.match(spec) else spec
         release = package[len("linux-image-"):]
         kdir = fetch_kernel(package, args.cache)
-        log(f"{release}: booting under qemu (TCG, {args.cpus} vCPUs, {args.memory}), at most"
-            f" {args.timeout:.0f} s")
+        groups = split_tests(tests, args.guests)
+        names = [f"{release}.{i + 1}" for i in range(len(groups))]
+        log(f"{release}: booting {len(groups)} guest(s) at once under qemu (TCG, {args.cpus} vCPU(s),"
+            f" {args.memory} each), at most {args.timeout:.0f} s")
+        for name, group in zip(names, groups):
+            log(f"  {name}: {' '.join(Path(t).name for t in group)}")
         t0 = time.monotonic()
-        code = run_bounded(vng_command(kdir, release, out, args,
-                                       inner_command(out, release, tests, kdir / "boot", VM_MARKS)),
-                           args.timeout)
-        if code is None:
-            log(f"{release}: stopped after {args.timeout:.0f} s")
-        record(release, f"in a qemu TCG guest ({args.cpus} vCPUs, {args.memory}) booted from {package};"
-               f" tests marked claude_cli left out", t0)
+        codes = run_bounded([vng_command(kdir, release, name, out, args,
+                                         inner_command(out, name, group, kdir / "boot", VM_MARKS, i == 0))
+                             for i, (name, group) in enumerate(zip(names, groups))], args.timeout)
+        for name, code in zip(names, codes):
+            if code is None:
+                log(f"{name}: stopped after {args.timeout:.0f} s")
+        record(release, names, f"in {len(groups)} qemu TCG guest(s) at once ({args.cpus} vCPU(s),"
+               f" {args.memory} each) booted from {package}; tests marked claude_cli left out", t0)
     print("== test-kernels")
     for chunk in lines:
         print(chunk.splitlines()[0])
