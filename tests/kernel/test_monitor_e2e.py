@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Dict, Iterator, List
 
 import pytest
-from monitor_support import MONITOR_PROGRAMS, OBJ, ROOT, of_tree, run_workload
+from monitor_support import OBJ, ROOT, monitor_programs, of_tree, run_workload
 
 from rawbpf.logfile import LogReader
 
@@ -85,7 +85,7 @@ def test_workload_through_the_log_status_and_clean_stop(daemon: Daemon, tmp_path
     st = daemon.status()
     res = daemon.stop()
     assert res.returncode == 0, res.stderr
-    assert f"stopped: detached {MONITOR_PROGRAMS} programs" in res.stdout
+    assert f"stopped: detached {monitor_programs()} programs" in res.stdout
     assert not list(daemon.pin_root.rglob("*"))  # everything unpinned
     assert not (daemon.log_dir / "claude_monitor.status.json").exists()
     recs = daemon.records()

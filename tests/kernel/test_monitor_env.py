@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import List
 
 import pytest
-from monitor_support import MONITOR_PROGRAMS, OBJ, ROOT
+from monitor_support import OBJ, ROOT, monitor_programs
 
 LOAD = [sys.executable, "-m", "rawbpf", "load", str(OBJ)]
 
@@ -99,7 +99,7 @@ def test_bpffs_not_mounted_is_mounted_on_demand(tmp_path: Path) -> None:
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
-    assert f"stopped: detached {MONITOR_PROGRAMS} programs, unpinned " in out
+    assert f"stopped: detached {monitor_programs()} programs, unpinned " in out
     assert not os.path.exists(pins)  # the namespace's bpffs went away; nothing was pinned in ours
 
 
