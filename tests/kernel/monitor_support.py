@@ -14,6 +14,7 @@ ROOT = Path(__file__).resolve().parents[2]
 OBJ = ROOT / "programs" / "claude_monitor.o"
 sys.path.insert(0, str(ROOT / "tests"))
 
+from patience import patience  # noqa: E402
 from workload import driver  # noqa: E402
 
 from rawbpf.monitor.config import MonitorConfig, endpoint_key  # noqa: E402
@@ -34,7 +35,8 @@ class Monitor:
     def drain(self) -> None:
         self.rb.drain()
 
-    def wait_for(self, pred: Callable[[Dict[str, Any]], bool], timeout: float = 10.0) -> Dict[str, Any]:
+    def wait_for(self, pred: Callable[[Dict[str, Any]], bool],
+                 timeout: float = patience(10.0)) -> Dict[str, Any]:
         """Drain until a record satisfies ``pred`` (records arrive on the consumer's timer)."""
         deadline = time.monotonic() + timeout
         while True:

@@ -10,6 +10,8 @@ import time
 from pathlib import Path
 from types import ModuleType
 
+from patience import patience
+
 ROOT = Path(__file__).resolve().parent.parent.parent
 
 
@@ -28,7 +30,7 @@ def test_exec_count_counts_our_execs() -> None:
         before = counter.counts().get(uid, 0)
         for _ in range(5):
             subprocess.run(["/bin/true"], check=True)
-        deadline = time.monotonic() + 2
+        deadline = time.monotonic() + patience(2)
         while counter.counts().get(uid, 0) < before + 5 and time.monotonic() < deadline:
             time.sleep(0.01)
         after = counter.counts().get(uid, 0)
@@ -42,9 +44,9 @@ def test_exec_count_counts_our_execs() -> None:
 
 def test_exec_count_runs_as_a_script() -> None:
     out = subprocess.run([sys.executable, str(ROOT / "programs" / "exec_count.py"), "-i", "0.3", "-d", "1"],
-                         capture_output=True, text=True, timeout=30)
+                         capture_output=True, text=True, timeout=patience(30))
     assert out.returncode == 0, out.stderr
     assert "execs per user" in out.stdout
     listing = subprocess.run([sys.executable, str(ROOT / "programs" / "exec_count.py"), "--listing"],
-                             capture_output=True, text=True, timeout=30, check=True).stdout
+                             capture_output=True, text=True, timeout=patience(30), check=True).stdout
     assert "call 15  ; bpf_get_current_uid_gid" in listing and "map 'exec_counts'" in listing

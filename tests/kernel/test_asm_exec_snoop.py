@@ -10,6 +10,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import List
 
+from patience import patience
+
 ROOT = Path(__file__).resolve().parent.parent.parent
 
 
@@ -27,7 +29,7 @@ def test_exec_snoop_reports_our_exec_with_pid_uid_and_comm() -> None:
     with example.ExecSnoop(seen.append, name="asm_snoop_test") as snoop:
         child = subprocess.Popen(["/bin/true"])
         child.wait()
-        deadline = time.monotonic() + 3
+        deadline = time.monotonic() + patience(3)
         while not any(e.pid == child.pid for e in seen) and time.monotonic() < deadline:
             snoop.poll(100)
         mine = [e for e in seen if e.pid == child.pid]

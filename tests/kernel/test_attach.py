@@ -16,6 +16,7 @@ from typing import Iterator
 
 import pytest
 from kernel_limits import require
+from patience import patience
 
 from rawbpf.attach import (
     Link,
@@ -257,8 +258,8 @@ def test_uprobe_pid_filter_and_raw_offset(hits: Map, target_binary: Path) -> Non
         try:
             with attach_uprobe(prog, str(target_binary), offset=offset, pid=mine.pid) as link:
                 assert f"{target_binary}:{offset:#x}" in link.label
-                other.communicate(b"go\n", timeout=30)
-                mine.communicate(b"go\n", timeout=30)
+                other.communicate(b"go\n", timeout=patience(30))
+                mine.communicate(b"go\n", timeout=patience(30))
                 assert count(hits) == 6, "only the chosen process may hit a pid-bound uprobe"
         finally:
             for p in (mine, other):

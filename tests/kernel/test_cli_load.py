@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import List, Tuple
 
 import pytest
+from patience import patience
 
 from rawbpf.errors import RawBPFError
 from rawbpf.maps import Map
@@ -30,7 +31,7 @@ def start(*args: str) -> subprocess.Popen:
     )
 
 
-def wait_attached(proc: subprocess.Popen, timeout: float = 30) -> List[str]:
+def wait_attached(proc: subprocess.Popen, timeout: float = patience(30)) -> List[str]:
     lines: List[str] = []
     deadline = time.monotonic() + timeout
     assert proc.stdout is not None
@@ -47,7 +48,7 @@ def wait_attached(proc: subprocess.Popen, timeout: float = 30) -> List[str]:
 
 def stop(proc: subprocess.Popen, sig: int) -> Tuple[int, str, str]:
     proc.send_signal(sig)
-    out, err = proc.communicate(timeout=30)
+    out, err = proc.communicate(timeout=patience(30))
     return proc.returncode, out, err
 
 
@@ -82,7 +83,7 @@ def test_load_attach_pin_and_clean_exit(pin_dir: Path, sig: int) -> None:
         assert _gone(prog_id), f"program id {prog_id} still loaded"
 
 
-def _gone(prog_id: int, timeout: float = 5.0) -> bool:
+def _gone(prog_id: int, timeout: float = patience(5.0)) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
@@ -156,7 +157,7 @@ def test_bad_input_exits_1_with_one_line(pin_dir: Path, args: List[str], expect:
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=patience(60),
     )
     assert r.returncode == 1, r
     first = r.stderr.strip().splitlines()[0]
@@ -175,7 +176,7 @@ def test_refuses_a_pin_dir_in_use(pin_dir: Path) -> None:
             cwd=ROOT,
             capture_output=True,
             text=True,
-            timeout=60,
+            timeout=patience(60),
         )
         assert r.returncode == 1 and "already loaded" in r.stderr
     finally:
@@ -236,7 +237,7 @@ def test_missing_tracepoint_exits_1_leaving_nothing(tmp_path: Path, pin_dir: Pat
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=patience(60),
     )
     assert r.returncode == 1
     lines = r.stderr.strip().splitlines()
@@ -249,7 +250,8 @@ def test_missing_tracepoint_exits_1_leaving_nothing(tmp_path: Path, pin_dir: Pat
 
 def test_pin_dir_off_bpffs_is_refused_before_loading(tmp_path: Path) -> None:
     r = subprocess.run([sys.executable, "-m", "rawbpf", "load", str(DATA / "globals.o"), "--pin-dir",
-                        str(tmp_path / "pins")], cwd=ROOT, capture_output=True, text=True, timeout=60)
+                        str(tmp_path / "pins")], cwd=ROOT, capture_output=True, text=True,
+                       timeout=patience(60))
     assert r.returncode == 1 and r.stdout == ""
     assert r.stderr.strip() == (f"rawbpf: --pin-dir {tmp_path / 'pins'}: {tmp_path} is not on a bpffs mount "
                                 "(pins need one; mount one with: mount -t bpf bpf DIR)")

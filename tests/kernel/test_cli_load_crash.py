@@ -15,6 +15,8 @@ import time
 from pathlib import Path
 from typing import List, Set
 
+from patience import patience
+
 from rawbpf.attach import Link
 from rawbpf.consts import MapType
 from rawbpf.errors import RawBPFError
@@ -32,7 +34,7 @@ def _start(*args: str) -> subprocess.Popen:
                             stderr=subprocess.PIPE, text=True)
 
 
-def _wait_attached(proc: subprocess.Popen, timeout: float = 30) -> List[str]:
+def _wait_attached(proc: subprocess.Popen, timeout: float = patience(30)) -> List[str]:
     lines: List[str] = []
     deadline = time.monotonic() + timeout
     assert proc.stdout is not None
@@ -50,7 +52,7 @@ def _wait_attached(proc: subprocess.Popen, timeout: float = 30) -> List[str]:
 
 def _stop(proc: subprocess.Popen) -> str:
     proc.send_signal(signal.SIGINT)
-    _out, err = proc.communicate(timeout=30)
+    _out, err = proc.communicate(timeout=patience(30))
     assert proc.returncode == 0, err
     return err
 
@@ -73,7 +75,7 @@ def _loaded(prog_id: int) -> bool:
 
 def _wait_gone(ids: Set[int]) -> Set[int]:
     """Programs still loaded after 5 s (links are released from a workqueue, so give them a moment)."""
-    deadline = time.monotonic() + 5.0
+    deadline = time.monotonic() + patience(5.0)
     alive = set(ids)
     while alive and time.monotonic() < deadline:
         alive = {i for i in alive if _loaded(i)}
@@ -86,7 +88,7 @@ def _seqs(log_dir: Path) -> List[int]:
         return [int(r["seq"]) for r in reader.records()]
 
 
-def _wait_records(log_dir: Path, more_than: int, timeout: float = 10.0) -> List[int]:
+def _wait_records(log_dir: Path, more_than: int, timeout: float = patience(10.0)) -> List[int]:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         seqs = _seqs(log_dir) if log_dir.exists() else []
@@ -102,7 +104,8 @@ def _claude_execs(tmp_path: Path) -> None:
     if not claude.exists():
         claude.parent.mkdir(exist_ok=True)
         claude.symlink_to("/bin/sh")
-    subprocess.run([str(claude), "-c", "for i in 1 2 3; do /bin/true; done"], check=True, timeout=30)
+    subprocess.run([str(claude), "-c", "for i in 1 2 3; do /bin/true; done"], check=True,
+                   timeout=patience(30))
 
 
 def test_restart_after_kill_9_takes_over_stale_pins(pin_dir: Path, tmp_path: Path) -> None:
@@ -116,12 +119,13 @@ def test_restart_after_kill_9_takes_over_stale_pins(pin_dir: Path, tmp_path: Pat
     old_ids = _linked_prog_ids(obj_dir)
     assert old_ids
     first.send_signal(signal.SIGKILL)
-    first.communicate(timeout=30)
+    first.communicate(timeout=patience(30))
     assert all(_loaded(i) for i in old_ids), "pinned links keep a killed daemon's programs loaded"
     before = _seqs(log_dir)
 
     status = subprocess.run([sys.executable, "-m", "rawbpf", "status", "--log-dir", str(log_dir),
-                             "--pin-dir", str(pin_dir)], cwd=ROOT, capture_output=True, text=True, timeout=60)
+                             "--pin-dir", str(pin_dir)], cwd=ROOT, capture_output=True, text=True,
+                            timeout=patience(60))
     assert status.returncode == 1
     assert status.stderr.strip().splitlines() == [
         f"rawbpf: status: claude_monitor is not running (stale pins from pid {first.pid} in {obj_dir}; "
@@ -155,7 +159,7 @@ def test_second_load_names_the_running_pid(pin_dir: Path) -> None:
     try:
         _wait_attached(first)
         r = subprocess.run([sys.executable, "-m", "rawbpf", "load", str(DATA / "tracepoints5.o"), "--pin-dir",
-                            str(pin_dir)], cwd=ROOT, capture_output=True, text=True, timeout=60)
+                            str(pin_dir)], cwd=ROOT, capture_output=True, text=True, timeout=patience(60))
         assert r.returncode == 1
         assert r.stderr.strip().splitlines() == [
             f"rawbpf: pin directory {pin_dir / 'tracepoints5'} is in use: 'tracepoints5' is already loaded "
@@ -173,7 +177,7 @@ def test_pins_of_unknown_origin_are_never_removed(pin_dir: Path) -> None:
         m.pin(str(obj_dir / "foreign"))
     try:
         r = subprocess.run([sys.executable, "-m", "rawbpf", "load", str(DATA / "tracepoints5.o"), "--pin-dir",
-                            str(pin_dir)], cwd=ROOT, capture_output=True, text=True, timeout=60)
+                            str(pin_dir)], cwd=ROOT, capture_output=True, text=True, timeout=patience(60))
         assert r.returncode == 1
         assert "is not empty: 'tracepoints5' is already loaded (or left over" in r.stderr
         assert sorted(os.listdir(obj_dir)) == ["foreign"]

@@ -14,6 +14,8 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
+from patience import patience
+
 from rawbpf.collection import load
 from rawbpf.daemon import Daemon, DaemonOptions, find_drop_counters
 from rawbpf.logfile import LogReader
@@ -102,7 +104,7 @@ def accounted(recs: List[Dict[str, Any]]) -> int:
         r["count"] for r in recs if r["type"] == "lost")
 
 
-def _wait_for(pred: Any, timeout: float = 20.0) -> None:
+def _wait_for(pred: Any, timeout: float = patience(20.0)) -> None:
     deadline = time.time() + timeout
     while time.time() < deadline:
         if pred():
@@ -131,7 +133,7 @@ def test_rawbpf_load_and_tail_end_to_end(tmp_path: Path, pin_dir: Path) -> None:
             os.getppid()
         time.sleep(0.3)
         p.send_signal(signal.SIGTERM)
-        out, err = p.communicate(timeout=30)
+        out, err = p.communicate(timeout=patience(30))
         assert p.returncode == 0, err
     finally:
         if p.poll() is None:
@@ -163,7 +165,7 @@ def test_bad_record_type_fails_cleanly(tmp_path: Path, pin_dir: Path) -> None:
                      ("bogus=rec", "rawbpf: --record-type bogus=…: no ring buffer named 'bogus'")):
         r = subprocess.run([sys.executable, "-m", "rawbpf", "load", str(FLOOD), "--pin-dir", str(pin_dir),
                             "--log-dir", str(log_dir), "--record-type", bad],
-                           capture_output=True, text=True, cwd=ROOT, timeout=60)
+                           capture_output=True, text=True, cwd=ROOT, timeout=patience(60))
         assert r.returncode == 1 and r.stderr.strip().splitlines() == [msg]
         assert not log_dir.exists()
         assert not (pin_dir / "flood").exists()

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Dict, List, Tuple
 
 import pytest
+from patience import patience
 
 from rawbpf.collection import Collection
 from rawbpf.elf import load_spec
@@ -58,7 +59,7 @@ def libbpf_loader(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def libbpf_tags(loader: Path, obj: Path, pin_root: Path, programs: object) -> Dict[str, str]:
     args = [str(loader), str(obj), str(pin_root), *(programs or [])]  # type: ignore[misc]
-    r = subprocess.run(args, capture_output=True, text=True, timeout=120)
+    r = subprocess.run(args, capture_output=True, text=True, timeout=patience(120))
     assert r.returncode == 0, f"libbpf could not load {obj.name}: {r.stderr}"
     tags = {}
     for line in r.stdout.splitlines():

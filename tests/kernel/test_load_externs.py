@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from kernel_limits import require
+from patience import patience
 
 from rawbpf.collection import Collection
 from rawbpf.elf import load_spec
@@ -117,7 +118,8 @@ def loader(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def libbpf_tag(loader: Path, obj: Path, pin_dir: Path) -> dict:
-    r = subprocess.run([str(loader), str(obj), str(pin_dir)], capture_output=True, text=True, timeout=60)
+    r = subprocess.run([str(loader), str(obj), str(pin_dir)], capture_output=True, text=True,
+                       timeout=patience(60))
     assert r.returncode == 0, r.stderr
     return {line.split()[0]: line.split()[1] for line in r.stdout.splitlines()}
 

@@ -11,6 +11,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from patience import patience
 
 from rawbpf.collection import Collection
 from rawbpf.elf import load_spec
@@ -123,7 +124,8 @@ def test_question_mark_sections_and_iter_match_libbpf(built: tuple, pin_dir: Pat
     obj, loader = built
     spec = load_spec(obj)
     assert not spec.programs["optional"].autoload and spec.programs["always"].autoload
-    r = subprocess.run([str(loader), str(obj), str(pin_dir)], capture_output=True, text=True, timeout=60)
+    r = subprocess.run([str(loader), str(obj), str(pin_dir)], capture_output=True, text=True,
+                       timeout=patience(60))
     assert r.returncode == 0, r.stderr
     want = {line.split()[0]: line.split()[1] for line in r.stdout.splitlines()}
     assert set(want) == {"always", "count_tasks", "uses_hidden"}  # libbpf leaves "?socket" out too

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Dict, Iterator, List
 
 import pytest
+from patience import patience
 
 from rawbpf.logfile import LogReader
 
@@ -42,7 +43,7 @@ def _ready(proc: subprocess.Popen) -> None:
 
 def _stop(proc: subprocess.Popen) -> str:
     proc.send_signal(signal.SIGINT)
-    _out, err = proc.communicate(timeout=60)
+    _out, err = proc.communicate(timeout=patience(60))
     assert proc.returncode == 0, err
     return err
 
@@ -73,7 +74,7 @@ def test_crash_window_names_its_time_and_the_kernels_drops(pin_dir: Path, tmp_pa
     _ready(first)
     time.sleep(0.5)
     first.kill()  # its programs stay attached through their pins, filling a ring nobody reads
-    first.communicate(timeout=30)
+    first.communicate(timeout=patience(30))
     killed_at = time.time_ns()
     time.sleep(1.5)
     second = _start(pin_dir, log, "--ring-bytes", "4096")
@@ -101,7 +102,7 @@ def test_second_monitor_in_the_same_log_dir_is_refused(pin_dir: Path, tmp_path: 
         before = sorted(p.name for p in log.iterdir())
         status = (log / "claude_monitor.status.json").read_text()
         second = _start(other_pins, log, "--backups", "0")
-        _out, err = second.communicate(timeout=60)
+        _out, err = second.communicate(timeout=patience(60))
         assert second.returncode == 1
         assert err.strip().splitlines() == [
             f"rawbpf: log dir {log} is in use: 'claude_monitor' is running as pid {first.pid} (stop it "
@@ -128,7 +129,7 @@ def test_full_disk_keeps_the_monitor_running_and_counts_the_loss(pin_dir: Path, 
     try:
         _ready(proc)
         reader.start()
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + patience(30)
         while not any("counting records as lost" in x for x in lines) and time.monotonic() < deadline:
             time.sleep(0.2)
         assert any("counting records as lost (reason log)" in x for x in lines), lines
@@ -136,7 +137,7 @@ def test_full_disk_keeps_the_monitor_running_and_counts_the_loss(pin_dir: Path, 
         assert proc.poll() is None  # still running, still consuming
     finally:
         proc.send_signal(signal.SIGINT)
-        _out, _ = proc.communicate(timeout=60)
+        _out, _ = proc.communicate(timeout=patience(60))
         reader.join(10)
     err = "".join(lines)
     assert proc.returncode == 0, err
@@ -151,7 +152,7 @@ def test_removed_log_dir_is_recreated(pin_dir: Path, tmp_path: Path) -> None:
     _ready(proc)
     time.sleep(0.5)
     shutil.rmtree(log)
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + patience(20)
     while not any(p.name.endswith(".mlog") for p in (log.iterdir() if log.exists() else ())):
         assert time.monotonic() < deadline, "the log dir was not recreated"
         time.sleep(0.1)

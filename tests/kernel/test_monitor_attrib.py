@@ -20,13 +20,14 @@ from rawbpf.monitor.cgroups import cgroup2_mount
 from rawbpf.monitor.shape import exec_id
 
 sys.path.insert(0, str(ROOT / "tests"))
+from patience import patience
 from workload import attrib
 
 NET = "10.78.0.1,10.78.0.3,10.78.0.2"  # our address, one whose frames go nowhere, one nobody answers ARP for
 
 
 def _ip(*args: str) -> None:
-    subprocess.run(["ip", *args], check=True, capture_output=True, timeout=30)
+    subprocess.run(["ip", *args], check=True, capture_output=True, timeout=patience(30))
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +51,7 @@ def netns() -> Iterator[str]:
             _ip("netns", "exec", name, "sysctl", "-q", "-w", f"net.ipv4.neigh.v0.{key}={value}")
         yield name
     finally:
-        subprocess.run(["ip", "netns", "delete", name], capture_output=True, timeout=30)
+        subprocess.run(["ip", "netns", "delete", name], capture_output=True, timeout=patience(30))
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +85,8 @@ def observed(tmp_path_factory: pytest.TempPathFactory, netns: str, cgroup: Optio
     with monitor() as mon:
         proc = subprocess.run([str(bindir / "claude"), str(ROOT / "tests" / "workload" / "attrib.py"),
                                "--report", str(report), "--dir", str(work), "--netns", netns, "--net", NET,
-                               "--cgroup", cgroup or ""], capture_output=True, text=True, timeout=120)
+                               "--cgroup", cgroup or ""], capture_output=True, text=True,
+                              timeout=patience(120))
         assert proc.returncode == 0, proc.stderr
         man = json.loads(report.read_text())
         mon.wait_for(lambda r: r["type"] == "exit" and r["pid"] == man["pid"])

@@ -14,6 +14,7 @@ import pytest
 from monitor_support import monitor
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from patience import patience
 from workload.claude_stub import Step, bash, edit, run_claude, write
 
 COMMANDS = ["git init -q repo", "cd repo && echo one > a.txt && git add a.txt && cd ..",
@@ -30,7 +31,7 @@ def session(claude_cli: str, tmp_path_factory: pytest.TempPathFactory) -> Dict[s
     with monitor(endpoints={"127.0.0.0/8": "stub-api"}) as mon:
         run = run_claude(tmp, steps, claude=claude_cli, env_extra={"RAWBPF_SECRET_TOKEN": "s3cret-value"})
         assert run.returncode == 0, run.summary()
-        mon.wait_for(lambda r: r["type"] == "exit" and r["pid"] == run.pid, timeout=30)
+        mon.wait_for(lambda r: r["type"] == "exit" and r["pid"] == run.pid, timeout=patience(30))
         time.sleep(0.3)
         mon.drain()
         records = [r for r in mon.records if r["root_pid"] == run.pid]

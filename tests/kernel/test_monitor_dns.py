@@ -19,6 +19,7 @@ from typing import Any, Dict, Iterator, List
 
 import pytest
 from monitor_support import ROOT, monitor
+from patience import patience
 
 WORK = ROOT / "tests" / "workload" / "net_work.py"
 
@@ -55,7 +56,7 @@ def netns(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dict[str, Any]]:
         proc = subprocess.Popen([ip, "netns", "exec", name, dnsmasq, "--keep-in-foreground",
                                  f"--conf-file={conf}", f"--pid-file={tmp / 'dnsmasq.pid'}", "--user=root"],
                                 stderr=subprocess.PIPE)
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + patience(10)
         while True:  # ready when it answers
             r = subprocess.run([ip, "netns", "exec", name, sys.executable, "-c",
                                 "import socket; socket.getaddrinfo('api.test', 1, socket.AF_INET)"],
@@ -74,7 +75,7 @@ def netns(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dict[str, Any]]:
         if proc is not None:
             proc.send_signal(signal.SIGTERM)
             try:
-                proc.wait(10)
+                proc.wait(patience(10))
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
@@ -93,7 +94,7 @@ def observed(netns: Dict[str, Any]) -> Dict[str, Any]:
     with monitor(endpoints={}) as mon:
         out = subprocess.run([netns["ip"], "netns", "exec", netns["name"], str(bindir / "claude"),
                               str(tmp / "cert.pem"), str(tmp / "key.pem")], env=env, capture_output=True,
-                             text=True, timeout=60)
+                             text=True, timeout=patience(60))
         assert out.returncode == 0, out.stderr
         man = json.loads(out.stdout)
         mon.wait_for(lambda r: r["type"] == "exit" and r["pid"] == man["pid"])
@@ -173,9 +174,9 @@ def test_the_real_claude_cli_names_its_api_host(netns: Dict[str, Any], claude_cl
         proc = subprocess.Popen([netns["ip"], "netns", "exec", netns["name"], claude_cli, "-p", "hi",
                                  "--max-turns", "1"], env=env, cwd=tmp, stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT)
-        out, _ = proc.communicate(timeout=120)
+        out, _ = proc.communicate(timeout=patience(120))
         assert proc.returncode != 0 and b"ConnectionRefused" in out, out[-500:]
-        mon.wait_for(lambda r: r["type"] == "exit" and r["pid"] == proc.pid, timeout=30)
+        mon.wait_for(lambda r: r["type"] == "exit" and r["pid"] == proc.pid, timeout=patience(30))
         time.sleep(0.1)
         mon.drain()
         recs = [r for r in mon.records if r["root_pid"] == proc.pid]

@@ -15,6 +15,7 @@ from typing import Any, Dict, Iterator, List
 
 import pytest
 from monitor_support import OBJ, ROOT, monitor_programs, of_tree, run_workload
+from patience import patience
 
 from rawbpf.logfile import LogReader
 
@@ -31,7 +32,7 @@ class Daemon:
             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         self.out: List[str] = []
         assert self.proc.stdout is not None
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + patience(60)
         while time.monotonic() < deadline:
             line = self.proc.stdout.readline()
             if not line:
@@ -44,14 +45,15 @@ class Daemon:
 
     def status(self) -> Dict[str, Any]:
         res = subprocess.run([sys.executable, "-m", "rawbpf", "status", "--json", "--log-dir",
-                              str(self.log_dir)], cwd=ROOT, capture_output=True, text=True, timeout=60)
+                              str(self.log_dir)], cwd=ROOT, capture_output=True, text=True,
+                             timeout=patience(60))
         assert res.returncode == 0, res.stderr
         data: Dict[str, Any] = json.loads(res.stdout)
         return data
 
     def stop(self) -> subprocess.CompletedProcess:
         self.proc.send_signal(signal.SIGINT)
-        out, err = self.proc.communicate(timeout=60)
+        out, err = self.proc.communicate(timeout=patience(60))
         return subprocess.CompletedProcess(self.proc.args, self.proc.returncode, "".join(self.out) + out, err)
 
     def records(self) -> List[Dict[str, Any]]:
@@ -69,7 +71,7 @@ def daemon(tmp_path: Path, pin_dir: Path) -> Iterator[Daemon]:
         d.stop()
 
 
-def _wait_records(d: Daemon, pred: Any, timeout: float = 30.0) -> List[Dict[str, Any]]:
+def _wait_records(d: Daemon, pred: Any, timeout: float = patience(30.0)) -> List[Dict[str, Any]]:
     deadline = time.monotonic() + timeout
     while True:
         recs = d.records()
@@ -135,11 +137,11 @@ def test_workload_through_the_log_status_and_clean_stop(daemon: Daemon, tmp_path
 
 def test_status_text_and_no_monitor(daemon: Daemon, tmp_path: Path) -> None:
     res = subprocess.run([sys.executable, "-m", "rawbpf", "status", "--log-dir", str(daemon.log_dir)],
-                         cwd=ROOT, capture_output=True, text=True, timeout=60)
+                         cwd=ROOT, capture_output=True, text=True, timeout=patience(60))
     assert res.returncode == 0 and "claude_monitor: running" in res.stdout and "handle_exec" in res.stdout
     assert daemon.stop().returncode == 0
     res = subprocess.run([sys.executable, "-m", "rawbpf", "status", "--log-dir", str(daemon.log_dir)],
-                         cwd=ROOT, capture_output=True, text=True, timeout=60)
+                         cwd=ROOT, capture_output=True, text=True, timeout=patience(60))
     assert res.returncode == 1 and res.stderr.startswith("rawbpf: status: no monitor is running")
     assert len(res.stderr.strip().splitlines()) == 1
 
@@ -153,8 +155,8 @@ def test_tail_json_keeps_every_field(daemon: Daemon, tmp_path: Path) -> None:
             "'CLAUDE_CODE_SESSION_ID': 'tail-session', 'CLAUDE_CODE_CHILD_SESSION': '1',"
             " 'A_SECRET': 'nope'})\ns = socket.socket(); s.connect_ex(('127.0.0.1', 9)); s.close()")
     proc = subprocess.Popen([str(bindir / "claude"), "-c", code])
-    proc.wait(timeout=60)
-    deadline = time.monotonic() + 30
+    proc.wait(timeout=patience(60))
+    deadline = time.monotonic() + patience(30)
     while True:
         recs = [r for r in daemon.records() if r.get("type") != "header"]
         root = [r for r in recs if r.get("type") == "exec" and r.get("pid") == proc.pid]
@@ -163,7 +165,7 @@ def test_tail_json_keeps_every_field(daemon: Daemon, tmp_path: Path) -> None:
         assert time.monotonic() < deadline, "records never arrived"
         time.sleep(0.2)
     res = subprocess.run([sys.executable, "-m", "rawbpf", "tail", "--json", "--log-dir", str(daemon.log_dir)],
-                         cwd=ROOT, capture_output=True, text=True, timeout=60)
+                         cwd=ROOT, capture_output=True, text=True, timeout=patience(60))
     assert res.returncode == 0, res.stderr
     printed = {(r["seq"]): r for r in map(json.loads, res.stdout.splitlines())}
     tree = [r for r in recs if r.get("root_pid") == root[0]["pid"]]
@@ -188,14 +190,14 @@ def test_tail_text_reads_like_a_tool(daemon: Daemon, tmp_path: Path) -> None:
             "p = subprocess.Popen(['sleep', '30']); p.send_signal(signal.SIGKILL); p.wait()\n"
             "s = socket.socket(); s.connect_ex(('127.0.0.1', 9)); s.close()")
     proc = subprocess.Popen([str(bindir / "claude"), "-c", code])
-    proc.wait(timeout=60)
-    deadline = time.monotonic() + 30
+    proc.wait(timeout=patience(60))
+    deadline = time.monotonic() + patience(30)
     while not any(r.get("type") == "exit" and r.get("pid") == proc.pid for r in daemon.records()):
         assert time.monotonic() < deadline, "records never arrived"
         time.sleep(0.2)
     res = subprocess.run([sys.executable, "-m", "rawbpf", "tail", "--root", str(proc.pid), "--tree", "--utc",
                           "--log-dir", str(daemon.log_dir)], cwd=ROOT, capture_output=True, text=True,
-                         timeout=60)
+                         timeout=patience(60))
     assert res.returncode == 0, res.stderr
     lines = res.stdout.splitlines()
     text = res.stdout
@@ -218,23 +220,24 @@ def test_status_finds_the_monitor_from_its_pins(daemon: Daemon, tmp_path: Path) 
     """No --log-dir: the pin directory's owner leads to the log directory; counters are live, the daemon's
     record count says its age; a user who may not read the pins is told so in one line."""
     status = [sys.executable, "-m", "rawbpf", "status", "--pin-dir", str(daemon.pin_root)]
-    res = subprocess.run([*status, "--json"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    res = subprocess.run([*status, "--json"], cwd=ROOT, capture_output=True, text=True, timeout=patience(60))
     assert res.returncode == 0, res.stderr
     st = json.loads(res.stdout)
     assert st["pid"] == daemon.proc.pid and st["log_dir"] == str(daemon.log_dir)
     before = st["counters"]["kinds"]["exec"]["seen"]
     subprocess.run(["/bin/true"], check=True)
-    res = subprocess.run(status, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    res = subprocess.run(status, cwd=ROOT, capture_output=True, text=True, timeout=patience(60))
     assert res.returncode == 0, res.stderr
     assert "claude_monitor: running" in res.stdout and " s ago)" in res.stdout and "(live)" in res.stdout
     st = json.loads(subprocess.run([*status, "--json"], cwd=ROOT, capture_output=True, text=True,
-                                   timeout=60).stdout)
+                                   timeout=patience(60)).stdout)
     assert st["counters"]["kinds"]["exec"]["seen"] > before  # read from the map, not the status file
     if shutil.which("setpriv") is None:
         pytest.skip("setpriv (util-linux) is not installed")
     nobody = ["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups"]
     for extra in ([], ["--log-dir", str(daemon.log_dir)]):
-        res = subprocess.run([*nobody, *status, *extra], cwd="/", capture_output=True, text=True, timeout=60,
+        res = subprocess.run([*nobody, *status, *extra], cwd="/", capture_output=True, text=True,
+                             timeout=patience(60),
                              env={**os.environ, "PYTHONPATH": str(ROOT)})
         assert res.returncode == 1, res
         assert len(res.stderr.strip().splitlines()) == 1 and "permission denied" in res.stderr, res.stderr
@@ -259,7 +262,7 @@ def test_claude_already_running_is_seeded(tmp_path: Path, pin_dir: Path) -> None
     pid = int(subprocess.run(["/bin/sh", "-c", f"{script} </dev/null >/dev/null 2>&1 & echo $!"],
                              capture_output=True, text=True, check=True).stdout)
     children: List[int] = []
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + patience(10)
     while not children and time.monotonic() < deadline:
         children = [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
         time.sleep(0.05)

@@ -13,11 +13,12 @@ from typing import List
 
 import pytest
 from monitor_support import OBJ, ROOT, monitor_programs
+from patience import patience
 
 LOAD = [sys.executable, "-m", "rawbpf", "load", str(OBJ)]
 
 
-def _run(argv: List[str], timeout: float = 60) -> subprocess.CompletedProcess:
+def _run(argv: List[str], timeout: float = patience(60)) -> subprocess.CompletedProcess:
     return subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
 
 
@@ -97,7 +98,7 @@ def test_bpffs_not_mounted_is_mounted_on_demand(tmp_path: Path) -> None:
         if line.startswith("logging to "):
             break
     proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=60)
+    out, err = proc.communicate(timeout=patience(60))
     assert proc.returncode == 0, err
     assert f"stopped: detached {monitor_programs()} programs, unpinned " in out
     assert not os.path.exists(pins)  # the namespace's bpffs went away; nothing was pinned in ours

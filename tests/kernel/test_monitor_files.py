@@ -14,6 +14,7 @@ from typing import Any, Dict, List, Tuple
 
 import pytest
 from monitor_support import ROOT, monitor
+from patience import patience
 
 from rawbpf.monitor.config import MonitorConfig
 from rawbpf.monitor.run import sweep_file_summaries
@@ -30,7 +31,7 @@ def run_claude(tmp: Path, *args: str) -> Dict[str, Any]:
         (bindir / "python3").symlink_to(os.path.realpath(sys.executable))
     env = dict(os.environ, PATH=f"{bindir}:{os.environ.get('PATH', '')}")
     out = subprocess.run([str(bindir / "claude"), *args], env=env, capture_output=True, text=True, check=True,
-                         timeout=300)
+                         timeout=patience(300))
     return json.loads(out.stdout)  # type: ignore[no-any-return]
 
 

@@ -14,6 +14,7 @@ from typing import Any, Dict, List
 
 import pytest
 from monitor_support import monitor, of_tree, run_workload
+from patience import patience
 
 from rawbpf.monitor.config import build_config
 
@@ -260,7 +261,7 @@ def test_reused_pid_is_not_confused_with_a_tracked_process(tmp_path: Path) -> No
             p.stdin.flush()
         rec = mon.wait_for(lambda r: r["type"] == "connect" and r["pid"] == seeded.pid)
         for p in procs:
-            p.communicate("done\n", timeout=10)
+            p.communicate("done\n", timeout=patience(10))
         mon.wait_for(lambda r: r["type"] == "exit" and r["pid"] == seeded.pid)
         mon.drain()
         recs = list(mon.records)

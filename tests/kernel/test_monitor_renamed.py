@@ -10,6 +10,8 @@ import sys
 import time
 from pathlib import Path
 
+from patience import patience
+
 from rawbpf.logfile import LogReader
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -39,11 +41,11 @@ def test_renamed_monitor_is_the_monitor(pin_dir: Path, tmp_path: Path) -> None:
         assert (pin_dir / "claude_monitor" / "events").exists()  # the monitor's name, not the file's
         time.sleep(1.0)
         st = subprocess.run([sys.executable, "-m", "rawbpf", "status", "--log-dir", str(log), "--pin-dir",
-                             str(pin_dir)], cwd=ROOT, capture_output=True, text=True, timeout=60)
+                             str(pin_dir)], cwd=ROOT, capture_output=True, text=True, timeout=patience(60))
         assert st.returncode == 0 and st.stdout.startswith("claude_monitor: running"), st.stderr
     finally:
         proc.send_signal(signal.SIGINT)
-        _out, err = proc.communicate(timeout=60)
+        _out, err = proc.communicate(timeout=patience(60))
         tree.kill()
         tree.wait()
     assert proc.returncode == 0, err

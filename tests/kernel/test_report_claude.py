@@ -16,6 +16,7 @@ from monitor_support import OBJ, ROOT
 from test_monitor_e2e import Daemon
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from patience import patience
 from workload.claude_stub import Step, bash, edit, run_claude, write
 
 from rawbpf.elf import load_spec
@@ -48,7 +49,7 @@ def _argvs(tree: Dict[str, Any]) -> List[List[str]]:
 
 def _report(log_dir: Path, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "rawbpf", *args, "--log-dir", str(log_dir)], cwd=ROOT,
-                          capture_output=True, text=True, timeout=120)
+                          capture_output=True, text=True, timeout=patience(120))
 
 
 def test_report_of_a_real_claude_session(claude_cli: str, daemon: Daemon, tmp_path: Path) -> None:
@@ -57,7 +58,7 @@ def test_report_of_a_real_claude_session(claude_cli: str, daemon: Daemon, tmp_pa
              Step(bash(COMMANDS[3])), Step(bash(COMMANDS[4]))]
     run = run_claude(tmp_path, steps, claude=claude_cli)
     assert run.returncode == 0, run.summary()
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + patience(30)
     while not any(r.get("type") == "exit" and r.get("pid") == run.pid for r in daemon.records()):
         assert time.monotonic() < deadline, "no exit record of the claude process"
         time.sleep(0.2)

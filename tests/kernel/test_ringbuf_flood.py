@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, Dict, Iterator, List
 
 import pytest
+from patience import patience
 
 from rawbpf.collection import Collection, load
 from rawbpf.errors import RawBPFError
@@ -74,7 +75,7 @@ def test_concurrent_consumer_sees_busy_records_and_wraps(flood: Collection) -> N
         prog = flood.programs["flood"]
         for _ in range(200):
             prog.test_run(data_in=bytes(64), repeat=50)
-            deadline = time.monotonic() + 2
+            deadline = time.monotonic() + patience(2)
             while rb.available() and time.monotonic() < deadline:  # let the consumer catch up (busy hosts)
                 time.sleep(0.001)
     finally:

@@ -11,6 +11,8 @@ import sys
 import time
 from pathlib import Path
 
+from patience import patience
+
 from tests.ship.servers import Fluent, wait_for
 from tests.workload import driver
 
@@ -49,9 +51,9 @@ def test_load_ships_monitor_records(tmp_path: Path, pin_dir: Path) -> None:
             assert {"rawbpf.header", "rawbpf.exec"} <= tags
         finally:
             proc.send_signal(signal.SIGINT)
-            _out, err = proc.communicate(timeout=60)
+            _out, err = proc.communicate(timeout=patience(60))
         assert proc.returncode == 0, err
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + patience(10)
         while os.path.exists(f"/proc/{ship_pid}") and time.monotonic() < deadline:
             time.sleep(0.05)
         assert not os.path.exists(f"/proc/{ship_pid}"), "rawbpf ship outlived rawbpf load"
@@ -84,7 +86,7 @@ def test_shipper_dies_with_a_killed_loader(tmp_path: Path, pin_dir: Path) -> Non
         ship_pid = int(m.group(1))
         wait_for(lambda: any(e["tag"] == "rawbpf.header" for e in fluent.entries()), 20, "the header shipped")
         proc.kill()
-        proc.communicate(timeout=30)
+        proc.communicate(timeout=patience(30))
         wait_for(lambda: not os.path.exists(f"/proc/{ship_pid}"), 10, "the shipper to die with its parent")
         again = _start_load(pin_dir, log_dir, "--ship", url)  # removes the dead loader's pins, ships on
         try:
@@ -92,5 +94,5 @@ def test_shipper_dies_with_a_killed_loader(tmp_path: Path, pin_dir: Path) -> Non
                      "the second header shipped")
         finally:
             again.send_signal(signal.SIGINT)
-            _out, err = again.communicate(timeout=60)
+            _out, err = again.communicate(timeout=patience(60))
         assert again.returncode == 0, err

@@ -15,6 +15,8 @@ import uuid
 from pathlib import Path
 from typing import Dict, List
 
+from patience import patience
+
 ROOT = Path(__file__).resolve().parents[2]
 TP5 = ROOT / "tests" / "data" / "tracepoints5.o"
 
@@ -32,7 +34,7 @@ def fresh_ns(argv: List[str], setup: str = "") -> List[str]:
 def py(code: str, setup: str = "") -> subprocess.CompletedProcess:
     """Run ``code`` with this interpreter in a fresh namespace; it prints one JSON object."""
     argv = fresh_ns([sys.executable, "-c", textwrap.dedent(code)], setup)
-    return subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    return subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=patience(60))
 
 
 PROBE = """
@@ -105,7 +107,8 @@ def test_non_root_is_told_it_needs_root() -> None:
 def test_doctor_reports_and_mounts() -> None:
     base = [sys.executable, "-m", "rawbpf", "doctor", "--json"]
     for args, want in (([], "info"), (["--mount"], "ok")):
-        res = subprocess.run(fresh_ns([*base, *args]), cwd=ROOT, capture_output=True, text=True, timeout=120)
+        res = subprocess.run(fresh_ns([*base, *args]), cwd=ROOT, capture_output=True, text=True,
+                             timeout=patience(120))
         # root can run rawbpf before anything is mounted: it mounts what it needs
         assert res.returncode == 0, res.stdout + res.stderr
         checks = {c["name"]: c for c in json.loads(res.stdout)["checks"]}
@@ -135,7 +138,7 @@ def test_load_on_a_fresh_machine_mounts_both_and_stops_cleanly(tmp_path: Path) -
             mounts = {p[1]: p[2] for p in (ln.split() for ln in f)}
         assert mounts.get("/sys/kernel/tracing") == "tracefs" and mounts.get("/sys/fs/bpf") == "bpf"
         proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=60)
+        out, err = proc.communicate(timeout=patience(60))
     finally:
         if proc.poll() is None:
             proc.kill()
