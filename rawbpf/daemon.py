@@ -43,15 +43,15 @@ from rawbpf.logfile import (
     DEFAULT_MAX_BYTES,
     LogWriter,
 )
-from rawbpf.records import RingDecoder, ring_decoder
-from rawbpf.ringbuf import RingBuffer, Run
 from rawbpf.signals import StopSignals
 from rawbpf.signals import active as active_signals
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # records and ringbuf are imported when a Daemon starts: not before programs attach
     from rawbpf.btf import BTF
     from rawbpf.collection import Collection
     from rawbpf.maps import Map
+    from rawbpf.records import RingDecoder
+    from rawbpf.ringbuf import RingBuffer, Run
     from rawbpf.spec import CollectionSpec
 
 __tier__ = "kernel"
@@ -63,7 +63,7 @@ __all__ = ["Daemon", "DaemonOptions", "DropCounter", "RingPipeline", "consumer",
 
 Record = Dict[str, Any]
 Transform = Callable[[Record], Optional[Record]]
-RunTransform = Callable[[Any, List[Run], int], List[Record]]
+RunTransform = Callable[[Any, List["Run"], int], List[Record]]
 
 _COUNT = operator.itemgetter(2)  # a run's record count
 _DROP_NAME = re.compile(r"^(?:(?P<ring>\w+?)_)?(?:drops|dropped|lost)$")
@@ -373,6 +373,9 @@ class Daemon:
         self.lost_kernel = 0
         self.lost_perf = 0
         self._epoll: Optional[select.epoll] = None
+        from rawbpf.records import ring_decoder
+        from rawbpf.ringbuf import RingBuffer
+
         names = self._ring_names()
         btf = coll.spec.btf
         decoders = {}  # first, so a bad --record-type fails before anything is written

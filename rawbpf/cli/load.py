@@ -60,6 +60,10 @@ def load(obj: str, no_attach: bool, assignments: Sequence[str], kernel_core: Opt
     Claude monitor: it logs to LOG_DIR and takes the [claude_monitor] options. With --ship, rawbpf ship runs
     beside it as a child process and stops with it.
     """
+    if not ship_urls:  # nothing to ship: the shipper's modules are not imported
+        _load(obj, no_attach, assignments, kernel_core, pin_dir, log_dir, max_bytes, backups, flush_interval,
+              record_types, monitor)
+        return
     from rawbpf.ship.child import ship_beside
 
     with ship_beside(ship_urls, log_dir, echo=click.echo):

@@ -131,6 +131,12 @@ def bpffs_dir(prefix: str) -> Iterator[Path]:
         shutil.rmtree(path, ignore_errors=True)
 
 
+def process_cpu_s(pid: int) -> float:
+    """User + system CPU seconds a live process has used so far (every thread), from /proc/PID/stat."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def peak_rss_mb(pid: int) -> float:
     """VmHWM of a live process, in MB."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -151,6 +157,8 @@ class Daemon:
     pin_dir: Path
     log_dir: Path
     output: List[str]
+    #: user + system CPU seconds of the process (all its threads) when "attached" was read
+    cpu_s: float = float("nan")
 
 
 @contextlib.contextmanager
@@ -174,7 +182,7 @@ def rawbpf_load(obj: Path, pin_root: Path, log_dir: Path, *, extra: Sequence[str
         fd = proc.stdout.fileno()
         deadline = t0 + timeout
         attached = None
-        reported = float("nan")
+        reported = cpu = float("nan")
         pending = b""
         while attached is None:
             left = deadline - time.perf_counter()
@@ -196,9 +204,10 @@ def rawbpf_load(obj: Path, pin_root: Path, log_dir: Path, *, extra: Sequence[str
                 if attached is None and (match or "ctrl-c" in line.lower()):
                     attached = time.perf_counter() - t0
                     reported = float(match.group("s")) if match else reported
+                    cpu = process_cpu_s(proc.pid)
         rss = peak_rss_mb(proc.pid)
         threading.Thread(target=_drain, args=(fd, output), daemon=True).start()  # a full pipe would stall it
-        yield Daemon(proc, attached, reported, rss, pin_root, log_dir, output)
+        yield Daemon(proc, attached, reported, rss, pin_root, log_dir, output, cpu)
     finally:
         stop(proc)
 

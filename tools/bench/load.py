@@ -6,12 +6,15 @@ run by run so a busy machine weighs on all of them alike. ``*_s`` is measured fr
 (interpreter start-up included); ``*_self_reported_s`` is what rawbpf prints. rawbpf starts four ways, as
 users run it: from the checkout with cached bytecode (``rawbpf_s``), from the checkout's sources without any
 (``rawbpf_nocache_s``, as with ``PYTHONDONTWRITEBYTECODE=1`` and an editable install), the zipapp
-(``zipapp_s``, ``make zipapp``) and an installed wheel (``wheel_s``).
+(``zipapp_s``, ``make zipapp``) and an installed wheel (``wheel_s``). ``*_cpu_s`` is the user + system CPU
+the process had used when it printed "attached" (bpftool's: until it exits): on a machine shared with other
+work the wall times follow the CPU share each start gets, the CPU times what each start costs.
 """
 
 from __future__ import annotations
 
 import os
+import resource
 import shutil
 import sys
 import time
@@ -41,6 +44,7 @@ class Way:
         self.walls: List[float] = []
         self.reported: List[float] = []
         self.rss: List[float] = []
+        self.cpu: List[float] = []
 
     def start(self, obj: Path, keep: bool = True) -> None:
         with bpffs_dir("load") as pins, scratch("load-log") as logs, \
@@ -49,17 +53,24 @@ class Way:
                 self.walls.append(d.attached_s)
                 self.reported.append(d.reported_s)
                 self.rss.append(d.rss_mb)
+                self.cpu.append(d.cpu_s)
 
     def summary(self) -> Dict[str, float]:
         return {"s": round(median(self.walls), 4), "self_s": round(median(self.reported), 4),
-                "rss_mb": round(max(self.rss), 1)}
+                "rss_mb": round(max(self.rss), 1), "cpu_s": round(median(self.cpu), 3)}
 
 
-def _bpftool(obj: Path) -> float:
+def _bpftool(obj: Path, cpu: Optional[List[float]] = None) -> float:
+    """Wall seconds of one ``bpftool prog loadall``; its user + system CPU seconds go to ``cpu``."""
     with bpffs_dir("bpftool") as pins:
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         t0 = time.perf_counter()
         run(["bpftool", "prog", "loadall", str(obj), str(pins), "pinmaps", str(pins / "maps")], timeout=120)
-        return time.perf_counter() - t0
+        wall = time.perf_counter() - t0
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        if cpu is not None:
+            cpu.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
+        return wall
 
 
 def _nocache(work: Path) -> Way:
@@ -108,7 +119,7 @@ def _try(make: Callable[[Path], Way], work: Path, errors: Dict[str, str], key: s
 
 
 def run_section(ctx: Context) -> Dict[str, Any]:
-    runs = 3 if ctx.quick else 4
+    runs = 3 if ctx.quick else 5
     out: Dict[str, Any] = {}
     errors: Dict[str, str] = {}
     work = ctx.work / "load"
@@ -120,6 +131,7 @@ def run_section(ctx: Context) -> Dict[str, Any]:
         "wheel": _try(_wheel, work, errors, "wheel_s"),
     }
     bpftool: List[float] = []
+    bpftool_cpu: List[float] = []
     for name, way in ways.items():  # the first start of each only fills caches
         if way is not None:
             try:
@@ -129,7 +141,7 @@ def run_section(ctx: Context) -> Dict[str, Any]:
                 ways[name] = None
     for _ in range(runs):
         try:
-            bpftool.append(_bpftool(MONITOR_OBJ))
+            bpftool.append(_bpftool(MONITOR_OBJ, bpftool_cpu))
         except Exception as err:
             errors["bpftool_s"] = f"error: {err}"
         for name, way in ways.items():
@@ -141,6 +153,8 @@ def run_section(ctx: Context) -> Dict[str, Any]:
                 errors[f"{name}_s"] = f"error: {err}"
                 ways[name] = None
     out["bpftool_s"] = round(median(bpftool), 4) if bpftool else errors.get("bpftool_s", "error: not run")
+    if bpftool_cpu:
+        out["bpftool_cpu_s"] = round(median(bpftool_cpu), 3)
     for name, way in ways.items():
         if way is None or not way.walls:
             out[f"{name}_s"] = errors.get(f"{name}_s", "error: not run")
@@ -148,9 +162,12 @@ def run_section(ctx: Context) -> Dict[str, Any]:
         got = way.summary()
         out[f"{name}_s"], out[f"{name}_rss_mb"], out[f"{name}_self_reported_s"] = \
             got["s"], got["rss_mb"], got["self_s"]
+        out[f"{name}_cpu_s"] = got["cpu_s"]
         if isinstance(out["bpftool_s"], float) and out["bpftool_s"] > 0:
             suffix = "" if name == "rawbpf" else "_" + name.replace("rawbpf_", "")
             out[f"ratio{suffix}_vs_bpftool"] = round(got["s"] / out["bpftool_s"], 2)
+            if out.get("bpftool_cpu_s"):
+                out[f"cpu_ratio{suffix}_vs_bpftool"] = round(got["cpu_s"] / out["bpftool_cpu_s"], 2)
     # the small corpus object, same interleaving
     tp5, tp5_bpftool = Way(), []
     try:

@@ -48,8 +48,9 @@ def rows(f: Figures) -> List[str]:
         f"editable) / zipapp / installed wheel | {f('load.rawbpf_s'):.2f} / {f('load.rawbpf_nocache_s'):.2f} / "
         f"{f('load.zipapp_s'):.2f} / {f('load.wheel_s'):.2f} s ({f('load.ratio_vs_bpftool'):.2f} / "
         f"{f('load.ratio_nocache_vs_bpftool'):.2f} / {f('load.ratio_zipapp_vs_bpftool'):.2f} / "
-        f"{f('load.ratio_wheel_vs_bpftool'):.2f}× bpftool), {f('load.rawbpf_rss_mb'):.0f} MB | "
-        f"`bpftool prog loadall` {f('load.bpftool_s'):.2f} s |")
+        f"{f('load.ratio_wheel_vs_bpftool'):.2f}× bpftool), {f('load.rawbpf_rss_mb'):.0f} MB; CPU until attached "
+        f"{f('load.rawbpf_cpu_s'):.2f} s ({f('load.cpu_ratio_vs_bpftool'):.2f}×) | "
+        f"`bpftool prog loadall` {f('load.bpftool_s'):.2f} s, CPU {f('load.bpftool_cpu_s'):.2f} s |")
     add(f"| `rawbpf load` of a 5-tracepoint CO-RE object until attached | {f('load.tracepoints5_rawbpf_s'):.2f} s "
         f"| `bpftool prog loadall` {f('load.tracepoints5_bpftool_s'):.2f} s |")
     add(f"| event to log (p99) | {f('latency.event_to_log_p99_ms'):.0f} ms | |")
