@@ -274,15 +274,21 @@ def _log_counts(log_dir: Path, roots: List[int]) -> Tuple[List[int], int]:
 
 
 def _cpu_s(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """CPU seconds of every thread of ``pid`` so far, from schedstat (nanoseconds: /proc's stat counts in
+    10 ms ticks, coarser than what a daemon spends during one job)."""
+    total = 0
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        with contextlib.suppress(OSError), open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+            total += int(f.read().split()[0])
+    return total / 1e9
 
 
 SETTLE_S = 1.0
-IDLE_S = 2.0
+IDLE_S = 3.0
 #: blocks with the monitor and as many without, alternating; each runs both jobs twice (U T T U or T U U T)
 BLOCKS = 4
+#: past this many seconds of paired runs, the next whole ABBA round is not started
+BUDGET_S = 150.0
 WARMUP = 1
 
 
@@ -311,12 +317,14 @@ def workload(ctx: Context, out: Dict[str, Any]) -> None:
         cpu: Dict[str, List[float]] = {f"{w}_{m}": [] for w in cmds for m in ("off", "on")}
         daemon_cpu: Dict[str, List[float]] = {w: [] for w in cmds}
         records: List[int] = []
-        idle: List[float] = []
+        idle: List[Tuple[float, float]] = []  # the daemon's (CPU, wall) seconds before each block's jobs
+        daemon_wall: Dict[str, List[float]] = {w: [] for w in cmds}
         lost = 0
         for _ in range(WARMUP):  # page cache, compiler, git: discarded
             for cmd in cmds.values():
                 _run_job(cmd, env)
         loads = [os.getloadavg()[0]]
+        started = time.monotonic()
         for i in range(blocks * 2):
             # ABBA twice over: the monitor's half of a pair comes first in every other pair, and the jobs'
             # order inside a block mirrors itself, so drift in the host's load cancels out of the pairs
@@ -328,30 +336,37 @@ def workload(ctx: Context, out: Dict[str, Any]) -> None:
                     secs, cpus, _pid = _run_job(cmds[name], env)
                     wall[f"{name}_off"].append(secs)
                     cpu[f"{name}_off"].append(cpus)
-                continue
-            roots = []
-            with scratch("files-job-log") as logs:
-                with _monitor("files-job", logs) as daemon:
-                    d0, t0 = _cpu_s(daemon.proc.pid), time.perf_counter()
-                    time.sleep(IDLE_S)
-                    idle_rate = (_cpu_s(daemon.proc.pid) - d0) / (time.perf_counter() - t0)
-                    idle.append(idle_rate)
-                    for name in seq:
-                        d0 = _cpu_s(daemon.proc.pid)
-                        secs, cpus, pid = _run_job(cmds[name], env)
-                        d1 = _cpu_s(daemon.proc.pid)
-                        wall[f"{name}_on"].append(secs)
-                        cpu[f"{name}_on"].append(cpus)
-                        # what the job made the daemon do: its CPU meanwhile less its idle rate
-                        daemon_cpu[name].append(max(0.0, d1 - d0 - idle_rate * secs))
-                        if name == t:
-                            roots.append(pid)
-                counts, gone = _log_counts(logs, roots)  # the daemon has stopped: the log is complete
-            records.extend(counts)
-            lost += gone
-            loads.append(os.getloadavg()[0])
+            else:
+                roots = []
+                with scratch("files-job-log") as logs:
+                    with _monitor("files-job", logs) as daemon:
+                        d0, t0 = _cpu_s(daemon.proc.pid), time.perf_counter()
+                        time.sleep(IDLE_S)
+                        idle.append((_cpu_s(daemon.proc.pid) - d0, time.perf_counter() - t0))
+                        for name in seq:
+                            d0 = _cpu_s(daemon.proc.pid)
+                            secs, cpus, pid = _run_job(cmds[name], env)
+                            d1 = _cpu_s(daemon.proc.pid)
+                            wall[f"{name}_on"].append(secs)
+                            cpu[f"{name}_on"].append(cpus)
+                            daemon_cpu[name].append(d1 - d0)
+                            daemon_wall[name].append(secs)
+                            if name == t:
+                                roots.append(pid)
+                    counts, gone = _log_counts(logs, roots)  # the daemon has stopped: the log is complete
+                records.extend(counts)
+                lost += gone
+                loads.append(os.getloadavg()[0])
+            if i % 4 == 3 and time.monotonic() - started > BUDGET_S:
+                break  # a busy host makes every run slow: fewer pairs (a wider interval), not a longer bench
         if min(records) == 0:
             raise RuntimeError("a tracked job left no records: it was not tracked")
+        # what a job made the daemon do: its CPU meanwhile less its idle rate (pooled over the blocks: timers
+        # of a few seconds make one short window a poor sample)
+        idle_rate = sum(c for c, _ in idle) / sum(w for _, w in idle)
+        for name in cmds:
+            daemon_cpu[name] = [max(0.0, d - idle_rate * w)
+                                for d, w in zip(daemon_cpu[name], daemon_wall[name])]
         for name in cmds:
             w = paired.relative(wall[f"{name}_on"], wall[f"{name}_off"])
             # the CPU the machine spent on the job with the monitor: the job's own (BPF included) and what
@@ -370,7 +385,8 @@ def workload(ctx: Context, out: Dict[str, Any]) -> None:
             out[f"workload_{name}_off_cpu_s"] = round(median(cpu[f"{name}_off"]), 3)
             out["workload_ci_confidence"] = w.confidence
             out["workload_runs"] = w.pairs
-        out["workload_monitor_idle_cpu_pct"] = round(median(idle) * 100, 2)
+        out["workload_monitor_idle_cpu_pct"] = round(idle_rate * 100, 2)
+        out["workload_daemon_us_per_record"] = round(sum(daemon_cpu["tracked"]) / sum(records) * 1e6, 1)
         out["workload_lost"] = lost
         out["workload_records"] = round(median(records))
         out["workload_load_avg_1m"] = round(median(loads), 2)
@@ -391,12 +407,16 @@ def bpf_breakdown(env: Dict[str, str], cmds: Dict[str, List[str]], out: Dict[str
     with scratch("files-bpf-log") as logs, _monitor("files-bpf", logs) as daemon, bpf_stats():
         ids = pinned_prog_ids(daemon.pin_dir)
         for name, cmd in cmds.items():
+            # the rest of the host runs the programs too, in bursts: its rate from a window either side
             s0, t0 = prog_stats(ids), time.perf_counter()
-            time.sleep(2.0)
+            time.sleep(1.5)
             s1, t1 = prog_stats(ids), time.perf_counter()
             _wall, job_cpu, _pid = _run_job(cmd, env)
             s2, t2 = prog_stats(ids), time.perf_counter()
-            idle = {p: (s1[p]["run_time_ns"] - s0[p]["run_time_ns"]) / (t1 - t0) for p in ids}
+            time.sleep(1.5)
+            s3, t3 = prog_stats(ids), time.perf_counter()
+            idle = {p: (s1[p]["run_time_ns"] - s0[p]["run_time_ns"] + s3[p]["run_time_ns"]
+                        - s2[p]["run_time_ns"]) / (t1 - t0 + t3 - t2) for p in ids}
             net = {p: s2[p]["run_time_ns"] - s1[p]["run_time_ns"] - idle[p] * (t2 - t1) for p in ids}
             runs = {p: s2[p]["run_cnt"] - s1[p]["run_cnt"] for p in ids}
             out[f"workload_{name}_bpf_pct"] = round(max(0.0, sum(net.values())) / 1e9 / job_cpu * 100, 3)

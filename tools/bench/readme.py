@@ -69,9 +69,20 @@ def rows(f: Figures) -> List[str]:
     add(f"| file/DNS programs per untracked event vs an empty program (openat / write / sendto) | "
         f"{f('files.openat_untracked_vs_floor'):.2f} / {f('files.write_untracked_vs_floor'):.2f} / "
         f"{f('files.sendto_untracked_vs_floor'):.2f}× | |")
-    add(f"| build-and-git workload, monitor's CPU as % of the job: untracked / tracked; records lost | "
-        f"{f('files.workload_untracked_cpu_pct'):.2f} / {f('files.workload_tracked_cpu_pct'):.2f} %; "
-        f"{f('files.workload_lost'):.0f} | |")
+    def pct(key: str) -> str:
+        return (f"{f(f'files.{key}_pct'):+.1f} % [{f(f'files.{key}_ci_lo'):+.1f}, "
+                f"{f(f'files.{key}_ci_hi'):+.1f}]")
+
+    add(f"| build-and-git job with the monitor attached vs none, {f('files.workload_runs'):.0f} interleaved pairs "
+        f"(median, {f('files.workload_ci_confidence') * 100:.0f} % interval; load average "
+        f"{f('files.workload_load_avg_1m'):.0f}): (a) untracked, (b) tracked; wall / CPU (job + daemon) | "
+        f"(a) {pct('workload_untracked_overhead')} / {pct('workload_untracked_cpu_overhead')}; "
+        f"(b) {pct('workload_tracked_overhead')} / {pct('workload_tracked_cpu_overhead')}; "
+        f"{f('files.workload_lost'):.0f} records lost | |")
+    add(f"| the same job's cost by the monitor's own counters (BPF run time + the daemon's work for the job, % of "
+        f"the job's CPU): untracked / tracked ({f('files.workload_records'):.0f} records) | "
+        f"{f('files.workload_untracked_accounted_pct'):.2f} / {f('files.workload_tracked_accounted_pct'):.2f} % "
+        f"(BPF {f('files.workload_untracked_bpf_pct'):.2f} / {f('files.workload_tracked_bpf_pct'):.2f} %) | |")
     add(f"| `rawbpf ship` from a full log ({f('ship.records') / 1e3:.0f} k records), per CPU second of the shipper "
         f"on one core: Forward (gzip) / syslog / RELP | {_k(f('ship.forward_per_core'))} "
         f"({_k(f('ship.forward_gzip_per_core'))}) / {_k(f('ship.syslog_per_core'))} / "
