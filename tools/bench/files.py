@@ -261,8 +261,9 @@ def _run_job(cmd: List[str], env: Dict[str, str]) -> Tuple[float, float, int]:
     return wall, ru.ru_utime + ru.ru_stime, proc.pid
 
 
-def _log_counts(log_dir: Path, roots: List[int]) -> Tuple[List[int], int]:
-    """Records of each tracked job's tree (by its root pid) and the records the monitor reported lost."""
+def _log_counts(log_dir: Path, roots: List[int], kinds: Dict[str, int]) -> Tuple[List[int], int]:
+    """Records of each tracked job's tree (by its root pid; added up by type into ``kinds``) and the records
+    the monitor reported lost."""
     per_root = dict.fromkeys(roots, 0)
     lost = 0
     for rec in log_records(log_dir):
@@ -270,6 +271,7 @@ def _log_counts(log_dir: Path, roots: List[int]) -> Tuple[List[int], int]:
             lost += int(rec.get("count", 0))
         elif rec.get("root_pid") in per_root:
             per_root[rec["root_pid"]] += 1
+            kinds[str(rec.get("type"))] = kinds.get(str(rec.get("type")), 0) + 1
     return [per_root[r] for r in roots], lost
 
 
@@ -317,6 +319,7 @@ def workload(ctx: Context, out: Dict[str, Any]) -> None:
         cpu: Dict[str, List[float]] = {f"{w}_{m}": [] for w in cmds for m in ("off", "on")}
         daemon_cpu: Dict[str, List[float]] = {w: [] for w in cmds}
         records: List[int] = []
+        kinds: Dict[str, int] = {}
         idle: List[Tuple[float, float]] = []  # the daemon's (CPU, wall) seconds before each block's jobs
         daemon_wall: Dict[str, List[float]] = {w: [] for w in cmds}
         lost = 0
@@ -353,7 +356,7 @@ def workload(ctx: Context, out: Dict[str, Any]) -> None:
                             daemon_wall[name].append(secs)
                             if name == t:
                                 roots.append(pid)
-                    counts, gone = _log_counts(logs, roots)  # the daemon has stopped: the log is complete
+                    counts, gone = _log_counts(logs, roots, kinds)  # the daemon has stopped: all is logged
                 records.extend(counts)
                 lost += gone
                 loads.append(os.getloadavg()[0])
@@ -389,6 +392,7 @@ def workload(ctx: Context, out: Dict[str, Any]) -> None:
         out["workload_daemon_us_per_record"] = round(sum(daemon_cpu["tracked"]) / sum(records) * 1e6, 1)
         out["workload_lost"] = lost
         out["workload_records"] = round(median(records))
+        out["workload_records_by_type"] = {k: round(v / len(records)) for k, v in sorted(kinds.items())}
         out["workload_load_avg_1m"] = round(median(loads), 2)
         out["workload_samples"] = {k: [round(x, 3) for x in v] for k, v in (wall | {
             f"{k}_cpu": v for k, v in cpu.items()}).items()}
