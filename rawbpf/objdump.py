@@ -66,10 +66,12 @@ def code_sections(source: Union[str, bytes]) -> List[CodeSection]:
             if not sec["sh_flags"] & _SHF_EXECINSTR or sec["sh_size"] == 0 or sec["sh_type"] == "SHT_NOBITS":
                 continue
             code = CodeSection(sec.name, sec.data())
-            named = sorted((s["st_value"], i, s.name) for i, s in enumerate(symbols)
+            # several symbols at one address: llvm-objdump sorts them by (address, name) and names the
+            # address after the last
+            named = sorted((s["st_value"], s.name) for s in symbols
                            if s["st_shndx"] == index and s.name and s["st_info"]["type"] != "STT_SECTION")
-            for value, _, name in named:
-                code.symbols.setdefault(value // 8, name)
+            for value, name in named:
+                code.symbols[value // 8] = name
             out.append(code)
             by_index[index] = code
         for sec in sections:
