@@ -20,9 +20,11 @@
  * or lost.
  *
  * DNS and TLS: a tracked connect to port 53 or 443 (and a sendto/sendmsg to port 53) puts the socket
- * (tgid, fd, struct file) in `sock_watch`; the send and receive calls of a watched socket send their bytes
- * (DNS: every message; TLS: the first write only, the ClientHello) for user space to parse. Nothing is parsed
- * here.
+ * (tgid, fd, struct file) in `sock_watch`; the send and receive calls of a watched socket (write, writev,
+ * sendto, sendmsg, sendmmsg, read, readv, recvfrom, recvmsg, recvmmsg) send their bytes (DNS: every call;
+ * TLS: the first write only, the ClientHello) for user space to parse, the first iovecs gathered into one
+ * capture. Nothing is parsed here: over TCP a capture is a piece of a stream (a length prefix alone, a
+ * message in several reads, two messages in one writev) that user space reassembles per socket.
  */
 #ifndef CLAUDE_FILES_H
 #define CLAUDE_FILES_H
@@ -35,6 +37,8 @@
 #define WATCH_NAME_LEN 32
 #define PAYLOAD_MAX 2048	/* bytes of a DNS message or TLS ClientHello sent (a power of two) */
 #define MMSG_MAX 4		/* messages of one sendmmsg/recvmmsg looked at */
+#define IOV_GATHER 4		/* iovecs of one writev/readv/sendmsg/recvmsg message gathered (glibc's resolver
+				 * writes two length-prefixed queries in four) */
 
 #define AT_FDCWD -100
 #define AT_REMOVEDIR 0x200
@@ -131,8 +135,8 @@ struct rec_file {
 	__u16 port;		/* the peer's, host order */                                                  \
 	__u32 size;		/* bytes of the message */                                                    \
 	__u8 addr[16];		/* the peer, IPv6 or IPv4-mapped */                                           \
-	__u32 data_len;		/* bytes of data sent (at most PAYLOAD_MAX) */                                \
-	__u32 pad;                                                                                            \
+	__u32 data_len;		/* bytes of data sent (at most PAYLOAD_MAX): the first bytes of `size` */     \
+	__u32 sock_ino;		/* the socket's inode number: one stream, whatever fd names it */              \
 	__u8 data[PAYLOAD_MAX];
 
 struct rec_dns {
@@ -168,7 +172,7 @@ struct sock_watch {
 	__u16 port;
 	__u32 proto;		/* enum sock_proto */
 	__u32 sock_type;
-	__u32 pad;
+	__u32 sock_ino;
 };
 
 struct walk_ctx {
@@ -193,6 +197,7 @@ struct file_scratch {
 
 struct payload_scratch {
 	struct rec_dns rec;
+	__u8 slack[PAYLOAD_MAX];	/* the verifier's bound for a gathered iovec copied at an offset */
 };
 
 #endif /* CLAUDE_FILES_H */
@@ -762,25 +767,26 @@ static __always_inline void watch_connect(struct task_struct *task, __u32 tgid, 
 	v.port = port;
 	v.proto = port == 53 ? SOCK_DNS : SOCK_TLS;
 	v.sock_type = socket_type(f);
+	v.sock_ino = BPF_CORE_READ(f, f_inode, i_ino);
 	bpf_map_update_elem(&sock_watch, &key, &v, BPF_ANY);
 }
 
-/* Send `len` bytes at user address buf of watched socket w as a dns or tls record. */
-static __always_inline void send_payload(struct task_struct *task, __u32 tgid, struct proc_info *p,
-					 struct sock_watch *w, int fd, bool sent, const void *buf, __u64 len,
-					 struct counters *c)
-{
-	__u32 zero = 0, kind = w->proto == SOCK_DNS ? REC_DNS : REC_TLS, n, size;
-	struct payload_scratch *s = bpf_map_lookup_elem(&payload_scratch, &zero);
+struct user_iovec {
+	void *base;
+	__u64 len;
+};
 
-	if (!s)
-		return;
-	c->kind[kind].tracked++;
-	n = len > PAYLOAD_MAX ? PAYLOAD_MAX : len;
-	if (bpf_probe_read_user(s->rec.data, n, buf)) {
-		c->read_errors++;
-		return;
-	}
+/* Send the first `n` of the `len` bytes a call on watched socket w moved, already copied into s->rec.data, as
+ * a dns or tls record. */
+static __always_inline void payload_out(struct task_struct *task, __u32 tgid, struct proc_info *p,
+					struct sock_watch *w, int fd, bool sent, struct payload_scratch *s, __u64 n,
+					__u64 len, struct counters *c)
+{
+	__u32 kind = w->proto == SOCK_DNS ? REC_DNS : REC_TLS, size;
+
+	barrier_var(n);		/* the verifier's bound, which the compiler would prove redundant */
+	if (n > PAYLOAD_MAX)
+		n = PAYLOAD_MAX;
 	fill_header(&s->rec, kind, task, tgid, p);
 	s->rec.proto = w->proto;
 	s->rec.sent = sent;
@@ -791,12 +797,77 @@ static __always_inline void send_payload(struct task_struct *task, __u32 tgid, s
 	s->rec.size = len;
 	__builtin_memcpy(s->rec.addr, w->addr, 16);
 	s->rec.data_len = n;
-	s->rec.pad = 0;
+	s->rec.sock_ino = w->sock_ino;
 	size = __builtin_offsetof(struct rec_dns, data) + n;
 	if (bpf_ringbuf_output(&events, &s->rec, size, wake_flag(size, false)))
 		c->kind[kind].lost++;
 	else
 		c->kind[kind].emitted++;
+}
+
+static __always_inline struct payload_scratch *payload_begin(struct sock_watch *w, struct counters *c)
+{
+	__u32 zero = 0;
+	struct payload_scratch *s = bpf_map_lookup_elem(&payload_scratch, &zero);
+
+	if (s)
+		c->kind[w->proto == SOCK_DNS ? REC_DNS : REC_TLS].tracked++;
+	return s;
+}
+
+/* Send `len` bytes at user address buf of watched socket w as a dns or tls record. */
+static __always_inline void send_payload(struct task_struct *task, __u32 tgid, struct proc_info *p,
+					 struct sock_watch *w, int fd, bool sent, const void *buf, __u64 len,
+					 struct counters *c)
+{
+	struct payload_scratch *s = payload_begin(w, c);
+	__u32 n = len > PAYLOAD_MAX ? PAYLOAD_MAX : len;
+
+	if (!s)
+		return;
+	if (bpf_probe_read_user(s->rec.data, n, buf)) {
+		c->read_errors++;
+		return;
+	}
+	payload_out(task, tgid, p, w, fd, sent, s, n, len, c);
+}
+
+/* Send the `len` bytes a call moved through the iovecs at user address uiov (iovcnt of them): the first
+ * IOV_GATHER iovecs are copied one after the other, so the capture is always the first bytes of the `len`. */
+static __always_inline void send_iovs(struct task_struct *task, __u32 tgid, struct proc_info *p,
+				      struct sock_watch *w, int fd, bool sent, const struct user_iovec *uiov,
+				      __u64 iovcnt, __u64 len, struct counters *c)
+{
+	struct payload_scratch *s = payload_begin(w, c);
+	struct user_iovec iov;
+	__u32 off = 0;
+
+	if (!s)
+		return;
+	for (int i = 0; i < IOV_GATHER; i++) {
+		__u64 n;
+
+		if (i >= iovcnt || off >= len || off >= PAYLOAD_MAX)
+			break;
+		if (bpf_probe_read_user(&iov, sizeof(iov), &uiov[i]))
+			break;
+		n = iov.len;
+		if (n > len - off)
+			n = len - off;
+		if (n > PAYLOAD_MAX - off)
+			n = PAYLOAD_MAX - off;
+		barrier_var(n);
+		if (n > PAYLOAD_MAX)
+			n = PAYLOAD_MAX;
+		if (n && bpf_probe_read_user(&s->rec.data[off & (PAYLOAD_MAX - 1)], n, iov.base))
+			break;
+		off += n;
+	}
+	if (!off) {
+		c->read_errors++;
+		return;
+	}
+	payload_out(task, tgid, p, w, fd, sent, s, off, len, c);
 }
 
 /* A sendto/sendmsg to port 53 of a socket not watched yet: watch it (sockaddr at user address sa). */
@@ -834,6 +905,7 @@ static __always_inline struct sock_watch *watch_sendto(struct task_struct *task,
 	v.port = port;
 	v.proto = SOCK_DNS;
 	v.sock_type = socket_type(f);
+	v.sock_ino = BPF_CORE_READ(f, f_inode, i_ino);
 	bpf_map_update_elem(&sock_watch, &key, &v, BPF_ANY);
 	return bpf_map_lookup_elem(&sock_watch, &key);
 }
@@ -846,13 +918,10 @@ struct user_msghdr_head {
 	__u64 iovlen;
 };
 
-struct user_iovec {
-	void *base;
-	__u64 len;
-};
-
+/* The sending calls first: `sent` is sc <= NET_SENDMMSG. */
 enum net_sc {
-	NET_WRITE, NET_SENDTO, NET_SENDMSG, NET_SENDMMSG, NET_RECVFROM, NET_RECVMSG, NET_RECVMMSG,
+	NET_WRITE, NET_WRITEV, NET_SENDTO, NET_SENDMSG, NET_SENDMMSG,
+	NET_READ, NET_READV, NET_RECVFROM, NET_RECVMSG, NET_RECVMMSG,
 };
 
 /* A tracked process's send or receive call returned; only watched sockets cost more than a hash lookup. */
@@ -863,7 +932,6 @@ static __always_inline void net_event(struct syscall_exit_args *ctx, __u32 tgid,
 	bool sent = sc <= NET_SENDMMSG;
 	struct sock_watch_key key = { .tgid = tgid, .fd = regs->di };
 	struct user_msghdr_head mh = {};
-	struct user_iovec iov = {};
 	struct sock_watch *w;
 	struct proc_info *p;
 	struct counters *c;
@@ -894,17 +962,20 @@ static __always_inline void net_event(struct syscall_exit_args *ctx, __u32 tgid,
 		return;
 	switch (sc) {
 	case NET_WRITE:
+	case NET_READ:
 	case NET_SENDTO:
 	case NET_RECVFROM:
 		send_payload(task, tgid, p, w, key.fd, sent, (const void *)regs->si, ret, c);
+		break;
+	case NET_WRITEV:
+	case NET_READV:
+		send_iovs(task, tgid, p, w, key.fd, sent, (const struct user_iovec *)regs->si, regs->dx, ret, c);
 		break;
 	case NET_SENDMSG:
 	case NET_RECVMSG:
 		if (!mh.iov && bpf_probe_read_user(&mh, sizeof(mh), (const void *)regs->si))
 			return;
-		if (!mh.iovlen || bpf_probe_read_user(&iov, sizeof(iov), mh.iov))
-			return;
-		send_payload(task, tgid, p, w, key.fd, sent, iov.base, ret < iov.len ? ret : iov.len, c);
+		send_iovs(task, tgid, p, w, key.fd, sent, mh.iov, mh.iovlen, ret, c);
 		break;
 	case NET_SENDMMSG:
 	case NET_RECVMMSG:
@@ -916,10 +987,9 @@ static __always_inline void net_event(struct syscall_exit_args *ctx, __u32 tgid,
 			if (i >= ret)
 				break;
 			if (bpf_probe_read_user(&mh, sizeof(mh), m) ||
-			    bpf_probe_read_user(&mlen, sizeof(mlen), m + 56) ||
-			    !mh.iovlen || bpf_probe_read_user(&iov, sizeof(iov), mh.iov))
+			    bpf_probe_read_user(&mlen, sizeof(mlen), m + 56))
 				break;
-			send_payload(task, tgid, p, w, key.fd, sent, iov.base, mlen < iov.len ? mlen : iov.len, c);
+			send_iovs(task, tgid, p, w, key.fd, sent, mh.iov, mh.iovlen, mlen, c);
 		}
 		break;
 	}
@@ -939,9 +1009,12 @@ static __always_inline void net_event(struct syscall_exit_args *ctx, __u32 tgid,
 	}
 
 NET_PROG(write, NET_WRITE)
+NET_PROG(writev, NET_WRITEV)
 NET_PROG(sendto, NET_SENDTO)
 NET_PROG(sendmsg, NET_SENDMSG)
 NET_PROG(sendmmsg, NET_SENDMMSG)
+NET_PROG(read, NET_READ)
+NET_PROG(readv, NET_READV)
 NET_PROG(recvfrom, NET_RECVFROM)
 NET_PROG(recvmsg, NET_RECVMSG)
 NET_PROG(recvmmsg, NET_RECVMMSG)
