@@ -32,7 +32,7 @@ import select
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 from rawbpf.consts import MapType
 from rawbpf.errors import ConfigError, RawBPFError
@@ -62,7 +62,8 @@ __all__ = ["Daemon", "DaemonOptions", "DropCounter", "RingPipeline", "consumer",
            "keep_stale_drops", "stale_drop_totals"]
 
 Record = Dict[str, Any]
-Transform = Callable[[Record], Optional[Record]]
+# A transform may drop a record (None), replace it, or turn it into several (a list, in order)
+Transform = Callable[[Record], Union[Record, List[Record], None]]
 RunTransform = Callable[[Any, List["Run"], int], List[Record]]
 
 _COUNT = operator.itemgetter(2)  # a run's record count
@@ -331,7 +332,7 @@ class RingPipeline:
         try:
             if self.run_transform is not None:
                 out = self.run_transform(buf, runs, now)
-                self.dropped_by_transform += n - len(out)
+                self.dropped_by_transform += max(0, n - len(out))  # (a record may also become several)
                 w.write_numbered(out)
             elif self.transform is None:
                 seq = w.reserve(n, len(buf))
@@ -342,9 +343,12 @@ class RingPipeline:
                 for r in recs:
                     del r["seq"]
                     t = self.transform(r)
-                    if t is not None:
+                    if t is None:
+                        self.dropped_by_transform += 1
+                    elif isinstance(t, list):
+                        out.extend(t)
+                    else:
                         out.append(t)
-                self.dropped_by_transform += len(recs) - len(out)
                 w.write_many(out)
         except RawBPFError:
             raise

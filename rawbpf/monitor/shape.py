@@ -22,7 +22,7 @@ import ipaddress
 import os.path
 import socket
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Union
 
 from rawbpf.monitor.redact import redact_argv
 from rawbpf.monitor.shape_files import FileShaping
@@ -184,6 +184,16 @@ def format_addr(family: int, addr: bytes, path: bytes = b"", path_len: int = 0) 
 
 _ORIGINS = {1: "claude", 2: "tool", 3: "hook", 4: "mcp"}
 
+# What one kernel record becomes: nothing, one log record, or several (a TCP capture holding two DNS
+# messages; an exit ending a stream with a message half received)
+Shaped = Union[Dict[str, Any], List[Dict[str, Any]], None]
+
+
+def _one_or_many(records: List[Dict[str, Any]]) -> Shaped:
+    if not records:
+        return None
+    return records[0] if len(records) == 1 else records
+
 
 class Shaper:
     """Callable turning a decoded kernel record into a log record (``seq`` is added by the log writer)."""
@@ -234,7 +244,7 @@ class Shaper:
             name = self.catalog.matches.get(int(value), str(value))
         return None if name == "inherited" else name
 
-    def __call__(self, rec: Dict[str, Any]) -> Optional[Dict[str, Any]]:
+    def __call__(self, rec: Dict[str, Any]) -> Shaped:
         kind = self.catalog.kind_of(rec.get("type", 0))
         if kind not in self._kinds:
             return rec  # not a monitor record (e.g. the decoder's "raw" for bytes it could not decode): as is
@@ -271,6 +281,9 @@ class Shaper:
             out.update(exit_code=int(rec.get("exit_code", 0)), signal=int(rec.get("signal", 0)),
                        core_dumped=bool(rec.get("core_dumped", 0)),
                        duration_ns=int(rec.get("duration_ns", 0)))
+            ended = self.files.end_process(out["pid"])  # messages its TCP streams left unfinished
+            if ended:
+                return [*ended, out]
         elif kind == "connect":
             fam = int(rec.get("family", 0))
             endpoint = text(rec.get("endpoint", ""))
@@ -296,7 +309,9 @@ class Shaper:
                        port=int(rec.get("port", 0)), sent=bool(rec.get("sent", 0)),
                        size=int(rec.get("size", 0)))
             data = raw(rec.get("data", b""))[:n]
-            return self.files.dns(rec, out, data) if kind == "dns" else self.files.tls(rec, out, data)
+            if kind == "tls":
+                return self.files.tls(rec, out, data)
+            return _one_or_many(self.files.dns(rec, out, data))
         elif kind == "rename":
             out.update(old_comm=text(rec.get("old_comm", "")), new_comm=text(rec.get("new_comm", "")),
                        match=self._match(rec.get("match", 0)), thread=bool(flags & 4))

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from rawbpf.monitor.dns import DnsError, parse_dns
+from rawbpf.monitor.dnsstream import TcpDnsStreams
 from rawbpf.monitor.files import (
     FF_CUT1,
     FF_CUT2,
@@ -71,6 +72,9 @@ class FileShaping:
     last_write: Dict[FileKey, Dict[str, Any]] = field(default_factory=dict)
     conn_hosts: Dict[int, Optional[str]] = field(default_factory=dict)  # conn_id → host, until its result
     max_last_write: int = 16384
+    # DNS over TCP: messages reassembled per (pid, fd, socket inode, sent); the socket each (pid, fd) names
+    tcp: TcpDnsStreams = field(default_factory=TcpDnsStreams)
+    tcp_socks: Dict[Tuple[int, int], int] = field(default_factory=dict)
 
     def _home(self, uid: int) -> str:
         return home_of(uid, self.home)
@@ -135,20 +139,52 @@ class FileShaping:
 
     # -- dns and tls
 
-    def dns(self, rec: Dict[str, Any], out: Dict[str, Any], data: bytes) -> Optional[Dict[str, Any]]:
-        stream = int(rec.get("sock_type", 0)) == SOCK_STREAM
+    def dns(self, rec: Dict[str, Any], out: Dict[str, Any], data: bytes) -> List[Dict[str, Any]]:
+        """The dns records of one capture: a datagram is one message; a TCP capture is a piece of a stream,
+        which yields the messages it completes (none, one, or several). ``out["size"]`` is the bytes the
+        call moved; a record's ``size`` is its message's, and ``truncated`` marks a message not all
+        captured (its answers are those that fit)."""
+        if int(rec.get("sock_type", 0)) != SOCK_STREAM:
+            shaped = self._dns_message(out, data, out.get("size", len(data)), "udp")
+            return [shaped] if shaped is not None else []
+        pid, fd, ino = out["pid"], int(rec.get("fd", -1)), int(rec.get("sock_ino", 0))
+        records: List[Dict[str, Any]] = []
+        if self.tcp_socks.get((pid, fd), ino) != ino:  # the fd was closed and names another socket now
+            old = self.tcp_socks[(pid, fd)]
+            for sent in (False, True):
+                records += self._tcp_records(self.tcp.close((pid, fd, old, sent)))
+        self.tcp_socks[(pid, fd)] = ino
+        if len(self.tcp_socks) > self.max_last_write:
+            self.tcp_socks.pop(next(iter(self.tcp_socks)))
+        pieces = self.tcp.feed((pid, fd, ino, bool(out.get("sent"))), data, out.get("size", len(data)), out)
+        return records + self._tcp_records(pieces)
+
+    def end_process(self, pid: int) -> List[Dict[str, Any]]:
+        """A process exited: its TCP streams end; a message it had only partly sent or received is
+        recorded as truncated."""
+        for key in [k for k in self.tcp_socks if k[0] == pid]:
+            del self.tcp_socks[key]
+        return self._tcp_records(self.tcp.close_where(lambda k: isinstance(k, tuple) and k[0] == pid))
+
+    def _tcp_records(self, pieces: List[Any]) -> List[Dict[str, Any]]:
+        out = []
+        for m in pieces:
+            shaped = self._dns_message(dict(m.tag), m.data, m.length, "tcp", cut=m.cut)
+            if shaped is not None:
+                out.append(shaped)
+        return out
+
+    def _dns_message(self, out: Dict[str, Any], data: bytes, size: int, proto: str, *,
+                     cut: Optional[bool] = None) -> Optional[Dict[str, Any]]:
         try:
-            msg = parse_dns(data, stream=stream)
+            msg = parse_dns(data)
         except DnsError:
-            if not stream:
-                return None
-            try:  # a stream read that got the message after its length prefix was read alone
-                msg = parse_dns(data)
-            except DnsError:
-                return None
+            return None
         out.update(qname=msg.qname, qtype=msg.qtype, rcode=msg.rcode,
                    answers=[a.as_dict() for a in msg.answers], response=msg.response, id=msg.id,
-                   proto="tcp" if stream else "udp")
+                   proto=proto, size=size)
+        if cut if cut is not None else len(data) < size:
+            out["truncated"] = True
         if msg.response:
             for a in msg.addresses():
                 self.hosts.learn(out["root_pid"], a, msg.qname)

@@ -155,7 +155,9 @@ _KIND_SRC = {
 class RunShaper:
     """Callable ``(buf, runs, now) -> [record]``: the log records of one drain of the monitor's ring, each a
     dict starting with ``seq`` (0 here; the writer numbers them), as ``shaper`` would make them from what
-    ``decoder`` decodes. Records ``shaper`` drops are left out.
+    ``decoder`` decodes. Records ``shaper`` drops are left out, and a record it turns into several (a TCP
+    capture of two DNS messages) gives them all; an exit of a process with a DNS-over-TCP message half
+    received is preceded by that message's record, as ``shaper`` gives it.
 
     Each fast kind gets a function generated at start-up (like the generic decoder's), with the record's
     members unpacked into locals and the log record built in one dict display; lookups that depend on one
@@ -170,6 +172,7 @@ class RunShaper:
         self._disc = struct.Struct("=I")
         self._ts_at = -1
         cat = shaper.catalog
+        self._exit = next((v for v, k in cat.kinds.items() if k == "exit"), None)
         for value, dec in (getattr(decoder, "kinds", None) or {}).items():
             kind = cat.kinds.get(value)
             if kind not in _KIND_SRC or dec.kind != kind:
@@ -220,20 +223,23 @@ class RunShaper:
         append = out.append
         fast = self._fast
         disc = self._disc.unpack_from
+        exit_kind, held = self._exit, self.shaper.files.tcp.held
         tsoff: Optional[int] = None
         for off, length, count, stride in runs:
             p = off + HDR_SIZE
             for _ in range(count):
-                entry = fast.get(disc(buf, p)[0]) if length >= 4 else None
+                kind = disc(buf, p)[0] if length >= 4 else None
+                entry = fast.get(kind) if kind is not None else None
                 if entry is not None and length >= entry[1]:
                     if tsoff is None:
                         tsoff = self._tsoff(buf, p)
-                    append(entry[0](buf, p, length, tsoff))
+                    rec = entry[0](buf, p, length, tsoff)
+                    if kind == exit_kind and held:  # streams of this process end with it
+                        out.extend({"seq": 0, **r} for r in self.shaper.files.end_process(rec["pid"]))
+                    append(rec)
                 else:
-                    rec = self._generic(buf, (p - HDR_SIZE, length, 1, stride), now)
+                    out.extend(self._generic(buf, (p - HDR_SIZE, length, 1, stride), now))
                     tsoff = None  # the generic path may have settled the clock
-                    if rec is not None:
-                        append(rec)
                 p += stride
         return out
 
@@ -243,14 +249,17 @@ class RunShaper:
             tb.settle(struct.unpack_from("=Q", buf, p + self._ts_at)[0])
         return int(tb.offset) + self.shaper.boot_offset_ns
 
-    def _generic(self, buf: Any, run: Run, now: int) -> Optional[Record]:
+    def _generic(self, buf: Any, run: Run, now: int) -> List[Record]:
         rec = self.decoder.decode_runs(buf, [run], 0, now)[0]
         del rec["seq"]
         shaped = self.shaper(rec)
         if shaped is None:
-            return None
-        out: Record = {"seq": 0, "ts": now}
-        out.update(shaped)
+            return []
+        out = []
+        for one in shaped if isinstance(shaped, list) else [shaped]:
+            r: Record = {"seq": 0, "ts": now}
+            r.update(one)
+            out.append(r)
         return out
 
 

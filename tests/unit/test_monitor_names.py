@@ -218,8 +218,8 @@ def test_shaping_learns_hosts_and_names_connects() -> None:
     fs = FileShaping(host_rules=(HostRule("api.test", "api"),))
     raw = _response("api.test", 1, [_rr(b"\xc0\x0c", 1, bytes([192, 0, 2, 9]))])
     rec, out = _dns_rec(raw)
-    shaped = fs.dns(rec, out, raw)
-    assert shaped is not None and shaped["rcode"] == "NOERROR"
+    [shaped] = fs.dns(rec, out, raw)
+    assert shaped["rcode"] == "NOERROR" and shaped["proto"] == "udp" and "truncated" not in shaped
     assert shaped["answers"][0]["data"] == "192.0.2.9"
     conn: Dict[str, Any] = {"type": "connect", "root_pid": 5, "family": "inet", "addr": "192.0.2.9",
                             "port": 443, "endpoint": None}
@@ -228,7 +228,7 @@ def test_shaping_learns_hosts_and_names_connects() -> None:
     other = dict(conn, root_pid=6, endpoint=None, host=None)
     fs.name_connect(other)
     assert other["host"] is None and other["endpoint"] is None
-    assert fs.dns(*_dns_rec(b"garbage"), b"garbage") is None
+    assert fs.dns(*_dns_rec(b"garbage"), b"garbage") == []
 
 
 def _file_rec(op: int, data: bytes, lens: List[int], fflags: int, **kw: Any) -> Dict[str, Any]:
