@@ -16,7 +16,7 @@ APT_RUN_PKGS   := python3-venv
 APT_BUILD_PKGS := clang llvm bpftool libbpf-dev gcc make
 # real servers and tools the tests start: the Claude CLI (npm, on nodejs), a browser, syslog, DNS, namespaces
 APT_TEST_PKGS  := $(APT_RUN_PKGS) $(APT_BUILD_PKGS) util-linux iproute2 strace nodejs chromium rsyslog \
-                  rsyslog-relp rsyslog-openssl openssl dnsmasq
+                  rsyslog-relp rsyslog-openssl openssl dnsmasq bind9-dnsutils
 APT_BENCH_PKGS := $(APT_RUN_PKGS) $(APT_BUILD_PKGS) golang-go golang-github-cilium-ebpf-dev chromium
 NPM_TEST_PKGS  := @anthropic-ai/claude-code
 APT_GET        := DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 -qq

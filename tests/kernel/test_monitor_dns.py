@@ -7,80 +7,34 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import signal
 import socket
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 from typing import Any, Dict, Iterator, List
 
 import pytest
+from dns_support import dnsmasq_netns, need
 from monitor_support import ROOT, monitor
 from patience import patience
 
 WORK = ROOT / "tests" / "workload" / "net_work.py"
 
 
-def _need(tool: str) -> str:
-    path = shutil.which(tool) or (f"/usr/sbin/{tool}" if os.path.exists(f"/usr/sbin/{tool}") else None)
-    if path is None:
-        if os.environ.get("RAWBPF_REQUIRE_KERNEL") == "1":
-            pytest.fail(f"{tool} is not installed (make deps installs it)")
-        pytest.skip(f"{tool} is not installed")
-    return path
-
-
 @pytest.fixture(scope="module")
 def netns(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dict[str, Any]]:
     """A network namespace with lo up, its own resolv.conf, and dnsmasq answering the test zone."""
-    ip, dnsmasq, openssl = _need("ip"), _need("dnsmasq"), _need("openssl")
+    ip, openssl = need("ip"), need("openssl")
     tmp = tmp_path_factory.mktemp("dns")
-    name = f"rawbpf-dns-{uuid.uuid4().hex[:8]}"
-    etc = Path("/etc/netns") / name
-    subprocess.run([ip, "netns", "add", name], check=True)
-    proc = None
-    try:
-        etc.mkdir(parents=True)
-        (etc / "resolv.conf").write_text("nameserver 127.0.0.1\noptions attempts:1 timeout:2\n")
-        subprocess.run([ip, "-n", name, "link", "set", "lo", "up"], check=True)
-        conf = tmp / "dnsmasq.conf"
-        conf.write_text("\n".join([
-            "no-resolv", "no-hosts", "no-poll", "bind-interfaces", "listen-address=127.0.0.1",
-            "local=/test/",  # unknown names under test. are NXDOMAIN, never forwarded
-            "host-record=api.test,127.0.0.2,::1", "cname=alias.test,api.test",
-            "host-record=udp.test,127.0.0.5", "host-record=tcp.test,127.0.0.6", "",
-        ]))
-        proc = subprocess.Popen([ip, "netns", "exec", name, dnsmasq, "--keep-in-foreground",
-                                 f"--conf-file={conf}", f"--pid-file={tmp / 'dnsmasq.pid'}", "--user=root"],
-                                stderr=subprocess.PIPE)
-        deadline = time.monotonic() + patience(10)
-        while True:  # ready when it answers
-            r = subprocess.run([ip, "netns", "exec", name, sys.executable, "-c",
-                                "import socket; socket.getaddrinfo('api.test', 1, socket.AF_INET)"],
-                               capture_output=True)
-            if r.returncode == 0:
-                break
-            if proc.poll() is not None or time.monotonic() > deadline:
-                err = proc.stderr.read().decode() if proc.stderr else ""
-                raise RuntimeError(f"dnsmasq did not come up: {err or r.stderr.decode()}")
-            time.sleep(0.1)
+    records = ["host-record=ready.test,127.0.0.9", "host-record=api.test,127.0.0.2,::1",
+               "cname=alias.test,api.test", "host-record=udp.test,127.0.0.5",
+               "host-record=tcp.test,127.0.0.6"]
+    with dnsmasq_netns(tmp, records) as name:
         subprocess.run([openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
                         "-nodes", "-subj", "/CN=direct.test", "-days", "1", "-keyout", str(tmp / "key.pem"),
                         "-out", str(tmp / "cert.pem")], check=True, capture_output=True)
         yield {"name": name, "ip": ip, "tmp": tmp}
-    finally:
-        if proc is not None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(patience(10))
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        subprocess.run([ip, "netns", "delete", name], check=False)
-        shutil.rmtree(etc, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
