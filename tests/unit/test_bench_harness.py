@@ -24,6 +24,7 @@ REQUIRED = {
     "report": {"report_100k_s", "page_open_s"},
     "ship": {"forward_per_core", "forward_rss_mb", "syslog_per_core", "syslog_rss_mb", "relp_per_core"},
     "files": {"openat_untracked_vs_floor", "write_untracked_vs_floor", "sendto_untracked_vs_floor",
+              "read_untracked_vs_floor", "writev_untracked_vs_floor", "read_tracked_ns",
               "file_event_tracked_ns", "dns_packet_tracked_ns", "workload_untracked_overhead_pct",
               "workload_tracked_overhead_pct", "workload_lost"},
     "watch_cost": {"idle_cpu_pct", "rss_mb_after_1m"},

@@ -1,11 +1,13 @@
 """Kernel cost of the monitor's file, DNS and TLS programs, and whole-workload overhead; kernel.
 
-BPF run time per event (BPF stats) of the programs on sys_exit_openat, sys_exit_write and sys_exit_sendto
-for an untracked process, beside an empty program on the same tracepoint in the same run (the floor: what
-BPF stats and the call cost for doing nothing); ``*_vs_floor`` is the ratio (the goal is at most 1.3x).
+BPF run time per event (BPF stats) of the programs on sys_exit_openat, sys_exit_write, sys_exit_sendto,
+sys_exit_read and sys_exit_writev for an untracked process, beside an empty program on the same tracepoint
+in the same run (the floor: what BPF stats and the call cost for doing nothing); ``*_vs_floor`` is the
+ratio (the goal is at most 1.3x).
 Tracked costs: per file event (a tracked process creates distinct files: a path walk and a record each),
-per folded repeat (one file reopened for appending), and per DNS packet (a tracked process sends queries to
-port 53: the socket is watched, the message copied into a record).
+per folded repeat (one file reopened for appending), per DNS packet (a tracked process sends queries to
+port 53: the socket is watched, the message copied into a record), and per read of a tracked process from
+a file that is not a watched socket (``read_tracked_ns``: what every read of a tracked process pays).
 
 workload_*: a fixed file-heavy job (unpack a generated 60-file C project into a fresh directory, build it with
 make -j1 and cc -O2, run it, git init/add/commit, edit, status, diff, rebuild, commit, log, gc, remove it) run
@@ -54,7 +56,7 @@ from tools.bench.common import (
 )
 from tools.bench.logs import records as log_records
 
-TRACEPOINTS = ("sys_exit_openat", "sys_exit_write", "sys_exit_sendto")
+TRACEPOINTS = ("sys_exit_openat", "sys_exit_write", "sys_exit_sendto", "sys_exit_read", "sys_exit_writev")
 # Only the bench's own processes are tracked: other Claude processes on the host (tests, sessions) would add
 # their tracked runs to the per-event averages of the untracked loops and to the monitor's CPU.
 TRACK_NAME = "claude-bench"
@@ -131,7 +133,8 @@ def kernel_costs(ctx: Context, out: Dict[str, Any]) -> None:
         if "files_exit_openat" not in ids:
             raise Unavailable("the monitor object has no file programs")
         for mode, tp in (("openat", "sys_exit_openat"), ("write", "sys_exit_write"),
-                         ("sendto", "sys_exit_sendto")):
+                         ("sendto", "sys_exit_sendto"), ("read", "sys_exit_read"),
+                         ("writev", "sys_exit_writev")):
             d = _measure(ids, floors, [loop, mode, n])
             prog = "files_exit_" + tp[len("sys_exit_"):]
             mine, floor = _avg(d, prog), _avg(d, f"floor:{tp}")
@@ -146,6 +149,8 @@ def kernel_costs(ctx: Context, out: Dict[str, Any]) -> None:
         d = _measure(ids, floors, [tracked, "dns", str(nt)])
         out["dns_packet_tracked_ns"] = _tracked_per_event(d, "files_exit_sendto", nt,
                                                           out["sendto_untracked_ns"])
+        d = _measure(ids, floors, [tracked, "read", str(nt)])
+        out["read_tracked_ns"] = _tracked_per_event(d, "files_exit_read", nt, out["read_untracked_ns"])
 
 
 # The job's project: a small C program of PROJECT_FILES translation units sharing a header, built with cc

@@ -2,6 +2,8 @@
  * ...} (wall time, and the process's own CPU time, which other load on the host does not inflate).
  *   openat  open("/etc/hostname", O_RDONLY) and close it (a read: recorded only when watched)
  *   write   write one byte to /dev/null
+ *   writev  writev two one-byte iovecs to /dev/null
+ *   read    read one byte from /dev/zero
  *   sendto  send one datagram to 127.0.0.1:9 from an unconnected socket
  *   create  create, write and close DIR/fNNNNN (N distinct files: one file record each)
  *   rewrite open DIR/log for appending, write, close (one file: folded into a count)
@@ -14,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -38,7 +41,9 @@ int main(int argc, char **argv)
 					       4, 't', 'e', 's', 't', 0, 0, 1, 0, 1 };
 	struct sockaddr_in sa = { .sin_family = AF_INET };
 	char path[4096];
-	int fd = -1, out = open("/dev/null", O_WRONLY);
+	int fd = -1, out = open("/dev/null", O_WRONLY), zero = open("/dev/zero", O_RDONLY);
+	struct iovec iov[2] = { { .iov_base = "x", .iov_len = 1 }, { .iov_base = "y", .iov_len = 1 } };
+	char byte;
 	long long t0, c0;
 
 	inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
@@ -55,6 +60,12 @@ int main(int argc, char **argv)
 				close(f);
 		} else if (!strcmp(mode, "write")) {
 			if (write(out, "x", 1) != 1)
+				return 1;
+		} else if (!strcmp(mode, "writev")) {
+			if (writev(out, iov, 2) != 2)
+				return 1;
+		} else if (!strcmp(mode, "read")) {
+			if (read(zero, &byte, 1) != 1)
 				return 1;
 		} else if (!strcmp(mode, "sendto") || !strcmp(mode, "dns")) {
 			sendto(fd, query, sizeof(query), 0, (struct sockaddr *)&sa, sizeof(sa));
