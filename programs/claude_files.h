@@ -22,8 +22,8 @@
  * DNS and TLS: a tracked connect to port 53 or 443 (and a sendto/sendmsg to port 53) puts the socket
  * (tgid, fd, struct file) in `sock_watch`; the send and receive calls of a watched socket (write, writev,
  * sendto, sendmsg, sendmmsg, read, readv, recvfrom, recvmsg, recvmmsg) send their bytes (DNS: every call;
- * TLS: the first write only, the ClientHello) for user space to parse, the first iovecs gathered into one
- * capture. Nothing is parsed here: over TCP a capture is a piece of a stream (a length prefix alone, a
+ * TLS: the first write only, the ClientHello) for user space to parse, the first iovecs of writev, readv,
+ * sendmsg and recvmsg gathered into one capture (of sendmmsg and recvmmsg, each datagram's first). Nothing is parsed here: over TCP a capture is a piece of a stream (a length prefix alone, a
  * message in several reads, two messages in one writev) that user space reassembles per socket.
  */
 #ifndef CLAUDE_FILES_H
@@ -37,7 +37,7 @@
 #define WATCH_NAME_LEN 32
 #define PAYLOAD_MAX 2048	/* bytes of a DNS message or TLS ClientHello sent (a power of two) */
 #define MMSG_MAX 4		/* messages of one sendmmsg/recvmmsg looked at */
-#define IOV_GATHER 4		/* iovecs of one writev/readv/sendmsg/recvmsg message gathered (glibc's resolver
+#define IOV_GATHER 4		/* iovecs of one writev/readv/sendmsg/recvmsg call gathered (glibc's resolver
 				 * writes two length-prefixed queries in four) */
 
 #define AT_FDCWD -100
@@ -986,10 +986,15 @@ static __always_inline void net_event(struct syscall_exit_args *ctx, __u32 tgid,
 
 			if (i >= ret)
 				break;
+			struct user_iovec iov;
+
+			/* datagrams, one iovec each (glibc's A and AAAA): the first iovec only, which keeps the
+			 * verifier's work for the four messages small */
 			if (bpf_probe_read_user(&mh, sizeof(mh), m) ||
-			    bpf_probe_read_user(&mlen, sizeof(mlen), m + 56))
+			    bpf_probe_read_user(&mlen, sizeof(mlen), m + 56) ||
+			    !mh.iovlen || bpf_probe_read_user(&iov, sizeof(iov), mh.iov))
 				break;
-			send_iovs(task, tgid, p, w, key.fd, sent, mh.iov, mh.iovlen, mlen, c);
+			send_payload(task, tgid, p, w, key.fd, sent, iov.base, mlen < iov.len ? mlen : iov.len, c);
 		}
 		break;
 	}

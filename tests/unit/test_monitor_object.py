@@ -16,7 +16,8 @@ FILE_SYSCALLS = ["open", "openat", "openat2", "creat", "unlink", "unlinkat", "rm
                  "renameat2", "mkdir", "mkdirat", "chmod", "fchmod", "fchmodat", "fchmodat2", "chown",
                  "lchown", "fchown", "fchownat", "link", "linkat", "symlink", "symlinkat", "truncate",
                  "ftruncate"]
-NET_SYSCALLS = ["write", "sendto", "sendmsg", "sendmmsg", "recvfrom", "recvmsg", "recvmmsg"]
+NET_SYSCALLS = ["write", "writev", "sendto", "sendmsg", "sendmmsg", "read", "readv", "recvfrom", "recvmsg",
+                "recvmmsg"]
 HEADER = ["type", "flags", "ts", "pid", "tid", "ppid", "uid", "root_pid", "depth", "comm", "start",
           "parent_start", "root_start", "cgroup_id", "euid", "auid", "tty", "hpad", "attr"]
 
