@@ -235,7 +235,7 @@ class RunShaper:
                         tsoff = self._tsoff(buf, p)
                     rec = entry[0](buf, p, length, tsoff)
                     if kind == exit_kind and held:  # streams of this process end with it
-                        out.extend({"seq": 0, **r} for r in self.shaper.files.end_process(rec["pid"]))
+                        out.extend(_stamped(self.shaper.files.end_process(rec["pid"]), now))
                     append(rec)
                 else:
                     out.extend(self._generic(buf, (p - HDR_SIZE, length, 1, stride), now))
@@ -255,12 +255,17 @@ class RunShaper:
         shaped = self.shaper(rec)
         if shaped is None:
             return []
-        out = []
-        for one in shaped if isinstance(shaped, list) else [shaped]:
-            r: Record = {"seq": 0, "ts": now}
-            r.update(one)
-            out.append(r)
-        return out
+        return _stamped(shaped if isinstance(shaped, list) else [shaped], now)
+
+
+def _stamped(records: List[Record], now: int) -> List[Record]:
+    """Records of the generic path as the writer takes them: ``seq`` first, then ``ts`` (the record's)."""
+    out = []
+    for one in records:
+        r: Record = {"seq": 0, "ts": now}
+        r.update(one)
+        out.append(r)
+    return out
 
 
 def _enum_of(btf: Any, struct_id: int, path: str) -> Dict[int, str]:

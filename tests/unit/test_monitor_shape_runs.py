@@ -144,9 +144,9 @@ def generic(shaper: Shaper, dec: Any, buf: bytes, runs: List[Tuple[int, int, int
     for rec in dec.decode_runs(buf, runs, 0, NOW):
         del rec["seq"]
         shaped = shaper(rec)
-        if shaped is not None:
-            stamped = {"seq": 0, "ts": shaped.get("ts") or NOW}
-            stamped.update(shaped)
+        for one in shaped if isinstance(shaped, list) else [shaped] if shaped is not None else []:
+            stamped = {"seq": 0, "ts": one.get("ts") or NOW}
+            stamped.update(one)
             out.append(list(stamped.items()))
     return out
 
@@ -198,3 +198,42 @@ def test_secrets_are_redacted_on_the_compiled_path() -> None:
     shaper, dec = paths()
     (rec,) = RunShaper(shaper, dec)(buf, runs, NOW)
     assert rec["argv"] == ["curl", "--token", "[REDACTED]", "-H", "x-api-key: [REDACTED]", "TOKEN=[REDACTED]"]
+
+
+def _dns_capture(data: bytes, sent: int) -> bytes:
+    """A dns record of a TCP socket: fd 3, socket inode 9, of process 10."""
+    size = _size("dns") - 2048 + len(data)
+    buf = bytearray(_size("dns"))
+    for name, value in (("type", KIND["dns"]), ("pid", 10), ("tid", 10), ("root_pid", 10), ("proto", 1),
+                        ("sent", sent), ("fd", 3), ("sock_type", 1), ("family", 2), ("port", 53),
+                        ("size", len(data)), ("data_len", len(data)), ("sock_ino", 9), ("data", data)):
+        _put(buf, "dns", name, value)
+    return bytes(buf[:size])
+
+
+def _exit_of(pid: int) -> bytes:
+    buf = bytearray(_size("exit"))
+    for name, value in (("type", KIND["exit"]), ("pid", pid), ("tid", pid), ("root_pid", pid)):
+        _put(buf, "exit", name, value)
+    return bytes(buf)
+
+
+def test_tcp_dns_records_on_the_daemons_path() -> None:
+    """Two DNS messages in one capture are two records; the compiled exit of a process with a message half
+    received comes after that message's record (truncated), as on the generic path."""
+    from rawbpf.monitor.dns import build_query
+
+    qa, qb = build_query("a.test", 1, 1), build_query("b.test", 28, 2)
+    two = struct.pack("!H", len(qa)) + qa + struct.pack("!H", len(qb)) + qb
+    answer = struct.pack("!6H", 1, 0x8180, 1, 1, 0, 0) + qa[12:] + b"\xc0\x0c" + struct.pack(
+        "!HHIH", 1, 1, 60, 4) + bytes([10, 0, 0, 1])
+    half = struct.pack("!H", len(answer)) + answer[:-2]
+    buf, runs = ring([_dns_capture(two, 1), _dns_capture(half, 0), _exit_of(11), _exit_of(10)])
+    shaper, dec = paths()
+    got = RunShaper(shaper, dec)(buf, runs, NOW)
+    assert [(r["type"], r.get("qname"), r.get("truncated")) for r in got] == [
+        ("dns", "a.test", None), ("dns", "b.test", None), ("exit", None, None),
+        ("dns", "a.test", True), ("exit", None, None)]
+    assert got[3]["response"] is True and got[3]["size"] == len(answer) and len(shaper.files.tcp) == 0
+    shaper2, dec2 = paths()
+    assert [list(r.items()) for r in got] == generic(shaper2, dec2, buf, runs)
