@@ -79,6 +79,13 @@ def _cstr(b: bytes) -> str:
     return b.partition(b"\0")[0].decode("utf-8", "replace")
 
 
+def _join_cwd(components: bytes) -> str:
+    """The working directory from its components, leaf first, NUL-terminated (not marked as cut)."""
+    parts = [c for c in components.decode("utf-8", "replace").split("\0") if c]
+    parts.reverse()
+    return "/" + "/".join(parts)
+
+
 class _Table(Dict[Any, Any]):
     """A memo of a function of one number (tty names, enum names, cgroup paths). ``keep_none=False``: a
     None answer is asked again next time (a cgroup unknown now may be found by the next scan)."""
@@ -138,9 +145,7 @@ _KIND_SRC = {
             argv = _redact_argv(argv)[0]
     else:
         argv = []
-    parts = [c for c in cwd_raw[:cwd_len].decode("utf-8", "replace").split("\\0") if c]
-    parts.reverse()
-    cwd = "/" + "/".join(parts)
+    cwd = _cwd[cwd_raw[:cwd_len]]
     if cwd_cut:
         cwd = "\\u2026" + cwd
     fname = filename.partition(b"\\0")[0].decode("utf-8", "replace")
@@ -173,7 +178,10 @@ class RunShaper:
         self._ts_at = -1
         cat = shaper.catalog
         self._exit = next((v for v, k in cat.kinds.items() if k == "exit"), None)
-        for value, dec in (getattr(decoder, "kinds", None) or {}).items():
+        kinds = getattr(decoder, "kinds", None) or {}
+        if getattr(decoder, "disc_off", 0) != 0 or getattr(decoder, "disc_size", 4) != 4:
+            kinds = {}  # the kind is not the u32 at the record's start: everything takes the generic path
+        for value, dec in kinds.items():
             kind = cat.kinds.get(value)
             if kind not in _KIND_SRC or dec.kind != kind:
                 continue
@@ -204,7 +212,8 @@ class RunShaper:
             if argv_off < st.size or argv_off + argv_t.array.nelems > dec.size:
                 raise LookupError("argv")
             matches = _enum_of(btf, sid, "match")
-            ns.update(_ARGV_OFF=argv_off, _ARGV_MAX=argv_t.array.nelems, _REDACT=sh.redact,
+            ns.update(_cwd=_Table(_join_cwd), _ARGV_OFF=argv_off, _ARGV_MAX=argv_t.array.nelems,
+                      _REDACT=sh.redact,
                       _may_hold=argv_may_hold_secret, _redact_argv=redact_argv, _absolute=absolute,
                       _match=_Table(lambda v: sh._match(matches.get(v, v))),
                       _env=_Table(lambda env: [n for bit, n in ENV_NAMES.items() if env & bit]),
