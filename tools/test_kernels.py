@@ -307,6 +307,7 @@ def inside(args: argparse.Namespace) -> int:
         subprocess.run(["mount", "--bind", args.boot, "/boot"], check=True)
     summary: Dict[str, Any] = {"release": os.uname().release, "unmounted": fresh_mounts()}
     scale = GUEST_TIME_SCALE if args.boot else 1
+    os.environ["RAWBPF_TEST_TIME_SCALE"] = str(scale)  # for the workload driver too
     summary["pytest_exit"] = run_pytest(out, args.name, args.tests or DEFAULT_TESTS, args.marks, scale)
     if not args.no_workload:
         with tempfile.TemporaryDirectory(prefix="rawbpf-test-kernels-") as work:

@@ -105,7 +105,9 @@ def run(workdir: Optional[Path] = None, *, exit_code: int = 3, busy_rounds: int 
         claude = subprocess.Popen(claude_argv, env=env)
         renamer = subprocess.Popen([str(python3), str(HERE / "renamer.py"), str(listeners.port),
                                     str(workdir / "renamer.json")], env=env)
-        codes = {name: p.wait(timeout=60) for name, p in
+        # a hang guard, scaled where make test-kernels runs it under emulation (tests/kernel/patience.py)
+        patience = 60 * max(1.0, float(os.environ.get("RAWBPF_TEST_TIME_SCALE") or 1))
+        codes = {name: p.wait(timeout=patience) for name, p in
                  (("claude", claude), ("claude-not", not_claude), ("busy", busy), ("renamer", renamer))}
     finally:
         listeners.close()
