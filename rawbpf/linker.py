@@ -134,8 +134,11 @@ def link(spec: CollectionSpec, name: str) -> LinkedProgram:
     def process(prog: ProgramSpec, base: int) -> None:
         add_ext(prog, base)
         relos = {r.insn: r for r in prog.relocations}
+        insns = out.insns  # grows in place as subprograms are appended
         for i in range(prog.insn_count):
-            code, _dst, src, _off, imm = decode(out.insns, base + i)
+            if insns[(base + i) * INSN_SIZE] not in (OP_CALL, OP_LD_IMM64):
+                continue  # only calls and 16-byte loads can reach a subprogram: no need to decode the rest
+            code, _dst, src, _off, imm = decode(insns, base + i)
             is_call = code == OP_CALL and src == BPF_PSEUDO_CALL
             relo = relos.get(i)
             is_func = code == OP_LD_IMM64 and relo is not None and relo.kind == RelocKind.SUBPROG_ADDR
