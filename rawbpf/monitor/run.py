@@ -13,7 +13,7 @@ import logging
 import os
 import threading
 import time
-from typing import Any, Callable, Dict, Iterable, List, Optional
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, List, Optional
 
 from rawbpf.errors import ConfigError, NotSupportedError, RawBPFError
 from rawbpf.logfile import boot_id, probe
@@ -23,12 +23,11 @@ from rawbpf.monitor.config import MonitorConfig
 from rawbpf.monitor.files import OPS
 from rawbpf.monitor.redact import redact_argv
 from rawbpf.monitor.seed import TICK_NS, SeedEntry, attribute, attribute_trees, find_trees, scan
-from rawbpf.monitor.shape import Catalog, Shaper
-from rawbpf.monitor.shape_files import FileShaping
-from rawbpf.monitor.shape_runs import RunShaper
-from rawbpf.monitor.status import remove_status, write_status
 from rawbpf.owner import process_start
 from rawbpf.run import load_and_run
+
+if TYPE_CHECKING:  # the record shaping and status modules are imported once attached, by the runner
+    from rawbpf.monitor.shape_files import FileShaping
 
 __tier__ = "kernel"
 
@@ -146,6 +145,8 @@ def home_directory(uid: int) -> str:
 
 def file_shaping(cfg: MonitorConfig) -> FileShaping:
     """The file/dns/tls shaping state for ``cfg`` (watch globs, host and port endpoint rules)."""
+    from rawbpf.monitor.shape_files import FileShaping
+
     return FileShaping(watch=cfg.watch, home=home_directory, host_rules=cfg.host_endpoints,
                        port_rules=cfg.port_rules())
 
@@ -331,6 +332,9 @@ def run_monitor(obj: str, cfg: MonitorConfig, *, pin_root: str, log_dir: str, at
 
     def runner(coll: Any, stop_event: threading.Event) -> None:
         from rawbpf.daemon import Daemon
+        from rawbpf.monitor.shape import Catalog, Shaper
+        from rawbpf.monitor.shape_runs import RunShaper
+        from rawbpf.monitor.status import remove_status, write_status
         from rawbpf.programs import enable_stats
 
         pin_dir = os.path.abspath(os.path.join(pin_root, coll.spec.name))
