@@ -940,6 +940,16 @@ static __always_inline void net_event(struct syscall_exit_args *ctx, __u32 tgid,
 	if (ret <= 0)
 		return;
 	w = bpf_map_lookup_elem(&sock_watch, &key);
+	if (w) {
+		struct file *f = fd_file(task, key.fd);
+
+		/* the fd was closed and names another file now (whose struct may even sit where the watched
+		 * one did): forget the old socket, and let a send to port 53 watch the new one */
+		if (w->file != (__u64)f || w->sock_ino != BPF_CORE_READ(f, f_inode, i_ino)) {
+			bpf_map_delete_elem(&sock_watch, &key);
+			w = NULL;
+		}
+	}
 	if (!w) {
 		if (sc == NET_SENDTO) {
 			w = watch_sendto(task, tgid, key.fd, (const void *)regs->r8, regs->r9);
@@ -950,9 +960,6 @@ static __always_inline void net_event(struct syscall_exit_args *ctx, __u32 tgid,
 		}
 		if (!w)
 			return;
-	} else if (w->file != (__u64)fd_file(task, key.fd)) {
-		bpf_map_delete_elem(&sock_watch, &key);	/* the fd now names another file */
-		return;
 	}
 	if (w->proto == SOCK_TLS && !sent)
 		return;

@@ -12,7 +12,8 @@ Each step is a child process of this tracked root, so its lookups are records of
   asks again over TCP.
 - ``raw``: a client of its own: a query written with writev (length, message), its answer read one byte of
   the length at a time and the body with readv into two buffers; a second query written in two writes
-  (the length, then the message) and its answer read whole.
+  (the length, then the message) and its answer read whole; then three UDP queries from three sockets
+  opened one after the other (one fd number, three sockets).
 - ``dig``: ``dig +tcp`` (bind9's client), when DIG names it.
 Standard library only.
 """
@@ -70,6 +71,14 @@ def child(step: str, arg: str) -> Dict[str, Any]:
             os.write(fd, q2)
             n2 = struct.unpack("!H", read_exactly(fd, 2))[0]
             out["split_reply"] = len(read_exactly(fd, n2))
+        fds = []
+        for i in range(3):  # fresh UDP sockets, one after the other: the same fd, each a new socket
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
+                u.settimeout(5)
+                u.sendto(query(f"reuse{i}.test", 1, 0x5550 + i), ("127.0.0.1", 53))
+                u.recvfrom(2048)
+                fds.append(u.fileno())
+        out["reuse_fds"] = fds
     return out
 
 
