@@ -54,6 +54,21 @@ def _read_lines(p: subprocess.Popen, n: int, timeout: float = 20) -> List[str]:
     return data.decode().splitlines()
 
 
+def _wait_until_reading(p: subprocess.Popen, log_dir: Path, timeout: float = 20) -> None:
+    """Wait until ``p`` holds a file of ``log_dir`` open: it is past start-up (a slow import on a busy host
+    would otherwise take the test's Ctrl-C for one during start-up)."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        try:
+            if any(os.readlink(f"/proc/{p.pid}/fd/{fd}").startswith(str(log_dir))
+                   for fd in os.listdir(f"/proc/{p.pid}/fd")):
+                return
+        except OSError:
+            pass
+        time.sleep(0.05)
+    raise AssertionError(f"tail -f did not open a file of {log_dir} within {timeout} s")
+
+
 def test_follow_starts_at_the_last_ten_then_follows_and_ctrl_c_ends_it_quietly(tmp_path: Path) -> None:
     make_log(tmp_path)
     p = subprocess.Popen([*RAWBPF, "tail", "-f", "--json", "--log-dir", str(tmp_path), "--poll-interval",
@@ -80,6 +95,7 @@ def test_follow_start_options(tmp_path: Path, args: Tuple[str, ...], want: List[
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT)
     try:
         got = _read_lines(p, len(want)) if want else []
+        _wait_until_reading(p, tmp_path)
         assert select.select([p.stdout.fileno()], [], [], 1.0)[0] == []
     finally:
         p.send_signal(signal.SIGINT)
