@@ -79,10 +79,14 @@ def rows(f: Figures) -> List[str]:
         f"(a) {pct('workload_untracked_overhead')} / {pct('workload_untracked_cpu_overhead')}; "
         f"(b) {pct('workload_tracked_overhead')} / {pct('workload_tracked_cpu_overhead')}; "
         f"{f('files.workload_lost'):.0f} records lost | |")
-    add(f"| the same job's cost by the monitor's own counters (BPF run time + the daemon's work for the job, % of "
-        f"the job's CPU): untracked / tracked ({f('files.workload_records'):.0f} records) | "
-        f"{f('files.workload_untracked_accounted_pct'):.2f} / {f('files.workload_tracked_accounted_pct'):.2f} % "
-        f"(BPF {f('files.workload_untracked_bpf_pct'):.2f} / {f('files.workload_tracked_bpf_pct'):.2f} %) | |")
+    add(f"| the same job's cost by the monitor's own counters, % of the job's CPU: BPF run time + tracepoint "
+        f"dispatch ({f('files.openat_dispatch_ns'):.0f} ns a run) + the daemon's work for the job; untracked / "
+        f"tracked ({f('files.workload_records'):.0f} records, {f('files.workload_daemon_us_per_record'):.0f} µs "
+        f"each in the daemon) | {f('files.workload_untracked_accounted_pct'):.2f} / "
+        f"{f('files.workload_tracked_accounted_pct'):.2f} % (BPF {f('files.workload_untracked_bpf_pct'):.2f} / "
+        f"{f('files.workload_tracked_bpf_pct'):.2f}, dispatch {f('files.workload_untracked_dispatch_pct'):.2f} / "
+        f"{f('files.workload_tracked_dispatch_pct'):.2f}, daemon {f('files.workload_untracked_daemon_cpu_pct'):.2f}"
+        f" / {f('files.workload_tracked_daemon_cpu_pct'):.2f}) | |")
     add(f"| `rawbpf ship` from a full log ({f('ship.records') / 1e3:.0f} k records), per CPU second of the shipper "
         f"on one core: Forward (gzip) / syslog / RELP | {_k(f('ship.forward_per_core'))} "
         f"({_k(f('ship.forward_gzip_per_core'))}) / {_k(f('ship.syslog_per_core'))} / "
