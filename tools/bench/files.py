@@ -456,7 +456,7 @@ def dispatch_cost(ctx: Context, out: Dict[str, Any]) -> None:
     n = "50000" if ctx.quick else "200000"
     diffs: List[float] = []
     for i in range(3 if ctx.quick else 7):
-        pair = {}
+        pair: Dict[bool, float] = {}
         for attached in ((False, True) if i % 2 == 0 else (True, False)):
             if attached:
                 with _floors():
