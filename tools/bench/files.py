@@ -292,7 +292,7 @@ def _cpu_s(pid: int) -> float:
     return total / 1e9
 
 
-SETTLE_S = 1.0
+SETTLE_S = 2.0
 IDLE_S = 3.0
 #: blocks with the monitor and as many without, alternating; each runs both jobs twice (U T T U or T U U T)
 BLOCKS = 4
@@ -371,8 +371,11 @@ def workload(ctx: Context, out: Dict[str, Any]) -> None:
                 break  # a busy host makes every run slow: fewer pairs (a wider interval), not a longer bench
         if min(records) == 0:
             raise RuntimeError("a tracked job left no records: it was not tracked")
-        # what a job made the daemon do: its CPU meanwhile less its idle rate (pooled over the blocks: timers
-        # of a few seconds make one short window a poor sample)
+        # what a job made the daemon do: its CPU meanwhile less its idle rate. An untracked job gives it
+        # nothing to do, so its CPU during those runs is idle work too (under the same load as the tracked
+        # runs beside them): pooled with the windows before the jobs and over the blocks, since timers of a
+        # few seconds make one short window a poor sample
+        idle += list(zip(daemon_cpu["untracked"], daemon_wall["untracked"]))
         idle_rate = sum(c for c, _ in idle) / sum(w for _, w in idle)
         for name in cmds:
             daemon_cpu[name] = [max(0.0, d - idle_rate * w)
