@@ -97,7 +97,7 @@ def fill_kconfig(spec: CollectionSpec, config: Optional[Dict[str, str]] = None) 
     cfg = config if config is not None else read_kconfig()
     for e in kexts:
         if e.name.startswith("LINUX_"):
-            raw = _virtual_kconfig(spec, e.name, e.size)
+            raw = _virtual_kconfig(spec, e.name, e.size, e.weak)
         elif e.name in cfg:
             raw = _kconfig_bytes(cfg[e.name], e.size)
         elif e.weak:
@@ -128,14 +128,17 @@ def has_syscall_wrapper(symbols: Optional[Dict[str, int]] = None) -> bool:
     return prefix + "sys_bpf" in syms
 
 
-def _virtual_kconfig(spec: CollectionSpec, name: str, size: int) -> Optional[bytes]:
-    """The values a loader fills itself rather than reading the kernel config (libbpf's LINUX_* set)."""
+def _virtual_kconfig(spec: CollectionSpec, name: str, size: int, weak: bool) -> Optional[bytes]:
+    """The values a loader fills itself rather than reading the kernel config (libbpf's LINUX_* set).
+    One it does not know reads 0 when weak, as libbpf has it, and refuses the object when strong."""
     if name == "LINUX_KERNEL_VERSION":
         return kernel_version_code().to_bytes(size, "little") if size in (4, 8) else None
     if name == "LINUX_HAS_BPF_COOKIE":  # bpf_get_attach_cookie: Linux 5.15; older kernels are not supported
         return b"\1".ljust(size, b"\0")
     if name == "LINUX_HAS_SYSCALL_WRAPPER":
         return bytes([int(has_syscall_wrapper())]).ljust(size, b"\0")
+    if weak:
+        return bytes(size)
     raise RelocationError(f"unknown virtual extern '{name}' (__kconfig): the known ones are "
                           "LINUX_KERNEL_VERSION, LINUX_HAS_BPF_COOKIE and LINUX_HAS_SYSCALL_WRAPPER"
                           ).with_context(f"object '{spec.name}'")

@@ -13,7 +13,7 @@ here=$(pwd)
 cflags=(-O2 -g -target bpf -Wall -Werror -D__TARGET_ARCH_x86 -Iinclude -idirafter "/usr/include/$multiarch"
         "-fdebug-prefix-map=$here=." "-ffile-prefix-map=$here=." -fno-ident)
 bpf_objs=(globals maps_btf maps_legacy subprogs callbacks core tracepoints5 attach_kinds sections_misc
-          no_license verifier_reject kconfig_virtual ksym_exists naked_btf struct_ops_prog
+          no_license verifier_reject kconfig_virtual kconfig_unknown ksym_exists naked_btf struct_ops_prog
           struct_ops_tcp struct_ops_link)
 for name in "${bpf_objs[@]}"; do
 	"$clang" "${cflags[@]}" -c "$name.c" -o "$name.o"

@@ -64,6 +64,12 @@ def test_virtual_kconfig_values_are_filled() -> None:
         assert v["kernel_version"] == kernel_version_code() != 0
 
 
+def test_weak_unknown_virtual_kconfig_value_loads_as_zero() -> None:
+    """A weak LINUX_* extern no loader fills reads 0 and the object loads, as with libbpf."""
+    with Collection.load(load_spec(DATA / "kconfig_unknown.o")) as coll:
+        assert coll.programs["read_unknown"].test_run(bytes(64)).retval == 7
+
+
 def test_two_static_functions_of_one_name_in_a_linked_object() -> None:
     """Each entry program calls its own file's static `scale` (found by .text offset, not by name)."""
     with Collection.load(load_spec(DATA / "linked_statics.o")) as coll:

@@ -33,6 +33,7 @@ OBJECTS: List[Tuple[str, object]] = [
     ("tests/data/tracepoints5.o", None),
     ("tests/data/linked_statics.o", None),
     ("tests/data/kconfig_virtual.o", None),
+    ("tests/data/kconfig_unknown.o", None),
     ("tests/data/ksym_exists.o", None),
     ("tests/data/naked_btf.o", None),
     ("tests/data/struct_ops_tcp.o", None),

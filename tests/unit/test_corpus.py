@@ -62,6 +62,7 @@ PROGRAMS: Dict[str, Dict[str, Set[str]]] = {
     "no_license": {"socket": {"unlicensed"}, "tracepoint/syscalls/sys_enter_getppid": {"gpl_helper"}},
     "verifier_reject": {"socket": {"deref_unchecked"}},
     "kconfig_virtual": {"socket": {"read_virtual"}},
+    "kconfig_unknown": {"socket": {"read_unknown"}},
     "linked_statics": {"socket": {"entry_1", "entry_2"}},
     "ksym_exists": {"syscall": {"probe_kfuncs"}},
     "naked_btf": {"socket": {"naked_ret", "counted"}},

@@ -5,9 +5,11 @@ from __future__ import annotations
 import errno
 from pathlib import Path
 
+import pytest
+
 from rawbpf import _sys
 from rawbpf.elf import load_spec
-from rawbpf.errors import ENOTSUPP, VerifierError, explain_refusal
+from rawbpf.errors import ENOTSUPP, RelocationError, VerifierError, explain_refusal
 
 DATA = Path(__file__).resolve().parent.parent / "data"
 
@@ -74,6 +76,24 @@ def test_virtual_kconfig_values_without_a_kernel_config(monkeypatch) -> None:  #
     monkeypatch.setattr(externs, "kallsyms", lambda path="/proc/kallsyms": {"__ia32_sys_bpf": 1})
     externs.fill_kconfig(spec, config={})
     assert kmap.data[spec.externs["LINUX_HAS_SYSCALL_WRAPPER"].offset] == 0
+
+
+def test_weak_unknown_virtual_kconfig_value_reads_zero_and_a_strong_one_is_refused() -> None:
+    """libbpf's rule for LINUX_* externs it does not fill: weak ones read 0 (like a weak CONFIG_ value the
+    kernel config lacks), strong ones refuse the object."""
+    from rawbpf import externs
+
+    spec = load_spec(DATA / "kconfig_unknown.o")
+    ext = spec.externs["LINUX_RAWBPF_NOT_A_VIRTUAL_VALUE"]
+    assert ext.weak
+    kmap = next(m for m in spec.maps.values() if m.section == ".kconfig")
+    assert kmap.data is not None
+    kmap.data[ext.offset:ext.offset + ext.size] = b"\xff" * ext.size
+    externs.fill_kconfig(spec, config={})
+    assert bytes(kmap.data[ext.offset:ext.offset + ext.size]) == bytes(ext.size)
+    ext.weak = False
+    with pytest.raises(RelocationError, match="unknown virtual extern 'LINUX_RAWBPF_NOT_A_VIRTUAL_VALUE'"):
+        externs.fill_kconfig(spec, config={})
 
 
 def test_linked_object_with_two_static_functions_of_one_name() -> None:
