@@ -10,9 +10,10 @@ are compared on their own ("libbpf loads something"). Verdicts agree when both l
 refuse them; tags are compared program by program where both load.
 
 ``--corpus DIR`` takes the output of tools/build_corpus.sh: one directory per build (compiler x -mcpu) with
-``sources.txt`` (every source tried) and ``<project>/<name>.o``; the summary is one table row per build.
-Objects with struct_ops maps or programs are counted on their own and not compared (struct_ops is a separate
-piece of work). Prints a line for each disagreement (``--all``: for each object); exits 1 on any.
+``sources.txt`` (every source tried) and ``<project>/<name>.o``; the summary is one table row per build
+(OBJ... with ``--corpus``: only these objects of it). Objects with struct_ops maps or programs are counted on
+their own and compared only with ``--struct-ops``. Prints a line for each disagreement (``--all``: for each
+object); exits 1 on any.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ from rawbpf.errors import RawBPFError  # noqa: E402
 
 _NOT_HERE = (AttachType.TRACE_FENTRY, AttachType.TRACE_FEXIT, AttachType.MODIFY_RETURN)
 TIMEOUT = 600  # seconds per object; the verifier takes minutes on the largest selftests
+COMPARE_STRUCT_OPS = False  # --struct-ops
 
 
 @dataclass
@@ -128,7 +130,7 @@ def compare(loader: str, obj: str, pin: str) -> Result:
                 res.libbpf = "subset"
         else:
             res.programs = []
-    if res.struct_ops:
+    if res.struct_ops and not COMPARE_STRUCT_OPS:
         return res
     for way, kernel_core in (("kernel", True), ("user", False)):
         try:
@@ -238,21 +240,21 @@ def corpus_objects(corpus: str) -> Tuple[List[Tuple[str, str]], Dict[str, int]]:
 
 def table(results: List[Result], sources: Dict[str, int]) -> str:
     """The summary: one row per build."""
-    head = ("build", "objects", "compiled", "struct_ops (apart)", "libbpf loads something",
+    head = ("build", "objects", "compiled", "struct_ops objects", "libbpf loads something",
             "rawbpf loads the same", "same tags (programs)", "verdicts agree",
             "rawbpf loads, libbpf 1.1 refuses", "exceptions escaped")
     rows = [head]
     builds = list(sources) or sorted({r.build for r in results})
     for build in [*builds, "total"] if len(builds) > 1 else builds:
         rs = [r for r in results if r.build == build or build == "total"]
-        cmp_ = [r for r in rs if not r.struct_ops or r.escaped]
+        cmp_ = [r for r in rs if not r.struct_ops or r.escaped or r.rawbpf]
         some = [r for r in cmp_ if r.libbpf != "refused"]
         same = [r for r in some if r.agree and not r.escaped]
         rows.append((
             build,
             str(sum(sources.values()) if build == "total" else sources.get(build, len(rs))),
             str(len(rs)),
-            str(len(rs) - len(cmp_)),
+            f"{sum(r.struct_ops for r in rs)} ({len(rs) - len(cmp_)} apart)",
             str(len(some)),
             f"{len(same)}/{len(some)}",
             f"{sum(r.tags_equal for r in cmp_)}/{sum(r.tags_total for r in cmp_)}",
@@ -275,17 +277,21 @@ def main() -> None:
                     help="print the table of earlier --json results instead of loading anything")
     ap.add_argument("--skip-json", nargs="+", metavar="FILE", default=[],
                     help="with --corpus: leave out the objects these earlier --json results cover")
+    ap.add_argument("--struct-ops", action="store_true",
+                    help="compare struct_ops objects too instead of only counting them")
     ap.add_argument("--jobs", type=int, default=1, help="objects compared at once (default 1)")
     ap.add_argument("--json", help="write every object's result to this file")
     ap.add_argument("--all", action="store_true",
                     help="print a line for every object, not only disagreements")
     ap.add_argument("--pin-root", default=f"/sys/fs/bpf/rawbpf-compare-{os.getpid()}-{uuid.uuid4().hex[:6]}")
     args = ap.parse_args()
-    objects = [("", o) for o in args.objects]
+    global COMPARE_STRUCT_OPS
+    COMPARE_STRUCT_OPS = args.struct_ops
+    objects = [(Path(o).parent.parent.name if args.corpus else "", o) for o in args.objects]
     sources: Dict[str, int] = {}
     if args.corpus:
         more, sources = corpus_objects(args.corpus)
-        objects += [(b, o) for b, o in more if not args.build or b in args.build]
+        objects += [(b, o) for b, o in more if not args.build or b in args.build] if not objects else []
         sources = {b: n for b, n in sources.items() if not args.build or b in args.build}
     done = {(r["build"], r["obj"]) for f in args.skip_json for r in json.loads(Path(f).read_text())}
     objects = [(b, o) for b, o in objects
