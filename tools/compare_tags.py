@@ -70,7 +70,7 @@ class Result:
         name = f"{self.build}/{self.obj}" if self.build else self.obj
         if self.escaped:
             return f"{name}: ESCAPED {self.escaped}"
-        if self.struct_ops:
+        if self.struct_ops and not self.rawbpf:
             return f"{name}: struct_ops object, not compared (libbpf {self.libbpf})"
         ways = "; ".join(f"{k} CO-RE: {v}" for k, v in self.rawbpf.items())
         subset = f" (subset: {len(self.programs)} programs)" if self.programs else ""
