@@ -43,6 +43,7 @@ from rawbpf.collection import Collection  # noqa: E402
 from rawbpf.consts import AttachType, ProgType  # noqa: E402
 from rawbpf.elf import load_spec  # noqa: E402
 from rawbpf.errors import RawBPFError  # noqa: E402
+from rawbpf.spec import MapKind  # noqa: E402
 
 _NOT_HERE = (AttachType.TRACE_FENTRY, AttachType.TRACE_FEXIT, AttachType.MODIFY_RETURN)
 TIMEOUT = 600  # seconds per object; the verifier takes minutes on the largest selftests
@@ -159,9 +160,13 @@ def compare(loader: str, obj: str, pin: str) -> Result:
         if want is None:
             res.agree = False
             res.only_rawbpf = True
-            res.note = (" (no entry programs: libbpf 1.1 takes its lone .text function for one,"
-                        " refused; libbpf 1.5 loads the object)" if not spec.programs
-                        else " (rawbpf loads what libbpf 1.1 refuses)")
+            if any(m.kind == MapKind.LEGACY for m in spec.maps.values()):
+                res.note = " (legacy SEC(\"maps\") maps: libbpf 1.0+ refuses them, rawbpf loads them)"
+            elif not spec.programs:
+                res.note = (" (no entry programs: libbpf 1.1 takes its lone .text function for one,"
+                            " refused; libbpf 1.5 loads the object)")
+            else:
+                res.note = " (rawbpf loads what libbpf 1.1 refuses)"
             continue
         same = sum(1 for k, v in want.items() if got.get(k) == v)
         res.tags_equal += same
