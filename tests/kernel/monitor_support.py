@@ -8,7 +8,7 @@ import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Optional
+from typing import Any, Callable, Dict, Iterator, List, Optional, Set
 
 ROOT = Path(__file__).resolve().parents[2]
 OBJ = ROOT / "programs" / "claude_monitor.o"
@@ -107,12 +107,17 @@ def of_tree(records: List[Dict[str, Any]], root: int) -> List[Dict[str, Any]]:
     return [r for r in records if r.get("root_pid") == root]
 
 
-def monitor_programs() -> int:
-    """How many programs `rawbpf load` attaches (and detaches on the way out) on this kernel: all of the
-    object's but those of syscall tracepoints the kernel lacks (fchmodat2 before Linux 6.6). Asked when a test
-    needs it, not at import, as finding tracepoints may mount tracefs."""
+def monitor_program_names() -> Set[str]:
+    """The programs `rawbpf load` attaches (and detaches on the way out) on this kernel: all of the object's
+    but those of syscall tracepoints the kernel lacks (fchmodat2 before Linux 6.6). Asked when a test needs
+    them, not at import, as finding tracepoints may mount tracefs."""
     from rawbpf.elf import load_spec
     from rawbpf.monitor.run import skip_missing_syscalls
 
     spec = load_spec(str(OBJ))
-    return len(spec.programs) - len(skip_missing_syscalls(spec, lambda line: None))
+    return set(spec.programs) - set(skip_missing_syscalls(spec, lambda line: None))
+
+
+def monitor_programs() -> int:
+    """How many programs `rawbpf load` attaches on this kernel (see monitor_program_names)."""
+    return len(monitor_program_names())
