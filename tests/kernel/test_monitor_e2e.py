@@ -252,9 +252,11 @@ def test_claude_already_running_is_seeded(tmp_path: Path, pin_dir: Path) -> None
     fifo = tmp_path / "go"
     os.mkfifo(fifo)
     script = bindir / "claude"
-    # its child runs as a tool call would (Claude's variables), the late child as Claude's own helper
+    # its child runs as a tool call would (Claude's variables), the late child as Claude's own helper; the
+    # child must outlive the monitor's start (it is killed once the monitor runs), ~70 s under emulation
+    sleep = str(int(patience(30)))
     script.write_text("#!/bin/sh\nCLAUDE_CODE_SESSION_ID=seeded-session CLAUDE_CODE_CHILD_SESSION=1 "
-                      f"A_SECRET=nope /bin/sleep 30 &\nread line < {fifo}\nkill $!\nwait\n/bin/true\n"
+                      f"A_SECRET=nope /bin/sleep {sleep} &\nread line < {fifo}\nkill $!\nwait\n/bin/true\n"
                       "exit 4\n")
     script.chmod(0o755)
     pid = int(subprocess.run(["/bin/sh", "-c", f"{script} </dev/null >/dev/null 2>&1 & echo $!"],
@@ -277,7 +279,7 @@ def test_claude_already_running_is_seeded(tmp_path: Path, pin_dir: Path) -> None
     assert root["seen_at_start"] and root["match"] == "comm" and root["depth"] == 0
     assert root["argv"] == ["/bin/sh", str(script)] and root["filename"] == os.path.realpath("/bin/sh")
     child = next(r for r in tree if r["type"] == "exec" and r["pid"] == children[0])
-    assert child["seen_at_start"] and child["depth"] == 1 and child["argv"] == ["/bin/sleep", "30"]
+    assert child["seen_at_start"] and child["depth"] == 1 and child["argv"] == ["/bin/sleep", sleep]
     ex = next(r for r in tree if r["type"] == "exit" and r["pid"] == pid)
     assert ex["exit_code"] == 4 and ex["seen_at_start"] and ex["duration_ns"] > 0
     kid_exit = next(r for r in tree if r["type"] == "exit" and r["pid"] == children[0])
