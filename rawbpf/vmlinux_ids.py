@@ -3,9 +3,10 @@
 A ``tp_btf`` program names its tracepoint by the id of ``btf_trace_<name>`` in vmlinux BTF, and finding one
 means indexing some hundred thousand types: a tenth of a second or more of every ``rawbpf load``. The ids
 cannot change while the kernel runs, so the ones found are kept in a small JSON file under /run (a tmpfs
-emptied at boot) and tagged with the boot id and the BTF's size; a file from another boot or another BTF is
-ignored and rewritten. The file is trusted only in a directory owned by the current user that nobody else
-can write to; when it cannot be read or written the lookup simply indexes the BTF, as without it.
+emptied at boot) and tagged with the boot id and the BTF's path, size and modification time; a file from
+another boot or another BTF is ignored and rewritten. The file is trusted only in a directory owned by the
+current user that nobody else can write to; when it cannot be read or written the lookup simply indexes the
+BTF, as without it.
 """
 
 from __future__ import annotations
@@ -49,12 +50,13 @@ def _private(path: str, st: os.stat_result) -> bool:
 def _tag(btf_path: str, boot_id_path: str) -> Optional[Dict[str, Any]]:
     boot = _boot_id(boot_id_path)
     try:
-        size = os.stat(btf_path).st_size
+        st = os.stat(btf_path)
     except OSError:
         return None
     if boot is None:
         return None
-    return {"boot_id": boot, "btf": os.path.abspath(btf_path), "btf_size": size}
+    return {"boot_id": boot, "btf": os.path.abspath(btf_path), "btf_size": st.st_size,
+            "btf_mtime_ns": st.st_mtime_ns}
 
 
 def _read(file: str, tag: Dict[str, Any]) -> Dict[str, int]:

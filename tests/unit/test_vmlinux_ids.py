@@ -112,3 +112,13 @@ def test_no_writable_directory_still_looks_up(env, tmp_path: Path) -> None:  # t
     missing_boot = vmlinux_ids.type_id("btf_trace_a", "TYPEDEF", str(btf), find, directory=str(run),
                                        boot_id_path=str(tmp_path / "no-boot-id"))
     assert missing_boot == 7 and len(find.calls) == 2
+
+
+def test_a_rewritten_btf_of_the_same_size_is_another_btf(env) -> None:  # type: ignore[no-untyped-def]
+    assert env.lookup("btf_trace_a", Finder({"btf_trace_a": 7})) == 7
+    fresh_process()
+    env.btf.write_bytes(b"\1" * 100)  # same path and size, written again: its mtime says so
+    st = os.stat(env.btf)
+    os.utime(env.btf, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))
+    other = Finder({"btf_trace_a": 8})
+    assert env.lookup("btf_trace_a", other) == 8 and other.calls == [("btf_trace_a", "TYPEDEF")]
