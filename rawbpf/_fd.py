@@ -7,18 +7,13 @@ closes a forgotten fd as a safety net.
 
 from __future__ import annotations
 
-from types import TracebackType
-from typing import Optional, Type, TypeVar
-
 from rawbpf import _sys
+from rawbpf._closing import Closing
 from rawbpf.errors import RawBPFError
 
 __tier__ = "kernel"
 
-T = TypeVar("T", bound="FD")
-
-
-class FD:
+class FD(Closing):
     """Owns one file descriptor. Closing the owner releases the kernel object (unless pinned or linked)."""
 
     _fd: int = -1
@@ -54,23 +49,6 @@ class FD:
         """Give up ownership and return the raw fd (the caller must close it)."""
         fd, self._fd = self.fd, -1
         return fd
-
-    def __enter__(self: T) -> T:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: Optional[Type[BaseException]],
-        exc: Optional[BaseException],
-        tb: Optional[TracebackType],
-    ) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        try:
-            self.close()
-        except Exception:
-            pass
 
     def __repr__(self) -> str:
         state = "closed" if self._fd < 0 else f"fd={self._fd}"

@@ -19,6 +19,7 @@ from typing import Iterator, List, Optional, Tuple, Union
 
 from rawbpf import _sys, bpffs
 from rawbpf import tracefs as _tracefs
+from rawbpf._closing import Closing
 from rawbpf._fd import FD
 from rawbpf._types import (
     BPF_LINK_TYPE_PERF_EVENT,
@@ -439,7 +440,7 @@ _STRUCT_OPS_HINTS = {
 }
 
 
-class StructOpsRegistration:
+class StructOpsRegistration(Closing):
     """A struct_ops map registered by updating key 0 (a ``.struct_ops`` map, without BPF_F_LINK).
 
     The kernel keeps the registration, and the map, until key 0 is deleted: :meth:`close` does that. It
@@ -463,18 +464,6 @@ class StructOpsRegistration:
         m, self._map = self._map, None
         if m is not None and not m.closed:
             m.delete(0)
-
-    def __enter__(self) -> StructOpsRegistration:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        try:
-            self.close()
-        except Exception:
-            pass
 
     def __repr__(self) -> str:
         return f"<StructOpsRegistration {self.what!r} {'closed' if self.closed else 'registered'}>"

@@ -17,6 +17,7 @@ import os
 from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Set, Tuple
 
 from rawbpf import bpffs
+from rawbpf._closing import Closing
 from rawbpf._fd import FD
 from rawbpf.consts import BPF_F_MMAPABLE, AttachType, MapType, ProgType
 from rawbpf.errors import (
@@ -145,7 +146,7 @@ class Variables(Mapping[str, Any]):
         self._mmaps.clear()
 
 
-class Collection:
+class Collection(Closing):
     """Maps, programs and links of one loaded object. A context manager; ``close()`` releases everything."""
 
     def __init__(self, spec: CollectionSpec) -> None:
@@ -753,18 +754,10 @@ class Collection:
             _quiet_close(self.btf)
             self.btf = None
 
-    def __enter__(self) -> Collection:
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        try:
-            if not getattr(self, "_closed", True):
-                self.close(unpin=False)
-        except Exception:
-            pass
+    def _close_at_collection(self) -> None:
+        """Release the fds but keep the pins: a pin is how a program outlives the process that loaded it."""
+        if not getattr(self, "_closed", True):
+            self.close(unpin=False)
 
 
 def where(obj: str, section: str = "") -> str:

@@ -34,6 +34,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
+from rawbpf._closing import Closing
 from rawbpf.consts import MapType
 from rawbpf.errors import ConfigError, RawBPFError
 from rawbpf.logfile import (
@@ -362,7 +363,7 @@ class RingPipeline:
 
 # -- the daemon
 
-class Daemon:
+class Daemon(Closing):
     """Consumes the rings of ``coll`` into a log. Use :meth:`run` (blocks) or :meth:`step` (one iteration)."""
 
     def __init__(self, coll: Collection, options: DaemonOptions) -> None:
@@ -603,12 +604,6 @@ class Daemon:
             self._epoll = None
         if getattr(self, "writer", None) is not None:
             self.writer.close()
-
-    def __enter__(self) -> Daemon:
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
 
 
 def has_rings(coll: Collection) -> bool:

@@ -47,6 +47,7 @@ from typing import Any, Callable, Deque, Dict, Iterable, Iterator, List, Optiona
 
 import msgpack
 
+from rawbpf._closing import Closing
 from rawbpf.errors import ConfigError, LogFormatError
 from rawbpf.logformat import pack_records
 
@@ -160,7 +161,7 @@ def probe(directory: str, prefix: str = DEFAULT_PREFIX) -> None:
                               f"{holder} (stop it first, or give another --log-dir)")
 
 
-class LogWriter:
+class LogWriter(Closing):
     """Appends records to the rotating msgpack log in ``directory`` (created 0700 if missing).
 
     Single-threaded. ``write`` / ``write_many`` assign ``seq`` (and ``ts`` when a record has none); the fast
@@ -651,23 +652,15 @@ class LogWriter:
                 self._dir_fd = -1
             self._lock.release()
 
-    def __enter__(self) -> LogWriter:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        try:
-            if not self._closed:
-                self._closed = True
-                self._close_file()
-                if self._dir_fd >= 0:
-                    os.close(self._dir_fd)
-                    self._dir_fd = -1
-                self._lock.release()
-        except Exception:
-            pass
+    def _close_at_collection(self) -> None:
+        """Like :meth:`close` without the flush: a collected writer's pending records are not forced out."""
+        if not self._closed:
+            self._closed = True
+            self._close_file()
+            if self._dir_fd >= 0:
+                os.close(self._dir_fd)
+                self._dir_fd = -1
+            self._lock.release()
 
 
 # -- reading
@@ -909,7 +902,7 @@ def read_header(dir_fd: int, name: str) -> Optional[Dict[str, Any]]:
     return rec if isinstance(rec, dict) and rec.get("type") == "header" else None
 
 
-class LogReader:
+class LogReader(Closing):
     """Reads the log in ``directory``: every file in order, optionally following new records and files.
 
     Following works like ``tail -F`` without its races: at the end of a file the reader waits for more bytes
@@ -952,18 +945,6 @@ class LogReader:
         if self._dir_fd >= 0:
             os.close(self._dir_fd)
             self._dir_fd = -1
-
-    def __enter__(self) -> LogReader:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        try:
-            self.close()
-        except Exception:
-            pass
 
     def tail(self, n: int) -> List[Dict[str, Any]]:
         """The last ``n`` records (reading only as many of the newest files as needed)."""

@@ -19,6 +19,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional
 
+from rawbpf._closing import Closing
 from rawbpf.errors import ConfigError
 
 __tier__ = "files"
@@ -76,7 +77,7 @@ def _lock_holder(path: str) -> Optional[int]:
         return None
 
 
-class CursorFile:
+class CursorFile(Closing):
     """The cursor and lock of one destination. Closing releases the lock; idempotent."""
 
     def __init__(self, log_dir: str, key: str, url: str, *, sync_interval: float = 1.0) -> None:
@@ -167,16 +168,8 @@ class CursorFile:
         if fd >= 0:
             os.close(fd)
 
-    def __enter__(self) -> CursorFile:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        try:
-            if self._lock_fd >= 0:
-                os.close(self._lock_fd)
-                self._lock_fd = -1
-        except Exception:
-            pass
+    def _close_at_collection(self) -> None:
+        """Drop the lock without the directory sync :meth:`close` does."""
+        fd, self._lock_fd = self._lock_fd, -1
+        if fd >= 0:
+            os.close(fd)
