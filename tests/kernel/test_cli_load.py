@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import List, Tuple
 
 import pytest
+from load_support import wait_attached
 from patience import patience
 
 from rawbpf.errors import RawBPFError
@@ -29,21 +30,6 @@ def start(*args: str) -> subprocess.Popen:
         stderr=subprocess.PIPE,
         text=True,
     )
-
-
-def wait_attached(proc: subprocess.Popen, timeout: float = patience(30)) -> List[str]:
-    lines: List[str] = []
-    deadline = time.monotonic() + timeout
-    assert proc.stdout is not None
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            break
-        lines.append(line.rstrip("\n"))
-        if "Ctrl-C or SIGTERM to stop" in line:
-            return lines
-    proc.kill()
-    raise AssertionError(f"rawbpf load never got ready: {lines} {proc.stderr.read() if proc.stderr else ''}")
 
 
 def stop(proc: subprocess.Popen, sig: int) -> Tuple[int, str, str]:

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 from typing import List, Set
 
+from load_support import wait_attached
 from patience import patience
 
 from rawbpf.attach import Link
@@ -32,22 +33,6 @@ MONITOR = ROOT / "programs" / "claude_monitor.o"
 def _start(*args: str) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "rawbpf", "load", *args], cwd=ROOT, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
-
-
-def _wait_attached(proc: subprocess.Popen, timeout: float = patience(30)) -> List[str]:
-    lines: List[str] = []
-    deadline = time.monotonic() + timeout
-    assert proc.stdout is not None
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            break
-        lines.append(line.rstrip("\n"))
-        if "Ctrl-C or SIGTERM to stop" in line:
-            return lines
-    proc.kill()
-    err = proc.stderr.read() if proc.stderr else ""
-    raise AssertionError(f"rawbpf load never got ready: {lines} {err}")
 
 
 def _stop(proc: subprocess.Popen) -> str:
@@ -112,7 +97,7 @@ def test_restart_after_kill_9_takes_over_stale_pins(pin_dir: Path, tmp_path: Pat
     log_dir = tmp_path / "log"
     obj_dir = pin_dir / "claude_monitor"
     first = _start(str(MONITOR), "--pin-dir", str(pin_dir), "--log-dir", str(log_dir))
-    _wait_attached(first)
+    wait_attached(first)
     _wait_records(log_dir, 0)  # the header: the log is open
     _claude_execs(tmp_path)
     _wait_records(log_dir, 3)
@@ -133,7 +118,7 @@ def test_restart_after_kill_9_takes_over_stale_pins(pin_dir: Path, tmp_path: Pat
 
     second = _start(str(MONITOR), "--pin-dir", str(pin_dir), "--log-dir", str(log_dir))
     try:
-        _wait_attached(second)
+        wait_attached(second)
         assert not _wait_gone(old_ids), "the stale pins' programs are still loaded"
         _wait_records(log_dir, len(before))
         _claude_execs(tmp_path)
@@ -157,7 +142,7 @@ def test_restart_after_kill_9_takes_over_stale_pins(pin_dir: Path, tmp_path: Pat
 def test_second_load_names_the_running_pid(pin_dir: Path) -> None:
     first = _start(str(DATA / "tracepoints5.o"), "--pin-dir", str(pin_dir))
     try:
-        _wait_attached(first)
+        wait_attached(first)
         r = subprocess.run([sys.executable, "-m", "rawbpf", "load", str(DATA / "tracepoints5.o"), "--pin-dir",
                             str(pin_dir)], cwd=ROOT, capture_output=True, text=True, timeout=patience(60))
         assert r.returncode == 1
