@@ -105,35 +105,58 @@ def walk(data: memoryview, cons: int, prod: int, limit: int = 1 << 62, *,
     pos = cons
     base = (cons & mask) - cons  # offsets stay contiguous past the end, in the second mapping
     shift = -(cons & mask) if relative else 0
+    flagged = _BUSY | _DISCARD
+    pad = HDR_SIZE + 7
     while pos < prod and count < limit:
         off = base + pos
         hdr = u32[off >> 2]
-        if hdr & _BUSY:
-            break
-        length = hdr & _LEN_MASK
-        stride = (length + HDR_SIZE + 7) & ~7
-        if pos + stride > prod or stride > size:
-            raise RawBPFError(
-                f"{what}: corrupt record header at position {pos} (length {length}, producer at {prod})")
-        if hdr & _DISCARD:
-            pos += stride
+        stride = ((hdr & _LEN_MASK) + pad) & ~7
+        if hdr & flagged or pos + stride > prod or stride > size:
+            if hdr & _BUSY:
+                break
+            if pos + stride > prod or stride > size:
+                raise RawBPFError(f"{what}: corrupt record header at position {pos} (length "
+                                  f"{hdr & _LEN_MASK}, producer at {prod})")
+            pos += stride  # discarded
             discarded += 1
             continue
+        # hdr is the payload's length now (no flag bits)
+        if pos + 2 * stride > prod or count + 1 >= limit or u32[(off + stride) >> 2] != hdr:
+            # the next record differs (records of mixed sizes), or there is none: a run of one
+            runs.append((off + shift, hdr, 1, stride))
+            pos += stride
+            count += 1
+            continue
         n = min((prod - pos) // stride, limit - count)
-        if n > 1:
-            step = stride >> 2
-            first = off >> 2
-            if u32[first + step] != hdr:
-                n = 1  # the next record differs (records of mixed sizes): no copy-and-compare of the rest
-            else:
-                heads = u32[first:first + n * step:step]
-                pat = _pattern(length, n)
-                if heads.tobytes() != pat[:4 * n]:
-                    n = _matching_prefix(heads, pat)
-        runs.append((off + shift, length, n, stride))
+        step = stride >> 2
+        first = off >> 2
+        if n > 2 and u32[first + (n - 1) * step] != hdr:
+            n = _run_length(u32, first, step, hdr, n)  # the run ends before the span does
+        else:
+            heads = u32[first:first + n * step:step]
+            pat = _pattern(hdr, n)
+            if heads.tobytes() != pat[:4 * n]:
+                n = _matching_prefix(heads, pat)
+        runs.append((off + shift, hdr, n, stride))
         pos += n * stride
         count += n
     return runs, pos, discarded
+
+
+def _run_length(u32: memoryview, first: int, step: int, length: int, n: int) -> int:
+    """How many of the ``n`` headers from u32 index ``first`` (every ``step``) say ``length``, knowing the
+    first two do and the last does not: windows doubling from the run's start, so a short run among records
+    of other sizes costs about its own length, not the rest of the span's."""
+    if u32[first + 2 * step] != length:
+        return 2
+    w = 4
+    while True:
+        w = min(w, n)
+        heads = u32[first:first + w * step:step]
+        pat = _pattern(length, w)
+        if heads.tobytes() != pat[:4 * w]:
+            return _matching_prefix(heads, pat)
+        w *= 2  # (the window of all n fails: the last header differs)
 
 
 def _matching_prefix(heads: memoryview, pat: bytes) -> int:
