@@ -6,10 +6,12 @@ runs of one record each and the generic path (:mod:`rawbpf.records` builds a dic
 then :class:`~rawbpf.monitor.shape.Shaper` builds the log record from it) pays its per-run and per-dict costs
 for every record. :class:`RunShaper` instead unpacks each record of these kinds with one ``struct.Struct``
 compiled from the object's BTF (member offsets and sizes, never written down here) and builds the log record
-in one dict display, with ``seq`` first (a placeholder the log writer fills), in the field order
-:class:`Shaper` gives. Every other kind, and any record shorter than its fixed part, takes the generic path
-record by record, so both paths make the same records (tests/unit/test_monitor_shape_runs.py proves it over
-random records).
+with ``seq`` first (a placeholder the log writer fills), in the field order :class:`Shaper` gives. The
+identity fields (pid to traceparent: ids, comm, cgroup, tty, attribution) are the same in every record of one
+process -- its exec and exit, and all the forks of a parent -- so they are built once per distinct identity
+bytes and copied, and only the stamp, the kind and the kind's own fields are made per record. Every other
+kind, and any record shorter than its fixed part, takes the generic path record by record, so both paths make
+the same records (tests/unit/test_monitor_shape_runs.py proves it over random records).
 """
 
 from __future__ import annotations
@@ -57,6 +59,18 @@ def layout(btf: Any, struct_id: int, names: Sequence[str]) -> struct.Struct:
     order; LookupError when a member is missing or the members are not in increasing offset order."""
     fmt, pos = ["="], 0
     for name in names:
+        if ".." in name:  # the raw bytes from member a's start to member b's end
+            first, last = name.split("..")
+            off = member(btf, struct_id, first)[0]
+            end, t = member(btf, struct_id, last)
+            end += _byte_size(btf, t)
+            if off < pos or end <= off:
+                raise LookupError(f"{name}: out of order")
+            if off > pos:
+                fmt.append(f"{off - pos}x")
+            fmt.append(f"{end - off}s")
+            pos = end
+            continue
         off, t = member(btf, struct_id, name)
         if off < pos:
             raise LookupError(f"{name}: out of order")
@@ -72,6 +86,15 @@ def layout(btf: Any, struct_id: int, names: Sequence[str]) -> struct.Struct:
         fmt.append(code)
         pos = off + size
     return struct.Struct("".join(fmt))
+
+
+def _byte_size(btf: Any, t: Any) -> int:
+    """Bytes of a resolved member type: an integer or enum, or an array (of anything sized)."""
+    if t.kind == Kind.ARRAY and t.array is not None:
+        return int(t.array.nelems * btf.size_of(t.array.type))
+    if t.kind in (Kind.INT, Kind.ENUM, Kind.ENUM64):
+        return int(t.size)
+    raise LookupError("not an integer or an array")
 
 
 def _cstr(b: bytes) -> str:
@@ -102,32 +125,30 @@ class _Table(Dict[Any, Any]):
         return value
 
 
-#: the header's log fields, built in each kind's function from the unpacked members
-_HEAD_SRC = """\
-    sess = _str[session]
-    if not sess:
-        known = _files.sessions.get(root)
-        sess = known["session_id"] if known else None
-"""
+#: the header's log fields of one process's records, built once per identity (see RunShaper): ``ts`` and a
+#: session learnt from the root's transcript are set per record
 _HEAD_ITEMS = (
-    "'seq': 0, 'ts': ts + tsoff, 'type': {kind!r}, 'pid': pid, 'tid': tid, 'ppid': ppid, 'uid': uid, "
+    "'seq': 0, 'ts': 0, 'type': '', 'pid': pid, 'tid': tid, 'ppid': ppid, 'uid': uid, "
     "'euid': euid, 'root_pid': root, 'depth': depth, 'comm': _str[comm], "
     "'seen_at_start': bool(flags & 1), "
-    "'exec_id': f'{{_boot}}-{{pid}}-{{start // _TICK}}' if pid else None, "
-    "'parent_exec_id': f'{{_boot}}-{{ppid}}-{{pstart // _TICK}}' if ppid else None, "
-    "'root_exec_id': f'{{_boot}}-{{root}}-{{rstart // _TICK}}' if root else None, "
+    "'exec_id': f'{_boot}-{pid}-{start // _TICK}' if pid else None, "
+    "'parent_exec_id': f'{_boot}-{ppid}-{pstart // _TICK}' if ppid else None, "
+    "'root_exec_id': f'{_boot}-{root}-{rstart // _TICK}' if root else None, "
     "'auid': None if auid == _AUID_UNSET else auid, 'tty': _tty[tty], "
-    "'cgroup': _cgroup[cg] if cg else None, 'origin': _origin[origin], 'session_id': sess, "
-    "'traceparent': _str[trace] or None, "
+    "'cgroup': _cgroup[cg] if cg else None, 'origin': _origin[origin], 'session_id': sess or None, "
+    "'traceparent': _str[trace] or None"
 )
 _HEAD_NAMES = ("_type, flags, ts, pid, tid, ppid, uid, root, depth, comm, start, pstart, rstart, cg, euid, "
                "auid, tty, origin, session, trace")
+#: the members after the kind, flags and stamp that every record of one process repeats (the memo's key)
+IDENTITY = f"{HEADER[3]}..{HEADER[-1]}"
+_MEMO_MAX = 4096
 
 _KIND_SRC = {
-    "fork": ("child_pid", "", "'child_pid': child_pid"),
+    "fork": ("child_pid", "", [("child_pid", "child_pid")]),
     "exit": ("exit_code, signal, core_dumped, duration_ns", "",
-             "'exit_code': exit_code, 'signal': signal, 'core_dumped': bool(core_dumped), "
-             "'duration_ns': duration_ns"),
+             [("exit_code", "exit_code"), ("signal", "signal"), ("core_dumped", "bool(core_dumped)"),
+              ("duration_ns", "duration_ns")]),
     # argv: the first argv_len bytes (zero-filled past the record's end), NUL-separated, the last NUL
     # optional; decoded whole (a NUL never belongs to a multi-byte sequence, so this equals decoding each
     # argument); redaction only when the text has something a secret pattern or option needs
@@ -151,9 +172,10 @@ _KIND_SRC = {
     fname = filename.partition(b"\\0")[0].decode("utf-8", "replace")
     if not fname.startswith("/"):
         fname = _absolute(fname, cwd)
-""", "'filename': fname, 'argv': argv, 'argv_truncated': bool(argv_cut), 'match': _match[match], "
-     "'cwd': cwd, 'cwd_truncated': bool(cwd_cut), 'claude_env': list(_env[env]), "
-     "'claude_env_truncated': bool(env & _ENV_TRUNCATED), 'claude_pid': claude_pid or None"),
+""", [("filename", "fname"), ("argv", "argv"), ("argv_truncated", "bool(argv_cut)"),
+         ("match", "_match[match]"), ("cwd", "cwd"), ("cwd_truncated", "bool(cwd_cut)"),
+         ("claude_env", "list(_env[env])"), ("claude_env_truncated", "bool(env & _ENV_TRUNCATED)"),
+         ("claude_pid", "claude_pid or None")]),
 }
 
 
@@ -165,8 +187,10 @@ class RunShaper:
     received is preceded by that message's record, as ``shaper`` gives it.
 
     Each fast kind gets a function generated at start-up (like the generic decoder's), with the record's
-    members unpacked into locals and the log record built in one dict display; lookups that depend on one
-    number (tty names, cgroup paths, enum names, the ``claude_env`` list) are memoised.
+    members unpacked into locals; the header fields come from a memo keyed by the identity bytes (a session
+    known only from the root's transcript is looked up per record, and a header whose cgroup path is not
+    known yet is not kept); lookups that depend on one number (tty names, cgroup paths, enum names, the
+    ``claude_env`` list) are memoised.
     """
 
     def __init__(self, shaper: Shaper, decoder: Any) -> None:
@@ -176,6 +200,9 @@ class RunShaper:
         self._fast: Dict[int, Tuple[Callable[..., Record], int]] = {}
         self._disc = struct.Struct("=I")
         self._ts_at = -1
+        #: identity bytes (IDENTITY) → the header fields of that process's records (shared by the kinds: a
+        #: process's exec and exit repeat them, a parent's forks too)
+        self._memo: Dict[bytes, Tuple[int, Record, bool, int]] = {}
         cat = shaper.catalog
         self._exit = next((v for v, k in cat.kinds.items() if k == "exit"), None)
         kinds = getattr(decoder, "kinds", None) or {}
@@ -195,12 +222,13 @@ class RunShaper:
         btf, sid = dec.btf, dec.type_id
         names, body, items = _KIND_SRC[kind]
         extra = {"exec": EXEC, "fork": FORK, "exit": EXIT}[kind]
-        st = layout(btf, sid, HEADER + extra)
+        st = layout(btf, sid, (*HEADER[:3], IDENTITY, *extra))  # type, flags, ts, identity bytes, the kind's
         self._ts_at = member(btf, sid, "ts")[0]
         sh = self.shaper
         origins = _enum_of(btf, sid, "attr.origin")
         ns: Dict[str, Any] = {
-            "_st": st, "_files": sh.files, "_boot": sh._boot, "_TICK": TICK_NS, "_AUID_UNSET": AUID_UNSET,
+            "_st": st, "_hst": layout(btf, sid, HEADER), "_memo": self._memo, "_MEMO_MAX": _MEMO_MAX,
+            "_files": sh.files, "_boot": sh._boot, "_TICK": TICK_NS, "_AUID_UNSET": AUID_UNSET,
             "_tty": _Table(tty_name), "_str": _Table(_cstr),
             "_cgroup": _Table(sh.cgroup_path, keep_none=False) if sh.cgroup_path else _Table(lambda _: None),
             "_origin": _Table(lambda v: sh.origin_name(origins.get(v, v))),
@@ -218,10 +246,33 @@ class RunShaper:
                       _match=_Table(lambda v: sh._match(matches.get(v, v))),
                       _env=_Table(lambda env: [n for bit, n in ENV_NAMES.items() if env & bit]),
                       _ENV_TRUNCATED=ENV_TRUNCATED)
-        src = (f"def _f(buf, p, length, tsoff):\n"
-               f"    ({_HEAD_NAMES}, {names},) = _st.unpack_from(buf, p)\n"
-               f"{_HEAD_SRC}{body}"
-               f"    return {{{_HEAD_ITEMS.format(kind=kind)}{items}}}\n")
+        # _head: the fields every record of one process repeats, as a dict to copy, with whether the session
+        # is to be looked up per record (the root's, learnt from its transcript meanwhile) and the root;
+        # not kept while a cgroup's path is unknown (a later scan may find it)
+        src = (f"def _head(buf, p, flags, ident):\n"
+               f"    ({_HEAD_NAMES},) = _hst.unpack_from(buf, p)\n"
+               f"    sess = _str[session]\n"
+               f"    t = (flags & 1, {{{_HEAD_ITEMS}}}, not sess, root)\n"
+               f"    if cg and t[1]['cgroup'] is None:\n"
+               f"        return t\n"
+               f"    if len(_memo) >= _MEMO_MAX:\n"
+               f"        _memo.clear()\n"
+               f"    _memo[ident] = t\n"
+               f"    return t\n"
+               f"def _f(buf, p, length, tsoff):\n"
+               f"    (_type, flags, ts, ident, {names},) = _st.unpack_from(buf, p)\n"
+               f"    t = _memo.get(ident)\n"
+               f"    if t is None or t[0] != (flags & 1):\n"
+               f"        t = _head(buf, p, flags, ident)\n"
+               f"    r = t[1].copy()\n"
+               f"    r['ts'] = ts + tsoff\n"
+               f"    r['type'] = {kind!r}\n"
+               f"    if t[2]:\n"
+               f"        known = _files.sessions.get(t[3])\n"
+               f"        r['session_id'] = known['session_id'] if known else None\n"
+               f"{body}"
+               + "".join(f"    r[{key!r}] = {expr}\n" for key, expr in items)
+               + "    return r\n")
         exec(compile(src, f"<rawbpf monitor {kind}>", "exec"), ns)
         return ns["_f"], st.size
 

@@ -237,3 +237,52 @@ def test_tcp_dns_records_on_the_daemons_path() -> None:
     assert got[3]["response"] is True and got[3]["size"] == len(answer) and len(shaper.files.tcp) == 0
     shaper2, dec2 = paths()
     assert [list(r.items()) for r in got] == generic(shaper2, dec2, buf, runs)
+
+
+def _of(kind: str, fields: Dict[str, Any], **extra: Any) -> bytes:
+    buf = bytearray(_size(kind))
+    _put(buf, kind, "type", KIND[kind])
+    for name, value in {**fields, **extra}.items():
+        _put(buf, kind, name, value)
+    return bytes(buf)
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(header(), min_size=1, max_size=3),
+       st.lists(st.tuples(st.sampled_from(["exec", "fork", "exit"]), st.integers(0, 2), u64, u32),
+                min_size=1, max_size=12))
+def test_records_of_one_process_repeat_its_identity_exactly(heads: List[Dict[str, Any]],
+                                                            picks: List[Tuple[str, int, int, int]]) -> None:
+    """A process's fork, exec and exit records share their identity fields (kept from the first): each still
+    gets its own stamp, kind, seen-at-start bit and fields, and equals the generic path's record."""
+    records = []
+    for kind, i, ts, value in picks:
+        fields = dict(heads[i % len(heads)], ts=ts, flags=value % 4)
+        extra = {"child_pid": value} if kind == "fork" else {"exit_code": value} if kind == "exit" else {}
+        if kind == "exec":
+            extra = {"argv": b"ls\0", "argv_len": 3, "filename": b"/bin/ls", "cwd": b"tmp\0", "cwd_len": 4}
+        records.append(_of(kind, fields, **extra))
+    buf, runs = ring(records)
+    shaper, dec = paths()
+    rs = RunShaper(shaper, dec)
+    for _ in range(2):  # the second drain from what the first one kept
+        new = [list(r.items()) for r in rs(buf, runs, NOW)]
+        assert new == generic(shaper, dec, buf, runs)
+
+
+def test_a_session_learnt_later_and_a_cgroup_found_later_reach_records_of_a_known_process() -> None:
+    fields = {"pid": 50, "tid": 50, "ppid": 4242, "root_pid": 4242, "cgroup_id": 9, "start": 10**9}
+    buf, runs = ring([_of("fork", fields, child_pid=51), _of("exit", fields)])
+    cgroups: Dict[int, str] = {}
+    files = FileShaping()
+    shaper = Shaper(CATALOG, 5, boot_id="b", cgroup_path=cgroups.get, files=files)
+    dec = ring_decoder(BTF, "events", clock="monotonic")
+    rs = RunShaper(shaper, dec)
+    first = rs(buf, runs, NOW)
+    assert [(r["session_id"], r["cgroup"]) for r in first] == [(None, None), (None, None)]
+    files.sessions[4242] = {"session_id": "sess-1", "transcript": "/t"}
+    cgroups[9] = "/user.slice/x"
+    later = rs(buf, runs, NOW)
+    assert [(r["session_id"], r["cgroup"]) for r in later] == [("sess-1", "/user.slice/x")] * 2
+    assert [list(r.items()) for r in later] == generic(shaper, dec, buf, runs)
+    assert later[0] is not first[0] and later[0]["exec_id"] == first[0]["exec_id"]
