@@ -149,13 +149,13 @@ def replay(path: Path, repeat: int, profile: bool) -> int:
                     pr.runcall(r.run)
                     pstats.Stats(pr).sort_stats("tottime").print_stats(25)
                     return 0
-                t0 = os.times()
+                t0 = time.process_time()
                 r.run()
-                t1 = os.times()
+                t1 = time.process_time()
             finally:
                 r.writer.close()
             records = r.pipe.records
-            results.append(((t1.user - t0.user) + (t1.system - t0.system)) * 1e6 / max(1, records))
+            results.append((t1 - t0) * 1e6 / max(1, records))
     results.sort()
     print(f"{records} records, {len(spans)} drains; CPU µs per ring record: best {results[0]:.2f}, "
           f"median {results[len(results) // 2]:.2f} (load {os.getloadavg()[0]:.2f})")

@@ -130,7 +130,7 @@ class _Table(Dict[Any, Any]):
 _HEAD_ITEMS = (
     "'seq': 0, 'ts': 0, 'type': '', 'pid': pid, 'tid': tid, 'ppid': ppid, 'uid': uid, "
     "'euid': euid, 'root_pid': root, 'depth': depth, 'comm': _str[comm], "
-    "'seen_at_start': bool(flags & 1), "
+    "'seen_at_start': flags & 1 != 0, "
     "'exec_id': f'{_boot}-{pid}-{start // _TICK}' if pid else None, "
     "'parent_exec_id': f'{_boot}-{ppid}-{pstart // _TICK}' if ppid else None, "
     "'root_exec_id': f'{_boot}-{root}-{rstart // _TICK}' if root else None, "
@@ -147,7 +147,7 @@ _MEMO_MAX = 4096
 _KIND_SRC = {
     "fork": ("child_pid", "", [("child_pid", "child_pid")]),
     "exit": ("exit_code, signal, core_dumped, duration_ns", "",
-             [("exit_code", "exit_code"), ("signal", "signal"), ("core_dumped", "bool(core_dumped)"),
+             [("exit_code", "exit_code"), ("signal", "signal"), ("core_dumped", "core_dumped != 0"),
               ("duration_ns", "duration_ns")]),
     # argv: the first argv_len bytes (zero-filled past the record's end), NUL-separated, the last NUL
     # optional; decoded whole (a NUL never belongs to a multi-byte sequence, so this equals decoding each
@@ -172,9 +172,9 @@ _KIND_SRC = {
     fname = filename.partition(b"\\0")[0].decode("utf-8", "replace")
     if not fname.startswith("/"):
         fname = _absolute(fname, cwd)
-""", [("filename", "fname"), ("argv", "argv"), ("argv_truncated", "bool(argv_cut)"),
-         ("match", "_match[match]"), ("cwd", "cwd"), ("cwd_truncated", "bool(cwd_cut)"),
-         ("claude_env", "list(_env[env])"), ("claude_env_truncated", "bool(env & _ENV_TRUNCATED)"),
+""", [("filename", "fname"), ("argv", "argv"), ("argv_truncated", "argv_cut != 0"),
+         ("match", "_match[match]"), ("cwd", "cwd"), ("cwd_truncated", "cwd_cut != 0"),
+         ("claude_env", "list(_env[env])"), ("claude_env_truncated", "env & _ENV_TRUNCATED != 0"),
          ("claude_pid", "claude_pid or None")]),
 }
 
@@ -282,25 +282,40 @@ class RunShaper:
         out: List[Record] = []
         append = out.append
         fast = self._fast
-        disc = self._disc.unpack_from
         exit_kind, held = self._exit, self.shaper.files.tcp.held
         tsoff: Optional[int] = None
-        for off, length, count, stride in runs:
-            p = off + HDR_SIZE
-            for _ in range(count):
-                kind = disc(buf, p)[0] if length >= 4 else None
-                entry = fast.get(kind) if kind is not None else None
-                if entry is not None and length >= entry[1]:
-                    if tsoff is None:
-                        tsoff = self._tsoff(buf, p)
-                    rec = entry[0](buf, p, length, tsoff)
-                    if kind == exit_kind and held:  # streams of this process end with it
-                        out.extend(_stamped(self.shaper.files.end_process(rec["pid"]), now))
-                    append(rec)
-                else:
-                    out.extend(self._generic(buf, (p - HDR_SIZE, length, 1, stride), now))
-                    tsoff = None  # the generic path may have settled the clock
-                p += stride
+        mv = memoryview(buf)
+        u32: Any = None  # a record's kind is its first u32: read through a u32 view of 4-aligned records
+        if mv.nbytes % 4 == 0 and mv.format in ("B", "b", "c") and mv.c_contiguous:
+            u32 = mv.cast("B").cast("I")
+        disc = self._disc.unpack_from
+        try:
+            for off, length, count, stride in runs:
+                p = off + HDR_SIZE
+                words = u32 if not (off | stride) & 3 else None
+                while count:
+                    count -= 1
+                    if length < 4:
+                        entry = None
+                    else:
+                        kind = words[p >> 2] if words is not None else disc(buf, p)[0]
+                        entry = fast.get(kind)
+                    if entry is not None and length >= entry[1]:
+                        if tsoff is None:
+                            tsoff = self._tsoff(buf, p)
+                        rec = entry[0](buf, p, length, tsoff)
+                        if kind == exit_kind and held:  # streams of this process end with it
+                            out.extend(_stamped(self.shaper.files.end_process(rec["pid"]), now))
+                        append(rec)
+                    else:
+                        out.extend(self._generic(buf, (p - HDR_SIZE, length, 1, stride), now))
+                        tsoff = None  # the generic path may have settled the clock
+                    p += stride
+        finally:
+            words = None
+            if u32 is not None:
+                u32.release()
+            mv.release()
         return out
 
     def _tsoff(self, buf: Any, p: int) -> int:
