@@ -13,10 +13,8 @@ and attaching can be exercised without root.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import errno as _errno
 import os
-import platform
 from typing import Iterator, Mapping, Optional, Protocol
 
 from rawbpf.consts import Cmd
@@ -44,8 +42,7 @@ def libc() -> ctypes.CDLL:
     """The C library, loaded once with ``use_errno``."""
     global _libc
     if _libc is None:
-        name = ctypes.util.find_library("c") or None
-        lib = ctypes.CDLL(name, use_errno=True)
+        lib = _open_libc()
         lib.syscall.restype = ctypes.c_long
         lib.ioctl.restype = ctypes.c_int
         lib.ioctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_void_p]
@@ -57,9 +54,21 @@ def libc() -> ctypes.CDLL:
     return _libc
 
 
+def _open_libc() -> ctypes.CDLL:
+    """The C library the interpreter already runs on (``dlopen(NULL)``: no search, and no ``ldconfig -p``
+    child process as ``ctypes.util.find_library`` starts); searched for by name only when that handle
+    lacks ``syscall``."""
+    lib = ctypes.CDLL(None, use_errno=True)
+    if hasattr(lib, "syscall"):
+        return lib
+    from ctypes.util import find_library
+
+    return ctypes.CDLL(find_library("c") or None, use_errno=True)
+
+
 def syscall_numbers(machine: Optional[str] = None) -> tuple[int, int]:
     """(bpf, perf_event_open) syscall numbers for ``machine`` (default: this one)."""
-    m = (machine or platform.machine()).lower()
+    m = (machine or os.uname().machine).lower()
     try:
         return _SYSCALLS[m]
     except KeyError:

@@ -232,9 +232,10 @@ class Collection(Closing):
         """Link each program and hand it to the kernel; verification runs on worker threads.
 
         BPF_PROG_LOAD spends its time in the verifier with the GIL released, so while one program is being
-        verified the next one is linked here and others verify on the other CPUs. Results are taken in
-        program order: the first failure (in that order) is raised, after every program that did load is
-        recorded, so the caller's close() releases them all.
+        verified the next one is linked here and others verify on the other CPUs. The longest programs are
+        sent first (verification time grows with length): a long one started last would leave the other
+        CPUs idle at the end. Results are taken in program order: the first failure (in that order) is
+        raised, after every program that did load is recorded, so the caller's close() releases them all.
         """
         workers = load_workers(len(progs))
         if workers <= 1:
@@ -248,13 +249,15 @@ class Collection(Closing):
         unprepared: Optional[BaseException] = None  # a program that failed to link: nothing after it is sent
         with ThreadPoolExecutor(workers, thread_name_prefix="rawbpf-load") as pool:
             try:
-                for prog in progs:
+                for prog in sorted(progs, key=lambda p: -p.insn_count):  # stable: ties keep their order
                     if any(f.done() and f.exception() is not None for _, f in pending):
                         break  # one was refused: the rest would only be loaded to be closed again
                     job = self._prepare_program(prog, externs)
                     pending.append((prog, pool.submit(self._finish_program, prog, job, log_level)))
             except BaseException as prep_err:
                 unprepared = prep_err
+        order = {prog.name: i for i, prog in enumerate(progs)}
+        pending.sort(key=lambda job: order[job[0].name])
         failure: Optional[BaseException] = None
         for prog, fut in pending:
             refused = fut.exception()

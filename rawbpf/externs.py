@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import gzip
 import os
-import platform
 import re
 from typing import TYPE_CHECKING, Any, Dict, Optional
 
@@ -55,7 +54,7 @@ def _scan_type_id(name: str, kind: str, path: str = VMLINUX) -> int:
 
 def kernel_version_code(release: Optional[str] = None) -> int:
     """LINUX_VERSION_CODE of the running kernel (patch level capped at 255, as the kernel does)."""
-    release = release or platform.release()
+    release = release or os.uname().release
     m = re.match(r"(\d+)\.(\d+)(?:\.(\d+))?", release)
     if not m:
         return 0
@@ -65,7 +64,7 @@ def kernel_version_code(release: Optional[str] = None) -> int:
 
 def read_kconfig(paths: Optional[list] = None) -> Dict[str, str]:
     """CONFIG_* = value from /proc/config.gz or /boot/config-$(uname -r) ({} when neither exists)."""
-    paths = paths or ["/proc/config.gz", f"/boot/config-{platform.release()}"]
+    paths = paths or ["/proc/config.gz", f"/boot/config-{os.uname().release}"]
     for p in paths:
         if not os.path.exists(p):
             continue
@@ -115,10 +114,15 @@ def fill_kconfig(spec: CollectionSpec, config: Optional[Dict[str, str]] = None) 
 _SYSCALL_PREFIX = {"x86_64": "__x64_", "aarch64": "__arm64_", "s390x": "__s390x_", "riscv64": "__riscv_"}
 
 
+def machine() -> str:
+    """The running kernel's machine name (``uname -m``)."""
+    return os.uname().machine
+
+
 def has_syscall_wrapper(symbols: Optional[Dict[str, int]] = None) -> bool:
     """Whether syscalls enter through arch wrappers (``__x64_sys_bpf``): then a BPF_KSYSCALL program's
     context is the wrapper's pt_regs, which the object learns from LINUX_HAS_SYSCALL_WRAPPER."""
-    prefix = _SYSCALL_PREFIX.get(platform.machine(), "")
+    prefix = _SYSCALL_PREFIX.get(machine(), "")
     if not prefix:
         return False
     try:

@@ -5,7 +5,9 @@ The archive holds the rawbpf package and the pure-Python parts of its dependenci
 (pyelftools, click, msgpack;
 msgpack's C extension cannot load from a zip, so its pure-Python fallback is used). Beside every module lies
 its bytecode for the building interpreter (unchecked-hash .pyc, which zipimport reads instead of compiling the
-source at every start); another Python version finds the magic number wrong and compiles the source. Usage:
+source at every start); another Python version finds the magic number wrong and compiles the source. The
+bytecode is stored uncompressed (inflating it at every start cost more than reading the larger file), the
+sources compressed (only another Python version reads them). Usage:
 
     python3 tools/build_zipapp.py [-o rawbpf.pyz]
 """
@@ -16,9 +18,10 @@ import argparse
 import importlib
 import py_compile
 import shutil
+import stat
 import sys
 import tempfile
-import zipapp
+import zipfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -59,8 +62,20 @@ def build(out: Path) -> Path:
         )
         _compile(stage)
         out.parent.mkdir(parents=True, exist_ok=True)
-        zipapp.create_archive(stage, out, interpreter="/usr/bin/env python3", compressed=True)
+        _archive(stage, out)
     return out
+
+
+def _archive(stage: Path, out: Path) -> None:
+    """What ``zipapp.create_archive`` writes (a shebang line, then the zip), with bytecode stored as is."""
+    with open(out, "wb") as fh:
+        fh.write(b"#!/usr/bin/env python3\n")
+        with zipfile.ZipFile(fh, "w") as zf:
+            for path in sorted(stage.rglob("*")):
+                if path.is_file():
+                    how = zipfile.ZIP_STORED if path.suffix == ".pyc" else zipfile.ZIP_DEFLATED
+                    zf.write(path, path.relative_to(stage).as_posix(), compress_type=how)
+    out.chmod(out.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
 
 
 def main() -> int:

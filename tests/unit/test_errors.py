@@ -203,3 +203,16 @@ def test_errno_names_come_from_errno() -> None:
 
     assert SyscallError("x", errno.ENOSPC).errno_name == "ENOSPC"
     assert SyscallError("x", ENOTSUPP).errno_name == "ENOTSUPP"
+
+
+def test_libc_is_the_interpreters_own_without_a_search() -> None:
+    """The C library comes from dlopen(NULL): ctypes.util.find_library would start an ``ldconfig -p`` child
+    (a fork and exec at every start of the CLI)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, rawbpf._sys as s; lib = s.libc(); assert lib.syscall and lib.statfs; "
+            "print('ctypes.util' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "False"

@@ -164,3 +164,19 @@ def test_programs_keep_object_order_and_first_refusal_wins(
         Collection.load(spec)
     assert err.value.reason == "R1 !read_ok" and f"load program '{second}'" in str(err.value)
     assert fake_kernel.leaked() == [] and fake_kernel.bad_closes == []
+
+
+def test_longest_programs_are_sent_to_the_verifier_first(fake_kernel: FakeKernel,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """With worker threads the longest programs start verifying first (a long one sent last would keep one
+    CPU busy after the others are done); the collection still lists them in object order."""
+    monkeypatch.setenv("RAWBPF_LOAD_THREADS", "2")
+    spec = load_spec(DATA / "maps_btf.o")
+    by_length = sorted(spec.programs.values(), key=lambda p: -p.insn_count)
+    assert by_length[1].insn_count > by_length[2].insn_count  # the object has a clear top two
+    with Collection.load(spec) as coll:
+        assert list(coll.programs) == list(spec.programs)
+    sent = [c.name for c in fake_kernel.bpf_calls(Cmd.PROG_LOAD) if c.name in spec.programs]
+    # two workers: the first two calls are the first two jobs, whichever thread runs first
+    assert set(sent[:2]) == {by_length[0].name, by_length[1].name}
+    assert fake_kernel.leaked() == [] and fake_kernel.bad_closes == []

@@ -66,7 +66,7 @@ def test_virtual_kconfig_values_without_a_kernel_config(monkeypatch) -> None:  #
     spec = load_spec(DATA / "kconfig_virtual.o")
     monkeypatch.setattr(externs, "kernel_version_code", lambda release=None: 0x061200)
     monkeypatch.setattr(externs, "kallsyms", lambda path="/proc/kallsyms": {"__x64_sys_bpf": 1})
-    monkeypatch.setattr(externs.platform, "machine", lambda: "x86_64")
+    monkeypatch.setattr(externs, "machine", lambda: "x86_64")
     externs.fill_kconfig(spec, config={})  # none of them is in the kernel config
     kmap = next(m for m in spec.maps.values() if m.section == ".kconfig")
     assert kmap.data is not None

@@ -26,3 +26,23 @@ def test_zipapp_runs_without_site_packages(tmp_path: Path) -> None:
     assert res.returncode == 0
     for cmd in ("load", "tail", "status", "inspect", "disasm", "doctor"):
         assert cmd in res.stdout
+
+
+def test_zipapp_bytecode_is_stored_for_this_interpreter(tmp_path: Path) -> None:
+    """Every module has its bytecode beside it for the building interpreter, stored uncompressed, so a start
+    neither compiles nor inflates what it imports."""
+    import importlib.util
+    import zipfile
+
+    pyz = build_zipapp.build(tmp_path / "rawbpf.pyz")
+    with zipfile.ZipFile(pyz) as zf:
+        infos = {i.filename: i for i in zf.infolist()}
+        sources = [n for n in infos if n.endswith(".py")]
+        assert "rawbpf/collection.py" in sources and "elftools/elf/elffile.py" in sources
+        for name in sources:
+            pyc = infos.get(name + "c")
+            assert pyc is not None, f"{name} has no bytecode beside it"
+            assert pyc.compress_type == zipfile.ZIP_STORED, name
+            assert zf.read(pyc)[:4] == importlib.util.MAGIC_NUMBER, name
+        assert infos["rawbpf/collection.py"].compress_type == zipfile.ZIP_DEFLATED
+    assert pyz.read_bytes().startswith(b"#!/usr/bin/env python3\n")
