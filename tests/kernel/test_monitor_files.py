@@ -30,8 +30,9 @@ def run_claude(tmp: Path, *args: str) -> Dict[str, Any]:
         (bindir / "claude").symlink_to(WORK)
         (bindir / "python3").symlink_to(os.path.realpath(sys.executable))
     env = dict(os.environ, PATH=f"{bindir}:{os.environ.get('PATH', '')}")
-    out = subprocess.run([str(bindir / "claude"), *args], env=env, capture_output=True, text=True, check=True,
+    out = subprocess.run([str(bindir / "claude"), *args], env=env, capture_output=True, text=True,
                          timeout=patience(300))
+    assert out.returncode == 0, f"files_work.py {args[0]} exited {out.returncode}: {out.stderr.strip()}"
     return json.loads(out.stdout)  # type: ignore[no-any-return]
 
 
