@@ -28,6 +28,8 @@ import subprocess
 import sys
 from typing import Any, Dict, List
 
+# hang guards, longer in an emulated kernel's guest (make test-kernels sets it; tests/kernel/patience.py)
+PATIENCE = max(1.0, float(os.environ.get("RAWBPF_TEST_TIME_SCALE") or 1))
 
 def query(name: str, qtype: int, ident: int) -> bytes:
     out = struct.pack("!6H", ident, 0x0100, 1, 0, 0, 0)
@@ -50,13 +52,13 @@ def child(step: str, arg: str) -> Dict[str, Any]:
     out: Dict[str, Any] = {"pid": os.getpid()}
     if step == "vc":  # RES_OPTIONS=use-vc is in this process's environment
         port = int(arg)
-        with socket.create_connection(("vc.test", port), timeout=5) as c:
+        with socket.create_connection(("vc.test", port), timeout=5 * PATIENCE) as c:
             out["connected"] = c.getpeername()[0]
     elif step == "tc":
         out["addrs"] = len({a[4][0] for a in socket.getaddrinfo("big.test", 80, socket.AF_INET,
                                                                  proto=socket.IPPROTO_TCP)})
     elif step == "raw":
-        with socket.create_connection(("127.0.0.1", 53), timeout=5) as s:
+        with socket.create_connection(("127.0.0.1", 53), timeout=5 * PATIENCE) as s:
             s.settimeout(None)  # blocking: os.read waits for the answer
             fd = s.fileno()
             q = query("raw.test", 1, 0x3333)
@@ -74,7 +76,7 @@ def child(step: str, arg: str) -> Dict[str, Any]:
         fds = []
         for i in range(3):  # fresh UDP sockets, one after the other: the same fd, each a new socket
             with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
-                u.settimeout(5)
+                u.settimeout(5 * PATIENCE)
                 u.sendto(query(f"reuse{i}.test", 1, 0x5550 + i), ("127.0.0.1", 53))
                 u.recvfrom(2048)
                 fds.append(u.fileno())
@@ -84,7 +86,7 @@ def child(step: str, arg: str) -> Dict[str, Any]:
 
 def run_child(args: List[str], env: Dict[str, str]) -> Dict[str, Any]:
     cp = subprocess.run([sys.executable, os.path.abspath(__file__), *args], env=env, stdout=subprocess.PIPE,
-                        text=True, timeout=30, check=True)
+                        text=True, timeout=30 * PATIENCE, check=True)
     result: Dict[str, Any] = json.loads(cp.stdout)
     return result
 
@@ -104,7 +106,7 @@ def main(dig: str) -> Dict[str, Any]:
     if dig:
         p = subprocess.Popen([dig, "+tcp", "+short", "+tries=1", "@127.0.0.1", "dig.test"],
                              stdout=subprocess.PIPE, text=True)
-        text, _ = p.communicate(timeout=30)
+        text, _ = p.communicate(timeout=30 * PATIENCE)
         out["dig"] = {"pid": p.pid, "answer": text.split(), "rc": p.returncode}
     return out
 
