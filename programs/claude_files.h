@@ -360,7 +360,7 @@ static __always_inline __u32 take_path(struct file_scratch *s, struct task_struc
 
 	*walked = false;
 	*cut = 0;
-	n = bpf_probe_read_user_str(&s->rec.data[off & FILE_MASK], USER_PATH, uname);
+	n = read_user_str(&s->rec.data[off & FILE_MASK], USER_PATH, uname);
 	if (n <= 0) {
 		*name_len = 0;
 		return 0;
@@ -660,7 +660,7 @@ static __always_inline void file_event(struct syscall_exit_args *ctx, __u32 tgid
 	}
 	if (name2 && off < FILE_DATA - USER_PATH - NAME_READ) {
 		if (dfd2 == -1) {	/* a symlink's target: text, never resolved */
-			long n = bpf_probe_read_user_str(&s->rec.data[off & FILE_MASK], USER_PATH, name2);
+			long n = read_user_str(&s->rec.data[off & FILE_MASK], USER_PATH, name2);
 
 			s->rec.name2_len = n > 0 ? n - 1 : 0;
 			if (n == USER_PATH)

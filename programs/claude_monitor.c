@@ -447,6 +447,16 @@ static __always_inline struct counters *cnt(void)
 	return bpf_map_lookup_elem(&counters, &zero);
 }
 
+/* bpf_probe_read_user_str as documented: the length copied with its NUL, so 1 for an empty string. Linux 6.1
+ * returns 0 there (having copied the NUL), which read as a failure lost an empty argument and every one after
+ * it; a negative value is still a fault. */
+static __always_inline long read_user_str(void *dst, __u32 size, const void *src)
+{
+	long n = bpf_probe_read_user_str(dst, size, src);
+
+	return n == 0 ? 1 : n;
+}
+
 static __always_inline void count_seen(__u32 kind)
 {
 	struct counters *c = cnt();
@@ -761,7 +771,7 @@ static long read_arg(__u32 i, struct argv_ctx *a)
 	room = (a->max_bytes - a->off) & (ARGV_BUF - 1);
 	if (room == 0)
 		room = ARGV_BUF;
-	n = bpf_probe_read_user_str(&s->rec.argv[a->off & (ARGV_BUF - 1)], room, (const void *)a->p);
+	n = read_user_str(&s->rec.argv[a->off & (ARGV_BUF - 1)], room, (const void *)a->p);
 	if (n <= 0) {
 		struct counters *c = cnt();
 
@@ -852,7 +862,7 @@ static long read_env(__u32 i, struct env_ctx *e)
 		e->flags |= ENV_TRUNCATED;
 		return 1;
 	}
-	n = bpf_probe_read_user_str(buf, sizeof(buf), (const void *)e->p);
+	n = read_user_str(buf, sizeof(buf), (const void *)e->p);
 	if (n <= 0)
 		return 1;
 	if (n == ENV_CHUNK) {

@@ -231,6 +231,23 @@ def test_custom_rules_and_interpreter_script(tmp_path: Path) -> None:
     assert not [r for r in recs if r["pid"] == other.pid]
 
 
+def test_empty_arguments_are_kept(tmp_path: Path) -> None:
+    """An empty argument is one of argv, and the ones after it are read too (Linux 6.1's
+    bpf_probe_read_user_str returns 0 for an empty string, not 1; read as a fault, it cut argv there)."""
+    import subprocess
+
+    (tmp_path / "claude").symlink_to("/bin/true")
+    argv = [str(tmp_path / "claude"), "a", "", "b", ""]
+    with monitor() as mon:
+        proc = subprocess.run(argv, check=True)
+        assert proc.returncode == 0
+        ex = mon.wait_for(lambda r: r["type"] == "exec" and r["filename"] == argv[0])
+        mon.drain()
+        errors = mon.counters()["read_errors"]
+    assert ex["argv"] == argv and not ex["argv_truncated"]
+    assert errors == 0
+
+
 def test_reused_pid_is_not_confused_with_a_tracked_process(tmp_path: Path) -> None:
     """A stale tracked entry (wrong start time) for a live pid must not make that process tracked."""
     import subprocess
