@@ -10,7 +10,7 @@ change to that path can be measured without the kernel, the scheduler or the oth
 
     python -m tools.ring_replay capture exec  /tmp/exec.ring  [--rate 5000 --secs 2]
     python -m tools.ring_replay capture files /tmp/files.ring [--count 3000]
-    python -m tools.ring_replay replay /tmp/exec.ring [--repeat 5] [--profile]
+    python -m tools.ring_replay replay /tmp/exec.ring [--repeat 5] [--profile] [--only file]
 """
 
 from __future__ import annotations
@@ -130,11 +130,36 @@ class _Replay:
         self.writer.flush()
 
 
-def replay(path: Path, repeat: int, profile: bool) -> int:
+def _only(spans: List[bytes], kinds: List[int]) -> List[bytes]:
+    """The spans with only the records of the given kind values (re-laid out as the ring would hold them)."""
+    from rawbpf.ringbuf import HDR_SIZE, walk
+
+    out = []
+    for s in spans:
+        area = bytearray(2 << max(12, (len(s) - 1).bit_length()))
+        area[:len(s)] = s
+        runs, _, _ = walk(memoryview(area), 0, len(s), relative=True)
+        kept = bytearray()
+        for off, length, count, stride in runs:
+            for i in range(count):
+                p = off + i * stride + HDR_SIZE
+                if length >= 4 and _LEN.unpack_from(area, p)[0] in kinds:
+                    pad = bytes(stride - HDR_SIZE - length)
+                    kept += struct.pack("=II", length, 0) + area[p:p + length] + pad
+        if kept:
+            out.append(bytes(kept))
+    return out
+
+
+def replay(path: Path, repeat: int, profile: bool, only: List[str]) -> int:
     from rawbpf.elf import load_spec
+    from rawbpf.monitor.shape import Catalog
 
     spans = list(_spans(path))
     spec = load_spec(str(OBJ))
+    if only:
+        values = {v for v, k in Catalog.from_btf(spec.btf).kinds.items() if k in only}
+        spans = _only(spans, sorted(values))
     results = []
     records = 0
     for _ in range(repeat):
@@ -175,10 +200,12 @@ def main(argv: List[str]) -> int:
     r.add_argument("path", type=Path)
     r.add_argument("--repeat", type=int, default=5)
     r.add_argument("--profile", action="store_true")
+    r.add_argument("--only", action="append", default=[], metavar="KIND",
+                   help="replay only the records of this kind (exec, file, ...); repeatable")
     args = ap.parse_args(argv)
     if args.cmd == "capture":
         return capture(args.kind, args.out, args)
-    return replay(args.path, args.repeat, args.profile)
+    return replay(args.path, args.repeat, args.profile, args.only)
 
 
 if __name__ == "__main__":

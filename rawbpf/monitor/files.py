@@ -44,14 +44,27 @@ def _text(raw: bytes) -> str:
     return raw.decode("utf-8", "backslashreplace")
 
 
+_CHAINS: Dict[bytes, str] = {}  # chain → directory: a process's events mostly name the same few directories
+
+
 def chain_dir(chain: bytes) -> str:
     """The directory a leaf-first, NUL-terminated dentry chain names (``b"b\\0a\\0"`` → ``/a/b``)."""
-    parts = [p for p in chain.split(b"\0") if p]
-    return "/" + "/".join(_text(p) for p in reversed(parts))
+    d = _CHAINS.get(chain)
+    if d is None:
+        # decoded whole: a NUL never belongs to a multi-byte sequence, so this equals decoding each name
+        parts = [p for p in _text(chain).split("\0") if p]
+        parts.reverse()
+        d = "/" + "/".join(parts)
+        if len(_CHAINS) >= 4096:
+            _CHAINS.clear()
+        _CHAINS[chain] = d
+    return d
 
 
 def normalize(path: str) -> str:
     """``.``, ``..`` and repeated slashes resolved lexically (``..`` at the root stays at the root)."""
+    if "/." not in path and "//" not in path and path.startswith("/") and (path == "/" or path[-1] != "/"):
+        return path  # nothing to resolve (the usual case)
     out = posixpath.normpath(path)
     return "/" + out.lstrip("/") if out.startswith("//") else out
 
@@ -74,7 +87,7 @@ def file_paths(data: bytes, lens: Sequence[int], fflags: int, op: str
     """(path, path2) of a file record; ``lens``: bytes of name1, walk1, name2, walk2 in ``data``.
 
     A symlink's path2 is its target exactly as written (never resolved)."""
-    n1, w1, n2, w2 = (int(x) for x in lens)
+    n1, w1, n2, w2 = map(int, lens)
     name1 = data[:n1]
     chain1 = data[n1 : n1 + w1]
     name2 = data[n1 + w1 : n1 + w1 + n2]
@@ -188,7 +201,7 @@ _TRANSCRIPT = re.compile(r"/\.claude/projects/[^/]+/(?P<id>[0-9a-fA-F]{8}-[0-9a-
 
 def transcript_session(path: str, home: Optional[str] = None) -> Optional[str]:
     """The session id if ``path`` is a Claude Code transcript (under ``home``'s ``.claude`` when given)."""
-    m = _TRANSCRIPT.search(path)
+    m = _TRANSCRIPT.search(path) if path.endswith(".jsonl") else None
     if m is None:
         return None
     if home is not None and not path.startswith(home.rstrip("/") + "/.claude/"):

@@ -81,27 +81,40 @@ class FileShaping:
 
     # -- file
 
+    @staticmethod
+    def op_name(value: Any) -> str:
+        """A file record's ``op`` from the decoded ``op`` member (an enum label or a number)."""
+        if isinstance(value, str):
+            op = value.lower()
+            return op[4:] if op.startswith("fop_") else op
+        return OPS.get(int(value), str(value))
+
     def file(self, rec: Dict[str, Any], out: Dict[str, Any], data: bytes) -> Optional[Dict[str, Any]]:
-        op_value = rec.get("op", 0)
-        if isinstance(op_value, str):
-            op = op_value.lower()
-            op = op[4:] if op.startswith("fop_") else op
-        else:
-            op = OPS.get(int(op_value), str(op_value))
-        fflags = int(rec.get("fflags", 0))
-        lens = [int(rec.get(k, 0)) for k in ("name1_len", "walk1_len", "name2_len", "walk2_len")]
+        """The file record from a decoded kernel record ``rec``, its header fields in ``out`` and its
+        ``data`` (names and dentry chains); None for a read no watch glob matches."""
+        g = rec.get
+        return self.file_fields(out, self.op_name(g("op", 0)), int(g("fflags", 0)), int(g("name1_len", 0)),
+                                int(g("walk1_len", 0)), int(g("name2_len", 0)), int(g("walk2_len", 0)),
+                                int(g("ret", 0)), int(g("count", 1)), int(g("mode", 0)),
+                                int(g("owner_uid", 0)), int(g("owner_gid", 0)), int(g("ino", 0)),
+                                int(g("dev", 0)), int(g("gen", 0)), data)
+
+    def file_fields(self, out: Dict[str, Any], op: str, fflags: int, n1: int, w1: int, n2: int, w2: int,
+                    ret: int, count: int, mode: int, owner_uid: int, owner_gid: int, ino: int, dev: int,
+                    gen: int, data: bytes) -> Optional[Dict[str, Any]]:
+        """:meth:`file` from the record's members (the monitor's precompiled path calls this directly)."""
+        lens = (n1, w1, n2, w2)
         path, path2 = file_paths(data, lens, fflags, op)
         out.update(op=op, path=path)
         if op in ("rename", "link", "symlink"):
             out["path2"] = path2
-        out["ret"] = int(rec.get("ret", 0))
-        out["count"] = int(rec.get("count", 1)) or 1
-        mode = int(rec.get("mode", 0))
+        out["ret"] = ret
+        out["count"] = count or 1
         if op in ("chmod", "mkdir") or (op == "create" and mode):
             out["mode"] = mode & 0o7777
         if op == "chown":
-            for k in ("owner_uid", "owner_gid"):
-                v = int(rec.get(k, 0)) & 0xFFFFFFFF
+            for k, v in (("owner_uid", owner_uid), ("owner_gid", owner_gid)):
+                v &= 0xFFFFFFFF
                 out[k] = None if v == 0xFFFFFFFF else v
         if fflags & (FF_CUT1 | FF_CUT2):
             out["truncated"] = True
@@ -117,9 +130,8 @@ class FileShaping:
                 if out.get("session_id") is None:
                     out["session_id"] = sid
                 self.sessions[out["root_pid"]] = {"session_id": sid, "transcript": path}
-        ino = int(rec.get("ino", 0))
         if ino and op in ("create", "write", "truncate"):
-            key: FileKey = (out["pid"], op, int(rec.get("dev", 0)), ino, int(rec.get("gen", 0)))
+            key: FileKey = (out["pid"], op, dev, ino, gen)
             self.last_write[key] = out
             if len(self.last_write) > self.max_last_write:
                 self.last_write.pop(next(iter(self.last_write)))

@@ -40,6 +40,8 @@ EXEC = ("match", "argv_len", "argv_truncated", "env", "claude_pid", "cwd_len", "
         "filename")
 FORK = ("child_pid",)
 EXIT = ("exit_code", "signal", "core_dumped", "duration_ns")
+FILE = ("op", "ret", "count", "fflags", "mode", "owner_uid", "owner_gid", "ino", "dev", "name1_len",
+        "walk1_len", "name2_len", "walk2_len", "gen")
 
 
 def member(btf: Any, struct_id: int, path: str) -> Tuple[int, Any]:
@@ -144,11 +146,12 @@ _HEAD_NAMES = ("_type, flags, ts, pid, tid, ppid, uid, root, depth, comm, start,
 IDENTITY = f"{HEADER[3]}..{HEADER[-1]}"
 _MEMO_MAX = 4096
 
-_KIND_SRC = {
-    "fork": ("child_pid", "", [("child_pid", "child_pid")]),
+#: kind → (its members' local names, statements, (log field, expression) pairs set on ``r``, what to return)
+_KIND_SRC: Dict[str, Tuple[str, str, List[Tuple[str, str]], str]] = {
+    "fork": ("child_pid", "", [("child_pid", "child_pid")], "r"),
     "exit": ("exit_code, signal, core_dumped, duration_ns", "",
              [("exit_code", "exit_code"), ("signal", "signal"), ("core_dumped", "core_dumped != 0"),
-              ("duration_ns", "duration_ns")]),
+              ("duration_ns", "duration_ns")], "r"),
     # argv: the first argv_len bytes (zero-filled past the record's end), NUL-separated, the last NUL
     # optional; decoded whole (a NUL never belongs to a multi-byte sequence, so this equals decoding each
     # argument); redaction only when the text has something a secret pattern or option needs
@@ -175,7 +178,22 @@ _KIND_SRC = {
 """, [("filename", "fname"), ("argv", "argv"), ("argv_truncated", "argv_cut != 0"),
          ("match", "_match[match]"), ("cwd", "cwd"), ("cwd_truncated", "cwd_cut != 0"),
          ("claude_env", "list(_env[env])"), ("claude_env_truncated", "env & _ENV_TRUNCATED != 0"),
-         ("claude_pid", "claude_pid or None")]),
+         ("claude_pid", "claude_pid or None")], "r"),
+    # data: the names and dentry chains, the first name1_len + walk1_len + name2_len + walk2_len bytes (at
+    # most the array; zero-filled past the record's end); None when the record is dropped (a read no watch
+    # glob matches)
+    "file": ("op, ret, count, fflags, mode, ouid, ogid, ino, dev, n1, w1, n2, w2, gen", """\
+    need = n1 + w1 + n2 + w2
+    if need > _DATA_MAX:
+        need = _DATA_MAX
+    a = p + _DATA_OFF
+    have = length - _DATA_OFF
+    if need <= have:
+        data = bytes(buf[a:a + need])
+    else:
+        data = bytes(buf[a:a + max(0, have)]).ljust(need, b"\\0")
+""", [], "_file_fields(r, _op[op], fflags, n1, w1, n2, w2, ret, count, mode, ouid, ogid, ino, dev, gen, "
+           "data)"),
 }
 
 
@@ -220,8 +238,8 @@ class RunShaper:
 
     def _compile(self, dec: Any, kind: str) -> Tuple[Callable[..., Record], int]:
         btf, sid = dec.btf, dec.type_id
-        names, body, items = _KIND_SRC[kind]
-        extra = {"exec": EXEC, "fork": FORK, "exit": EXIT}[kind]
+        names, body, items, result = _KIND_SRC[kind]
+        extra = {"exec": EXEC, "fork": FORK, "exit": EXIT, "file": FILE}[kind]
         st = layout(btf, sid, (*HEADER[:3], IDENTITY, *extra))  # type, flags, ts, identity bytes, the kind's
         self._ts_at = member(btf, sid, "ts")[0]
         sh = self.shaper
@@ -246,6 +264,13 @@ class RunShaper:
                       _match=_Table(lambda v: sh._match(matches.get(v, v))),
                       _env=_Table(lambda env: [n for bit, n in ENV_NAMES.items() if env & bit]),
                       _ENV_TRUNCATED=ENV_TRUNCATED)
+        if kind == "file":
+            data_off, data_t = member(btf, sid, "data")
+            if data_t.kind != Kind.ARRAY or data_t.array is None or data_off < st.size:
+                raise LookupError("data")
+            ops = _enum_of(btf, sid, "op")
+            ns.update(_DATA_OFF=data_off, _DATA_MAX=data_t.array.nelems, _file_fields=sh.files.file_fields,
+                      _op=_Table(lambda v: sh.files.op_name(ops.get(v, v))))
         # _head: the fields every record of one process repeats, as a dict to copy, with whether the session
         # is to be looked up per record (the root's, learnt from its transcript meanwhile) and the root;
         # not kept while a cgroup's path is unknown (a later scan may find it)
@@ -272,7 +297,7 @@ class RunShaper:
                f"        r['session_id'] = known['session_id'] if known else None\n"
                f"{body}"
                + "".join(f"    r[{key!r}] = {expr}\n" for key, expr in items)
-               + "    return r\n")
+               + f"    return {result}\n")
         exec(compile(src, f"<rawbpf monitor {kind}>", "exec"), ns)
         return ns["_f"], st.size
 
@@ -306,7 +331,8 @@ class RunShaper:
                         rec = entry[0](buf, p, length, tsoff)
                         if kind == exit_kind and held:  # streams of this process end with it
                             out.extend(_stamped(self.shaper.files.end_process(rec["pid"]), now))
-                        append(rec)
+                        if rec is not None:  # (a file read no watch glob matches is dropped)
+                            append(rec)
                     else:
                         out.extend(self._generic(buf, (p - HDR_SIZE, length, 1, stride), now))
                         tsoff = None  # the generic path may have settled the clock

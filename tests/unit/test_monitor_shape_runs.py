@@ -15,7 +15,7 @@ from rawbpf.btf import Kind
 from rawbpf.elf import load_spec
 from rawbpf.monitor.shape import Catalog, Shaper
 from rawbpf.monitor.shape_files import FileShaping
-from rawbpf.monitor.shape_runs import EXEC, EXIT, FORK, HEADER, RunShaper, member
+from rawbpf.monitor.shape_runs import EXEC, EXIT, FILE, FORK, HEADER, RunShaper, member
 from rawbpf.records import ring_decoder
 
 OBJ = Path(__file__).resolve().parents[2] / "programs" / "claude_monitor.o"
@@ -45,6 +45,11 @@ def _put(buf: bytearray, kind: str, name: str, value: Any) -> None:
         buf[off:off + t.size] = (value % (1 << (8 * t.size))).to_bytes(t.size, "little")
 
 
+#: names and dentry chains (leaf first, NUL-terminated) of file records: relative, absolute, dot-dot,
+#: non-UTF-8, watched reads, a Claude transcript
+FILE_NAMES = [b"f1", b"/abs/p", b"../x", b"", "ü".encode(), b"a/./b", b"\xff", b"tmp\0", b"b\0a\0",
+              b"/etc/shadow", b"x/.env", b".env",
+              b"/root/.claude/projects/p/0e6f2c5a-1b2c-4d5e-8f90-123456789abc.jsonl"]
 u32 = st.integers(0, 2**32 - 1)
 u64 = st.integers(0, 2**63)  # kernel stamps stay far below 2**64
 small = st.sampled_from([0, 1, 2, 3, 4, 5, 6, 7, 0xFFFFFFFF, 99])
@@ -78,7 +83,7 @@ def header(draw: Any) -> Dict[str, Any]:
 
 @st.composite
 def record(draw: Any) -> bytes:
-    kind = draw(st.sampled_from(["exec", "exec", "fork", "exit", "rename", "unknown"]))
+    kind = draw(st.sampled_from(["exec", "exec", "fork", "exit", "file", "file", "rename", "unknown"]))
     fields = draw(header())
     if kind == "unknown":
         raw = bytearray(draw(st.binary(min_size=4, max_size=64)))
@@ -103,6 +108,22 @@ def record(draw: Any) -> bytes:
         length = draw(st.integers(argv_off - 8, len(buf) + 16))  # short records, zero-filled; longer ones
     elif kind == "fork":
         _put(buf, kind, "child_pid", draw(u32))
+    elif kind == "file":
+        parts = [draw(st.sampled_from(FILE_NAMES) | junk) for _ in range(4)]
+        data = b"".join(parts)
+        lens = [len(x) for x in parts] if draw(st.booleans()) else [draw(st.integers(0, 5000)) for _ in parts]
+        for name, value in zip(("name1_len", "walk1_len", "name2_len", "walk2_len"), lens):
+            _put(buf, kind, name, value)
+        _put(buf, kind, "data", data)
+        _put(buf, kind, "op", draw(st.sampled_from([1, 2, 5, 10, 11, 12]) | st.integers(0, 14)))
+        _put(buf, kind, "fflags", draw(st.integers(0, 63)))
+        _put(buf, kind, "ret", draw(st.sampled_from([0, -2, -13, 5])))
+        for name in ("count", "mode", "owner_uid", "owner_gid", "dev", "gen"):
+            _put(buf, kind, name, draw(small | st.sampled_from([0o644, 0o104755])))
+        _put(buf, kind, "ino", draw(st.sampled_from([0, 5, 2**40])))
+        data_off = member(BTF, _struct_id("file"), "data")[0]
+        whole = data_off + len(data)  # as the kernel sends it: only the used bytes
+        length = draw(st.sampled_from([whole]) | st.integers(data_off - 8, whole + 16))  # or short, longer
     elif kind == "exit":
         for name in EXIT:
             _put(buf, kind, name, draw(u64))
@@ -157,17 +178,28 @@ def test_run_shaper_makes_the_generic_paths_records(records: List[bytes], redact
     buf, runs = ring(records)
     shaper, dec = paths({4242: "sess-from-transcript"})
     shaper.redact = redact
-    rs = RunShaper(Shaper(CATALOG, 5, redact=redact, boot_id=shaper.boot_id, cgroup_path=CGROUPS.get,
-                          files=shaper.files), dec)
+    mine, dec2 = paths({4242: "sess-from-transcript"})  # its own state: file records learn sessions
+    mine.redact = redact
+    rs = RunShaper(mine, dec2)
     new = [list(r.items()) for r in rs(buf, runs, NOW)]
     assert new == generic(shaper, dec, buf, runs)
+    assert mine.files.sessions == shaper.files.sessions
+    assert [_as_written(r) for r in mine.files.last_write.values()] == \
+        [_as_written(r) for r in shaper.files.last_write.values()]  # what a summary's remainder repeats
 
 
-def test_exec_fork_exit_take_the_compiled_path() -> None:
+def _as_written(rec: Dict[str, Any]) -> List[Tuple[str, Any]]:
+    out = {"seq": 0, "ts": rec["ts"]}
+    out.update(rec)
+    out["seq"] = 0
+    return list(out.items())
+
+
+def test_exec_fork_exit_file_take_the_compiled_path() -> None:
     shaper, dec = paths()
     rs = RunShaper(shaper, dec)
-    assert sorted(CATALOG.kinds[v] for v in rs._fast) == ["exec", "exit", "fork"]
-    assert set(FORK) | set(EXEC) | set(EXIT) <= {m.name for k in ("exec", "fork", "exit")
+    assert sorted(CATALOG.kinds[v] for v in rs._fast) == ["exec", "exit", "file", "fork"]
+    assert set(FORK) | set(EXEC) | set(EXIT) | set(FILE) <= {m.name for k in ("exec", "fork", "exit", "file")
                                                   for m in BTF.resolved(_struct_id(k)).members}
 
 
