@@ -76,3 +76,18 @@ def test_a_figure_that_was_not_measured_fails_the_run() -> None:
     assert bench.unmeasured({"ringbuf": ring}, ["ringbuf"]) == [
         ("ringbuf.go-cilium", "unavailable: peer kit does not build")]
     assert [k for k, _ in bench.unmeasured({}, ["load"])] == [f"load.{k}" for k, *_ in bench.GOALS["load"]]
+
+
+def test_the_workload_job_gets_no_make_flags_compiler_cache_or_git_config_from_the_caller(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tools.bench import files
+
+    for key, value in (("MAKEFLAGS", " -j8 --jobserver-auth=3,4"), ("MAKELEVEL", "1"), ("CCACHE_DIR", "/c"),
+                       ("GIT_DIR", "/elsewhere"), ("CFLAGS", "-O0")):
+        monkeypatch.setenv(key, value)
+    env = files._job_env(tmp_path)
+    assert not {"MAKEFLAGS", "MAKELEVEL", "CCACHE_DIR", "GIT_DIR", "CFLAGS"} & set(env)
+    assert env["CCACHE_DISABLE"] == "1" and env["GIT_CONFIG_NOSYSTEM"] == "1"
+    count = int(env["GIT_CONFIG_COUNT"])
+    config = {env[f"GIT_CONFIG_KEY_{i}"]: env[f"GIT_CONFIG_VALUE_{i}"] for i in range(count)}
+    assert config == {"gc.auto": "0", "maintenance.auto": "false", "core.fsync": "none"}

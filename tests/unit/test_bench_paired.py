@@ -47,3 +47,20 @@ def test_mismatched_runs_are_refused() -> None:
         paired.relative([1.0], [1.0, 2.0])
     with pytest.raises(ValueError):
         paired.relative([], [])
+
+
+def test_a_run_is_steady_only_when_both_probes_are_near_the_fastest() -> None:
+    assert paired.steady(10.5, 10.9, 10.0, 0.10)
+    assert not paired.steady(10.5, 11.2, 10.0, 0.10)  # slowed down during the run
+    assert not paired.steady(13.0, 10.1, 10.0, 0.10)  # came out of a slow spell during the run
+
+
+def test_kept_pairs_drop_a_pair_when_either_half_was_discarded() -> None:
+    on = [(1.0, True), (2.0, False), (3.0, True), (4.0, True)]
+    off = [(5.0, True), (6.0, True), (7.0, False), (8.0, True)]
+    assert paired.kept_pairs(on, off) == ([1.0, 4.0], [5.0, 8.0])
+    assert paired.kept_pairs(on[:1], off) == ([1.0], [5.0])
+
+
+def test_mad_pct_ignores_one_wild_run() -> None:
+    assert paired.mad_pct([1.0, 1.01, 0.99, 1.0, 5.0]) == pytest.approx(1.0)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import statistics
 from dataclasses import dataclass
-from typing import Sequence, Tuple
+from typing import List, Sequence, Tuple
 
 
 @dataclass(frozen=True)
@@ -52,3 +52,29 @@ def relative(on: Sequence[float], off: Sequence[float], level: float = 0.95) -> 
     lo, hi, conf = sign_interval(diffs, level)
     med = statistics.median(diffs)
     return Paired(round(med, 2), (round(lo, 2), round(hi, 2)), round(conf, 3), len(diffs))
+
+
+def steady(before: float, after: float, fastest: float, tolerance: float) -> bool:
+    """True when speed probes taken just before and just after a run both came within ``tolerance`` (a
+    fraction) of the fastest probe seen: the CPU ran at its usual speed across the run, not in one of the
+    slow spells a shared host's other load causes (which change a job's CPU time by tens of percent)."""
+    return max(before, after) <= fastest * (1.0 + tolerance)
+
+
+def kept_pairs(on: Sequence[Tuple[float, bool]], off: Sequence[Tuple[float, bool]]
+               ) -> Tuple[List[float], List[float]]:
+    """The pairs (on[i], off[i]) of (value, kept) runs in which both halves were kept, as two lists."""
+    a: List[float] = []
+    b: List[float] = []
+    for (x, x_ok), (y, y_ok) in zip(on, off):
+        if x_ok and y_ok:
+            a.append(x)
+            b.append(y)
+    return a, b
+
+
+def mad_pct(values: Sequence[float]) -> float:
+    """The median absolute deviation of ``values`` in percent of their median: how much one run of the same
+    job differs from the next, robust to the odd disturbed run."""
+    med = statistics.median(values)
+    return statistics.median(abs(v - med) for v in values) / med * 100.0

@@ -66,14 +66,17 @@ def rows(f: Figures) -> List[str]:
         f"{f('watch_cost.idle_cpu_pct'):.2f} % of a CPU ({f('watch_cost.idle_cpu_s_per_hour'):.0f} s/hour) / "
         f"{f('watch_cost.busy_cpu_pct'):.1f} % ({f('watch_cost.busy_cpu_s_per_hour'):.0f} s/hour); "
         f"{f('watch_cost.rss_mb_after_1m'):.0f} MB ({f('watch_cost.peak_rss_mb'):.0f} MB) | |")
-    add(f"| file/DNS programs per untracked event vs an empty program (openat / write / sendto) | "
+    add(f"| file/DNS programs per untracked event vs an empty program on the same tracepoint, median of "
+        f"{f('files.untracked_vs_floor_samples'):.0f} interleaved samples (openat / write / sendto / read / writev) | "
         f"{f('files.openat_untracked_vs_floor'):.2f} / {f('files.write_untracked_vs_floor'):.2f} / "
-        f"{f('files.sendto_untracked_vs_floor'):.2f}× | |")
+        f"{f('files.sendto_untracked_vs_floor'):.2f} / {f('files.read_untracked_vs_floor'):.2f} / "
+        f"{f('files.writev_untracked_vs_floor'):.2f}× | |")
     def pct(key: str) -> str:
         return (f"{f(f'files.{key}_pct'):+.1f} % [{f(f'files.{key}_ci_lo'):+.1f}, "
                 f"{f(f'files.{key}_ci_hi'):+.1f}]")
 
-    add(f"| build-and-git job with the monitor attached vs none, {f('files.workload_runs'):.0f} interleaved pairs "
+    add(f"| build-and-git job with the monitor attached vs none, {f('files.workload_untracked_pairs'):.0f} / "
+        f"{f('files.workload_tracked_pairs'):.0f} interleaved pairs run at the CPU's normal speed "
         f"(median, {f('files.workload_ci_confidence') * 100:.0f} % interval; load average "
         f"{f('files.workload_load_avg_1m'):.0f}): (a) untracked, (b) tracked; wall / CPU (job + daemon) | "
         f"(a) {pct('workload_untracked_overhead')} / {pct('workload_untracked_cpu_overhead')}; "
