@@ -49,7 +49,7 @@ def test_mismatched_runs_are_refused() -> None:
         paired.relative([], [])
 
 
-def test_a_run_is_steady_only_when_both_probes_are_near_the_fastest() -> None:
+def test_a_run_is_steady_only_when_both_probes_are_near_the_normal_speed() -> None:
     assert paired.steady(10.5, 10.9, 10.0, 0.10)
     assert not paired.steady(10.5, 11.2, 10.0, 0.10)  # slowed down during the run
     assert not paired.steady(13.0, 10.1, 10.0, 0.10)  # came out of a slow spell during the run

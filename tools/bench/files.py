@@ -27,10 +27,11 @@ What makes one run of the same job differ from the next on a shared VM, and what
 - each virtual CPU has slow spells of its own (the host's other load; no steal time shows them) in which the
   same work takes 20-50 % more CPU time, for seconds at a time. A syscall-free speed probe runs on both CPUs
   before each run: the job runs pinned to the one nearer its normal speed, and is kept only when the probe on
-  it just before and just after is within PROBE_TOLERANCE of that CPU's fastest, else it is run again (up to
-  TRIES; a slot never kept leaves its pair out). The probe sees nothing of the monitor (no syscall in its
-  timed part), the rule is the same with and without it, and ``workload_tries`` / ``workload_redone`` show
-  how often each side was rerun; ``*_cpu_overhead_all_*`` is the figure over every pair, unfiltered.
+  it just before and just after is within PROBE_TOLERANCE of that CPU's normal speed (the tenth percentile of
+  its probes), else it is run again (up to TRIES; a slot never kept leaves its pair out). The probe sees
+  nothing of the monitor (no syscall in its timed part), the rule is the same with and without it, and
+  ``workload_tries`` / ``workload_redone`` show how often each side was rerun; ``*_cpu_overhead_all_*`` is
+  the figure over every pair, unfiltered.
 - with the scheduler's autogroups, a nice value counts only inside its session, so the job (nice -10) still
   shared its CPU with every other session's work; the section gives its own autogroup NICE (restored after).
 - the daemon runs on the other CPU (where a two-CPU host runs it beside a single-threaded job), so its work
@@ -418,7 +419,7 @@ SLOTS = 4
 #: past this many seconds of paired runs, the next pair of blocks is not started
 BUDGET_S = 180.0
 WARMUP = 1
-#: a run counts when the speed probes either side of it are within this fraction of the fastest probe seen;
+#: a run counts when the speed probes either side of it are within this fraction of its CPU's normal speed;
 #: one that does not is run again, up to TRIES times (then its pair is left out)
 PROBE_TOLERANCE = 0.10
 PROBE_ROUNDS = 4
@@ -427,14 +428,20 @@ CALIBRATION_PROBES = 8
 
 
 class _Speed:
-    """Speed probes (tools/bench/helpers/speed_probe.c) on each CPU a job may use: the fastest seen on a CPU
-    is its normal speed; a run between two probes near it was not slowed by the host."""
+    """Speed probes (tools/bench/helpers/speed_probe.c) on each CPU a job may use. A CPU's normal speed is the
+    tenth percentile of its probes so far (not the least: one lucky probe would make every later run look
+    slow); a run between two probes near it was not slowed by the host."""
 
     def __init__(self, ctx: Context, cpus: List[int]) -> None:
         self.cmd = [str(ctx.helper("speed_probe")), str(PROBE_ROUNDS)]
         self.cpus = cpus
-        self.fastest = dict.fromkeys(cpus, float("inf"))
-        self.samples: List[float] = []  # relative to the CPU's fastest at the time
+        self.seen: Dict[int, List[float]] = {cpu: [] for cpu in cpus}
+        self.samples: List[float] = []  # relative to the CPU's normal speed at the time
+
+    def normal(self, cpu: int) -> float:
+        """The probe time of ``cpu`` at its normal speed, in ms."""
+        seen = sorted(self.seen[cpu])
+        return seen[len(seen) // 10]
 
     def probe(self, cpu: int) -> float:
         """The least of two probes on ``cpu``, in ms (one probe can be unlucky with an interrupt)."""
@@ -443,18 +450,18 @@ class _Speed:
             cp = subprocess.run(self.cmd, capture_output=True, text=True, timeout=30,
                                 preexec_fn=_on_cpu(cpu), check=True)
             best = min(best, float(last_json(cp.stdout)["probe_ms"]))
-        self.fastest[cpu] = min(self.fastest[cpu], best)
-        self.samples.append(best / self.fastest[cpu])
+        self.seen[cpu].append(best)
+        self.samples.append(best / self.normal(cpu))
         return best
 
     def pick(self) -> Tuple[int, float]:
         """Probe every CPU: (the one nearest its normal speed, its probe)."""
         probes = {cpu: self.probe(cpu) for cpu in self.cpus}
-        cpu = min(self.cpus, key=lambda c: probes[c] / self.fastest[c])
+        cpu = min(self.cpus, key=lambda c: probes[c] / self.normal(c))
         return cpu, probes[cpu]
 
     def steady(self, cpu: int, before: float, after: float) -> bool:
-        return paired.steady(before, after, self.fastest[cpu], PROBE_TOLERANCE)
+        return paired.steady(before, after, self.normal(cpu), PROBE_TOLERANCE)
 
 
 @contextlib.contextmanager
@@ -520,7 +527,7 @@ def workload(ctx: Context, out: Dict[str, Any]) -> None:
                         "ok": speed.steady(cpu, before, after), "probes": (before, after)}
                 if os.environ.get("RAWBPF_BENCH_DEBUG"):
                     print(f"{name}_{mode} cpu {used:.3f} wall {secs:.3f} probes {before:.2f} {after:.2f} "
-                          f"on {cpu} fastest {speed.fastest[cpu]:.2f} ok {slot['ok']}", file=sys.stderr,
+                          f"on {cpu} normal {speed.normal(cpu):.2f} ok {slot['ok']}", file=sys.stderr,
                           flush=True)
                 if daemon and name == "tracked":
                     roots.append(pid)  # every tracked run counts for records and loss, kept or not
@@ -615,9 +622,9 @@ def workload(ctx: Context, out: Dict[str, Any]) -> None:
         out["workload_blocks"] = blocks
         out["workload_tries"] = tries
         out["workload_redone"] = redone
-        out["workload_probe_fastest_ms"] = {str(c): round(v, 3) for c, v in speed.fastest.items()}
+        out["workload_probe_normal_ms"] = {str(c): round(speed.normal(c), 3) for c in cpus}
         rel = sorted(speed.samples)
-        # how often the CPUs ran slow: quartiles of the probes relative to their CPU's fastest
+        # how often the CPUs ran slow: quartiles of the probes relative to their CPU's normal speed
         out["workload_probe_rel_quartiles"] = [round(rel[len(rel) * q // 4], 3) for q in (1, 2, 3)]
         out["workload_job_cpu_runs"] = {str(c): n for c, n in on_cpu.items()}
         out["workload_probe_tolerance_pct"] = PROBE_TOLERANCE * 100

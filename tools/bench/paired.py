@@ -54,11 +54,11 @@ def relative(on: Sequence[float], off: Sequence[float], level: float = 0.95) -> 
     return Paired(round(med, 2), (round(lo, 2), round(hi, 2)), round(conf, 3), len(diffs))
 
 
-def steady(before: float, after: float, fastest: float, tolerance: float) -> bool:
+def steady(before: float, after: float, normal: float, tolerance: float) -> bool:
     """True when speed probes taken just before and just after a run both came within ``tolerance`` (a
-    fraction) of the fastest probe seen: the CPU ran at its usual speed across the run, not in one of the
+    fraction) of the CPU's ``normal`` probe time: it ran at its usual speed across the run, not in one of the
     slow spells a shared host's other load causes (which change a job's CPU time by tens of percent)."""
-    return max(before, after) <= fastest * (1.0 + tolerance)
+    return max(before, after) <= normal * (1.0 + tolerance)
 
 
 def kept_pairs(on: Sequence[Tuple[float, bool]], off: Sequence[Tuple[float, bool]]
