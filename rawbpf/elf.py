@@ -121,13 +121,21 @@ def _shndx(raw: Union[int, str]) -> int:
 _SYM = struct.Struct("<IBBHQQ")  # Elf64_Sym: st_name, st_info, st_other, st_shndx, st_value, st_size
 
 
+# st_info/st_other values by the names pyelftools gives them (a unit test holds them to its tables)
+SYM_TYPES = {0: "STT_NOTYPE", 1: "STT_OBJECT", 2: "STT_FUNC", 3: "STT_SECTION", 4: "STT_FILE",
+             5: "STT_COMMON", 6: "STT_TLS", 7: "STT_NUM", 8: "STT_RELC", 9: "STT_SRELC", 10: "STT_LOOS",
+             12: "STT_HIOS", 13: "STT_LOPROC", 15: "STT_HIPROC"}
+SYM_BINDS = {0: "STB_LOCAL", 1: "STB_GLOBAL", 2: "STB_WEAK", 3: "STB_NUM", 10: "STB_LOOS", 12: "STB_HIOS",
+             13: "STB_LOPROC", 15: "STB_HIPROC"}
+SYM_VISIBILITIES = {0: "STV_DEFAULT", 1: "STV_INTERNAL", 2: "STV_HIDDEN", 3: "STV_PROTECTED",
+                    4: "STV_EXPORTED", 5: "STV_SINGLETON", 6: "STV_ELIMINATE"}
+
+
 def _plain_symbols(tab: Any, raw: bytes) -> Optional[List[_Sym]]:
     """A well-formed little-endian 64-bit symbol table read in one pass (pyelftools parses each entry through
     construct, a third of the object's parse). The fields read as pyelftools names them; None for anything
     unusual (entry size, string table, field values outside its names), which the pyelftools path then reads
     and reports exactly as before."""
-    from elftools.elf.enums import ENUM_ST_INFO_BIND, ENUM_ST_INFO_TYPE, ENUM_ST_VISIBILITY
-
     strtab = getattr(tab, "stringtable", None)
     if tab["sh_entsize"] != _SYM.size or strtab is None or strtab["sh_type"] == "SHT_NOBITS" \
             or strtab["sh_flags"] & SHF_COMPRESSED:
@@ -138,9 +146,7 @@ def _plain_symbols(tab: Any, raw: bytes) -> Optional[List[_Sym]]:
         return None
     if len(strs) != strtab["sh_size"]:
         return None
-    types = {v: k for k, v in ENUM_ST_INFO_TYPE.items() if not k.startswith("_")}
-    binds = {v: k for k, v in ENUM_ST_INFO_BIND.items() if not k.startswith("_")}
-    visibilities = {v: k for k, v in ENUM_ST_VISIBILITY.items() if not k.startswith("_")}
+    types, binds, visibilities = SYM_TYPES, SYM_BINDS, SYM_VISIBILITIES
     out: List[_Sym] = []
     entries = _SYM.iter_unpack(raw[:len(raw) // _SYM.size * _SYM.size])
     for i, (name_off, info, other, shndx, value, size) in enumerate(entries):
@@ -153,6 +159,110 @@ def _plain_symbols(tab: Any, raw: bytes) -> Optional[List[_Sym]]:
         name = strs[name_off:end].decode("utf-8", errors="replace")
         out.append(_Sym(i, name, value, size, type_, bind, shndx, vis))
     return out
+
+
+class _NeedsPyelftools(Exception):
+    """The direct reading met something it leaves to pyelftools: the object is read again through it."""
+
+
+_EHDR = struct.Struct("<16sHHIQQQIHHHHHH")  # Elf64_Ehdr
+_SHT_STRTAB = 3
+_SHT_LLVM_ADDRSIG = 0x6FFF4C03
+#: the section types of clang's BPF objects, by pyelftools' names (another type goes through pyelftools)
+_PLAIN_SH_TYPES: Dict[int, Union[str, int]] = {
+    SHT_NULL: "SHT_NULL", SHT_PROGBITS: "SHT_PROGBITS", SHT_SYMTAB: "SHT_SYMTAB", _SHT_STRTAB: "SHT_STRTAB",
+    SHT_NOBITS: "SHT_NOBITS", SHT_REL: "SHT_REL", _SHT_LLVM_ADDRSIG: _SHT_LLVM_ADDRSIG,
+}
+_SHDR_FIELDS = ("sh_name", "sh_type", "sh_flags", "sh_addr", "sh_offset", "sh_size", "sh_link", "sh_info",
+                "sh_addralign", "sh_entsize")
+
+
+class _PlainSection:
+    """A section of a plain object, read with ``struct``: what the reader asks of a pyelftools section."""
+
+    __slots__ = ("_file", "header", "name", "stringtable")
+
+    def __init__(self, name: str, header: Dict[str, Any], file: bytes) -> None:
+        self.name, self.header, self._file = name, header, file
+        self.stringtable: Optional[_PlainSection] = None
+
+    def __getitem__(self, key: str) -> Any:
+        return self.header[key]
+
+    def data(self) -> bytes:
+        off, size = self.header["sh_offset"], self.header["sh_size"]
+        return self._file[off: off + size]
+
+
+class _PlainELF:
+    """A little-endian 64-bit BPF relocatable object whose headers and section types are all ordinary, read
+    without pyelftools (importing it costs more CPU than reading the object): the same answers it would give.
+    :func:`plain_elf` builds one only where pyelftools could not fail and would not read differently."""
+
+    def __init__(self, data: bytes, shoff: int, count: int, strndx: int) -> None:
+        self.data, self.shoff, self.count, self.strndx = data, shoff, count, strndx
+        self.elfclass, self.little_endian = 64, True
+        self.header = {"e_machine": "EM_BPF", "e_shoff": shoff, "e_shentsize": SHDR_SIZE}
+        self._sections: Dict[int, _PlainSection] = {}
+
+    def __getitem__(self, key: str) -> Any:
+        return self.header[key]
+
+    def num_sections(self) -> int:
+        return self.count
+
+    def get_shstrndx(self) -> int:
+        return self.strndx
+
+    def get_section(self, idx: int) -> _PlainSection:
+        sec = self._sections.get(idx)
+        if sec is None:
+            raw = _SHDR.unpack_from(self.data, self.shoff + idx * SHDR_SIZE)
+            header = dict(zip(_SHDR_FIELDS, raw))
+            header["sh_type"] = _PLAIN_SH_TYPES[raw[1]]
+            table = _SHDR.unpack_from(self.data, self.shoff + self.strndx * SHDR_SIZE)
+            start = table[4] + raw[0]
+            name = self.data[start: self.data.index(b"\0", start)].decode("utf-8", errors="replace")
+            sec = self._sections[idx] = _PlainSection(name, header, self.data)
+            if raw[1] == SHT_SYMTAB:
+                sec.stringtable = self.get_section(raw[6])
+        return sec
+
+
+def plain_elf(data: bytes) -> Optional[_PlainELF]:
+    """A :class:`_PlainELF` of ``data``, or None when anything is unusual (pyelftools reads it then, and
+    reports what is wrong as before): not 64-bit little-endian BPF, extended section numbering, a section
+    header, name or string table outside the file, a section type clang does not emit, compressed sections,
+    a relocation table or symbol table whose entry size or string table link is off."""
+    if len(data) < _EHDR.size:
+        return None
+    ident, _etype, machine, _ver, _entry, _phoff, shoff, _flags, _ehsize, _phentsize, _phnum, shentsize, \
+        count, strndx = _EHDR.unpack_from(data)
+    if ident[4] != 2 or ident[5] != 1 or machine != EM_BPF or shentsize != SHDR_SIZE:
+        return None
+    if not 0 < count < SHN_LORESERVE or not 0 < strndx < count or shoff + count * SHDR_SIZE > len(data):
+        return None
+    headers = [_SHDR.unpack_from(data, shoff + i * SHDR_SIZE) for i in range(count)]
+
+    def in_file(h: Tuple[int, ...]) -> bool:
+        return h[4] <= len(data) and h[5] <= len(data) - h[4]
+
+    for h in headers:
+        _name, sh_type, sh_flags, _addr, _off, _size, link, _info, _align, entsize = h
+        if sh_type not in _PLAIN_SH_TYPES or sh_flags & SHF_COMPRESSED:
+            return None
+        if sh_type == SHT_REL and entsize != 16:
+            return None
+        if sh_type == SHT_SYMTAB and (entsize != SYM_SIZE or not 0 < link < count
+                                      or headers[link][1] != _SHT_STRTAB or not in_file(headers[link])):
+            return None
+    table = headers[strndx]
+    if table[1] != _SHT_STRTAB or not in_file(table):
+        return None
+    for h in headers:
+        if h[0] >= table[5] or data.find(b"\0", table[4] + h[0], table[4] + table[5]) < 0:
+            return None
+    return _PlainELF(data, shoff, count, strndx)
 
 
 def object_name(path: str) -> str:
@@ -205,7 +315,12 @@ def load_spec(
     reader = _Reader(data, obj, label, strict)
     reader.max_zero_fill = zero_fill_limit(len(data)) if bounded else None
     try:
-        spec = reader.read()
+        try:
+            spec = reader.read()
+        except _NeedsPyelftools:
+            reader = _Reader(data, obj, label, strict, plain=False)
+            reader.max_zero_fill = zero_fill_limit(len(data)) if bounded else None
+            spec = reader.read()
     except ObjectError:
         raise
     except RawBPFError as err:  # e.g. a BTFError from a type lookup while reading a section
@@ -244,8 +359,9 @@ def _describe(err: BaseException) -> str:
 class _Reader:
     """One pass over one object."""
 
-    def __init__(self, data: bytes, obj: str, label: str, strict: bool = False) -> None:
+    def __init__(self, data: bytes, obj: str, label: str, strict: bool = False, plain: bool = True) -> None:
         self.strict = strict
+        self.plain = plain  # read a plain object without pyelftools (see plain_elf)
         self.data = data
         self.obj = obj
         self.label = label
@@ -286,15 +402,18 @@ class _Reader:
     # -- top level -----------------------------------------------------------------------------------------
 
     def read(self) -> CollectionSpec:
-        from elftools.common.exceptions import ELFError
-        from elftools.elf.elffile import ELFFile
-
         if self.data[:4] != b"\x7fELF":
             raise self.fail("not an ELF file")
-        try:
-            elf = ELFFile(io.BytesIO(self.data))
-        except ELFError as err:
-            raise self.fail(f"malformed ELF: {_one_line(err)}") from err
+        elf: Any = plain_elf(self.data) if self.plain else None
+        if elf is None:
+            self.plain = False
+            from elftools.common.exceptions import ELFError
+            from elftools.elf.elffile import ELFFile
+
+            try:
+                elf = ELFFile(io.BytesIO(self.data))
+            except ELFError as err:
+                raise self.fail(f"malformed ELF: {_one_line(err)}") from err
         if elf["e_machine"] not in ("EM_BPF", EM_BPF):
             raise self.fail(f"not a BPF object (machine {elf['e_machine']})")
         if elf.elfclass != 64 or not elf.little_endian:
@@ -483,6 +602,8 @@ class _Reader:
         if fast is not None:
             self.symbols.extend(fast)
             return
+        if self.plain:
+            raise _NeedsPyelftools()
         for i, sym in enumerate(tab.iter_symbols()):
             info = sym["st_info"]
             self.symbols.append(

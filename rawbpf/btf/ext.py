@@ -150,13 +150,21 @@ class BTFExt:
                 got = texts[off] = _string(btf, off, what)
             return got
 
-        def line(sec: str, rec: bytes) -> None:
-            insn_off, file_off, line_off, line_col = four.unpack_from(rec)
-            ext.line_info.setdefault(sec, []).append(LineInfo(
-                insn_off, text(file_off, "line_info file name"), text(line_off, "line_info line"),
-                line_col >> 10, line_col & 0x3FF, file_off, line_off))
+        def lines(sec: str, recs: Iterable[Tuple[int, ...]]) -> None:
+            # thousands of records per object: one pass with the string lookups cached
+            out = ext.line_info.setdefault(sec, [])
+            add = out.append
+            for insn_off, file_off, line_off, line_col in recs:
+                name = texts.get(file_off)
+                if name is None:
+                    name = text(file_off, "line_info file name")
+                code = texts.get(line_off)
+                if code is None:
+                    code = text(line_off, "line_info line")
+                add(LineInfo(insn_off, name, code, line_col >> 10, line_col & 0x3FF, file_off, line_off))
 
-        ext.line_info_rec_size = _walk(body, e, li_off, li_len, LINE_INFO_SIZE, "line_info", btf, names, line)
+        ext.line_info_rec_size = _walk_blocks(body, e, li_off, li_len, LINE_INFO_SIZE, "line_info", btf,
+                                              names, four, lines)
 
         def relo(sec: str, rec: bytes) -> None:
             insn_off, type_id, acc_off, kind = struct.unpack_from(e + "IIII", rec)
@@ -228,6 +236,33 @@ def _string(btf: BTF, off: int, what: str) -> str:
 def _walk(body: bytes, e: str, off: int, length: int, min_size: int, what: str, btf: BTF,
           names: Dict[str, int], each: Callable[[str, bytes], None]) -> int:
     """Walk one info block (record size, then per-section headers and records); returns the record size."""
+
+    def per_record(sec: str, blk: bytes, p: int, n: int, rec_size: int) -> None:
+        for i in range(n):
+            each(sec, blk[p + i * rec_size: p + i * rec_size + min_size])
+
+    return _sections(body, e, off, length, min_size, what, btf, names, per_record)
+
+
+def _walk_blocks(body: bytes, e: str, off: int, length: int, min_size: int, what: str, btf: BTF,
+                 names: Dict[str, int], rec: struct.Struct,
+                 each: Callable[[str, Iterable[Tuple[int, ...]]], None]) -> int:
+    """:func:`_walk` handing over each section's records at once, unpacked by ``rec`` (its first
+    ``min_size`` bytes when the file's records are longer)."""
+
+    def section(sec: str, blk: bytes, p: int, n: int, rec_size: int) -> None:
+        if rec_size == rec.size:
+            each(sec, rec.iter_unpack(blk[p: p + n * rec_size]))
+        else:
+            each(sec, (rec.unpack_from(blk, p + i * rec_size) for i in range(n)))
+
+    return _sections(body, e, off, length, min_size, what, btf, names, section)
+
+
+def _sections(body: bytes, e: str, off: int, length: int, min_size: int, what: str, btf: BTF,
+              names: Dict[str, int], each: Callable[[str, bytes, int, int, int], None]) -> int:
+    """The checks and the section headers of one info block; ``each(section, block, at, count, rec_size)``
+    gets the records of each section."""
     if length == 0:
         return min_size
     if off + length > len(body):
@@ -253,8 +288,7 @@ def _walk(body: bytes, e: str, off: int, length: int, min_size: int, what: str, 
         p += 8
         if p + n * rec_size > length:
             raise BTFError(f"btf.ext: {what} for section '{sec}': {n} records overrun the block")
-        for i in range(n):
-            each(sec, blk[p + i * rec_size: p + i * rec_size + min_size])
+        each(sec, blk, p, n, rec_size)
         p += n * rec_size
     return rec_size
 
