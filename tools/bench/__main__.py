@@ -65,6 +65,7 @@ GOALS: Dict[str, List[Tuple[str, str, Any, str]]] = {
              ("tracepoints5_bpftool_s", "s", None, ""), ("load_avg_1m", "", None, "")],
     "exec_storm": [("execs_per_s", "/s", 10_000, "min"), ("dropped", "", 0, "max"),
                    ("user_us_per_record", "µs", 25, "max"), ("sys_us_per_record", "µs", None, ""),
+                   ("file_user_us_per_record", "µs", None, ""), ("file_sys_us_per_record", "µs", None, ""),
                    ("load_avg_1m", "", None, "")],
     "latency": [("event_to_log_p99_ms", "ms", 250, "max")],
     "report": [("records", "", None, ""), ("report_100k_s", "s", 5, "max"),
