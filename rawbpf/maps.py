@@ -564,6 +564,28 @@ class Map(FD):
             raise
         return vbuf.raw[: self._bufsize]
 
+    def lookup_and_delete_each(self, keys: Sequence[KeyLike]) -> List[Optional[bytes]]:
+        """:meth:`lookup_and_delete` of each key in turn (one atomic removal per key, one system call each,
+        the buffers made once): the value each key held when it went, None for a key already gone."""
+        kbuf = ctypes.create_string_buffer(max(self.key_size, 1))
+        vbuf = ctypes.create_string_buffer(max(self._bufsize, 1))
+        attr = MapElemAttr(map_fd=self.fd, key=ptr(kbuf), value=ptr(vbuf))
+        what, size, bufsize, label = f"look up and delete in {self._label}", self.key_size, self._bufsize, \
+            f"{self.label}: key"
+        out: List[Optional[bytes]] = []
+        for key in keys:
+            data = key if isinstance(key, bytes) and len(key) == size else _pack(key, size, label)
+            ctypes.memmove(kbuf, data, size)
+            try:
+                _sys.bpf(Cmd.MAP_LOOKUP_AND_DELETE_ELEM, attr, what, hints=_ELEM_HINTS)
+            except SyscallError as err:
+                if err.errno != _errno.ENOENT:
+                    raise
+                out.append(None)
+                continue
+            out.append(vbuf.raw[:bufsize])
+        return out
+
     def pop(self) -> Optional[bytes]:
         """Queue/stack: remove and return the next value, or None if empty."""
         self._need_keyless("pop")

@@ -154,23 +154,23 @@ def file_shaping(cfg: MonitorConfig) -> FileShaping:
 def sweep_file_summaries(coll: Any, files: FileShaping, window_ns: int,
                          now_ns: Optional[int] = None) -> List[Dict[str, Any]]:
     """Take the quiet keys out of ``file_recent`` (older than the window) and return a record for each one's
-    folded events that no later record reported. Each key is removed with one atomic lookup-and-delete, so
-    an event the kernel folds meanwhile is never counted twice nor dropped from the counters."""
+    folded events that no later record reported. The map is read in batches (a few system calls for
+    thousands of keys: a storm of distinct files fills it); each quiet key is then removed with one atomic
+    lookup-and-delete, so an event the kernel folds meanwhile is never counted twice nor dropped from the
+    counters."""
     import struct as _struct
 
     m = coll.maps.get("file_recent") if hasattr(coll.maps, "get") else None
     if m is None:
         return []
     now = time.monotonic_ns() if now_ns is None else now_ns
+    try:
+        pairs = m.lookup_batch(1024)
+    except RawBPFError:  # a kernel without batch operations on hash maps: key by key
+        pairs = [(k, v) for k in list(m.keys()) for v in (m.lookup(k),) if v is not None]
+    quiet = [key for key, value in pairs if now - _struct.unpack_from("<Q", value)[0] >= window_ns]
     out: List[Dict[str, Any]] = []
-    for key in list(m.keys()):
-        value = m.lookup(key)
-        if value is None:
-            continue
-        ts, _pending = _struct.unpack_from("<QQ", value)
-        if now - ts < window_ns:
-            continue
-        value = m.lookup_and_delete(key)
+    for key, value in zip(quiet, m.lookup_and_delete_each(quiet)):
         if value is None:
             continue
         _ts, pending = _struct.unpack_from("<QQ", value)

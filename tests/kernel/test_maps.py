@@ -370,6 +370,16 @@ def test_lookup_and_delete_and_map_ids() -> None:
         assert m.id in set(iter_ids())
 
 
+def test_lookup_and_delete_each_takes_what_each_key_held() -> None:
+    with Map.create(MapType.HASH, 4, 8, 8, name=uniq("lade")) as m:
+        for k in (1, 2, 3):
+            m.update(k, k * 11)
+        got = m.lookup_and_delete_each([2, 9, (3).to_bytes(4, "little"), 2])
+        assert got == [(22).to_bytes(8, "little"), None, (33).to_bytes(8, "little"), None]
+        assert list(m.keys()) == [(1).to_bytes(4, "little")]
+        assert m.lookup_and_delete_each([]) == []
+
+
 def test_frozen_mmapable_array_maps_read_only() -> None:
     with Map.create(MapType.ARRAY, 4, 8, 2, name=uniq("frzmm"), flags=BPF_F_MMAPABLE) as m:
         m.update(1, 0x55)
