@@ -57,10 +57,12 @@ def rows(f: Figures) -> List[str]:
     add(f"| connect(2) latency, no monitor / monitor loaded (untracked) | "
         f"{f('syscall_overhead.connect_baseline_ns'):.0f} ns / {f('syscall_overhead.connect_with_monitor_ns'):.0f} "
         f"ns | |")
-    add(f"| tracked exec storm with 0 dropped records; the daemon's user / system CPU per exec (load average "
+    add(f"| tracked exec storm with 0 dropped records; the daemon's user / system CPU per exec; the same per file "
+        f"record of a tracked root creating {f('exec_storm.file_records') / 1e3:.0f} k files (load average "
         f"{f('exec_storm.load_avg_1m'):.1f}) | "
         f"{_k(f('exec_storm.execs_per_s'))} execs/s; {f('exec_storm.user_us_per_record'):.0f} / "
-        f"{f('exec_storm.sys_us_per_record'):.0f} µs | |")
+        f"{f('exec_storm.sys_us_per_record'):.0f} µs; {f('exec_storm.file_user_us_per_record'):.0f} / "
+        f"{f('exec_storm.file_sys_us_per_record'):.0f} µs | |")
     add(f"| what watching costs (daemon user + system + BPF run time): idle host / tracked session exec'ing "
         f"1000 programs/s; RSS after {f('watch_cost.records') / 1e6:.1f} M records (peak) | "
         f"{f('watch_cost.idle_cpu_pct'):.2f} % of a CPU ({f('watch_cost.idle_cpu_s_per_hour'):.0f} s/hour) / "
