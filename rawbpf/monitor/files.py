@@ -45,6 +45,7 @@ def _text(raw: bytes) -> str:
 
 
 _CHAINS: Dict[bytes, str] = {}  # chain → directory: a process's events mostly name the same few directories
+_CHAINS_MAX, _CHAIN_KEPT = 1024, 512  # entries, and the longest chain kept (bytes): at most ~1.5 MB
 
 
 def chain_dir(chain: bytes) -> str:
@@ -55,9 +56,10 @@ def chain_dir(chain: bytes) -> str:
         parts = [p for p in _text(chain).split("\0") if p]
         parts.reverse()
         d = "/" + "/".join(parts)
-        if len(_CHAINS) >= 4096:
-            _CHAINS.clear()
-        _CHAINS[chain] = d
+        if len(chain) <= _CHAIN_KEPT:
+            if len(_CHAINS) >= _CHAINS_MAX:
+                _CHAINS.clear()
+            _CHAINS[chain] = d
     return d
 
 

@@ -144,7 +144,8 @@ _HEAD_NAMES = ("_type, flags, ts, pid, tid, ppid, uid, root, depth, comm, start,
                "auid, tty, origin, session, trace")
 #: the members after the kind, flags and stamp that every record of one process repeats (the memo's key)
 IDENTITY = f"{HEADER[3]}..{HEADER[-1]}"
-_MEMO_MAX = 4096
+#: identities kept (about 1.2 KB each): a process's records come close together, so a few drains' worth
+_MEMO_MAX = 1024
 
 #: kind → (its members' local names, statements, (log field, expression) pairs set on ``r``, what to return)
 _KIND_SRC: Dict[str, Tuple[str, str, List[Tuple[str, str]], str]] = {
@@ -219,7 +220,7 @@ class RunShaper:
         self._disc = struct.Struct("=I")
         self._ts_at = -1
         #: identity bytes (IDENTITY) → the header fields of that process's records (shared by the kinds: a
-        #: process's exec and exit repeat them, a parent's forks too)
+        #: process's exec and exit repeat them, a parent's forks too); emptied when _MEMO_MAX are kept
         self._memo: Dict[bytes, Tuple[int, Record, bool, int]] = {}
         cat = shaper.catalog
         self._exit = next((v for v, k in cat.kinds.items() if k == "exit"), None)
