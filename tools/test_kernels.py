@@ -143,15 +143,22 @@ def run_bounded(cmds: List[List[str]], timeout: float) -> List[Optional[int]]:
                 proc.wait()
 
 
-# Seconds each kernel test file took in a 6.1 TCG guest (measured; a file not listed counts as DEFAULT_COST).
-# Only used to split the files over guests that run at once, each mostly one busy host thread.
+# Seconds each kernel test file took in a 6.1 TCG guest (one full run, two guests at once on the busy 2-core
+# VM; a file not listed counts as DEFAULT_COST), and the monitor workload, which runs in the first guest after
+# its tests. Only used to split the files over guests that run at once, each mostly one busy host thread.
 COSTS = {
-    "test_monitor_program.py": 400, "test_monitor_env.py": 260, "test_monitor_attrib.py": 240,
-    "test_monitor_e2e.py": 200, "test_monitor_files.py": 200, "test_cli_load.py": 150,
-    "test_log_guarantees.py": 150, "test_monitor_dns.py": 120, "test_ship_load.py": 100,
-    "test_monitor_renamed.py": 60, "test_attach.py": 70, "test_daemon.py": 40, "test_cli_load_crash.py": 40,
+    "test_monitor_e2e.py": 915, "test_cli_load.py": 665, "test_log_guarantees.py": 460,
+    "test_monitor_env.py": 360, "test_monitor_program.py": 350, "test_monitor_files.py": 305,
+    "test_cli_load_crash.py": 275, "test_attach.py": 265, "test_ship_load.py": 235, "test_tracefs.py": 200,
+    "test_daemon.py": 130, "test_monitor_dns_tcp.py": 115, "test_libbpf_tags.py": 110,
+    "test_doctor.py": 105, "test_monitor_attrib.py": 100, "test_load_externs.py": 100,
+    "test_btf_load.py": 80, "test_monitor_renamed.py": 80, "test_asm_xlated.py": 70, "test_features.py": 65,
+    "test_monitor_dns.py": 55, "test_struct_ops.py": 55, "test_core_libbpf.py": 50, "test_btf_libbpf.py": 40,
+    "test_asm_exec_count.py": 35, "test_collection.py": 30, "test_maps.py": 30, "test_load_sections.py": 20,
+    "test_libbpf_conformance.py": 15, "test_maps_errors.py": 15,
 }
-DEFAULT_COST = 25
+DEFAULT_COST = 10
+WORKLOAD_COST = 150
 
 
 def split_tests(tests: List[str], parts: int) -> List[List[str]]:
@@ -166,7 +173,7 @@ def split_tests(tests: List[str], parts: int) -> List[List[str]]:
         else:
             files.setdefault(t.split("::")[0], []).append(t)
     groups: List[List[str]] = [[] for _ in range(max(1, min(parts, len(files))))]
-    load = [0] * len(groups)
+    load = [WORKLOAD_COST] + [0] * (len(groups) - 1)  # the first guest also runs the monitor workload
     for name in sorted(files, key=lambda n: -COSTS.get(Path(n).name, DEFAULT_COST)):
         i = load.index(min(load))
         load[i] += COSTS.get(Path(name).name, DEFAULT_COST)
