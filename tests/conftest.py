@@ -9,6 +9,7 @@ feature a probe found missing on a kernel older than the release that added it, 
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,18 @@ import pytest
 REQUIRE_KERNEL = os.environ.get("RAWBPF_REQUIRE_KERNEL") == "1"
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "tests" / "data"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Give the children the tests start the default SIGINT and SIGQUIT actions, as a terminal's would have.
+
+    Tests check what a Ctrl-C (SIGINT) or a core-dumping SIGQUIT does to a child. A runner started in the
+    background of a non-interactive shell inherits both ignored, and an ignored signal stays ignored across
+    exec, so its children would never see them. A handled signal is reset to its default by exec."""
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    if signal.getsignal(signal.SIGQUIT) == signal.SIG_IGN:
+        signal.signal(signal.SIGQUIT, lambda signum, frame: None)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list) -> None:
