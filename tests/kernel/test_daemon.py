@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
+from load_support import wait_attached
 from patience import patience
 
 from rawbpf.collection import load
@@ -121,8 +122,10 @@ def test_rawbpf_load_and_tail_end_to_end(tmp_path: Path, pin_dir: Path) -> None:
     p = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     out: Optional[str] = None
     try:
-        _wait_for(lambda: log_dir.exists() and any(log_dir.iterdir()) and (pin_dir / "flood").exists())
-        time.sleep(0.3)
+        # The pin directory and the log directory exist (as locks) before the programs are attached; only
+        # the line saying the load runs comes after, and calls made before it would never be recorded.
+        ready = wait_attached(p)
+        _wait_for(lambda: log_dir.exists() and any(log_dir.iterdir()))
         for _ in range(100):
             os.getppid()
         _wait_for(lambda: accounted(_tail_json(log_dir)) >= 300)
@@ -133,12 +136,17 @@ def test_rawbpf_load_and_tail_end_to_end(tmp_path: Path, pin_dir: Path) -> None:
             os.getppid()
         time.sleep(0.3)
         p.send_signal(signal.SIGTERM)
-        out, err = p.communicate(timeout=patience(30))
+        rest, err = p.communicate(timeout=patience(30))
+        out = "\n".join(ready) + "\n" + rest
         assert p.returncode == 0, err
     finally:
-        if p.poll() is None:
-            p.kill()
-            p.communicate()
+        if p.poll() is None:  # stopped as a user would first: a kill leaves its pins behind
+            p.send_signal(signal.SIGTERM)
+            try:
+                p.communicate(timeout=patience(30))
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.communicate()
     assert "logging samples, events" in out or "logging events, samples" in out
     m = re.search(r"logged (\d+) records; lost: kernel (\d+), perf (\d+), log (\d+)", out)
     assert m is not None
