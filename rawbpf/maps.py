@@ -552,17 +552,7 @@ class Map(FD):
 
     def lookup_and_delete(self, key: KeyLike) -> Optional[bytes]:
         """Hash-like maps (Linux 5.14+): remove ``key`` and return its value in one step (None if absent)."""
-        kbuf = self._key(key)
-        vbuf = ctypes.create_string_buffer(max(self._bufsize, 1))
-        attr = MapElemAttr(map_fd=self.fd, key=ptr(kbuf), value=ptr(vbuf))
-        try:
-            _sys.bpf(Cmd.MAP_LOOKUP_AND_DELETE_ELEM, attr, f"look up and delete in {self._label}",
-                     hints=_ELEM_HINTS)
-        except SyscallError as err:
-            if err.errno == _errno.ENOENT:
-                return None
-            raise
-        return vbuf.raw[: self._bufsize]
+        return self.lookup_and_delete_each([key])[0]
 
     def lookup_and_delete_each(self, keys: Sequence[KeyLike]) -> List[Optional[bytes]]:
         """:meth:`lookup_and_delete` of each key in turn (one atomic removal per key, one system call each,
