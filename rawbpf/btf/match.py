@@ -45,10 +45,19 @@ def find_candidates(local: BTF, local_id: int, target: BTF) -> List[int]:
     """Ids of the target types (its own, not its base's) that are candidates for local type ``local_id``."""
     lt = local[local_id]
     ess = essential_name(lt.name)
-    offs = target.string_offsets(ess)
-    offs += [o for o in target.strings_with_prefix(ess + "___") if essential_name(target.string_at(o)) == ess]
+    index = target.name_index()
+    if index is None:
+        offs = target.string_offsets(ess)
+        offs += [o for o in target.strings_with_prefix(ess + "___")
+                 if essential_name(target.string_at(o)) == ess]
+        ids = target.ids_by_name_offsets(offs)
+    else:
+        ids = list(index.get(ess, ()))
+        for name in target.flavored_names():
+            if name.startswith(ess) and essential_name(name) == ess:
+                ids += index[name]
     out = []
-    for tid in target.ids_by_name_offsets(offs):
+    for tid in ids:
         t = target[tid]
         if t.name and _kinds_compat(t, lt) and essential_name(t.name) == ess:
             out.append(tid)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import struct
 import sys
 from array import array
-from typing import Iterator, List, Optional, Sequence, Tuple, Union, overload
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union, overload
 
 from rawbpf.btf.types import (
     KIND_MAX,
@@ -97,6 +97,9 @@ class BTF:
         self.str_start = base.str_len if base is not None else 0
         self._cache: List[Optional[BtfType]] = [None] * len(offsets)
         self._name_index: Optional[bytes] = None
+        self._by_name: Optional[Dict[str, List[int]]] = None
+        self._flavored: List[str] = []
+        self._name_lookups = 0
         self._void = BtfType(0, Kind.UNKN)
 
     # ----------------------------------------------------------------- parsing
@@ -336,6 +339,37 @@ class BTF:
             words = self._words
             self._name_index = array("I", [words[w] for w in self._offs]).tobytes()
         return self._name_index
+
+    INDEX_AFTER = 8  # name lookups answered by scanning before the names are indexed whole
+
+    def name_index(self) -> Optional[Dict[str, List[int]]]:
+        """Own parsed types' ids by name, or None while a scan per lookup is cheaper.
+
+        The first :attr:`INDEX_AFTER` calls return None (the caller scans: a few milliseconds each even in
+        vmlinux); the next builds the index in one pass and keeps it. A caller with hundreds of names to
+        resolve (user-space CO-RE against vmlinux) then pays ~0.1 s once instead of a scan of the name and
+        string tables per name. Types appended with :meth:`add` are not in it.
+        """
+        if self._by_name is None:
+            self._name_lookups += 1
+            if self._name_lookups <= self.INDEX_AFTER:
+                return None
+            by_off: Dict[int, List[int]] = {}
+            words, start = self._words, self.start_id
+            for i, w in enumerate(self._offs):
+                off = words[w]
+                if off:
+                    by_off.setdefault(off, []).append(start + i)
+            by_name: Dict[str, List[int]] = {}
+            for off, ids in by_off.items():
+                by_name.setdefault(self.string_at(off), []).extend(ids)
+            self._by_name = by_name
+            self._flavored = [n for n in by_name if "___" in n]
+        return self._by_name
+
+    def flavored_names(self) -> List[str]:
+        """The names in :meth:`name_index` that contain ``___`` (CO-RE flavours among them); empty before."""
+        return self._flavored
 
     def ids_by_name_offsets(self, offsets: Sequence[int]) -> List[int]:
         """Own type ids, as parsed, whose name_off is one of ``offsets`` (ascending)."""
