@@ -10,7 +10,7 @@ from typing import Any, Dict, Optional, Sequence
 import click
 
 from rawbpf.cli.common import log_dir_option, pin_dir_option
-from rawbpf.cli.monitor_options import maybe_run_monitor, monitor_options
+from rawbpf.cli.monitor_options import maybe_run_monitor, monitor_options, parse_quietly
 from rawbpf.errors import ConfigError
 from rawbpf.logfile import DEFAULT_FLUSH_INTERVAL
 
@@ -74,7 +74,8 @@ def load(obj: str, no_attach: bool, assignments: Sequence[str], kernel_core: Opt
 def _load(obj: str, no_attach: bool, assignments: Sequence[str], kernel_core: Optional[bool], pin_dir: str,
           log_dir: str, max_bytes: int, backups: int, flush_interval: float, record_types: Sequence[str],
           monitor: Dict[str, Any]) -> None:
-    if maybe_run_monitor(obj, monitor, pin_root=pin_dir, log_dir=log_dir, attach=not no_attach,
+    spec = parse_quietly(obj)  # parsed once: whether it is the monitor, then the load (None: it reports why)
+    if maybe_run_monitor(obj, monitor, parsed=spec, pin_root=pin_dir, log_dir=log_dir, attach=not no_attach,
                          constants=parse_assignments(assignments), kernel_core=kernel_core, echo=click.echo,
                          log_options={"max_bytes": max_bytes, "backups": backups,
                                       "flush_interval": flush_interval}):
@@ -92,5 +93,5 @@ def _load(obj: str, no_attach: bool, assignments: Sequence[str], kernel_core: Op
                             header={"object_path": os.path.abspath(obj)})
     load_and_run(obj, pin_root=pin_dir, attach=not no_attach, constants=parse_assignments(assignments),
                  kernel_core=kernel_core, runner=consumer(options, echo=click.echo), echo=click.echo,
-                 on_stale_pins=keep_stale_drops(options),
+                 on_stale_pins=keep_stale_drops(options), spec=spec,
                  prepare=lambda coll: probe(options.log_dir))  # another log writer: refused before attach

@@ -74,15 +74,28 @@ def object_is_monitor(obj: str) -> bool:
     return parsed_monitor(obj) is not None
 
 
-def parsed_monitor(obj: str) -> Optional[Any]:
+def parse_quietly(obj: str) -> Optional[Any]:
+    """``obj`` parsed (a :class:`rawbpf.spec.CollectionSpec`), or None when it cannot be: the loader parses
+    it again and reports why."""
+    from rawbpf.elf import load_spec
+
+    try:
+        return load_spec(obj)
+    except Exception:
+        return None
+
+
+def parsed_monitor(obj: str, spec: Optional[Any] = None) -> Optional[Any]:
     """``obj`` parsed under the monitor's name if it is the Claude monitor by its content, else None (also
-    when it cannot be parsed: the loader reports that). Parsed once, the spec is handed on to the load."""
+    when it cannot be parsed: the loader reports that). Parsed once, the spec is handed on to the load;
+    ``spec``: ``obj`` already parsed by :func:`parse_quietly`."""
     from rawbpf.elf import load_spec
     from rawbpf.monitor import OBJECT_NAME, is_monitor
 
+    if spec is None:
+        spec = parse_quietly(obj)
     try:
-        spec = load_spec(obj)
-        if not is_monitor(spec):
+        if spec is None or not is_monitor(spec):
             return None
         # a renamed copy: parsed again under the monitor's name (its internal maps are named after it)
         return spec if spec.name == OBJECT_NAME else load_spec(obj, OBJECT_NAME)
@@ -90,12 +103,14 @@ def parsed_monitor(obj: str) -> Optional[Any]:
         return None
 
 
-def maybe_run_monitor(obj: str, values: Dict[str, Any], **load_kwargs: Any) -> bool:
+def maybe_run_monitor(obj: str, values: Dict[str, Any], *, parsed: Optional[Any] = None,
+                      **load_kwargs: Any) -> bool:
     """Run the monitor if ``obj`` is claude_monitor by its content, whatever the file is called (returns
     True when it ran); otherwise reject monitor options given for another object and return False so the
-    generic loader runs."""
+    generic loader runs. ``parsed``: ``obj`` already parsed by :func:`parse_quietly`, looked at and not
+    changed (the generic loader can take it on)."""
     given = _given({k: values.get(k) for k in OPTION_NAMES})
-    spec = parsed_monitor(obj)
+    spec = parsed_monitor(obj, parsed)
     if spec is None:
         if given:
             flags = ", ".join("--" + k.replace("_", "-") for k in given)
