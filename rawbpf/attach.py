@@ -13,7 +13,6 @@ from __future__ import annotations
 import ctypes
 import errno as _errno
 import os
-import shutil
 from dataclasses import dataclass
 from typing import Iterator, List, Optional, Tuple, Union
 
@@ -340,6 +339,8 @@ def resolve_binary(binary: str) -> str:
     """An absolute path for ``binary``: as given, or without a slash searched in PATH (programs) and the
     usual library directories (names containing ".so")."""
     if os.sep not in binary:
+        import shutil  # only here: its import pulls in the compression modules
+
         found = shutil.which(binary)
         if found:
             return os.path.abspath(found)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import ctypes
 import errno as _errno
 import os
-from pathlib import Path
 from typing import Union
 
 from rawbpf import _sys
@@ -116,12 +115,12 @@ def remove_tree(path: PathLike) -> int:
 
     Returns the number of pins removed. Missing paths are fine (0). Symlinks are not followed.
     """
-    root = Path(os.fspath(path))
-    if not root.exists():
+    root = os.fspath(path)
+    if not os.path.exists(root):
         return 0
     if not is_bpffs(root):
         raise ConfigError(f"remove pins under {root}: not on a bpffs mount, refusing to delete")
-    if root.resolve() == Path(DEFAULT_BPFFS) or os.path.ismount(root):
+    if os.path.realpath(root) == DEFAULT_BPFFS or os.path.ismount(root):
         raise ConfigError(f"remove pins under {root}: refusing to delete a whole bpffs mount")
     removed = 0
     for dirpath, dirnames, filenames in os.walk(root, topdown=False, followlinks=False):

@@ -6,7 +6,6 @@ values are patched into instructions by :func:`rawbpf.linker.patch_data`. Paths 
 
 from __future__ import annotations
 
-import gzip
 import os
 import re
 from typing import TYPE_CHECKING, Any, Dict, Optional
@@ -70,6 +69,8 @@ def read_kconfig(paths: Optional[list] = None) -> Dict[str, str]:
             continue
         try:
             if p.endswith(".gz"):
+                import gzip  # only here: most objects have no kconfig externs
+
                 with gzip.open(p, "rt") as gz:
                     text = gz.read()
             else:

@@ -39,7 +39,6 @@ import errno
 import logging
 import os
 import re
-import socket
 import stat
 import time
 from collections import deque
@@ -311,7 +310,7 @@ class LogWriter(Closing):
         self._fd, self._name, self._size, self._opened = fd, name, 0, time.monotonic()
         hdr: Dict[str, Any] = {
             "seq": self.seq, "ts": time.time_ns(), "type": "header", "format": FORMAT_VERSION,
-            "host": socket.gethostname(), "boot_id": boot_id(), "object": "", "start_time": time.time_ns(),
+            "host": os.uname().nodename, "boot_id": boot_id(), "object": "", "start_time": time.time_ns(),
             "pid": os.getpid(),
         }
         hdr.update(self._header_fields)
