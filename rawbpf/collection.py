@@ -237,7 +237,7 @@ class Collection(Closing):
         CPUs idle at the end. Results are taken in program order: the first failure (in that order) is
         raised, after every program that did load is recorded, so the caller's close() releases them all.
         """
-        workers = load_workers(len(progs))
+        workers = load_workers(len(progs), sum(p.insn_count for p in progs))
         if workers <= 1:
             for prog in progs:
                 self.programs[prog.name] = self._finish_program(prog, self._prepare_program(prog, externs),
@@ -811,14 +811,23 @@ def _btf_features(btf: Any) -> Any:
     )
 
 
-def load_workers(count: int) -> int:
-    """How many programs verify at once: one per CPU (``RAWBPF_LOAD_THREADS`` overrides; 1 loads in order
-    on the calling thread)."""
+# Below this many instructions in all, the programs verify in less time than it takes to start the worker
+# threads (on a busy machine a new thread may wait milliseconds for a CPU): they load in order on the caller.
+SMALL_OBJECT_INSNS = 1024
+
+
+def load_workers(count: int, insns: int = SMALL_OBJECT_INSNS) -> int:
+    """How many programs verify at once: one per CPU, one for ``count`` programs of fewer than
+    :data:`SMALL_OBJECT_INSNS` ``insns`` in all (``RAWBPF_LOAD_THREADS`` overrides both; 1 loads in order on
+    the calling thread)."""
     env = os.environ.get("RAWBPF_LOAD_THREADS", "")
-    try:
-        limit = int(env) if env else (os.cpu_count() or 1)
-    except ValueError:
-        limit = 1
+    if env:
+        try:
+            limit = int(env)
+        except ValueError:
+            limit = 1
+    else:
+        limit = (os.cpu_count() or 1) if insns >= SMALL_OBJECT_INSNS else 1
     return max(1, min(count, limit))
 
 
@@ -833,6 +842,8 @@ def _struct_ops_programs(spec: CollectionSpec, wanted: List[str], *, explicit: b
     """The programs to load, struct_ops ones as libbpf picks them: a struct_ops program a struct_ops map names
     is loaded even from a ``SEC("?struct_ops/...")`` section (the map needs it), and one no map names is
     refused (it has no member to be loaded for), unless its section starts with ``?``."""
+    if not any(p.type == ProgType.STRUCT_OPS for p in spec.programs.values()):
+        return wanted  # nothing to add or refuse: the programs as asked, in object order
     from rawbpf import structops
 
     used = structops.used_programs(spec.maps)

@@ -180,3 +180,26 @@ def test_longest_programs_are_sent_to_the_verifier_first(fake_kernel: FakeKernel
     # two workers: the first two calls are the first two jobs, whichever thread runs first
     assert set(sent[:2]) == {by_length[0].name, by_length[1].name}
     assert fake_kernel.leaked() == [] and fake_kernel.bad_closes == []
+
+
+def test_small_objects_load_on_the_calling_thread(fake_kernel: FakeKernel,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """An object of a few hundred instructions verifies quicker than worker threads start: by default its
+    programs load in order on the caller; a large one gets a thread per CPU; RAWBPF_LOAD_THREADS decides
+    for both when set."""
+    from rawbpf.collection import SMALL_OBJECT_INSNS, load_workers
+
+    monkeypatch.delenv("RAWBPF_LOAD_THREADS", raising=False)
+    monkeypatch.setattr("os.cpu_count", lambda: 4)
+    assert load_workers(5, SMALL_OBJECT_INSNS - 1) == 1
+    assert load_workers(5, SMALL_OBJECT_INSNS) == 4 and load_workers(2, 24_000) == 2
+    monkeypatch.setenv("RAWBPF_LOAD_THREADS", "3")
+    assert load_workers(5, 10) == 3
+    monkeypatch.delenv("RAWBPF_LOAD_THREADS")
+    spec = load_spec(DATA / "maps_btf.o")
+    assert sum(p.insn_count for p in spec.programs.values()) < SMALL_OBJECT_INSNS
+    with Collection.load(spec) as coll:
+        assert list(coll.programs) == list(spec.programs)
+    sent = [c.name for c in fake_kernel.bpf_calls(Cmd.PROG_LOAD) if c.name in spec.programs]
+    assert sent == list(spec.programs)  # in object order: threads would send the longest (use_maps) first
+    assert fake_kernel.leaked() == [] and fake_kernel.bad_closes == []
