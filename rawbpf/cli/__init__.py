@@ -17,7 +17,6 @@ import click
 from rawbpf import __version__
 from rawbpf.cli.ending import die_of, flush_stdout
 from rawbpf.errors import KernelRefusal, RawBPFError
-from rawbpf.termsafe import escape
 
 __tier__ = "kernel"
 
@@ -123,6 +122,8 @@ def main(argv: Optional[List[str]] = None) -> Any:
 def _report(err: RawBPFError, verbose: bool) -> None:
     """One line on stderr; a kernel refusal with a log (verifier, BTF) adds the log's tail (all of it with
     --verbose)."""
+    from rawbpf.termsafe import escape  # only on this path: a command that succeeds never needs it
+
     if verbose:
         text = "\n".join(escape(line, backslash=False) for line in err.detail().splitlines())
         click.echo(f"rawbpf: {text}", err=True)
