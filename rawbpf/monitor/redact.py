@@ -46,11 +46,21 @@ _TRIGGER_LOWER = re.compile(
     r"sk-ant-|gh[pousr]_|github_pat_|glpat-|xox[abpors]-|akia|://|authorization|x-api-key|=")
 
 
+#: fixed strings, one of which every match of _TRIGGER_LOWER contains: a substring test for each is several
+#: times cheaper than the regex's scan of a typical command line, which holds none of them
+_NEEDLES = ("=", "://", "sk-ant-", "gh", "glpat-", "xox", "akia", "authorization", "x-api-key")
+
+
 def may_hold_secret(text: str) -> bool:
     """Whether ``text`` has something every secret pattern needs (False: :func:`redact_text` leaves it as
-    is). ASCII text, the usual case, is lower-cased and scanned case-sensitively."""
+    is). ASCII text, the usual case, is lower-cased, tested for the fixed strings a trigger contains, and
+    scanned case-sensitively only when one is there."""
     if text.isascii():
-        return _TRIGGER_LOWER.search(text.lower()) is not None
+        low = text.lower()
+        for needle in _NEEDLES:
+            if needle in low:
+                return _TRIGGER_LOWER.search(low) is not None
+        return False
     return TRIGGER.search(text) is not None
 
 

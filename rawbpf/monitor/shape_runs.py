@@ -127,6 +127,38 @@ class _Table(Dict[Any, Any]):
         return value
 
 
+#: command lines kept by _ArgvMemo, and the longest kept (bytes): a few hundred KB at most
+_ARGV_MEMO_MAX = 512
+_ARGV_MEMO_BYTES = 512
+
+
+class _ArgvMemo:
+    """Callable ``raw -> argv``: an exec record's argv bytes (NUL-separated, the last NUL optional) as the
+    list of arguments, redacted when ``redact``; the bytes are decoded whole (a NUL never belongs to a
+    multi-byte sequence, so this equals decoding each argument), and redaction runs only when the text has
+    something a secret pattern or option needs. Short command lines that had nothing to redact are kept in
+    ``memo`` (emptied when full), whose lists the caller copies; with redaction on, one that may hold a
+    secret is never kept, so no secret is held after its record is made."""
+
+    def __init__(self, memo: Dict[bytes, List[str]], redact: bool) -> None:
+        self.memo = memo
+        self.redact = redact
+
+    def __call__(self, raw: bytes) -> List[str]:
+        text = raw.decode("utf-8", "replace")
+        if not text:
+            return []
+        argv = (text[:-1] if text[-1] == "\0" else text).split("\0")
+        if self.redact and argv_may_hold_secret(text):
+            return redact_argv(argv)[0]
+        if len(raw) <= _ARGV_MEMO_BYTES:
+            if len(self.memo) >= _ARGV_MEMO_MAX:
+                self.memo.clear()
+            self.memo[raw] = argv
+            return list(argv)
+        return argv
+
+
 #: the header's log fields of one process's records, built once per identity (see RunShaper): ``ts`` and a
 #: session learnt from the root's transcript are set per record
 _HEAD_ITEMS = (
@@ -153,23 +185,18 @@ _KIND_SRC: Dict[str, Tuple[str, str, List[Tuple[str, str]], str]] = {
     "exit": ("exit_code, signal, core_dumped, duration_ns", "",
              [("exit_code", "exit_code"), ("signal", "signal"), ("core_dumped", "core_dumped != 0"),
               ("duration_ns", "duration_ns")], "r"),
-    # argv: the first argv_len bytes (zero-filled past the record's end), NUL-separated, the last NUL
-    # optional; decoded whole (a NUL never belongs to a multi-byte sequence, so this equals decoding each
-    # argument); redaction only when the text has something a secret pattern or option needs
+    # argv: the first argv_len bytes (zero-filled past the record's end), made a list by _argv_of, or
+    # copied from the memo of command lines already seen (a busy tree runs the same few commands)
     "exec": ("match, argv_len, argv_cut, env, claude_pid, cwd_len, cwd_cut, cwd_raw, filename", """\
     n = argv_len if argv_len < _ARGV_MAX else _ARGV_MAX
     a = p + _ARGV_OFF
     have = length - _ARGV_OFF
     if n <= have:
-        text = str(buf[a:a + n], "utf-8", "replace")
+        raw = bytes(buf[a:a + n])
     else:
-        text = bytes(buf[a:a + max(0, have)]).ljust(n, b"\\0").decode("utf-8", "replace")
-    if text:
-        argv = (text[:-1] if text[-1] == "\\0" else text).split("\\0")
-        if _REDACT and _may_hold(text):
-            argv = _redact_argv(argv)[0]
-    else:
-        argv = []
+        raw = bytes(buf[a:a + max(0, have)]).ljust(n, b"\\0")
+    argv = _argvs.get(raw)
+    argv = _argv_of(raw) if argv is None else list(argv)
     cwd = _cwd[cwd_raw[:cwd_len]]
     if cwd_cut:
         cwd = "\\u2026" + cwd
@@ -259,9 +286,9 @@ class RunShaper:
             if argv_off < st.size or argv_off + argv_t.array.nelems > dec.size:
                 raise LookupError("argv")
             matches = _enum_of(btf, sid, "match")
+            argvs: Dict[bytes, List[str]] = {}
             ns.update(_cwd=_Table(_join_cwd), _ARGV_OFF=argv_off, _ARGV_MAX=argv_t.array.nelems,
-                      _REDACT=sh.redact,
-                      _may_hold=argv_may_hold_secret, _redact_argv=redact_argv, _absolute=absolute,
+                      _argvs=argvs, _argv_of=_ArgvMemo(argvs, sh.redact), _absolute=absolute,
                       _match=_Table(lambda v: sh._match(matches.get(v, v))),
                       _env=_Table(lambda env: [n for bit, n in ENV_NAMES.items() if env & bit]),
                       _ENV_TRUNCATED=ENV_TRUNCATED)

@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from rawbpf.monitor import redact
-from rawbpf.monitor.redact import MARK, redact_argv, redact_text
+from rawbpf.monitor.redact import MARK, TRIGGER, may_hold_secret, redact_argv, redact_text
 
 
 @pytest.mark.parametrize(
@@ -67,3 +67,8 @@ def test_prefilter_never_changes_the_result(text: str) -> None:
     for pattern, repl in redact._PATTERNS:
         slow = pattern.sub(repl, slow)
     assert redact.redact_text(text) == slow
+
+
+@given(st.text(alphabet=st.sampled_from(list("skantghpousr_ithubplxoAKIaz:/=-ÅXY")), max_size=30) | st.text())
+def test_may_hold_secret_says_what_the_trigger_pattern_says(text: str) -> None:
+    assert may_hold_secret(text) == (TRIGGER.search(text) is not None)

@@ -232,6 +232,30 @@ def test_secrets_are_redacted_on_the_compiled_path() -> None:
     assert rec["argv"] == ["curl", "--token", "[REDACTED]", "-H", "x-api-key: [REDACTED]", "TOKEN=[REDACTED]"]
 
 
+
+@given(st.lists(st.lists(words, max_size=4), min_size=1, max_size=4), st.integers(2, 4), st.booleans())
+def test_a_command_line_seen_again_gives_the_same_fresh_argv(argvs: List[List[str]], times: int,
+                                                             redact: bool) -> None:
+    """Records of a command line run again (their argv copied from the memo of lines seen) equal the generic
+    path's, over two drains; no record shares its argv list with another, and with redaction on, the memo
+    keeps no line that may hold a secret."""
+    raws = ["\0".join(a).encode("utf-8", "surrogatepass") + b"\0" for a in argvs]
+    buf, runs = ring([_exec(b"tmp\0", raw) for raw in raws] * times)
+    shaper, dec = paths()
+    shaper.redact = redact
+    mine, dec2 = paths()
+    mine.redact = redact
+    rs = RunShaper(mine, dec2)
+    got = rs(buf, runs, NOW) + rs(buf, runs, NOW)
+    want = generic(shaper, dec, buf, runs)
+    assert [list(r.items()) for r in got] == want + want
+    assert len({id(r["argv"]) for r in got}) == len(got)
+    memo = rs._fast[KIND["exec"]][0].__globals__["_argvs"]
+    assert memo or redact  # every line here is short: kept unless it may hold a secret
+    if redact:
+        assert not [a for a in memo.values() if any(w in "\0".join(a) for w in ("sk-ant", "--", "=", "://"))]
+
+
 def _dns_capture(data: bytes, sent: int) -> bytes:
     """A dns record of a TCP socket: fd 3, socket inode 9, of process 10."""
     size = _size("dns") - 2048 + len(data)
