@@ -127,36 +127,24 @@ class _Table(Dict[Any, Any]):
         return value
 
 
-#: command lines kept by _ArgvMemo, and the longest kept (bytes): a few hundred KB at most
-_ARGV_MEMO_MAX = 512
-_ARGV_MEMO_BYTES = 512
+#: exec tails kept (see RunShaper), and the longest kept (bytes): about a megabyte at most
+_TAIL_MEMO_MAX = 512
+_TAIL_MEMO_BYTES = 2048
 
 
-class _ArgvMemo:
-    """Callable ``raw -> argv``: an exec record's argv bytes (NUL-separated, the last NUL optional) as the
-    list of arguments, redacted when ``redact``; the bytes are decoded whole (a NUL never belongs to a
-    multi-byte sequence, so this equals decoding each argument), and redaction runs only when the text has
-    something a secret pattern or option needs. Short command lines that had nothing to redact are kept in
-    ``memo`` (emptied when full), whose lists the caller copies; with redaction on, one that may hold a
-    secret is never kept, so no secret is held after its record is made."""
-
-    def __init__(self, memo: Dict[bytes, List[str]], redact: bool) -> None:
-        self.memo = memo
-        self.redact = redact
-
-    def __call__(self, raw: bytes) -> List[str]:
-        text = raw.decode("utf-8", "replace")
-        if not text:
-            return []
-        argv = (text[:-1] if text[-1] == "\0" else text).split("\0")
-        if self.redact and argv_may_hold_secret(text):
-            return redact_argv(argv)[0]
-        if len(raw) <= _ARGV_MEMO_BYTES:
-            if len(self.memo) >= _ARGV_MEMO_MAX:
-                self.memo.clear()
-            self.memo[raw] = argv
-            return list(argv)
-        return argv
+def argv_list(raw: bytes, redact: bool) -> Tuple[List[str], bool]:
+    """An exec record's argv bytes (NUL-separated, the last NUL optional) as the list of arguments, redacted
+    when ``redact``, and whether the list may be kept for the same bytes seen again (not when redaction is on
+    and the text may hold a secret: no secret is held after its record is made). The bytes are decoded whole
+    (a NUL never belongs to a multi-byte sequence, so this equals decoding each argument); redaction runs
+    only when the text has something a secret pattern or option needs."""
+    text = raw.decode("utf-8", "replace")
+    if not text:
+        return [], True
+    argv = (text[:-1] if text[-1] == "\0" else text).split("\0")
+    if redact and argv_may_hold_secret(text):
+        return redact_argv(argv)[0], False
+    return argv, True
 
 
 #: the header's log fields of one process's records, built once per identity (see RunShaper): ``ts`` and a
@@ -185,28 +173,35 @@ _KIND_SRC: Dict[str, Tuple[str, str, List[Tuple[str, str]], str]] = {
     "exit": ("exit_code, signal, core_dumped, duration_ns", "",
              [("exit_code", "exit_code"), ("signal", "signal"), ("core_dumped", "core_dumped != 0"),
               ("duration_ns", "duration_ns")], "r"),
-    # argv: the first argv_len bytes (zero-filled past the record's end), made a list by _argv_of, or
-    # copied from the memo of command lines already seen (a busy tree runs the same few commands)
+    # the exec's own fields come from its tail, the bytes from ``match`` to the end of the argv actually
+    # used (argv_len of them, zero-filled past the record's end): made once per distinct tail (a busy tree
+    # runs the same few command lines in the same directory) and copied, lists included
     "exec": ("match, argv_len, argv_cut, env, claude_pid, cwd_len, cwd_cut, cwd_raw, filename", """\
-    n = argv_len if argv_len < _ARGV_MAX else _ARGV_MAX
-    a = p + _ARGV_OFF
-    have = length - _ARGV_OFF
-    if n <= have:
-        raw = bytes(buf[a:a + n])
+    end = _ARGV_OFF + (argv_len if argv_len < _ARGV_MAX else _ARGV_MAX)
+    if end <= length:
+        key = bytes(buf[p + _TAIL_OFF:p + end])
     else:
-        raw = bytes(buf[a:a + max(0, have)]).ljust(n, b"\\0")
-    argv = _argvs.get(raw)
-    argv = _argv_of(raw) if argv is None else list(argv)
-    cwd = _cwd[cwd_raw[:cwd_len]]
-    if cwd_cut:
-        cwd = "\\u2026" + cwd
-    fname = filename.partition(b"\\0")[0].decode("utf-8", "replace")
-    if not fname.startswith("/"):
-        fname = _absolute(fname, cwd)
-""", [("filename", "fname"), ("argv", "argv"), ("argv_truncated", "argv_cut != 0"),
-         ("match", "_match[match]"), ("cwd", "cwd"), ("cwd_truncated", "cwd_cut != 0"),
-         ("claude_env", "list(_env[env])"), ("claude_env_truncated", "env & _ENV_TRUNCATED != 0"),
-         ("claude_pid", "claude_pid or None")], "r"),
+        key = bytes(buf[p + _TAIL_OFF:p + length]).ljust(end - _TAIL_OFF, b"\\0")
+    tail = _tails.get(key)
+    if tail is None:
+        argv, keep = _argv_list(key[_ARGV_OFF - _TAIL_OFF:], _REDACT)
+        cwd = _cwd[cwd_raw[:cwd_len]]
+        if cwd_cut:
+            cwd = "\\u2026" + cwd
+        fname = filename.partition(b"\\0")[0].decode("utf-8", "replace")
+        if not fname.startswith("/"):
+            fname = _absolute(fname, cwd)
+        tail = {"filename": fname, "argv": argv, "argv_truncated": argv_cut != 0, "match": _match[match],
+                "cwd": cwd, "cwd_truncated": cwd_cut != 0, "claude_env": _env[env],
+                "claude_env_truncated": env & _ENV_TRUNCATED != 0, "claude_pid": claude_pid or None}
+        if keep and len(key) <= _TAIL_MEMO_BYTES:
+            if len(_tails) >= _TAIL_MEMO_MAX:
+                _tails.clear()
+            _tails[key] = tail
+    r.update(tail)
+    r["argv"] = tail["argv"][:]
+    r["claude_env"] = tail["claude_env"][:]
+""", [], "r"),
     # data: the names and dentry chains, the first name1_len + walk1_len + name2_len + walk2_len bytes (at
     # most the array; zero-filled past the record's end); None when the record is dropped (a read no watch
     # glob matches)
@@ -286,9 +281,10 @@ class RunShaper:
             if argv_off < st.size or argv_off + argv_t.array.nelems > dec.size:
                 raise LookupError("argv")
             matches = _enum_of(btf, sid, "match")
-            argvs: Dict[bytes, List[str]] = {}
             ns.update(_cwd=_Table(_join_cwd), _ARGV_OFF=argv_off, _ARGV_MAX=argv_t.array.nelems,
-                      _argvs=argvs, _argv_of=_ArgvMemo(argvs, sh.redact), _absolute=absolute,
+                      _TAIL_OFF=member(btf, sid, EXEC[0])[0], _tails={}, _TAIL_MEMO_MAX=_TAIL_MEMO_MAX,
+                      _TAIL_MEMO_BYTES=_TAIL_MEMO_BYTES, _REDACT=sh.redact, _argv_list=argv_list,
+                      _absolute=absolute,
                       _match=_Table(lambda v: sh._match(matches.get(v, v))),
                       _env=_Table(lambda env: [n for bit, n in ENV_NAMES.items() if env & bit]),
                       _ENV_TRUNCATED=ENV_TRUNCATED)

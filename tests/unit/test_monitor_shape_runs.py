@@ -233,12 +233,13 @@ def test_secrets_are_redacted_on_the_compiled_path() -> None:
 
 
 
+@settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.lists(words, max_size=4), min_size=1, max_size=4), st.integers(2, 4), st.booleans())
 def test_a_command_line_seen_again_gives_the_same_fresh_argv(argvs: List[List[str]], times: int,
                                                              redact: bool) -> None:
-    """Records of a command line run again (their argv copied from the memo of lines seen) equal the generic
-    path's, over two drains; no record shares its argv list with another, and with redaction on, the memo
-    keeps no line that may hold a secret."""
+    """Records of a command line run again (their exec fields copied from the memo of exec tails seen) equal
+    the generic path's, over two drains; no record shares a list with another, and with redaction on, the
+    memo keeps no line that may hold a secret."""
     raws = ["\0".join(a).encode("utf-8", "surrogatepass") + b"\0" for a in argvs]
     buf, runs = ring([_exec(b"tmp\0", raw) for raw in raws] * times)
     shaper, dec = paths()
@@ -250,10 +251,29 @@ def test_a_command_line_seen_again_gives_the_same_fresh_argv(argvs: List[List[st
     want = generic(shaper, dec, buf, runs)
     assert [list(r.items()) for r in got] == want + want
     assert len({id(r["argv"]) for r in got}) == len(got)
-    memo = rs._fast[KIND["exec"]][0].__globals__["_argvs"]
+    assert len({id(r["claude_env"]) for r in got}) == len(got)
+    memo = rs._fast[KIND["exec"]][0].__globals__["_tails"]
     assert memo or redact  # every line here is short: kept unless it may hold a secret
     if redact:
-        assert not [a for a in memo.values() if any(w in "\0".join(a) for w in ("sk-ant", "--", "=", "://"))]
+        assert not [t for t in memo.values()
+                    if any(w in "\0".join(t["argv"]) for w in ("sk-ant", "--", "=", "://"))]
+
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(record(), min_size=1, max_size=6), st.booleans())
+def test_records_seen_again_are_made_as_the_first_time(records: List[bytes], redact: bool) -> None:
+    """Every kind of random record repeated (short, long, cut, of memoised processes and exec tails) gives
+    the generic path's records again, in one drain and the next."""
+    buf, runs = ring(records * 2)
+    shaper, dec = paths({4242: "sess-from-transcript"})
+    shaper.redact = redact
+    mine, dec2 = paths({4242: "sess-from-transcript"})
+    mine.redact = redact
+    rs = RunShaper(mine, dec2)
+    got = [list(r.items()) for r in rs(buf, runs, NOW) + rs(buf, runs, NOW)]
+    want = generic(shaper, dec, buf, runs)
+    assert got == want + generic(shaper, dec, buf, runs)
 
 
 def _dns_capture(data: bytes, sent: int) -> bytes:
