@@ -113,15 +113,20 @@ def _join_cwd(components: bytes) -> str:
 
 class _Table(Dict[Any, Any]):
     """A memo of a function of one number (tty names, enum names, cgroup paths). ``keep_none=False``: a
-    None answer is asked again next time (a cgroup unknown now may be found by the next scan)."""
+    None answer is asked again next time (a cgroup unknown now may be found by the next scan).
+    ``refill=True``: a full memo is emptied and filled again (keys that keep coming, such as the parents of
+    a long run's processes) rather than kept as it is."""
 
-    def __init__(self, fn: Callable[[Any], Any], keep_none: bool = True) -> None:
+    def __init__(self, fn: Callable[[Any], Any], keep_none: bool = True, refill: bool = False) -> None:
         super().__init__()
         self.fn = fn
         self.keep_none = keep_none
+        self.refill = refill
 
     def __missing__(self, key: Any) -> Any:
         value = self.fn(key)
+        if len(self) >= 4096 and self.refill:
+            self.clear()
         if len(self) < 4096 and (value is not None or self.keep_none):
             self[key] = value
         return value
@@ -154,8 +159,8 @@ _HEAD_ITEMS = (
     "'euid': euid, 'root_pid': root, 'depth': depth, 'comm': _str[comm], "
     "'seen_at_start': flags & 1 != 0, "
     "'exec_id': f'{_boot}-{pid}-{start // _TICK}' if pid else None, "
-    "'parent_exec_id': f'{_boot}-{ppid}-{pstart // _TICK}' if ppid else None, "
-    "'root_exec_id': f'{_boot}-{root}-{rstart // _TICK}' if root else None, "
+    "'parent_exec_id': _eid[ppid, pstart] if ppid else None, "
+    "'root_exec_id': _eid[root, rstart] if root else None, "
     "'auid': None if auid == _AUID_UNSET else auid, 'tty': _tty[tty], "
     "'cgroup': _cgroup[cg] if cg else None, 'origin': _origin[origin], 'session_id': sess or None, "
     "'traceparent': _str[trace] or None"
@@ -271,6 +276,8 @@ class RunShaper:
             "_st": st, "_hst": layout(btf, sid, HEADER), "_memo": self._memo, "_MEMO_MAX": _MEMO_MAX,
             "_files": sh.files, "_boot": sh._boot, "_TICK": TICK_NS, "_AUID_UNSET": AUID_UNSET,
             "_tty": _Table(tty_name), "_str": _Table(_cstr),
+            # the exec ids of parents and roots, shared by their children's records
+            "_eid": _Table(lambda k: f"{sh._boot}-{k[0]}-{k[1] // TICK_NS}", refill=True),
             "_cgroup": _Table(sh.cgroup_path, keep_none=False) if sh.cgroup_path else _Table(lambda _: None),
             "_origin": _Table(lambda v: sh.origin_name(origins.get(v, v))),
         }
