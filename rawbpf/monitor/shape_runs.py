@@ -153,20 +153,27 @@ def argv_list(raw: bytes, redact: bool) -> Tuple[List[str], bool]:
 
 
 #: the header's log fields of one process's records, built once per identity (see RunShaper): ``ts`` and a
-#: session learnt from the root's transcript are set per record
+#: session learnt from the root's transcript are set per record; the fields from ``auid`` on come from the
+#: tree's part (_TREE_ITEMS)
 _HEAD_ITEMS = (
     "'seq': 0, 'ts': 0, 'type': '', 'pid': pid, 'tid': tid, 'ppid': ppid, 'uid': uid, "
-    "'euid': euid, 'root_pid': root, 'depth': depth, 'comm': _str[comm], "
+    "'euid': f[2], 'root_pid': root, 'depth': depth, 'comm': _str[comm], "
     "'seen_at_start': flags & 1 != 0, "
     "'exec_id': f'{_boot}-{pid}-{start // _TICK}' if pid else None, "
     "'parent_exec_id': _eid[ppid, pstart] if ppid else None, "
-    "'root_exec_id': _eid[root, rstart] if root else None, "
+    "'root_exec_id': _eid[root, rstart] if root else None"
+)
+#: the members of one process's own (OWN) and of the part its whole tree usually shares (TREE, from the
+#: cgroup on), in the struct's order
+OWN = HEADER[3:13]
+TREE = HEADER[13:]
+_OWN_NAMES = "pid, tid, ppid, uid, root, depth, comm, start, pstart, rstart"
+_TREE_NAMES = "cg, euid, auid, tty, origin, session, trace"
+_TREE_ITEMS = (
     "'auid': None if auid == _AUID_UNSET else auid, 'tty': _tty[tty], "
-    "'cgroup': _cgroup[cg] if cg else None, 'origin': _origin[origin], 'session_id': sess or None, "
+    "'cgroup': cgroup, 'origin': _origin[origin], 'session_id': sess or None, "
     "'traceparent': _str[trace] or None"
 )
-_HEAD_NAMES = ("_type, flags, ts, pid, tid, ppid, uid, root, depth, comm, start, pstart, rstart, cg, euid, "
-               "auid, tty, origin, session, trace")
 #: the members after the kind, flags and stamp that every record of one process repeats (the memo's key)
 IDENTITY = f"{HEADER[3]}..{HEADER[-1]}"
 #: identities kept (about 1.2 KB each): a process's records come close together, so a few drains' worth
@@ -249,6 +256,8 @@ class RunShaper:
         #: identity bytes (IDENTITY) → the header fields of that process's records (shared by the kinds: a
         #: process's exec and exit repeat them, a parent's forks too); emptied when _MEMO_MAX are kept
         self._memo: Dict[bytes, Tuple[int, Record, bool, int]] = {}
+        #: the identity's bytes from the cgroup on → that part's fields (see _compile); shared likewise
+        self._trees: Dict[bytes, Tuple[Record, bool, int]] = {}
         cat = shaper.catalog
         self._exit = next((v for v, k in cat.kinds.items() if k == "exit"), None)
         kinds = getattr(decoder, "kinds", None) or {}
@@ -273,7 +282,7 @@ class RunShaper:
         sh = self.shaper
         origins = _enum_of(btf, sid, "attr.origin")
         ns: Dict[str, Any] = {
-            "_st": st, "_hst": layout(btf, sid, HEADER), "_memo": self._memo, "_MEMO_MAX": _MEMO_MAX,
+            "_st": st, "_memo": self._memo, "_MEMO_MAX": _MEMO_MAX,
             "_files": sh.files, "_boot": sh._boot, "_TICK": TICK_NS, "_AUID_UNSET": AUID_UNSET,
             "_tty": _Table(tty_name), "_str": _Table(_cstr),
             # the exec ids of parents and roots, shared by their children's records
@@ -304,12 +313,34 @@ class RunShaper:
                       _op=_Table(lambda v: sh.files.op_name(ops.get(v, v))))
         # _head: the fields every record of one process repeats, as a dict to copy, with whether the session
         # is to be looked up per record (the root's, learnt from its transcript meanwhile) and the root;
-        # not kept while a cgroup's path is unknown (a later scan may find it)
-        src = (f"def _head(buf, p, flags, ident):\n"
-               f"    ({_HEAD_NAMES},) = _hst.unpack_from(buf, p)\n"
+        # not kept while a cgroup's path is unknown (a later scan may find it). _tree: the fields from the
+        # cgroup on (as a dict to add, whether the session is looked up per record, euid), kept by those
+        # bytes, which the processes of one tree share
+        assert len(OWN) + len(TREE) == len(HEADER) - 3 and len(_TREE_NAMES.split(", ")) == len(TREE)
+        ns.update(_ost=layout(btf, sid, OWN), _tst=layout(btf, sid, TREE), _trees=self._trees,
+                  _TREE_AT=member(btf, sid, TREE[0])[0] - member(btf, sid, OWN[0])[0])
+        src = (f"def _tree(buf, p, key):\n"
+               f"    ({_TREE_NAMES},) = _tst.unpack_from(buf, p)\n"
                f"    sess = _str[session]\n"
-               f"    t = (flags & 1, {{{_HEAD_ITEMS}}}, not sess, root)\n"
-               f"    if cg and t[1]['cgroup'] is None:\n"
+               f"    cgroup = _cgroup[cg] if cg else None\n"
+               f"    f = ({{{_TREE_ITEMS}}}, not sess, euid)\n"
+               f"    if cg and cgroup is None:\n"
+               f"        return f, False\n"
+               f"    if len(_trees) >= _MEMO_MAX:\n"
+               f"        _trees.clear()\n"
+               f"    _trees[key] = f\n"
+               f"    return f, True\n"
+               f"def _head(buf, p, flags, ident):\n"
+               f"    ({_OWN_NAMES},) = _ost.unpack_from(buf, p)\n"
+               f"    key = ident[_TREE_AT:]\n"
+               f"    f = _trees.get(key)\n"
+               f"    keep = True\n"
+               f"    if f is None:\n"
+               f"        f, keep = _tree(buf, p, key)\n"
+               f"    h = {{{_HEAD_ITEMS}}}\n"
+               f"    h.update(f[0])\n"
+               f"    t = (flags & 1, h, f[1], root)\n"
+               f"    if not keep:\n"
                f"        return t\n"
                f"    if len(_memo) >= _MEMO_MAX:\n"
                f"        _memo.clear()\n"
