@@ -362,3 +362,40 @@ def test_a_session_learnt_later_and_a_cgroup_found_later_reach_records_of_a_know
     assert [(r["session_id"], r["cgroup"]) for r in later] == [("sess-1", "/user.slice/x")] * 2
     assert [list(r.items()) for r in later] == generic(shaper, dec, buf, runs)
     assert later[0] is not first[0] and later[0]["exec_id"] == first[0]["exec_id"]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(header(), min_size=2, max_size=3),
+       st.lists(st.tuples(st.sampled_from(["fork", "exec", "exit"]), st.integers(0, 5), st.integers(0, 2)),
+                min_size=1, max_size=12))
+def test_processes_of_one_tree_share_its_part_and_keep_their_own(heads: List[Dict[str, Any]],
+                                                               picks: List[Tuple[str, int, int]]) -> None:
+    """Processes with their own ids, names and starts under one tree's cgroup, tty, origin, session and trace
+    context (the part kept once per tree) each get their own fields and the tree's, as the generic path."""
+    trees = [{k: v for k, v in h.items() if k in ("cgroup_id", "euid", "auid", "tty", "attr.origin",
+                                                   "attr.session_id", "attr.traceparent")} for h in heads]
+    records = []
+    for kind, own, tree in picks:
+        fields = dict(heads[own % len(heads)], **trees[tree % len(trees)], pid=100 + own, start=own * 10**7)
+        extra = {"child_pid": own} if kind == "fork" else {"exit_code": own} if kind == "exit" else {}
+        if kind == "exec":
+            extra = {"argv": b"ls\0", "argv_len": 3, "filename": b"/bin/ls", "cwd": b"tmp\0", "cwd_len": 4}
+        records.append(_of(kind, fields, **extra))
+    buf, runs = ring(records)
+    shaper, dec = paths({4242: "sess-from-transcript"})
+    rs = RunShaper(shaper, dec)
+    for _ in range(2):
+        assert [list(r.items()) for r in rs(buf, runs, NOW)] == generic(shaper, dec, buf, runs)
+
+
+def test_a_new_process_of_a_tree_whose_cgroup_was_unknown_gets_its_path() -> None:
+    tree = {"ppid": 4242, "root_pid": 4242, "cgroup_id": 9}
+    cgroups: Dict[int, str] = {}
+    shaper = Shaper(CATALOG, 5, boot_id="b", cgroup_path=cgroups.get, files=FileShaping())
+    dec = ring_decoder(BTF, "events", clock="monotonic")
+    rs = RunShaper(shaper, dec)
+    buf, runs = ring([_of("exit", dict(tree, pid=50, tid=50))])
+    assert rs(buf, runs, NOW)[0]["cgroup"] is None
+    cgroups[9] = "/user.slice/x"
+    buf, runs = ring([_of("exit", dict(tree, pid=51, tid=51))])
+    assert rs(buf, runs, NOW)[0]["cgroup"] == "/user.slice/x"
