@@ -105,13 +105,23 @@ def accounted(recs: List[Dict[str, Any]]) -> int:
         r["count"] for r in recs if r["type"] == "lost")
 
 
-def _wait_for(pred: Any, timeout: float = patience(20.0)) -> None:
+def _wait_for(pred: Any, timeout: float = patience(20.0), seen: Any = None) -> None:
+    """Until ``pred()``; a timeout fails naming what ``seen()`` says was there."""
     deadline = time.time() + timeout
     while time.time() < deadline:
         if pred():
             return
         time.sleep(0.05)
-    raise AssertionError("condition not met in time")
+    raise AssertionError("condition not met in time" + (f": {seen()}" if seen is not None else ""))
+
+
+def _by_type(recs: List[Dict[str, Any]]) -> Dict[str, int]:
+    """How many records of each type (lost records by reason, with their counts summed)."""
+    out: Dict[str, int] = {}
+    for r in recs:
+        key = f"lost/{r.get('reason')}" if r["type"] == "lost" else r["type"]
+        out[key] = out.get(key, 0) + (r["count"] if r["type"] == "lost" else 1)
+    return out
 
 
 def test_rawbpf_load_and_tail_end_to_end(tmp_path: Path, pin_dir: Path) -> None:
@@ -122,13 +132,13 @@ def test_rawbpf_load_and_tail_end_to_end(tmp_path: Path, pin_dir: Path) -> None:
     p = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     out: Optional[str] = None
     try:
-        # The pin directory and the log directory exist (as locks) before the programs are attached; only
-        # the line saying the load runs comes after, and calls made before it would never be recorded.
-        ready = wait_attached(p)
-        _wait_for(lambda: log_dir.exists() and any(log_dir.iterdir()))
+        # The pin and log directories exist (as locks) before the programs are attached, and the perf event
+        # array has no buffer to write to until the daemon opens its own: a sample sent before that is
+        # refused by the kernel and counted nowhere. Calls start once the daemon says it is logging.
+        ready = wait_attached(p, until="logging ")
         for _ in range(100):
             os.getppid()
-        _wait_for(lambda: accounted(_tail_json(log_dir)) >= 300)
+        _wait_for(lambda: accounted(_tail_json(log_dir)) >= 300, seen=lambda: _by_type(_tail_json(log_dir)))
         files_before = len(list(log_dir.iterdir()))
         p.send_signal(signal.SIGHUP)  # logrotate: a new file, nothing lost
         _wait_for(lambda: len(list(log_dir.iterdir())) > files_before)
