@@ -9,7 +9,10 @@ compiled from the object's BTF (member offsets and sizes, never written down her
 with ``seq`` first (a placeholder the log writer fills), in the field order :class:`Shaper` gives. The
 identity fields (pid to traceparent: ids, comm, cgroup, tty, attribution) are the same in every record of one
 process -- its exec and exit, and all the forks of a parent -- so they are built once per distinct identity
-bytes and copied, and only the stamp, the kind and the kind's own fields are made per record. Every other
+bytes and copied, and only the stamp, the kind and the kind's own fields are made per record. A new
+process's fields from its cgroup on (tty, origin, session, trace context) are those of its tree, kept by their
+bytes too; an exec's own fields are kept by the bytes they come from (a busy tree runs the same few command
+lines in the same directory; with redaction on, never a command line that may hold a secret). Every other
 kind, and any record shorter than its fixed part, takes the generic path record by record, so both paths make
 the same records (tests/unit/test_monitor_shape_runs.py proves it over random records).
 """
