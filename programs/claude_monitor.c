@@ -39,6 +39,8 @@
 #define ENV_CHUNK 192		/* environment bytes read per step (a longer variable takes several) */
 #define ENV_MAX_STEPS 512	/* bounds of the environment scan */
 #define ENV_MAX_BYTES 65536
+#define ENV_BULK 16384		/* an environment up to this size is read in one copy and scanned in place */
+#define ENV_SCAN_WORDS 8	/* words a scan step looks at for a variable's end */
 #define TCP_ESTABLISHED 1
 #define TCP_SYN_SENT 2
 #define TCP_SYN_RECV 3
@@ -394,6 +396,29 @@ struct {
 	__type(key, __u32);
 	__type(value, struct exec_scratch);
 } exec_scratch SEC(".maps");
+
+/* The environment as one copy (see read_env_bulk); the slack after it bounds the word loads of a scan step.
+ * It holds every variable's value while a scan runs: the map is write-only from user space (no syscall can
+ * read it) and the copy is zeroed before the program returns. */
+struct env_bulk {
+	/* the scan's position lives here, not in the bpf_loop context on the stack: the verifier tracks no map
+	 * value's contents, so the callback is verified once instead of once per distinct position */
+	__u32 len;		/* bytes of the environment in text */
+	__u32 pos;		/* offset of the next variable (or of the rest of a long one) */
+	__u32 var_len;		/* bytes of the current variable before pos, while its NUL is still ahead */
+	__u32 steps;		/* the steps read_env would take for the variables scanned so far */
+	__u32 bad;		/* the copy is not a sequence of NUL-terminated strings */
+	__u32 pad;
+	char text[ENV_BULK + 8 * ENV_SCAN_WORDS + 64];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__uint(map_flags, BPF_F_WRONLY);
+	__type(key, __u32);
+	__type(value, struct env_bulk);
+} env_bulk SEC(".maps");
 
 #define WAKE_CHECK_SHIFT 6	/* a CPU checks the ring's fill after queuing 1/64 of wakeup_bytes (see wake_flag) */
 
@@ -845,42 +870,16 @@ struct env_ctx {
 };
 
 /*
- * bpf_loop callback: one step of the environment scan. Each step reads one variable (or the next ENV_CHUNK
- * bytes of a long one) into this frame's stack and compares its name with the allowlist; only an allowlisted
- * variable's value is copied out. Returns 1 to stop.
+ * Compare the variable whose first bytes are at buf with the allowlist; only an allowlisted variable's value
+ * is copied out. buf holds the variable up to its NUL at least (bytes after it may be anything: a name that
+ * ends early has its NUL inside the compared words, so it cannot match). Returns 1 to stop the scan.
  */
-static long read_env(__u32 i, struct env_ctx *e)
+static __always_inline long env_var(const __u64 *buf, struct env_ctx *e)
 {
-	__u64 buf[ENV_CHUNK / 8], w;
+	__u64 w = buf[0];
 	__u32 zero = 0, v = 0;
 	struct exec_scratch *s;
-	long n;
 
-	if (e->p >= e->end)
-		return 1;
-	if (e->bytes >= ENV_MAX_BYTES) {
-		e->flags |= ENV_TRUNCATED;
-		return 1;
-	}
-	n = read_user_str(buf, sizeof(buf), (const void *)e->p);
-	if (n <= 0)
-		return 1;
-	if (n == ENV_CHUNK) {
-		/* longer than the chunk: go on at the byte the copy's terminating NUL replaced */
-		e->p += n - 1;
-		e->bytes += n - 1;
-		if (e->cont)
-			return 0;
-		e->cont = 1;
-	} else {
-		e->p += n;
-		e->bytes += n;
-		if (e->cont) {
-			e->cont = 0;
-			return 0;
-		}
-	}
-	w = buf[0];
 	if (w == W8('T', 'R', 'A', 'C', 'E', 'P', 'A', 'R')) {
 		if ((buf[1] & FIRST(4)) != W8('E', 'N', 'T', '=', 0, 0, 0, 0))
 			return 0;
@@ -888,7 +887,7 @@ static long read_env(__u32 i, struct env_ctx *e)
 		if (!s)
 			return 1;
 		e->flags |= ENV_TRACEPARENT;
-		/* a string copy: stops at the value's NUL, so bytes left in buf by earlier variables stay */
+		/* a string copy: stops at the value's NUL, so bytes left by an earlier TRACEPARENT stay */
 		bpf_probe_read_kernel_str(s->traceparent, TRACEPARENT_LEN, (char *)buf + 12);
 	} else if (w == W8('C', 'L', 'A', 'U', 'D', 'E', '_', 'C')) {
 		if (buf[1] == W8('O', 'D', 'E', '_', 'S', 'E', 'S', 'S') &&
@@ -925,6 +924,127 @@ static long read_env(__u32 i, struct env_ctx *e)
 		}
 	}
 	return 0;
+}
+
+/*
+ * bpf_loop callback: one step of the environment scan. Each step reads one variable (or the next ENV_CHUNK
+ * bytes of a long one) into this frame's stack and looks at its name (env_var). Returns 1 to stop.
+ */
+static long read_env(__u32 i, struct env_ctx *e)
+{
+	__u64 buf[ENV_CHUNK / 8];
+	long n;
+
+	if (e->p >= e->end)
+		return 1;
+	if (e->bytes >= ENV_MAX_BYTES) {
+		e->flags |= ENV_TRUNCATED;
+		return 1;
+	}
+	n = read_user_str(buf, sizeof(buf), (const void *)e->p);
+	if (n <= 0)
+		return 1;
+	if (n == ENV_CHUNK) {
+		/* longer than the chunk: go on at the byte the copy's terminating NUL replaced */
+		e->p += n - 1;
+		e->bytes += n - 1;
+		if (e->cont)
+			return 0;
+		e->cont = 1;
+	} else {
+		e->p += n;
+		e->bytes += n;
+		if (e->cont) {
+			e->cont = 0;
+			return 0;
+		}
+	}
+	return env_var(buf, e);
+}
+
+/* Bit 7 of each byte of w that is zero, and no other bit (exact: no carry crosses a byte). */
+static __always_inline __u64 zero_bytes(__u64 w)
+{
+	const __u64 low7 = 0x7f7f7f7f7f7f7f7fULL;
+
+	return ~(((w & low7) + low7) | w | low7);
+}
+
+/* Index of the lowest byte flagged in a nonzero zero_bytes() mask. */
+static __always_inline __u32 first_flagged(__u64 m)
+{
+	return (((m & -m) >> 7) * 0x0001020304050607ULL) >> 56;
+}
+
+/* bpf_loop callback: look at the variable at pos in the bulk copy and find its end, ENV_SCAN_WORDS words at
+ * a time (a longer variable takes more steps). Returns 1 to stop. */
+static long scan_env(__u32 i, struct env_ctx *e)
+{
+	__u32 zero = 0, pos, k;
+	struct env_bulk *b;
+	const char *v;
+	__u64 m = 0;
+
+	b = bpf_map_lookup_elem(&env_bulk, &zero);
+	if (!b)
+		return 1;
+	pos = b->pos;
+	if (pos >= b->len)
+		return 1;
+	v = b->text + (pos & (ENV_BULK - 1));
+	if (b->var_len == 0 && env_var((const __u64 *)v, e))
+		return 1;
+	for (k = 0; k < ENV_SCAN_WORDS; k++) {
+		m = zero_bytes(*(const __u64 *)(v + 8 * k));
+		if (m)
+			break;
+	}
+	if (!m) {
+		b->pos = pos + 8 * ENV_SCAN_WORDS;
+		b->var_len += 8 * ENV_SCAN_WORDS;
+		return 0;
+	}
+	k = 8 * k + first_flagged(m);	/* the NUL's offset from v */
+	b->var_len += k;
+	b->steps += b->var_len / (ENV_CHUNK - 1) + 1;
+	b->var_len = 0;
+	b->pos = pos + k + 1;
+	if (b->pos > b->len) {
+		b->bad = 1;
+		return 1;
+	}
+	return 0;
+}
+
+/*
+ * The environment scan of read_env done on one copy of the whole environment: one user read instead of one
+ * per variable, and word-at-a-time ends. The result is read_env's: the same variables looked at in the same
+ * order; false when that cannot be promised (an environment larger than ENV_BULK, one read_env would stop
+ * early in, or a failed copy), and then the caller runs read_env.
+ */
+static __always_inline bool read_env_bulk(struct env_ctx *e)
+{
+	unsigned long len = e->end - e->p;
+	__u32 zero = 0;
+	struct env_bulk *b;
+
+	if (e->p >= e->end || len > ENV_BULK)
+		return e->p >= e->end;
+	b = bpf_map_lookup_elem(&env_bulk, &zero);
+	if (!b || bpf_probe_read_user(b->text, len, (const void *)e->p))
+		return false;
+	b->len = len;
+	b->pos = 0;
+	b->var_len = 0;
+	b->steps = 0;
+	b->bad = 0;
+	bpf_loop(ENV_BULK, scan_env, e, 0);
+	/* no value off the allowlist outlives the scan: a kernel read of address 0 fails and zeroes its buffer */
+	bpf_probe_read_kernel(b->text, len, NULL);
+	if (b->bad || b->pos != b->len || b->steps > ENV_MAX_STEPS)
+		return false;
+	e->p = e->end;
+	return true;
 }
 
 struct cwd_ctx {
@@ -1026,7 +1146,12 @@ static __always_inline void read_env_attribution(struct exec_scratch *s, struct 
 	__builtin_memset(s->traceparent, 0, TRACEPARENT_LEN);
 	e.p = task->mm->env_start;
 	e.end = task->mm->env_end;
-	bpf_loop(ENV_MAX_STEPS, read_env, &e, 0);
+	if (!read_env_bulk(&e)) {
+		__builtin_memset(s->session_id, 0, SESSION_LEN);
+		__builtin_memset(s->traceparent, 0, TRACEPARENT_LEN);
+		e = (struct env_ctx){ .p = task->mm->env_start, .end = task->mm->env_end };
+		bpf_loop(ENV_MAX_STEPS, read_env, &e, 0);
+	}
 	if (e.p < e.end && !(e.flags & ENV_TRUNCATED) && e.cont == 0 && e.bytes > 0)
 		e.flags |= ENV_TRUNCATED;	/* the step bound ended the scan */
 	f = e.flags;
