@@ -1191,7 +1191,8 @@ int handle_exec(struct trace_event_raw_sched_process_exec *ctx)
 		return 0;
 	p = lookup_tracked(tgid, leader_start(task));
 	__builtin_memcpy(s->rec.comm, task->comm, sizeof(s->rec.comm));
-	rule = bpf_map_lookup_elem(&comm_rules, s->rec.comm);
+	/* the comm rules only decide for a process not tracked yet */
+	rule = p ? NULL : bpf_map_lookup_elem(&comm_rules, s->rec.comm);
 	if (!p && rule && *rule == COMM_TRACK)
 		match = MATCH_COMM;
 	n = bpf_probe_read_kernel_str(s->rec.filename, sizeof(s->rec.filename),
