@@ -611,22 +611,48 @@ def has_rings(coll: Collection) -> bool:
     return any(int(m.type) in (MapType.RINGBUF, MapType.PERF_EVENT_ARRAY) for m in coll.maps.values())
 
 
-def consumer(options: DaemonOptions, echo: Optional[Callable[[str], None]] = None
-             ) -> Callable[[Collection, threading.Event], None]:
-    """A ``runner(collection, stop_event)`` for ``rawbpf load``: consume every ring into the log until the
-    event is set (or SIGINT/SIGTERM); an object without rings just waits for the event."""
+def consumer(options: DaemonOptions, echo: Optional[Callable[[str], None]] = None) -> Consumer:
+    """A :class:`Consumer` for ``rawbpf load`` (the runner of :func:`rawbpf.run.load_and_run`)."""
+    return Consumer(options, echo)
 
-    def run(coll: Collection, stop: threading.Event) -> None:
-        if not has_rings(coll):
+
+class Consumer(Closing):
+    """What ``rawbpf load`` runs around an object: :meth:`open` before attach, then ``consumer(coll, stop)``
+    until the event is set (or SIGINT/SIGTERM), then :meth:`close`.
+
+    The daemon is opened before the programs are attached: a perf event array has no buffer until its
+    consumer opens one, and a sample sent before that is refused by the kernel and counted nowhere (a ring
+    buffer would keep its records, but the same order serves both). An object without rings just waits.
+    """
+
+    def __init__(self, options: DaemonOptions, echo: Optional[Callable[[str], None]] = None) -> None:
+        self.options = options
+        self.echo = echo
+        self.daemon: Optional[Daemon] = None
+
+    def open(self, coll: Collection) -> None:
+        """Open the log and every ring's reader (nothing to do for an object without rings)."""
+        if has_rings(coll) and self.daemon is None:
+            self.daemon = Daemon(coll, self.options)
+            if self.echo is not None:
+                self.echo(f"logging {', '.join(self.daemon.pipelines)} to {self.options.log_dir}")
+
+    def __call__(self, coll: Collection, stop: threading.Event) -> None:
+        self.open(coll)
+        d = self.daemon
+        if d is None:
             while not stop.wait(0.5):
                 pass
             return
-        with Daemon(coll, options) as d:
-            if echo is not None:
-                echo(f"logging {', '.join(d.pipelines)} to {options.log_dir}")
+        try:
             final = d.run(stop=stop.is_set)
-            if echo is not None:
-                echo(f"logged {final['records']} records; lost: kernel {final['lost_kernel']}, "
-                     f"perf {final['lost_perf']}, log {final['lost_log']}")
+        finally:
+            self.close()
+        if self.echo is not None:
+            self.echo(f"logged {final['records']} records; lost: kernel {final['lost_kernel']}, "
+                      f"perf {final['lost_perf']}, log {final['lost_log']}")
 
-    return run
+    def close(self) -> None:
+        """Close the daemon if it was opened (idempotent)."""
+        if self.daemon is not None:
+            self.daemon.close()

@@ -91,7 +91,11 @@ def _load(obj: str, no_attach: bool, assignments: Sequence[str], kernel_core: Op
     options = DaemonOptions(log_dir=os.path.abspath(log_dir), max_bytes=max_bytes, backups=backups,
                             flush_interval=flush_interval, record_types=types,
                             header={"object_path": os.path.abspath(obj)})
-    load_and_run(obj, pin_root=pin_dir, attach=not no_attach, constants=parse_assignments(assignments),
-                 kernel_core=kernel_core, runner=consumer(options, echo=click.echo), echo=click.echo,
-                 on_stale_pins=keep_stale_drops(options), spec=spec,
-                 prepare=lambda coll: probe(options.log_dir))  # another log writer: refused before attach
+    def before_attach(coll: Any) -> None:
+        probe(options.log_dir)  # another log writer: refused before anything is written
+        cons.open(coll)  # the readers exist before the first event
+
+    with consumer(options, echo=click.echo) as cons:
+        load_and_run(obj, pin_root=pin_dir, attach=not no_attach, constants=parse_assignments(assignments),
+                     kernel_core=kernel_core, runner=cons, echo=click.echo,
+                     on_stale_pins=keep_stale_drops(options), spec=spec, prepare=before_attach)

@@ -11,10 +11,9 @@ from patience import patience
 READY = "Ctrl-C or SIGTERM to stop"
 
 
-def wait_attached(proc: subprocess.Popen, timeout: float = patience(30), until: str = READY) -> List[str]:
-    """The child's stdout lines up to the one saying it runs (or the first containing ``until``); kills it
-    and fails naming what it printed if it ends or the deadline passes first (checked between lines: the load
-    prints as it goes)."""
+def wait_attached(proc: subprocess.Popen, timeout: float = patience(30)) -> List[str]:
+    """The child's stdout lines up to the one saying it runs; kills it and fails naming what it printed if it
+    ends or the deadline passes first (checked between lines: the load prints as it goes)."""
     assert proc.stdout is not None
     lines: List[str] = []
     deadline = time.monotonic() + timeout
@@ -23,7 +22,7 @@ def wait_attached(proc: subprocess.Popen, timeout: float = patience(30), until: 
         if not line:
             break
         lines.append(line.rstrip("\n"))
-        if until in line:
+        if READY in line:
             return lines
     proc.kill()
     err = proc.stderr.read() if proc.stderr else ""

@@ -132,10 +132,10 @@ def test_rawbpf_load_and_tail_end_to_end(tmp_path: Path, pin_dir: Path) -> None:
     p = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     out: Optional[str] = None
     try:
-        # The pin and log directories exist (as locks) before the programs are attached, and the perf event
-        # array has no buffer to write to until the daemon opens its own: a sample sent before that is
-        # refused by the kernel and counted nowhere. Calls start once the daemon says it is logging.
-        ready = wait_attached(p, until="logging ")
+        # Calls start at the line saying the programs are attached (the pin and log directories exist, as
+        # locks, before that): the daemon's readers, the perf event array's buffers among them, are open by
+        # then, so each of the calls' records is logged or counted as lost.
+        ready = wait_attached(p)
         for _ in range(100):
             os.getppid()
         _wait_for(lambda: accounted(_tail_json(log_dir)) >= 300, seen=lambda: _by_type(_tail_json(log_dir)))
