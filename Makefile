@@ -32,11 +32,13 @@ define apt
 	  || { echo "make: apt-get could not install:$$missing" >&2; exit 1; }; fi
 endef
 
-# $(call pip,EXTRAS,WHAT): install rawbpf (editable) with EXTRAS into .venv, quietly; the log on failure
+# $(call pip,EXTRAS,WHAT): install rawbpf (editable) with EXTRAS into .venv, quietly; the log on failure.
+# compat mode: a path entry in a .pth file, not setuptools' import hook, which every start of rawbpf paid for
 define pip
 	@echo "setting up $(VENV): $(2)"
 	@[ -x $(VPY) ] || $(PYTHON) -m venv $(VENV)
-	@$(VPY) -m pip install -q --disable-pip-version-check -e '.$(1)' > $(VENV)/pip.log 2>&1 \
+	@$(VPY) -m pip install -q --disable-pip-version-check --config-settings editable_mode=compat -e '.$(1)' \
+	  > $(VENV)/pip.log 2>&1 \
 	  || { tail -20 $(VENV)/pip.log >&2; echo "make: pip install failed (log: $(VENV)/pip.log)" >&2; exit 1; }
 endef
 
