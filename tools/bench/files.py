@@ -28,8 +28,8 @@ What makes one run of the same job differ from the next on a shared VM, and what
   same work takes 20-50 % more CPU time, for seconds at a time. A syscall-free speed probe runs on both CPUs
   before each run: the job runs pinned to the one nearer its normal speed, and is kept only when the probe on
   it just before and just after is within PROBE_TOLERANCE of that CPU's normal speed (the tenth percentile of
-  its probes), else it is run again (up to TRIES; a slot never kept leaves its pair out). The probe sees
-  nothing of the monitor (no syscall in its timed part), the rule is the same with and without it, and
+  its recent probes), else it is run again (up to TRIES; a slot never kept leaves its pair out). The probe
+  sees nothing of the monitor (no syscall in its timed part), the rule is the same with and without it, and
   ``workload_tries`` / ``workload_redone`` show how often each side was rerun; ``*_cpu_overhead_all_*`` is
   the figure over every pair, unfiltered.
 - with the scheduler's autogroups, a nice value counts only inside its session, so the job (nice -10) still
@@ -427,10 +427,16 @@ TRIES = 3
 CALIBRATION_PROBES = 8
 
 
+#: a CPU's normal speed is taken over its last this many probes (about half a minute of runs): the host's
+#: speed shifts for minutes at a time, and runs are compared with their neighbours, not with the start
+NORMAL_WINDOW = 40
+
+
 class _Speed:
     """Speed probes (tools/bench/helpers/speed_probe.c) on each CPU a job may use. A CPU's normal speed is the
-    tenth percentile of its probes so far (not the least: one lucky probe would make every later run look
-    slow); a run between two probes near it was not slowed by the host."""
+    tenth percentile of its last NORMAL_WINDOW probes (not the least: one lucky probe would make every later
+    run look slow; not of all of them: a slower phase of the host would then leave no run kept); a run between
+    two probes near it was not slowed by the host."""
 
     def __init__(self, ctx: Context, cpus: List[int]) -> None:
         self.cmd = [str(ctx.helper("speed_probe")), str(PROBE_ROUNDS)]
@@ -440,7 +446,7 @@ class _Speed:
 
     def normal(self, cpu: int) -> float:
         """The probe time of ``cpu`` at its normal speed, in ms."""
-        seen = sorted(self.seen[cpu])
+        seen = sorted(self.seen[cpu][-NORMAL_WINDOW:])
         return seen[len(seen) // 10]
 
     def probe(self, cpu: int) -> float:
