@@ -462,6 +462,13 @@ struct {
 
 /* Entries in pending_conns (an upper bound: an LRU eviction is not subtracted) and simultaneous opens in
  * progress; while they are 0, a socket state change needs no lookup. */
+/* Always zero, but a map value to the verifier, which cannot know it. Before Linux 6.7 the verifier checks a
+ * bpf_loop callback once, with the state of its first call, and removes the branches that call does not take:
+ * a callback counter that starts at a constant 0 loses its bounds (on 6.1 the environment scan ran past its
+ * 64 KiB bound and read the middle of a long value as a variable). A counter starting from this one keeps
+ * both ways of each of its branches. */
+__u32 unknown_zero = 0;
+
 __u64 pending_count = 0;
 __u64 simopen_count = 0;
 
@@ -1149,7 +1156,8 @@ static __always_inline void read_env_attribution(struct exec_scratch *s, struct 
 	if (!read_env_bulk(&e)) {
 		__builtin_memset(s->session_id, 0, SESSION_LEN);
 		__builtin_memset(s->traceparent, 0, TRACEPARENT_LEN);
-		e = (struct env_ctx){ .p = task->mm->env_start, .end = task->mm->env_end };
+		e = (struct env_ctx){ .p = task->mm->env_start, .end = task->mm->env_end, .bytes = unknown_zero,
+				      .cont = unknown_zero };
 		bpf_loop(ENV_MAX_STEPS, read_env, &e, 0);
 	}
 	if (e.p < e.end && !(e.flags & ENV_TRUNCATED) && e.cont == 0 && e.bytes > 0)
